@@ -1,0 +1,24 @@
+//! Validated domain types. Every constructor checks its input, so a value of these types is valid.
+
+mod event;
+mod ids;
+mod json;
+mod session;
+mod timestamp;
+
+pub use event::{Event, EventType, NewEvent};
+pub use ids::{EventId, Language, SessionId};
+pub use json::{JsonObject, MAX_JSON_DEPTH, MAX_OBJECT_KEYS};
+pub use session::{NewSession, Session, Status, TerminalStatus};
+pub use timestamp::Timestamp;
+
+/// Why a value was refused; the API turns these into `errors: [{field, message}]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}

@@ -1,0 +1,184 @@
+//! `AppError` is what services and handlers return, and the only place that knows HTTP status
+//! codes. Every error leaves as RFC 9457 problem JSON with a stable snake_case `code`.
+
+use std::error::Error as _;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::repo::{BoxError, RepoError};
+
+/// One violation in a request, named by the field (or query parameter) it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request's fields or parameters are invalid; lists every violation at once.
+    #[error("request validation failed")]
+    Validation(Vec<FieldError>),
+    /// The request cannot be read at all (malformed JSON, a bad cursor, …).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// The request contradicts what is stored.
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
+    /// Storage cannot be reached right now; the client may retry.
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        AppError::NotFound {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// Maps a repository error, naming what was not found.
+    pub fn from_repo(err: RepoError, not_found: impl FnOnce() -> AppError) -> Self {
+        match err {
+            RepoError::NotFound => not_found(),
+            RepoError::Unavailable(source) => AppError::Unavailable(source),
+            RepoError::Backend(source) => AppError::Internal(source),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Validation(_) | AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Validation(_) => "validation_failed",
+            AppError::BadRequest { code, .. }
+            | AppError::NotFound { code, .. }
+            | AppError::Conflict { code, .. } => code,
+            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            AppError::Unavailable(_) => "storage_unavailable",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            AppError::Validation(errors) => format!(
+                "the request has {} invalid field{}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            ),
+            AppError::MethodNotAllowed => "this route does not accept that method".into(),
+            AppError::Unavailable(_) => {
+                "storage is unavailable right now; retry with the same request".into()
+            }
+            AppError::Internal(_) => "an internal error occurred".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The problem JSON body (RFC 9457).
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            let mut chain = String::new();
+            let mut source = self.source();
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(code = self.code(), "{self}{chain}");
+        } else {
+            tracing::debug!(code = self.code(), "{self}");
+        }
+        let problem = Problem {
+            kind: format!("urn:session-service:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code(),
+            errors: match &self {
+                AppError::Validation(errors) => Some(errors),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

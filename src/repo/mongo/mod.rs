@@ -1,0 +1,1 @@
+//! The MongoDB backend (arrives with its own issue).

@@ -1,0 +1,77 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::repo::Order;
+
+/// An opaque position in a session's events: the `seq` of the last event a page returned, and the
+/// order it was read in. Clients see it only as a URL-safe string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub order: Order,
+    pub seq: u64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let order = match self.order {
+            Order::Asc => 'a',
+            Order::Desc => 'd',
+        };
+        URL_SAFE_NO_PAD.encode(format!("v1.{order}.{}", self.seq))
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let mut parts = text.split('.');
+        let (Some("v1"), Some(order), Some(seq), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let order = match order {
+            "a" => Order::Asc,
+            "d" => Order::Desc,
+            _ => return None,
+        };
+        // Only canonical digits, so each position has exactly one spelling.
+        if seq.is_empty()
+            || (seq.len() > 1 && seq.starts_with('0'))
+            || !seq.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        Some(Cursor {
+            order,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        for cursor in [
+            Cursor {
+                order: Order::Asc,
+                seq: 0,
+            },
+            Cursor {
+                order: Order::Desc,
+                seq: u64::MAX,
+            },
+        ] {
+            assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        }
+    }
+
+    #[test]
+    fn foreign_strings_are_not_cursors() {
+        for raw in ["", "abc", "djEuYS4", "djEueC4x", "djEuYS4wMQ", "!!!"] {
+            assert_eq!(Cursor::decode(raw), None, "{raw}");
+        }
+    }
+}

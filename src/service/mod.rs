@@ -1,0 +1,215 @@
+//! The rules of the service: idempotency outcomes, state transitions and pagination. Handlers call
+//! these with validated domain types; atomicity itself lives in the repositories.
+
+mod cursor;
+
+use crate::domain::{
+    Event, EventId, NewEvent, NewSession, Session, SessionId, TerminalStatus, Timestamp,
+};
+use crate::error::AppError;
+use crate::repo::{Appended, EventRange, Order, RepoError, Repositories, Start};
+
+pub use cursor::Cursor;
+
+/// Page sizes accepted by the read endpoint.
+pub const MAX_PAGE_LIMIT: u32 = 100;
+pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+
+#[derive(Clone)]
+pub struct SessionService {
+    repos: Repositories,
+}
+
+/// Whether a write stored something new or found it already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Existing,
+}
+
+/// How the client asked to page: by page number or after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageMode {
+    Page(u64),
+    After(Cursor),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub order: Order,
+    pub mode: PageMode,
+}
+
+/// A session with one page of its events, and what the client needs to go on.
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    pub session: Session,
+    pub events: Vec<Event>,
+    pub limit: u32,
+    /// `None` in cursor mode.
+    pub page: Option<u64>,
+    pub total_pages: u64,
+    pub has_more: bool,
+    pub next_cursor: Option<Cursor>,
+}
+
+fn session_not_found(id: &SessionId) -> impl FnOnce() -> AppError + '_ {
+    move || AppError::not_found("session_not_found", format!("no session with id {id:?}"))
+}
+
+impl SessionService {
+    pub fn new(repos: Repositories) -> Self {
+        Self { repos }
+    }
+
+    pub fn repositories(&self) -> &Repositories {
+        &self.repos
+    }
+
+    /// Creates the session, or returns the stored one unchanged if its id is taken.
+    pub async fn create(&self, new: NewSession) -> Result<(Session, Written), AppError> {
+        let outcome = self.repos.sessions.create_or_get(new).await.map_err(|e| {
+            AppError::from_repo(e, || AppError::Internal("create returned not found".into()))
+        })?;
+        let written = if outcome.created {
+            Written::Created
+        } else {
+            Written::Existing
+        };
+        Ok((outcome.session, written))
+    }
+
+    /// Adds an event. A retry with the same content gets the stored event; the same `eventId` with
+    /// other content is a conflict, and so is a new event for a session that has ended.
+    pub async fn add_event(&self, new: NewEvent) -> Result<(Event, Written), AppError> {
+        let appended = self
+            .repos
+            .events
+            .append(new.clone())
+            .await
+            .map_err(|e| AppError::from_repo(e, session_not_found(&new.session_id)))?;
+        match appended {
+            Appended::New(event) => Ok((event, Written::Created)),
+            Appended::Existing(event) if new.matches(&event) => Ok((event, Written::Existing)),
+            Appended::Existing(_) => Err(AppError::conflict(
+                "event_id_conflict",
+                format!(
+                    "event {:?} already exists in session {:?} with different content",
+                    new.event_id.as_str(),
+                    new.session_id.as_str()
+                ),
+            )),
+            Appended::SessionEnded(status) => Err(AppError::conflict(
+                "session_ended",
+                format!(
+                    "session {:?} has ended ({status}) and accepts no new events",
+                    new.session_id.as_str()
+                ),
+            )),
+        }
+    }
+
+    /// Ends the session with `status`. Repeating it returns the same session; asking for the other
+    /// terminal status than the stored one is a conflict.
+    pub async fn end(&self, id: &SessionId, status: TerminalStatus) -> Result<Session, AppError> {
+        let session = self
+            .repos
+            .sessions
+            .end(id, status, Timestamp::now())
+            .await
+            .map_err(|e| AppError::from_repo(e, session_not_found(id)))?;
+        if session.status != status.status() {
+            return Err(AppError::conflict(
+                "session_already_ended",
+                format!(
+                    "session {:?} already ended as {}",
+                    id.as_str(),
+                    session.status
+                ),
+            ));
+        }
+        Ok(session)
+    }
+
+    pub async fn event(
+        &self,
+        session_id: &SessionId,
+        event_id: &EventId,
+    ) -> Result<Event, AppError> {
+        self.repos
+            .events
+            .get(session_id, event_id)
+            .await
+            .map_err(|e| {
+                AppError::from_repo(e, || {
+                    AppError::not_found(
+                        "event_not_found",
+                        format!(
+                            "no event {:?} in session {:?}",
+                            event_id.as_str(),
+                            session_id.as_str()
+                        ),
+                    )
+                })
+            })
+    }
+
+    pub async fn page(
+        &self,
+        id: &SessionId,
+        request: PageRequest,
+    ) -> Result<SessionPage, AppError> {
+        let start = match &request.mode {
+            PageMode::Page(page) => Start::Offset(
+                page.saturating_sub(1)
+                    .saturating_mul(u64::from(request.limit)),
+            ),
+            PageMode::After(cursor) => {
+                if cursor.order != request.order {
+                    return Err(AppError::invalid(
+                        "after",
+                        "this cursor was made for the other order; pass the same order as the page it came from",
+                    ));
+                }
+                Start::AfterSeq(cursor.seq)
+            }
+        };
+        let range = EventRange {
+            order: request.order,
+            start,
+            limit: request.limit,
+        };
+        let page = self
+            .repos
+            .events
+            .page(id, range)
+            .await
+            .map_err(|e| AppError::from_repo(e, session_not_found(id)))?;
+        let total = page.session.event_count;
+        let next_cursor = match page.events.last() {
+            Some(last) if page.has_more => Some(Cursor {
+                order: request.order,
+                seq: last.seq,
+            }),
+            _ => None,
+        };
+        Ok(SessionPage {
+            total_pages: total.div_ceil(u64::from(request.limit)),
+            page: match request.mode {
+                PageMode::Page(p) => Some(p),
+                PageMode::After(_) => None,
+            },
+            limit: request.limit,
+            has_more: page.has_more,
+            next_cursor,
+            events: page.events,
+            session: page.session,
+        })
+    }
+
+    /// Whether storage answers.
+    pub async fn ready(&self) -> Result<(), RepoError> {
+        self.repos.sessions.ping().await
+    }
+}
