@@ -7,12 +7,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
 use crate::error::AppError;
-use crate::repo::{RepoError, Repositories, sqlite::SqliteStore};
+use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
 use crate::service::SessionService;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,13 @@ pub async fn open_storage(config: &DatabaseConfig) -> Result<Repositories, Start
             }
             Ok(opened.store.repositories())
         }
-        DatabaseConfig::Mongo(_) => Err(storage_error(RepoError::Unavailable(
-            "the MongoDB backend is not built yet; use DATABASE_URL=sqlite://PATH".into(),
-        ))),
+        DatabaseConfig::Mongo(mongo) => {
+            let opened = MongoStore::open(mongo).await.map_err(storage_error)?;
+            for migration in &opened.applied_migrations {
+                tracing::info!(migration, "applied mongodb migration");
+            }
+            Ok(opened.store.repositories())
+        }
     }
 }
 
@@ -80,7 +85,12 @@ impl Application {
                     "a request handler panicked".into(),
                 ))
             }))
-            .layer(TraceLayer::new_for_http());
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            );
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await

@@ -55,7 +55,12 @@ pub struct SessionPage {
 }
 
 fn session_not_found(id: &SessionId) -> impl FnOnce() -> AppError + '_ {
-    move || AppError::not_found("session_not_found", format!("no session with id {id:?}"))
+    move || {
+        AppError::not_found(
+            "session_not_found",
+            format!("no session with id {:?}", id.as_str()),
+        )
+    }
 }
 
 impl SessionService {
