@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
 use futures_util::TryStreamExt;
 use mongodb::error::{
@@ -184,6 +185,25 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    async fn read_winner(&self, filter: Document) -> Result<Document, RepoError> {
+        for attempt in 1..=20 {
+            if let Some(doc) = self
+                .sessions
+                .find_one(filter.clone())
+                .await
+                .map_err(map_err)?
+            {
+                return Ok(doc);
+            }
+            backoff(attempt).await;
+        }
+        Err(RepoError::Backend(
+            "the session that won the create race is not visible".into(),
+        ))
+    }
+}
+
 /// Commits, retrying while the outcome is unknown (the spec's UnknownTransactionCommitResult).
 async fn commit(session: &mut ClientSession) -> Result<(), mongodb::error::Error> {
     let mut attempt = 0;
@@ -333,47 +353,29 @@ fn to_i64(v: u64) -> i64 {
 impl SessionRepository for MongoStore {
     async fn create_or_get(&self, new: NewSession) -> Result<CreateOutcome, RepoError> {
         let filter = doc! { "sessionId": new.session_id.as_str() };
+        // The caller whose token is stored is the one that created the session. Reading that back
+        // does not depend on how a server reports an upsert that lost a race.
+        let token = ObjectId::new();
+        let mut insert = session_to_document(&new);
+        insert.insert("createToken", token);
         let upsert = self
             .sessions
-            .find_one_and_update(
-                filter.clone(),
-                doc! { "$setOnInsert": session_to_document(&new) },
-            )
+            .find_one_and_update(filter.clone(), doc! { "$setOnInsert": insert })
             .upsert(true)
-            .return_document(ReturnDocument::Before)
+            .return_document(ReturnDocument::After)
             .await;
-        let before = match upsert {
-            Ok(before) => before,
-            // Two upserts raced to insert; the loser reads the winner's document.
-            Err(e) if is_duplicate_key(&e) => Some(
-                self.sessions
-                    .find_one(filter)
-                    .await
-                    .map_err(map_err)?
-                    .ok_or_else(|| {
-                        RepoError::Backend("session vanished after a duplicate key".into())
-                    })?,
-            ),
+        let stored = match upsert {
+            Ok(Some(stored)) => stored,
+            // The upsert lost a race to insert (a duplicate key, or no document from a server that
+            // answers so): read the winner's document, which may take a moment to become visible.
+            Ok(None) => self.read_winner(filter).await?,
+            Err(e) if is_duplicate_key(&e) => self.read_winner(filter).await?,
             Err(e) => return Err(map_err(e)),
         };
-        match before {
-            None => Ok(CreateOutcome {
-                session: Session {
-                    session_id: new.session_id,
-                    status: Status::Initiated,
-                    language: new.language,
-                    metadata: new.metadata,
-                    started_at: new.started_at,
-                    ended_at: None,
-                    event_count: 0,
-                },
-                created: true,
-            }),
-            Some(doc) => Ok(CreateOutcome {
-                session: session_from(&doc)?,
-                created: false,
-            }),
-        }
+        Ok(CreateOutcome {
+            created: stored.get_object_id("createToken").ok() == Some(token),
+            session: session_from(&stored)?,
+        })
     }
 
     async fn get(&self, id: &SessionId) -> Result<Session, RepoError> {

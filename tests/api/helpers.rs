@@ -1,0 +1,182 @@
+use serde_json::Value;
+use session_service::app::Application;
+use session_service::config::Config;
+
+use crate::support::StoreCtx;
+
+/// The running application and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: StoreCtx,
+}
+
+/// A response read whole: status, headers and the body as JSON (`Value::Null` if it is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts that this is problem JSON with `status` and `code`, and returns the body.
+    pub fn assert_problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert_eq!(self.body["status"], status);
+        for member in ["type", "title", "detail"] {
+            assert!(
+                self.body[member].is_string(),
+                "problem JSON lacks {member}: {}",
+                self.text
+            );
+        }
+        &self.body
+    }
+
+    /// The `field` names of a validation problem's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Starts the same `Application` as `main`, on a free port, over the test's own store.
+pub async fn spawn_app(store: StoreCtx) -> TestApp {
+    spawn_app_with(store, &[]).await
+}
+
+/// Like [`spawn_app`], with extra environment settings (e.g. `MAX_BODY_BYTES`).
+pub async fn spawn_app_with(store: StoreCtx, vars: &[(&str, &str)]) -> TestApp {
+    // Logs stay off unless asked for: TEST_LOG=1 cargo test
+    if std::env::var_os("TEST_LOG").is_some() {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "session_service=debug".into());
+        session_service::telemetry::init(session_service::config::LogFormat::Pretty, &filter);
+    }
+    let mut env: Vec<(String, String)> = vec![("PORT".into(), "0".into())];
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_lookup(|name| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("test config");
+    let app = Application::with_repositories(&config, store.repos.clone())
+        .await
+        .expect("build application");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        store,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Self::read(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        Self::read(
+            self.client
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
+    }
+
+    /// POSTs `body` as is, with `content_type` if given.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        Self::read(request.send().await.expect("POST")).await
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> Reply {
+        Self::read(
+            self.client
+                .request(method, self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// Creates a session and asserts it was created.
+    pub async fn create_session(&self, id: &str) -> Value {
+        let r = self
+            .post_json(
+                "/sessions",
+                &serde_json::json!({"sessionId": id, "language": "en-US"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body
+    }
+
+    /// Adds a `user_speech` event with `{"text": event_id}` and asserts it was stored.
+    pub async fn add_event(&self, session_id: &str, event_id: &str) -> Value {
+        let r = self
+            .post_json(
+                &format!("/sessions/{session_id}/events"),
+                &serde_json::json!({"eventId": event_id, "type": "user_speech", "payload": {"text": event_id}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body
+    }
+}

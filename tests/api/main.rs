@@ -1,0 +1,7 @@
+//! The HTTP suite: the real application on port 0, a real HTTP client, every backend.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod helpers;
+mod sessions;
