@@ -151,3 +151,4 @@ macro_rules! on_every_backend {
         }
     };
 }
+pub mod proxy;

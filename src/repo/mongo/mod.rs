@@ -40,8 +40,9 @@ use convert::{corrupt, from_document, to_document};
 /// URI sets `serverSelectionTimeoutMS`.
 const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Attempts at an append transaction that keeps meeting write conflicts.
-const MAX_TRANSACTION_ATTEMPTS: u32 = 200;
+/// How long an append keeps retrying a transaction that meets write conflicts with concurrent
+/// appends to the same session, before it gives up with 503.
+const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(5);
 const SEQ_INDEX: &str = "sessionId_seq_unique";
 const DUPLICATE_KEY: i32 = 11000;
 
@@ -106,14 +107,18 @@ impl MongoStore {
     /// The append transaction, retried while the server calls its failures transient (write
     /// conflicts with concurrent appends to the same session, elections, network blips).
     async fn append_in_transaction(&self, new: &NewEvent) -> Result<Appended, TxnError> {
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut session = self.client.start_session().await?;
             match self.try_append(&mut session, new).await {
+                // Only conflicts the server reported are retried here; an unreachable server
+                // already had the driver's own timeouts and is answered with 503 at once.
                 Err(TxnError::Driver(e))
                     if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
-                        && attempt < MAX_TRANSACTION_ATTEMPTS =>
+                        && !is_unreachable(&e)
+                        && started.elapsed() < TRANSACTION_RETRY_BUDGET =>
                 {
                     let _ = session.abort_transaction().await;
                     backoff(attempt).await;
@@ -254,17 +259,23 @@ fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     }
 }
 
-pub(crate) fn map_err(err: mongodb::error::Error) -> RepoError {
-    match err.kind.as_ref() {
+/// The server could not be reached or the connection broke.
+fn is_unreachable(err: &mongodb::error::Error) -> bool {
+    matches!(
+        err.kind.as_ref(),
         ErrorKind::ServerSelection { .. }
-        | ErrorKind::Io(_)
-        | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. }
-        | ErrorKind::Shutdown => RepoError::Unavailable(Box::new(err)),
-        _ if err.contains_label(TRANSIENT_TRANSACTION_ERROR) => {
-            RepoError::Unavailable(Box::new(err))
-        }
-        _ => RepoError::Backend(Box::new(err)),
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::DnsResolve { .. }
+            | ErrorKind::Shutdown
+    )
+}
+
+pub(crate) fn map_err(err: mongodb::error::Error) -> RepoError {
+    if is_unreachable(&err) || err.contains_label(TRANSIENT_TRANSACTION_ERROR) {
+        RepoError::Unavailable(Box::new(err))
+    } else {
+        RepoError::Backend(Box::new(err))
     }
 }
 
