@@ -43,6 +43,17 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// Every environment variable the service reads (checked against `docker-compose.yml` in CI).
+pub const VARIABLES: &[&str] = &[
+    "HOST",
+    "PORT",
+    "DATABASE_URL",
+    "SQLITE_SYNCHRONOUS",
+    "MAX_BODY_BYTES",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
+
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sessions.db";
 pub const DEFAULT_LOG_FILTER: &str = "session_service=info,tower_http=info";
 
