@@ -34,9 +34,14 @@ impl Timestamp {
 
     /// Parses RFC 3339 with any offset; the instant is kept in UTC, truncated to milliseconds.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let parsed = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| {
-            Invalid::new("must be an RFC 3339 date-time such as 2025-12-21T15:30:15.123Z")
-        })?;
+        let invalid =
+            || Invalid::new("must be an RFC 3339 date-time such as 2025-12-21T15:30:15.123Z");
+        // The parser accepts any byte between date and time; RFC 3339 allows `T`, `t` and (by
+        // its note) a space.
+        if !matches!(raw.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+            return Err(invalid());
+        }
+        let parsed = OffsetDateTime::parse(raw, &Rfc3339).map_err(|_| invalid())?;
         let millis = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
         Self::from_millis(i64::try_from(millis).map_err(|_| Invalid::new("is out of range"))?)
     }
