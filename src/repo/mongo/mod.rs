@@ -26,7 +26,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, Hint, ReturnDocument, Writ
 use mongodb::{Client, ClientSession, Collection, Database};
 
 use super::{
-    Appended, CreateOutcome, EventPage, EventRange, EventRepository, Order, RepoError,
+    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, Order, RepoError,
     Repositories, SessionRepository, seq_bounds,
 };
 use crate::config::MongoSettings;
@@ -53,7 +53,13 @@ pub struct MongoStore {
     sessions: Collection<Document>,
     events: Collection<Document>,
     write_concern: WriteConcern,
+    /// Appends to one session queue here before their transactions, so that one instance does
+    /// not make its own appends conflict with each other (other instances still can, and retry).
+    append_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
+
+/// How many locks the sessions are spread over; two sessions share one rarely.
+const APPEND_LOCK_STRIPES: usize = 1024;
 
 pub struct Opened {
     pub store: MongoStore,
@@ -92,6 +98,9 @@ impl MongoStore {
                 client,
                 db,
                 write_concern,
+                append_locks: (0..APPEND_LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
             },
             applied_migrations,
         })
@@ -404,7 +413,7 @@ impl SessionRepository for MongoStore {
         id: &SessionId,
         status: TerminalStatus,
         ended_at: Timestamp,
-    ) -> Result<Session, RepoError> {
+    ) -> Result<EndOutcome, RepoError> {
         let ended = self
             .sessions
             .find_one_and_update(
@@ -417,10 +426,16 @@ impl SessionRepository for MongoStore {
             .return_document(ReturnDocument::After)
             .await
             .map_err(map_err)?;
-        match ended {
-            Some(doc) => session_from(&doc),
-            None => SessionRepository::get(self, id).await,
-        }
+        Ok(match ended {
+            Some(doc) => EndOutcome {
+                session: session_from(&doc)?,
+                ended_now: true,
+            },
+            None => EndOutcome {
+                session: SessionRepository::get(self, id).await?,
+                ended_now: false,
+            },
+        })
     }
 
     async fn ping(&self) -> Result<(), RepoError> {
@@ -435,6 +450,19 @@ impl SessionRepository for MongoStore {
 #[async_trait]
 impl EventRepository for MongoStore {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
+        // A retry of a stored event needs no transaction (stored events never change).
+        match EventRepository::get(self, &new.session_id, &new.event_id).await {
+            Ok(existing) => return Ok(Appended::Existing(existing)),
+            Err(RepoError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            new.session_id.hash(&mut hasher);
+            (hasher.finish() % self.append_locks.len() as u64) as usize
+        };
+        let _queued = self.append_locks[stripe].lock().await;
         match self.append_in_transaction(&new).await {
             Ok(appended) => Ok(appended),
             // A concurrent append with the same eventId committed first.
