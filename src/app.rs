@@ -2,13 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
@@ -32,14 +32,23 @@ pub enum StartupError {
     },
 }
 
-pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    addr: SocketAddr,
+/// An opened store: its repositories, and what must happen to close it cleanly.
+pub struct Storage {
+    pub repos: Repositories,
+    pub applied_migrations: Vec<String>,
+    closer: Closer,
 }
 
-/// Opens the configured store, runs its migrations and returns its repositories.
-pub async fn open_storage(config: &DatabaseConfig) -> Result<Repositories, StartupError> {
+enum Closer {
+    /// The SQLite writer thread: it finishes its queue, checkpoints the WAL and closes once every
+    /// handle to the store is gone.
+    SqliteWriter(std::thread::JoinHandle<()>),
+    /// MongoDB acknowledges every write before we answer; there is nothing to flush.
+    Nothing,
+}
+
+/// Opens the configured store and runs its migrations.
+pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupError> {
     let storage_error = |source| StartupError::Storage {
         backend: config.redacted(),
         source,
@@ -47,26 +56,41 @@ pub async fn open_storage(config: &DatabaseConfig) -> Result<Repositories, Start
     match config {
         DatabaseConfig::Sqlite(sqlite) => {
             let opened = SqliteStore::open(sqlite).map_err(storage_error)?;
-            for migration in &opened.applied_migrations {
-                tracing::info!(migration, "applied sqlite migration");
-            }
-            Ok(opened.store.repositories())
+            Ok(Storage {
+                repos: opened.store.repositories().instrumented("sqlite"),
+                applied_migrations: opened.applied_migrations,
+                closer: Closer::SqliteWriter(opened.writer),
+            })
         }
         DatabaseConfig::Mongo(mongo) => {
             let opened = MongoStore::open(mongo).await.map_err(storage_error)?;
-            for migration in &opened.applied_migrations {
-                tracing::info!(migration, "applied mongodb migration");
-            }
-            Ok(opened.store.repositories())
+            Ok(Storage {
+                repos: opened.store.repositories().instrumented("mongodb"),
+                applied_migrations: opened.applied_migrations,
+                closer: Closer::Nothing,
+            })
         }
     }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    shutdown_timeout: Duration,
+    closer: Closer,
 }
 
 impl Application {
     /// Opens storage and binds the listener; the service starts answering in [`Self::run_until`].
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
-        let repos = open_storage(&config.database).await?;
-        Self::with_repositories(config, repos).await
+        let storage = open_storage(&config.database).await?;
+        for migration in &storage.applied_migrations {
+            tracing::info!(migration, "applied migration");
+        }
+        let mut app = Self::with_repositories(config, storage.repos).await?;
+        app.closer = storage.closer;
+        Ok(app)
     }
 
     /// Builds on repositories opened elsewhere (tests share this path with `build`).
@@ -74,10 +98,12 @@ impl Application {
         config: &Config,
         repos: Repositories,
     ) -> Result<Self, StartupError> {
+        crate::telemetry::metrics_handle();
         let state = AppState {
             service: SessionService::new(repos),
             max_body_bytes: config.max_body_bytes,
         };
+        // Outermost last: `observe` sees every request, including panics turned into 500s.
         let router = api::router(state)
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
@@ -85,12 +111,7 @@ impl Application {
                     "a request handler panicked".into(),
                 ))
             }))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                    .on_request(())
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
-            );
+            .layer(from_fn_with_state(config.request_timeout, api::observe));
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -102,6 +123,8 @@ impl Application {
             listener,
             router,
             addr,
+            shutdown_timeout: config.shutdown_timeout,
+            closer: Closer::Nothing,
         })
     }
 
@@ -113,14 +136,44 @@ impl Application {
         self.addr.port()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish for
+    /// up to the configured shutdown timeout, and closes storage.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        };
+        {
+            let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+            let drain_deadline = async {
+                if stopping_rx.await.is_ok() {
+                    tokio::time::sleep(self.shutdown_timeout).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                served = server => served?,
+                () = drain_deadline => {
+                    tracing::warn!(
+                        timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                        "in-flight requests did not finish in time; closing their connections"
+                    );
+                }
+            }
+            // The server and every handler future holding storage handles are dropped here.
+        }
+        if let Closer::SqliteWriter(writer) = self.closer {
+            match tokio::task::spawn_blocking(move || writer.join()).await {
+                Ok(Ok(())) => tracing::info!("storage flushed and closed"),
+                _ => tracing::error!("the sqlite writer did not close cleanly"),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::repo::sqlite::{SqliteConfig, Synchronous};
 
@@ -14,6 +15,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// The longest a request may take before it is answered with 503 `request_timeout`.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run on after SIGTERM/SIGINT before the process exits.
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +57,8 @@ pub const VARIABLES: &[&str] = &[
     "MAX_BODY_BYTES",
     "LOG_FORMAT",
     "RUST_LOG",
+    "REQUEST_TIMEOUT_MS",
+    "SHUTDOWN_TIMEOUT_MS",
 ];
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sessions.db";
@@ -120,7 +127,22 @@ impl Config {
         let database =
             parse_database_url(&url.1, synchronous).map_err(|reason| bad(url.clone(), &reason))?;
 
+        let millis = |name: &'static str, default: &str| {
+            let raw = var(name, default);
+            match raw.1.parse::<u64>() {
+                Ok(ms) if ms >= 1 => Ok(Duration::from_millis(ms)),
+                _ => Err(bad(
+                    raw,
+                    "expected a whole number of milliseconds, at least 1",
+                )),
+            }
+        };
+        let request_timeout = millis("REQUEST_TIMEOUT_MS", "15000")?;
+        let shutdown_timeout = millis("SHUTDOWN_TIMEOUT_MS", "20000")?;
+
         Ok(Config {
+            request_timeout,
+            shutdown_timeout,
             host,
             port,
             database,
@@ -224,6 +246,8 @@ mod tests {
             ("DATABASE_URL", "postgres://x"),
             ("SQLITE_SYNCHRONOUS", "off"),
             ("RUST_LOG", "session_service=loud"),
+            ("REQUEST_TIMEOUT_MS", "0"),
+            ("SHUTDOWN_TIMEOUT_MS", "soon"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

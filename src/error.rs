@@ -44,6 +44,9 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
+    /// The request took longer than the configured request timeout.
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
     /// Storage cannot be reached right now; the client may retry.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
@@ -94,7 +97,7 @@ impl AppError {
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -109,6 +112,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
             AppError::Unavailable(_) => "storage_unavailable",
+            AppError::Timeout(_) => "request_timeout",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -125,6 +129,10 @@ impl AppError {
                 "storage is unavailable right now; retry with the same request".into()
             }
             AppError::Internal(_) => "an internal error occurred".into(),
+            AppError::Timeout(limit) => format!(
+                "the request did not finish within {} ms; retry with the same request",
+                limit.as_millis()
+            ),
             other => other.to_string(),
         }
     }
@@ -141,6 +149,8 @@ struct Problem<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 impl IntoResponse for AppError {
@@ -168,6 +178,7 @@ impl IntoResponse for AppError {
                 AppError::Validation(errors) => Some(errors),
                 _ => None,
             },
+            request_id: crate::api::current_request_id(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

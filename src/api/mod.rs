@@ -3,7 +3,10 @@
 mod dto;
 mod extract;
 mod json;
+mod observe;
 mod query;
+
+pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
 
 use axum::Json;
 use axum::Router;
@@ -33,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{session_id}/complete", post(complete_session))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { AppError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state)
@@ -115,6 +119,14 @@ async fn complete_session(
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics_handle().render(),
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {

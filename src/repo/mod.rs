@@ -9,6 +9,7 @@ use crate::domain::{
     Event, EventId, NewEvent, NewSession, Session, SessionId, Status, TerminalStatus,
 };
 
+mod instrumented;
 pub mod mongo;
 pub mod sqlite;
 
@@ -33,6 +34,14 @@ pub struct CreateOutcome {
     pub session: Session,
     /// `true` for exactly one caller per session id, however many race.
     pub created: bool,
+}
+
+/// The outcome of [`SessionRepository::end`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndOutcome {
+    pub session: Session,
+    /// `true` for the one call that ended the session.
+    pub ended_now: bool,
 }
 
 /// The outcome of [`EventRepository::append`].
@@ -90,13 +99,14 @@ pub trait SessionRepository: Send + Sync {
 
     /// Ends a session that has not ended: sets `status` and `ended_at` in one conditional write.
     /// If it has already ended, returns it as stored (whatever status it ended with), so
-    /// concurrent callers all see one `ended_at`. `NotFound` if there is no such session.
+    /// concurrent callers all see one `ended_at`; exactly one of them sees `ended_now`.
+    /// `NotFound` if there is no such session.
     async fn end(
         &self,
         id: &SessionId,
         status: TerminalStatus,
         ended_at: crate::domain::Timestamp,
-    ) -> Result<Session, RepoError>;
+    ) -> Result<EndOutcome, RepoError>;
 
     /// Answers when the store can serve requests.
     async fn ping(&self) -> Result<(), RepoError>;

@@ -78,6 +78,7 @@ impl SessionService {
             AppError::from_repo(e, || AppError::Internal("create returned not found".into()))
         })?;
         let written = if outcome.created {
+            metrics::counter!("sessions_created_total").increment(1);
             Written::Created
         } else {
             Written::Existing
@@ -94,36 +95,49 @@ impl SessionService {
             .append(new.clone())
             .await
             .map_err(|e| AppError::from_repo(e, session_not_found(&new.session_id)))?;
-        match appended {
-            Appended::New(event) => Ok((event, Written::Created)),
-            Appended::Existing(event) if new.matches(&event) => Ok((event, Written::Existing)),
-            Appended::Existing(_) => Err(AppError::conflict(
+        let refused = match appended {
+            Appended::New(event) => {
+                metrics::counter!("events_stored_total").increment(1);
+                return Ok((event, Written::Created));
+            }
+            Appended::Existing(event) if new.matches(&event) => {
+                metrics::counter!("event_replays_total").increment(1);
+                return Ok((event, Written::Existing));
+            }
+            Appended::Existing(_) => AppError::conflict(
                 "event_id_conflict",
                 format!(
                     "event {:?} already exists in session {:?} with different content",
                     new.event_id.as_str(),
                     new.session_id.as_str()
                 ),
-            )),
-            Appended::SessionEnded(status) => Err(AppError::conflict(
+            ),
+            Appended::SessionEnded(status) => AppError::conflict(
                 "session_ended",
                 format!(
                     "session {:?} has ended ({status}) and accepts no new events",
                     new.session_id.as_str()
                 ),
-            )),
-        }
+            ),
+        };
+        metrics::counter!("event_conflicts_total", "reason" => refused.code()).increment(1);
+        Err(refused)
     }
 
     /// Ends the session with `status`. Repeating it returns the same session; asking for the other
     /// terminal status than the stored one is a conflict.
     pub async fn end(&self, id: &SessionId, status: TerminalStatus) -> Result<Session, AppError> {
-        let session = self
+        let outcome = self
             .repos
             .sessions
             .end(id, status, Timestamp::now())
             .await
             .map_err(|e| AppError::from_repo(e, session_not_found(id)))?;
+        let session = outcome.session;
+        if outcome.ended_now {
+            metrics::counter!("sessions_ended_total", "status" => session.status.as_str())
+                .increment(1);
+        }
         if session.status != status.status() {
             return Err(AppError::conflict(
                 "session_already_ended",

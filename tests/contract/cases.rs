@@ -268,12 +268,16 @@ pub async fn ending_is_idempotent_and_concurrent_ends_agree_on_one_ended_at(s: S
         })
         .collect();
     let mut ended = HashSet::new();
+    let mut ended_now = 0;
     for t in tasks {
-        let session = t.await.unwrap();
+        let outcome = t.await.unwrap();
+        ended_now += usize::from(outcome.ended_now);
+        let session = outcome.session;
         assert_eq!(session.status, Status::Completed);
         ended.insert(session.ended_at.expect("ended_at set"));
     }
     assert_eq!(ended.len(), 1, "every caller must see the same ended_at");
+    assert_eq!(ended_now, 1, "exactly one caller ended it");
     // Asking for the other status later changes nothing and shows what is stored.
     let later = Timestamp::from_millis(1_766_331_200_000).unwrap();
     let again = s
@@ -282,8 +286,12 @@ pub async fn ending_is_idempotent_and_concurrent_ends_agree_on_one_ended_at(s: S
         .end(&sid("c"), TerminalStatus::Failed, later)
         .await
         .unwrap();
-    assert_eq!(again.status, Status::Completed);
-    assert_eq!(Some(again.ended_at.unwrap()), ended.into_iter().next());
+    assert_eq!(again.session.status, Status::Completed);
+    assert_eq!(
+        Some(again.session.ended_at.unwrap()),
+        ended.into_iter().next()
+    );
+    assert!(!again.ended_now);
 }
 
 pub async fn ending_an_unknown_session_is_not_found(s: StoreCtx) {
@@ -496,4 +504,30 @@ pub async fn everything_survives_reopening_the_store(s: StoreCtx) {
 
 pub async fn ping_answers_when_the_store_is_up(s: StoreCtx) {
     s.repos.sessions.ping().await.unwrap();
+}
+
+pub async fn two_instances_appending_to_one_session_keep_seqs_dense_and_counts_exact(s: StoreCtx) {
+    // A second store on the same database, as a second service instance would have: appends from
+    // the two meet only in the database itself.
+    let other = s.reopen().await;
+    created(&s.repos, "c").await;
+    let tasks: Vec<_> = (0..60u64)
+        .map(|i| {
+            let repos = if i % 2 == 0 {
+                s.repos.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move { append_new(&repos, "c", &format!("e{i}")).await })
+        })
+        .collect();
+    let mut got = HashSet::new();
+    for t in tasks {
+        assert!(got.insert(t.await.unwrap()), "a seq was handed out twice");
+    }
+    assert_eq!(got, (1..=60).collect::<HashSet<_>>());
+    assert_eq!(
+        s.repos.sessions.get(&sid("c")).await.unwrap().event_count,
+        60
+    );
 }

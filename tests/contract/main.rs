@@ -26,4 +26,5 @@ on_every_backend!(crate::cases =>
     accepted_json_round_trips_exactly,
     everything_survives_reopening_the_store,
     ping_answers_when_the_store_is_up,
+    two_instances_appending_to_one_session_keep_seqs_dense_and_counts_exact,
 );

@@ -66,7 +66,7 @@ impl TestStore {
                 (config, None)
             }
         };
-        let repos = open_storage(&config).await.expect("open test store");
+        let repos = open_storage(&config).await.expect("open test store").repos;
         TestStore {
             backend,
             config,
@@ -109,7 +109,10 @@ pub struct StoreCtx {
 impl StoreCtx {
     /// Opens the same store again, as a restarted process would.
     pub async fn reopen(&self) -> Repositories {
-        open_storage(&self.config).await.expect("reopen test store")
+        open_storage(&self.config)
+            .await
+            .expect("reopen test store")
+            .repos
     }
 }
 

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Appended, CreateOutcome, EventPage, EventRange, EventRepository, Order, RepoError,
+    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, Order, RepoError,
     Repositories, SessionRepository, seq_bounds,
 };
 use crate::domain::{
@@ -53,6 +53,8 @@ pub struct SqliteStore {
 pub struct Opened {
     pub store: SqliteStore,
     pub applied_migrations: Vec<String>,
+    /// Ends once every clone of the store is dropped and the writer has checkpointed and closed.
+    pub writer: std::thread::JoinHandle<()>,
 }
 
 const QUEUE_DEPTH: usize = 4096;
@@ -68,7 +70,7 @@ impl SqliteStore {
         configure(&conn, config.synchronous).map_err(map_err)?;
         let applied_migrations = migrations::migrate(&mut conn).map_err(map_err)?;
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        writer::spawn(conn, rx).map_err(|e| RepoError::Backend(Box::new(e)))?;
+        let writer = writer::spawn(conn, rx).map_err(|e| RepoError::Backend(Box::new(e)))?;
         let readers = Arc::new(ReadPool {
             path: config.path.clone(),
             idle: Mutex::new(Vec::new()),
@@ -79,6 +81,7 @@ impl SqliteStore {
                 readers,
             },
             applied_migrations,
+            writer,
         })
     }
 
@@ -193,7 +196,7 @@ impl SessionRepository for SqliteStore {
         id: &SessionId,
         status: TerminalStatus,
         ended_at: Timestamp,
-    ) -> Result<Session, RepoError> {
+    ) -> Result<EndOutcome, RepoError> {
         let id = id.clone();
         self.write(|reply| Command::End(id, status, ended_at, reply))
             .await

@@ -5,30 +5,28 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{map_err, rows};
 use crate::domain::{Event, NewEvent, NewSession, SessionId, Status, TerminalStatus, Timestamp};
-use crate::repo::{Appended, CreateOutcome, RepoError};
+use crate::repo::{Appended, CreateOutcome, EndOutcome, RepoError};
 
 type Reply<T> = oneshot::Sender<Result<T, RepoError>>;
 
 pub enum Command {
     Create(NewSession, Reply<CreateOutcome>),
     Append(NewEvent, Reply<Appended>),
-    End(
-        SessionId,
-        TerminalStatus,
-        Timestamp,
-        Reply<crate::domain::Session>,
-    ),
+    End(SessionId, TerminalStatus, Timestamp, Reply<EndOutcome>),
     Ping(Reply<()>),
 }
 
 /// The most commands one transaction takes; more wait for the next commit.
 const MAX_BATCH: usize = 512;
 
-pub fn spawn(conn: Connection, rx: mpsc::Receiver<Command>) -> std::io::Result<()> {
+/// Starts the writer; it runs until every sender is dropped, then checkpoints and closes.
+pub fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Command>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sqlite-writer".into())
         .spawn(move || run(conn, rx))
-        .map(|_| ())
 }
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
@@ -42,7 +40,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
+        metrics::histogram!("sqlite_write_batch_size").record(batch.len() as f64);
         commit_batch(&mut conn, &mut batch);
+    }
+    // Every sender is gone: fold the WAL back into the database file before closing.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "sqlite checkpoint at close failed");
     }
 }
 
@@ -50,10 +53,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
 enum Answer {
     Create(Reply<CreateOutcome>, Result<CreateOutcome, RepoError>),
     Append(Reply<Appended>, Result<Appended, RepoError>),
-    End(
-        Reply<crate::domain::Session>,
-        Result<crate::domain::Session, RepoError>,
-    ),
+    End(Reply<EndOutcome>, Result<EndOutcome, RepoError>),
     Ping(Reply<()>),
 }
 
@@ -218,18 +218,23 @@ fn end(
     id: &SessionId,
     status: TerminalStatus,
     ended_at: Timestamp,
-) -> Result<crate::domain::Session, RepoError> {
-    conn.prepare_cached(
-        "UPDATE sessions SET status = ?2, ended_at = ?3
+) -> Result<EndOutcome, RepoError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE sessions SET status = ?2, ended_at = ?3
          WHERE session_id = ?1 AND status IN ('initiated', 'active')",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            id.as_str(),
-            status.status().as_str(),
-            ended_at.millis()
-        ])
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.as_str(),
+                status.status().as_str(),
+                ended_at.millis()
+            ])
+        })
+        .map_err(map_err)?;
+    let session = rows::session(conn, id)?.ok_or(RepoError::NotFound)?;
+    Ok(EndOutcome {
+        session,
+        ended_now: changed == 1,
     })
-    .map_err(map_err)?;
-    rows::session(conn, id)?.ok_or(RepoError::NotFound)
 }

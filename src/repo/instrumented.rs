@@ -1,0 +1,122 @@
+//! A decorator that times every repository call: `storage_operation_duration_seconds` by backend,
+//! operation and outcome. It forwards everything else untouched.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{
+    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, RepoError,
+    Repositories, SessionRepository,
+};
+use crate::domain::{
+    Event, EventId, NewEvent, NewSession, Session, SessionId, TerminalStatus, Timestamp,
+};
+
+struct Timed<R: ?Sized> {
+    backend: &'static str,
+    inner: Arc<R>,
+}
+
+async fn timed<T>(
+    backend: &'static str,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, RepoError>>,
+) -> Result<T, RepoError> {
+    let started = Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(RepoError::NotFound) => "not_found",
+        Err(RepoError::Unavailable(_)) => "unavailable",
+        Err(RepoError::Backend(_)) => "error",
+    };
+    metrics::histogram!(
+        "storage_operation_duration_seconds",
+        "backend" => backend,
+        "operation" => operation,
+        "outcome" => outcome,
+    )
+    .record(started.elapsed().as_secs_f64());
+    result
+}
+
+#[async_trait]
+impl SessionRepository for Timed<dyn SessionRepository> {
+    async fn create_or_get(&self, new: NewSession) -> Result<CreateOutcome, RepoError> {
+        timed(
+            self.backend,
+            "create_session",
+            self.inner.create_or_get(new),
+        )
+        .await
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Session, RepoError> {
+        timed(self.backend, "get_session", self.inner.get(id)).await
+    }
+
+    async fn end(
+        &self,
+        id: &SessionId,
+        status: TerminalStatus,
+        ended_at: Timestamp,
+    ) -> Result<EndOutcome, RepoError> {
+        timed(
+            self.backend,
+            "end_session",
+            self.inner.end(id, status, ended_at),
+        )
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        timed(self.backend, "ping", self.inner.ping()).await
+    }
+}
+
+#[async_trait]
+impl EventRepository for Timed<dyn EventRepository> {
+    async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
+        timed(self.backend, "append_event", self.inner.append(new)).await
+    }
+
+    async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {
+        timed(
+            self.backend,
+            "get_event",
+            self.inner.get(session_id, event_id),
+        )
+        .await
+    }
+
+    async fn page(
+        &self,
+        session_id: &SessionId,
+        range: EventRange,
+    ) -> Result<EventPage, RepoError> {
+        timed(
+            self.backend,
+            "page_events",
+            self.inner.page(session_id, range),
+        )
+        .await
+    }
+}
+
+impl Repositories {
+    /// The same repositories, with every call timed under `backend`.
+    pub fn instrumented(self, backend: &'static str) -> Repositories {
+        Repositories {
+            sessions: Arc::new(Timed {
+                backend,
+                inner: self.sessions,
+            }),
+            events: Arc::new(Timed {
+                backend,
+                inner: self.events,
+            }),
+        }
+    }
+}
