@@ -180,3 +180,116 @@ impl TestApp {
         r.body
     }
 }
+
+/// What following `nextCursor` from the first page saw.
+#[derive(Debug)]
+pub struct Walk {
+    /// Every event's `seq`, in the order the pages gave them.
+    pub seqs: Vec<u64>,
+    /// Every event's `eventId`, in the same order.
+    pub event_ids: Vec<String>,
+    /// `pagination.total` of the first page.
+    pub first_total: u64,
+    /// How many pages were read.
+    pub pages: usize,
+}
+
+impl TestApp {
+    /// Another handle on the same running application, to move into a spawned task.
+    pub fn handle(&self) -> TestApp {
+        TestApp {
+            base: self.base.clone(),
+            client: self.client.clone(),
+            store: self.store.clone(),
+        }
+    }
+
+    /// POSTs `body` to the session's events, whatever the answer.
+    pub async fn post_event(&self, session_id: &str, body: &Value) -> Reply {
+        self.post_json(&format!("/sessions/{session_id}/events"), body)
+            .await
+    }
+
+    /// POSTs to the session's `complete`: with no body at all for `None`, else `body` as JSON.
+    pub async fn complete(&self, session_id: &str, body: Option<&Value>) -> Reply {
+        let path = format!("/sessions/{session_id}/complete");
+        match body {
+            Some(body) => self.post_json(&path, body).await,
+            None => {
+                Self::read(
+                    self.client
+                        .post(self.url(&path))
+                        .send()
+                        .await
+                        .expect("POST"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// GETs the session (with `query`, e.g. `"?limit=5"`, or `""`) and asserts 200.
+    pub async fn read_session(&self, session_id: &str, query: &str) -> Value {
+        let r = self.get(&format!("/sessions/{session_id}{query}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body
+    }
+
+    /// The session's `eventCount` as the read endpoint reports it.
+    pub async fn event_count(&self, session_id: &str) -> u64 {
+        self.read_session(session_id, "?limit=1").await["eventCount"]
+            .as_u64()
+            .expect("eventCount is a number")
+    }
+
+    /// Adds `user_speech` events `{prefix}1` … `{prefix}{n}` one after another.
+    pub async fn add_events(&self, session_id: &str, prefix: &str, n: usize) {
+        for i in 1..=n {
+            self.add_event(session_id, &format!("{prefix}{i}")).await;
+        }
+    }
+
+    /// Follows `nextCursor` from the first page in `order` ("asc" or "desc") with page size
+    /// `limit`, checking every page's pagination on the way.
+    pub async fn walk(&self, session_id: &str, order: &str, limit: u32) -> Walk {
+        let mut query = format!("?order={order}&limit={limit}");
+        let mut walk = Walk {
+            seqs: Vec::new(),
+            event_ids: Vec::new(),
+            first_total: 0,
+            pages: 0,
+        };
+        for page_index in 0..10_000 {
+            let body = self.read_session(session_id, &query).await;
+            walk.pages += 1;
+            let p = &body["pagination"];
+            assert_eq!(p["limit"], limit, "{body}");
+            assert_eq!(p["total"], body["eventCount"], "{body}");
+            if page_index == 0 {
+                assert_eq!(p["page"], 1, "the first page is page 1: {body}");
+                walk.first_total = p["total"].as_u64().expect("total");
+            } else {
+                assert!(p["page"].is_null(), "cursor mode has no page: {body}");
+            }
+            let events = body["events"].as_array().expect("events");
+            assert!(events.len() <= limit as usize, "{body}");
+            for e in events {
+                walk.seqs.push(e["seq"].as_u64().expect("seq"));
+                walk.event_ids
+                    .push(e["eventId"].as_str().expect("eventId").to_owned());
+            }
+            let has_more = p["hasMore"].as_bool().expect("hasMore");
+            match p["nextCursor"].as_str() {
+                Some(cursor) => {
+                    assert!(has_more, "a nextCursor means hasMore: {body}");
+                    query = format!("?order={order}&limit={limit}&after={cursor}");
+                }
+                None => {
+                    assert!(!has_more, "hasMore needs a nextCursor: {body}");
+                    return walk;
+                }
+            }
+        }
+        panic!("the walk did not end after 10000 pages");
+    }
+}

@@ -3,5 +3,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod errors;
+mod events;
 mod helpers;
+mod outage;
+mod races;
+mod reads;
 mod sessions;

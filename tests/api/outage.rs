@@ -33,7 +33,10 @@ async fn an_unreachable_mongodb_gives_fast_503s_and_the_service_recovers_by_itse
         ),
         database: database.clone(),
     });
-    let repos = open_storage(&config).await.expect("open through the proxy");
+    let repos = open_storage(&config)
+        .await
+        .expect("open through the proxy")
+        .repos;
     let store = StoreCtx {
         backend: Backend::Mongo,
         config,
