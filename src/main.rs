@@ -7,7 +7,9 @@ use session_service::telemetry;
 const HELP: &str = "\
 session-service: records phone-call sessions and their events over HTTP.
 
-Usage: session-service [--help | --version]
+Usage: session-service [--help | --version | --openapi]
+
+  --openapi   print the OpenAPI 3.1 description and exit
 
 Configuration is read from the environment:
   PORT                3000                     listen port (0 = any free port)
@@ -17,6 +19,8 @@ Configuration is read from the environment:
   MAX_BODY_BYTES      1048576                  larger request bodies get 413
   LOG_FORMAT          pretty                   pretty | json
   RUST_LOG            session_service=info,tower_http=info
+  REQUEST_TIMEOUT_MS  15000                    a request taking longer gets 503 request_timeout
+  SHUTDOWN_TIMEOUT_MS 20000                    in-flight requests may finish this long after SIGTERM
 ";
 
 #[tokio::main]
@@ -24,6 +28,10 @@ async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("--help" | "-h") => {
             print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--openapi") => {
+            println!("{}", session_service::api::openapi::document());
             return ExitCode::SUCCESS;
         }
         Some("--version" | "-V") => {

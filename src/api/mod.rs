@@ -4,6 +4,7 @@ mod dto;
 mod extract;
 mod json;
 mod observe;
+pub mod openapi;
 mod query;
 
 pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { AppError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state)
@@ -60,6 +62,21 @@ fn respond(written: Written, location: String, body: impl serde::Serialize) -> R
     response
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    description = "Creates a session, or returns the stored one unchanged when the id exists (language, metadata and startedAt are never overwritten). Of concurrent identical calls exactly one gets 201.",
+    request_body(content = openapi::CreateSession, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = openapi::Session, headers(("Location" = String, description = "Where the created resource can be read"))),
+        (status = 200, description = "It existed: the stored session, unchanged", body = openapi::Session),
+        (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES (`payload_too_large`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json (`unsupported_media_type`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn create_session(
     State(state): State<AppState>,
     JsonObjectBody(body): JsonObjectBody,
@@ -70,6 +87,19 @@ async fn create_session(
     Ok(respond(written, location, dto::SessionBody::from(&session)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{sessionId}",
+    tag = "sessions",
+    description = "The session with one page of its events. Page by number (`page`) or by cursor (`after`, a `nextCursor` from a previous response); both cost the same on any page.",
+    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Events per page (default 20)"), ("page" = Option<u64>, Query, minimum = 1, description = "Page number (default 1); not with `after`"), ("order" = Option<String>, Query, description = "`asc` (default, transcript order by seq) or `desc`"), ("after" = Option<String>, Query, description = "A `nextCursor` from a previous page read in the same order")),
+    responses(
+        (status = 200, description = "The session and one page of events", body = openapi::SessionPage),
+        (status = 400, description = "Invalid path or query parameters (`validation_failed`), including page together with after", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session (`session_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_session(
     State(state): State<AppState>,
     PathParams(session_id): PathParams<String>,
@@ -82,6 +112,24 @@ async fn get_session(
     Ok(Json(dto::SessionPageBody::from(&page)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{sessionId}/events",
+    tag = "sessions",
+    description = "Adds an event. The eventId is an idempotency key: the same eventId with the same type, payload (and timestamp, if sent) returns the stored event with 200; with other content it is a 409.",
+    request_body(content = openapi::AddEvent, content_type = "application/json"),
+    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -")),
+    responses(
+        (status = 201, description = "Stored with the next seq", body = openapi::Event, headers(("Location" = String, description = "Where the created resource can be read"))),
+        (status = 200, description = "A retry: the stored event, unchanged", body = openapi::Event),
+        (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES (`payload_too_large`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json (`unsupported_media_type`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session (`session_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The eventId exists with other content (`event_id_conflict`), or the session has ended (`session_ended`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn add_event(
     State(state): State<AppState>,
     PathParams(session_id): PathParams<String>,
@@ -94,6 +142,19 @@ async fn add_event(
     Ok(respond(written, location, dto::EventBody::from(&event)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{sessionId}/events/{eventId}",
+    tag = "sessions",
+    description = "One event.",
+    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -"), ("eventId" = String, Path, description = "The event id: 1–128 characters of A–Z a–z 0–9 . _ : -")),
+    responses(
+        (status = 200, description = "The event", body = openapi::Event),
+        (status = 400, description = "Invalid ids (`validation_failed`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event or session (`event_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_event(
     State(state): State<AppState>,
     PathParams((session_id, event_id)): PathParams<(String, String)>,
@@ -106,6 +167,23 @@ async fn get_event(
     Ok(Json(dto::EventBody::from(&event)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{sessionId}/complete",
+    tag = "sessions",
+    description = "Ends the session (the body is optional; status defaults to completed). Repeating it returns the same session with the same endedAt.",
+    request_body(content = openapi::CompleteSession, content_type = "application/json"),
+    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -")),
+    responses(
+        (status = 200, description = "The ended session", body = openapi::Session),
+        (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than MAX_BODY_BYTES (`payload_too_large`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json (`unsupported_media_type`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session (`session_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session ended with the other status (`session_already_ended`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn complete_session(
     State(state): State<AppState>,
     PathParams(session_id): PathParams<String>,
@@ -117,10 +195,28 @@ async fn complete_session(
     Ok(Json(dto::SessionBody::from(&session)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    description = "The process is up.",
+    responses(
+        (status = 200, description = "Up", body = openapi::Status),
+    )
+)]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    description = "Prometheus metrics in the text exposition format.",
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
+    )
+)]
 async fn metrics() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -129,9 +225,34 @@ async fn metrics() -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    description = "Storage answers.",
+    responses(
+        (status = 200, description = "Ready", body = openapi::Status),
+        (status = 503, description = "Storage does not answer (`storage_unavailable`)", body = openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     state.service.ready().await.map_err(|e| {
         AppError::from_repo(e, || AppError::Internal("ping returned not found".into()))
     })?;
     Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    description = "This description (OpenAPI 3.1).",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+        .into_response()
 }

@@ -6,6 +6,7 @@ mod support;
 mod errors;
 mod events;
 mod helpers;
+mod operability;
 mod outage;
 mod races;
 mod reads;

@@ -1,0 +1,169 @@
+//! `/metrics` moves with what the service does. One test in its own binary, so no other test's
+//! requests share the process-wide recorder and every count can be exact.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use serde_json::json;
+use session_service::app::Application;
+use session_service::config::Config;
+use support::{Backend, TestStore};
+
+/// The sum of every series of `name` whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric_name, label_text) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let wanted = labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
+            (metric_name == name && wanted).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_calls() {
+    let store = TestStore::open(Backend::Sqlite).await;
+    let config = Config::from_lookup(|name| (name == "PORT").then(|| "0".to_owned())).unwrap();
+    let app = Application::with_repositories(&config, store.repos.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    let client = reqwest::Client::new();
+    let scrape = || async {
+        let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        r.text().await.unwrap()
+    };
+    let post = |path: &'static str, body: serde_json::Value| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            client
+                .post(format!("{base}{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    let before = scrape().await;
+    assert_eq!(
+        post("/sessions", json!({"sessionId": "m1", "language": "en"})).await,
+        201
+    );
+    assert_eq!(
+        post("/sessions", json!({"sessionId": "m1", "language": "en"})).await,
+        200
+    );
+    let event = json!({"eventId": "e1", "type": "system", "payload": {"n": 1}});
+    assert_eq!(post("/sessions/m1/events", event.clone()).await, 201);
+    assert_eq!(
+        post(
+            "/sessions/m1/events",
+            json!({"eventId": "e2", "type": "system", "payload": {}})
+        )
+        .await,
+        201
+    );
+    assert_eq!(post("/sessions/m1/events", event).await, 200);
+    assert_eq!(
+        post(
+            "/sessions/m1/events",
+            json!({"eventId": "e1", "type": "system", "payload": {"n": 2}})
+        )
+        .await,
+        409
+    );
+    assert_eq!(
+        post("/sessions/m1/complete", json!({"status": "failed"})).await,
+        200
+    );
+    assert_eq!(
+        post("/sessions/m1/complete", json!({"status": "failed"})).await,
+        200
+    );
+    assert_eq!(
+        post(
+            "/sessions/m1/events",
+            json!({"eventId": "e3", "type": "system", "payload": {}})
+        )
+        .await,
+        409
+    );
+    let after = scrape().await;
+
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        metric(&after, name, labels) - metric(&before, name, labels)
+    };
+    assert_eq!(delta("sessions_created_total", &[]), 1.0);
+    assert_eq!(delta("events_stored_total", &[]), 2.0);
+    assert_eq!(delta("event_replays_total", &[]), 1.0);
+    assert_eq!(
+        delta("event_conflicts_total", &[("reason", "event_id_conflict")]),
+        1.0
+    );
+    assert_eq!(
+        delta("event_conflicts_total", &[("reason", "session_ended")]),
+        1.0
+    );
+    assert_eq!(
+        delta("sessions_ended_total", &[("status", "failed")]),
+        1.0,
+        "a repeated end counts once"
+    );
+    let route = [
+        ("route", "/sessions/{session_id}/events"),
+        ("method", "POST"),
+    ];
+    assert_eq!(
+        delta(
+            "http_requests_total",
+            &[route[0], route[1], ("status", "201")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "http_requests_total",
+            &[route[0], route[1], ("status", "409")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        delta(
+            "http_request_duration_seconds_count",
+            &[route[0], ("status", "200")]
+        ),
+        1.0,
+        "latency is recorded per route template and status"
+    );
+    assert_eq!(
+        delta(
+            "storage_operation_duration_seconds_count",
+            &[("backend", "sqlite"), ("operation", "append_event")]
+        ),
+        5.0
+    );
+    assert!(delta("sqlite_write_batch_size_count", &[]) >= 1.0);
+    assert!(
+        after.contains("sqlite_write_batch_size_bucket"),
+        "batch sizes are a histogram"
+    );
+    store.cleanup().await;
+}
