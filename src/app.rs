@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -9,6 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
@@ -103,7 +105,19 @@ impl Application {
             service: SessionService::new(repos),
             max_body_bytes: config.max_body_bytes,
         };
-        // Outermost last: `observe` sees every request, including panics turned into 500s.
+        let auth = api::AuthPolicy {
+            keys: Arc::new(config.api_keys.clone()),
+            protect_metrics: config.metrics_require_key,
+        };
+        if config.api_keys.is_empty() {
+            tracing::warn!(
+                "API_KEYS is not set: anyone who can reach this port can read and write sessions"
+            );
+        } else {
+            tracing::info!(keys = config.api_keys.len(), "API key authentication is on");
+        }
+        // Outermost last: `observe` sees every request, including 401s and panics turned into
+        // 500s; CORS answers preflights before authentication.
         let router = api::router(state)
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
@@ -111,7 +125,12 @@ impl Application {
                     "a request handler panicked".into(),
                 ))
             }))
-            .layer(from_fn_with_state(config.request_timeout, api::observe));
+            .layer(from_fn_with_state(auth, api::require_api_key));
+        let router = match cors_layer(&config.cors_allowed_origins) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        };
+        let router = router.layer(from_fn_with_state(config.request_timeout, api::observe));
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -175,6 +194,30 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// CORS for the configured origins only; none configured, no CORS headers at all.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    let request_id = HeaderName::from_static(api::REQUEST_ID_HEADER);
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                request_id.clone(),
+            ])
+            .expose_headers([header::LOCATION, request_id]),
+    )
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -19,6 +19,53 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long in-flight requests may run on after SIGTERM/SIGINT before the process exits.
     pub shutdown_timeout: Duration,
+    /// API keys; empty means no authentication (local use only).
+    pub api_keys: ApiKeys,
+    /// Whether `/metrics` needs an API key when keys are configured.
+    pub metrics_require_key: bool,
+    /// Origins allowed to call the API from a browser; empty means no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+/// The configured API keys. Its `Debug` never shows them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKeys(Vec<String>);
+
+impl ApiKeys {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} configured)", self.0.len())
+    }
+}
+
+/// Keys are separated by commas or newlines; blank entries and `#` comment lines are skipped.
+fn parse_keys(text: &str) -> Result<Vec<String>, String> {
+    let keys: Vec<String> = text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && !k.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    match keys
+        .iter()
+        .find(|k| k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        Some(_) => Err("every key must be at least 16 visible ASCII characters".into()),
+        None => Ok(keys),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +106,10 @@ pub const VARIABLES: &[&str] = &[
     "RUST_LOG",
     "REQUEST_TIMEOUT_MS",
     "SHUTDOWN_TIMEOUT_MS",
+    "API_KEYS",
+    "API_KEYS_FILE",
+    "METRICS_REQUIRE_KEY",
+    "CORS_ALLOWED_ORIGINS",
 ];
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sessions.db";
@@ -140,7 +191,54 @@ impl Config {
         let request_timeout = millis("REQUEST_TIMEOUT_MS", "15000")?;
         let shutdown_timeout = millis("SHUTDOWN_TIMEOUT_MS", "20000")?;
 
+        // Keys are secrets: errors name the variable but never echo its value.
+        let mut api_keys = match lookup("API_KEYS") {
+            Some(raw) => parse_keys(&raw).map_err(|reason| ConfigError {
+                variable: "API_KEYS",
+                value: "<redacted>".into(),
+                reason,
+            })?,
+            None => Vec::new(),
+        };
+        if let Some(path) = lookup("API_KEYS_FILE") {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                bad(
+                    ("API_KEYS_FILE", path.clone()),
+                    &format!("cannot read it: {e}"),
+                )
+            })?;
+            api_keys.extend(parse_keys(&text).map_err(|reason| ConfigError {
+                variable: "API_KEYS_FILE",
+                value: path.clone(),
+                reason,
+            })?);
+        }
+        let metrics_key = var("METRICS_REQUIRE_KEY", "true");
+        let metrics_require_key = match metrics_key.1.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad(metrics_key, "expected true or false")),
+        };
+        let cors = var("CORS_ALLOWED_ORIGINS", "");
+        let cors_allowed_origins: Vec<String> = cors
+            .1
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(origin) = cors_allowed_origins.iter().find(|o| {
+            !(o.starts_with("http://") || o.starts_with("https://"))
+                || axum::http::HeaderValue::from_str(o).is_err()
+        }) {
+            let reason = format!("{origin:?} is not an origin such as https://app.example.com");
+            return Err(bad(cors, &reason));
+        }
+
         Ok(Config {
+            api_keys: ApiKeys(api_keys),
+            metrics_require_key,
+            cors_allowed_origins,
             request_timeout,
             shutdown_timeout,
             host,
@@ -248,11 +346,25 @@ mod tests {
             ("RUST_LOG", "session_service=loud"),
             ("REQUEST_TIMEOUT_MS", "0"),
             ("SHUTDOWN_TIMEOUT_MS", "soon"),
+            ("API_KEYS", "short"),
+            ("API_KEYS_FILE", "/nonexistent/keys"),
+            ("METRICS_REQUIRE_KEY", "maybe"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn api_keys_are_read_from_the_variable_and_never_shown() {
+        let c = config(&[("API_KEYS", "key-aaaaaaaaaaaaaaaa, key-bbbbbbbbbbbbbbbb")]).unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert!(!format!("{c:?}").contains("key-aaaa"));
+        let err = config(&[("API_KEYS", "tooshort")]).unwrap_err();
+        assert!(!err.to_string().contains("tooshort"), "{err}");
+        assert!(config(&[]).unwrap().api_keys.is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, handlers and the extractors and bodies they use.
 
+mod auth;
 mod dto;
 mod extract;
 mod json;
@@ -7,6 +8,7 @@ mod observe;
 pub mod openapi;
 mod query;
 
+pub use auth::{AuthPolicy, require_api_key};
 pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
 
 use axum::Json;

@@ -190,12 +190,64 @@ pub struct Status {
         super::metrics,
         super::openapi_json,
     ),
+    modifiers(&OptionalApiKeys),
     tags(
         (name = "sessions", description = "Calls and their events"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]
 pub struct ApiDoc;
+
+/// Documents the optional API keys: a bearer scheme, and the 401 that `/sessions` routes (and
+/// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured.
+struct OptionalApiKeys;
+
+impl utoipa::Modify for OptionalApiKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Required when the service runs with API_KEYS or API_KEYS_FILE set",
+                    ))
+                    .build(),
+            ),
+        );
+        let unauthorized = ResponseBuilder::new()
+            .description(
+                "API keys are configured and the request has no valid `Authorization: Bearer` \
+                 key (`unauthorized`, with `WWW-Authenticate`)",
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !(path.starts_with("/sessions") || path == "/metrics") {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.responses
+                    .responses
+                    .insert("401".into(), unauthorized.clone().into());
+                op.security = Some(vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("apiKey", Vec::<String>::new()),
+                ]);
+            }
+        }
+    }
+}
 
 /// The document as served at `/openapi.json` and kept in `openapi.json`.
 pub fn document() -> String {

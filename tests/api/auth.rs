@@ -1,0 +1,151 @@
+//! Optional API keys and CORS. Authentication is the same on every backend, so these run on SQLite.
+
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::support::{Backend, TestStore};
+
+const KEY: &str = "test-key-0123456789abcdef";
+const OTHER_KEY: &str = "second-key-0123456789abcdef";
+
+async fn app_with(vars: &[(&str, &str)]) -> (TestApp, TestStore) {
+    let store = TestStore::open(Backend::Sqlite).await;
+    let app = spawn_app_with(store.ctx(), vars).await;
+    (app, store)
+}
+
+async fn status(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app.client.request(method, app.url(path));
+    if let Some(key) = key {
+        request = request.header(AUTHORIZATION, format!("Bearer {key}"));
+    }
+    if path == "/sessions" {
+        request = request.json(&json!({"sessionId": "call-1", "language": "en"}));
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn with_api_keys_set_session_routes_need_a_valid_bearer_key() {
+    let keys = format!("{KEY},{OTHER_KEY}");
+    let (app, _store) = app_with(&[("API_KEYS", &keys)]).await;
+    for key in [None, Some("wrong-key-0123456789abcdef"), Some("")] {
+        let r = status(&app, reqwest::Method::POST, "/sessions", key).await;
+        assert_eq!(r.status(), 401, "key {key:?}");
+        assert!(
+            r.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "unauthorized");
+    }
+    let r = app.get("/sessions/call-1").await;
+    assert_eq!(
+        r.status, 401,
+        "nothing was created by the refused requests either"
+    );
+
+    assert_eq!(
+        status(&app, reqwest::Method::POST, "/sessions", Some(KEY))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        status(
+            &app,
+            reqwest::Method::GET,
+            "/sessions/call-1",
+            Some(OTHER_KEY)
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn health_and_ready_stay_open_and_metrics_follow_its_setting() {
+    let (app, _store) = app_with(&[("API_KEYS", KEY)]).await;
+    assert_eq!(app.get("/health").await.status, 200);
+    assert_eq!(app.get("/ready").await.status, 200);
+    assert_eq!(
+        app.get("/metrics").await.status,
+        401,
+        "metrics need a key by default"
+    );
+    assert_eq!(
+        status(&app, reqwest::Method::GET, "/metrics", Some(KEY))
+            .await
+            .status(),
+        200
+    );
+
+    let (open, _store) = app_with(&[("API_KEYS", KEY), ("METRICS_REQUIRE_KEY", "false")]).await;
+    assert_eq!(open.get("/metrics").await.status, 200);
+    assert_eq!(open.get("/sessions/x").await.status, 401);
+}
+
+#[tokio::test]
+async fn without_api_keys_everything_is_open() {
+    let (app, _store) = app_with(&[]).await;
+    assert_eq!(
+        status(&app, reqwest::Method::POST, "/sessions", None)
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(app.get("/metrics").await.status, 200);
+}
+
+#[tokio::test]
+async fn cors_headers_appear_only_for_configured_origins() {
+    let (plain, _s1) = app_with(&[]).await;
+    let r = plain
+        .client
+        .get(plain.url("/health"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "no CORS unless configured"
+    );
+
+    let (app, _s2) = app_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/sessions"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let other = app
+        .client
+        .get(app.url("/health"))
+        .header("origin", "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
