@@ -17,6 +17,10 @@ fn parse_id(raw: &str) -> Result<(), Invalid> {
     {
         return Err(Invalid::new("may contain only A-Z a-z 0-9 . _ : -"));
     }
+    // URL clients resolve these as path steps, so such an id could never be addressed.
+    if raw == "." || raw == ".." {
+        return Err(Invalid::new("may not be \".\" or \"..\""));
+    }
     Ok(())
 }
 
@@ -100,10 +104,11 @@ mod tests {
     #[test]
     fn ids_accept_the_documented_charset_and_lengths() {
         assert!(SessionId::parse("call-1.2_3:x").is_ok());
+        assert!(SessionId::parse("...").is_ok());
         assert!(SessionId::parse("a".repeat(128)).is_ok());
         assert!(SessionId::parse("a".repeat(129)).is_err());
         assert!(SessionId::parse("").is_err());
-        for bad in ["a b", "a/b", "é", "a\0b", "a%2F"] {
+        for bad in ["a b", "a/b", "é", "a\0b", "a%2F", ".", ".."] {
             assert!(EventId::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -7,6 +7,7 @@ mod auth;
 mod errors;
 mod events;
 mod helpers;
+mod hostile;
 mod operability;
 mod outage;
 mod races;
