@@ -154,4 +154,5 @@ macro_rules! on_every_backend {
         }
     };
 }
+pub mod json_strategy;
 pub mod proxy;
