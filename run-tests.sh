@@ -5,6 +5,7 @@
 # MongoDB-wire-compatible test server SecantusDB into ./.venv (git-ignored), starts it on a free
 # loopback port, and stops it afterwards. With MONGODB_URI set (e.g. a real MongoDB from
 # `docker compose`), the tests use that server instead. Arguments are passed to `cargo test`.
+# Then an HTTP fuzz pass (fuzz/run-schemathesis.sh) runs against the service on both backends.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -64,3 +65,10 @@ fi
 
 log "running the tests"
 cargo test --locked --all-targets "$@"
+
+# The HTTP fuzz pass (schemathesis, driven by openapi.json) on both backends: zero 5xx, zero
+# dropped connections. Bounded: a fixed seed and example count. Skip with FUZZ=0.
+if [ "${FUZZ:-1}" != "0" ]; then
+    log "fuzzing the HTTP API (SQLite and MongoDB)"
+    FUZZ_DATABASE_URL="$MONGODB_URI" fuzz/run-schemathesis.sh
+fi
