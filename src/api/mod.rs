@@ -94,7 +94,18 @@ async fn create_session(
     path = "/sessions/{sessionId}",
     tag = "sessions",
     description = "The session with one page of its events. Page by number (`page`) or by cursor (`after`, a `nextCursor` from a previous response); both cost the same on any page.",
-    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Events per page (default 20)"), ("page" = Option<u64>, Query, minimum = 1, description = "Page number (default 1); not with `after`"), ("order" = Option<String>, Query, description = "`asc` (default, transcript order by seq) or `desc`"), ("after" = Option<String>, Query, description = "A `nextCursor` from a previous page read in the same order")),
+    params(
+        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
+            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)"), 
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Events per page (default 20)"),
+        ("page" = Option<i64>, Query, minimum = 1,
+            description = "Page number (default 1); not with `after`"),
+        ("order" = Option<openapi::Order>, Query,
+            description = "`asc` (default, transcript order by seq) or `desc`"),
+        ("after" = Option<String>, Query,
+            description = "A `nextCursor` from a previous page read in the same order"),
+    ),
     responses(
         (status = 200, description = "The session and one page of events", body = openapi::SessionPage),
         (status = 400, description = "Invalid path or query parameters (`validation_failed`), including page together with after", body = openapi::Problem, content_type = "application/problem+json"),
@@ -120,7 +131,9 @@ async fn get_session(
     tag = "sessions",
     description = "Adds an event. The eventId is an idempotency key: the same eventId with the same type, payload (and timestamp, if sent) returns the stored event with 200; with other content it is a 409.",
     request_body(content = openapi::AddEvent, content_type = "application/json"),
-    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -")),
+    params(
+        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
+            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)")),
     responses(
         (status = 201, description = "Stored with the next seq", body = openapi::Event, headers(("Location" = String, description = "Where the created resource can be read"))),
         (status = 200, description = "A retry: the stored event, unchanged", body = openapi::Event),
@@ -149,7 +162,11 @@ async fn add_event(
     path = "/sessions/{sessionId}/events/{eventId}",
     tag = "sessions",
     description = "One event.",
-    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -"), ("eventId" = String, Path, description = "The event id: 1–128 characters of A–Z a–z 0–9 . _ : -")),
+    params(
+        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
+            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)"), 
+        ("eventId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
+            description = "The event id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)")),
     responses(
         (status = 200, description = "The event", body = openapi::Event),
         (status = 400, description = "Invalid ids (`validation_failed`)", body = openapi::Problem, content_type = "application/problem+json"),
@@ -174,8 +191,11 @@ async fn get_event(
     path = "/sessions/{sessionId}/complete",
     tag = "sessions",
     description = "Ends the session (the body is optional; status defaults to completed). Repeating it returns the same session with the same endedAt.",
-    request_body(content = openapi::CompleteSession, content_type = "application/json"),
-    params(("sessionId" = String, Path, description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : -")),
+    request_body(content = Option<openapi::CompleteSession>, content_type = "application/json",
+        description = "Optional: no body ends the session as completed"),
+    params(
+        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
+            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)")),
     responses(
         (status = 200, description = "The ended session", body = openapi::Session),
         (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),

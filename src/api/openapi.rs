@@ -11,10 +11,14 @@ use utoipa::{OpenApi, ToSchema};
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
     session_id: String,
     status: SessionStatus,
-    #[schema(example = "en-US", max_length = 35)]
+    #[schema(
+        example = "en-US",
+        max_length = 35,
+        pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+    )]
     language: String,
     /// Free-form JSON object, stored and returned exactly.
     #[schema(value_type = Object)]
@@ -44,6 +48,13 @@ pub enum EventType {
     UserSpeech,
     BotSpeech,
     System,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    Desc,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -99,11 +110,17 @@ pub struct SessionPage {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSession {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
     session_id: String,
-    #[schema(example = "en-US", max_length = 35)]
+    #[schema(
+        example = "en-US",
+        max_length = 35,
+        pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+    )]
     language: String,
-    /// A JSON object (default `{}`), nested at most 32 deep.
+    /// A JSON object (default `{}`): nested at most 32 deep, at most 1,000 keys per object, at
+    /// most 1 MiB as JSON; no key may contain NUL or start with `$`; integers must fit in 64
+    /// signed bits.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
 }
@@ -115,7 +132,7 @@ pub struct AddEvent {
     event_id: String,
     #[serde(rename = "type")]
     event_type: EventType,
-    /// A JSON object, nested at most 32 deep.
+    /// A JSON object, with the same rules as a session's `metadata`.
     #[schema(value_type = Object)]
     payload: serde_json::Value,
     /// RFC 3339; stored in UTC with millisecond precision.

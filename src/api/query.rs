@@ -59,7 +59,7 @@ pub fn page_request(raw: Option<&str>) -> Result<PageRequest, AppError> {
     let page_number = match page.as_deref() {
         None => None,
         Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if n >= 1 && !raw.starts_with('+') => Some(n),
+            Ok(n) if (1..=i64::MAX as u64).contains(&n) && !raw.starts_with('+') => Some(n),
             _ => {
                 errors.push(FieldError::new(
                     "page",
