@@ -1,7 +1,7 @@
 //! Row ⇄ domain conversions. Stored rows were validated on the way in; a row that no longer parses
 //! is reported as a backend error, never passed on.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 use serde_json::{Map, Value};
 
 use super::map_err;
@@ -14,8 +14,9 @@ fn corrupt(what: impl Into<String>) -> RepoError {
     RepoError::Backend(format!("stored row does not parse: {}", what.into()).into())
 }
 
-pub fn json_text(object: &JsonObject) -> String {
-    Value::Object(object.as_map().clone()).to_string()
+/// Compact JSON text of the object, serialized in place (no copy of the map).
+pub fn json_text(object: &JsonObject) -> Result<String, RepoError> {
+    serde_json::to_string(object.as_map()).map_err(|e| RepoError::Backend(Box::new(e)))
 }
 
 fn json_object(text: &str) -> Result<JsonObject, RepoError> {
@@ -32,69 +33,50 @@ fn count(value: i64) -> Result<u64, RepoError> {
     u64::try_from(value).map_err(|_| corrupt("negative count"))
 }
 
-pub const SESSION_COLUMNS: &str =
-    "session_id, status, language, metadata, started_at, ended_at, event_count";
-
-/// Raw columns, read inside rusqlite's row callback; parsing happens after, with our own errors.
-type SessionRow = (String, String, String, String, i64, Option<i64>, i64);
-
-fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-    ))
-}
-
-fn to_session(raw: SessionRow) -> Result<Session, RepoError> {
-    let (id, status, language, metadata, started_at, ended_at, event_count) = raw;
-    Ok(Session {
-        session_id: SessionId::parse(id).map_err(|e| corrupt(e.0))?,
-        status: status.parse::<Status>().map_err(|e| corrupt(e.0))?,
-        language: Language::parse(language).map_err(|e| corrupt(e.0))?,
-        metadata: json_object(&metadata)?,
-        started_at: timestamp(started_at)?,
-        ended_at: ended_at.map(timestamp).transpose()?,
-        event_count: count(event_count)?,
-    })
-}
+/// Written out (not formatted from a column list) so the cached statement is found without
+/// building its text on every read.
+const SESSION_BY_ID: &str = "SELECT session_id, status, language, metadata, started_at, ended_at, \
+     event_count FROM sessions WHERE session_id = ?1";
 
 pub fn session(conn: &Connection, id: &SessionId) -> Result<Option<Session>, RepoError> {
-    let raw = conn
-        .prepare_cached(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ?1"
-        ))
-        .and_then(|mut stmt| stmt.query_row([id.as_str()], session_row).optional())
-        .map_err(map_err)?;
-    raw.map(to_session).transpose()
+    let mut stmt = conn.prepare_cached(SESSION_BY_ID).map_err(map_err)?;
+    let mut rows = stmt.query([id.as_str()]).map_err(map_err)?;
+    let Some(row) = rows.next().map_err(map_err)? else {
+        return Ok(None);
+    };
+    let ended_at: Option<i64> = row.get(5).map_err(map_err)?;
+    Ok(Some(Session {
+        session_id: SessionId::parse(text(row, 0)?).map_err(|e| corrupt(e.0))?,
+        status: text(row, 1)?.parse::<Status>().map_err(|e| corrupt(e.0))?,
+        language: Language::parse(text(row, 2)?).map_err(|e| corrupt(e.0))?,
+        metadata: json_object(text(row, 3)?)?,
+        started_at: timestamp(int(row, 4)?)?,
+        ended_at: ended_at.map(timestamp).transpose()?,
+        event_count: count(int(row, 6)?)?,
+    }))
 }
 
-/// `seq, event_id, type, payload, timestamp`
-type EventRow = (i64, String, String, String, i64);
-
-fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+/// A text column, borrowed from SQLite rather than copied into an intermediate string.
+fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str, RepoError> {
+    row.get_ref(i)
+        .map_err(map_err)?
+        .as_str()
+        .map_err(|e| corrupt(e.to_string()))
 }
 
-fn to_event(session_id: &SessionId, raw: EventRow) -> Result<Event, RepoError> {
-    let (seq, event_id, event_type, payload, ts) = raw;
+fn int(row: &Row<'_>, i: usize) -> Result<i64, RepoError> {
+    row.get(i).map_err(map_err)
+}
+
+/// Reads `seq, event_id, type, payload, timestamp` (columns 0 to 4).
+fn event(session_id: &SessionId, row: &Row<'_>) -> Result<Event, RepoError> {
     Ok(Event {
         session_id: session_id.clone(),
-        event_id: EventId::parse(event_id).map_err(|e| corrupt(e.0))?,
-        seq: count(seq)?,
-        event_type: EventType::parse(&event_type).map_err(|e| corrupt(e.0))?,
-        payload: json_object(&payload)?,
-        timestamp: timestamp(ts)?,
+        event_id: EventId::parse(text(row, 1)?).map_err(|e| corrupt(e.0))?,
+        seq: count(int(row, 0)?)?,
+        event_type: EventType::parse(text(row, 2)?).map_err(|e| corrupt(e.0))?,
+        payload: json_object(text(row, 3)?)?,
+        timestamp: timestamp(int(row, 4)?)?,
     })
 }
 
@@ -103,17 +85,19 @@ pub fn event_by_id(
     session_id: &SessionId,
     event_id: &EventId,
 ) -> Result<Option<Event>, RepoError> {
-    let raw = conn
+    let mut stmt = conn
         .prepare_cached(
             "SELECT seq, event_id, type, payload, timestamp FROM events
              WHERE session_id = ?1 AND event_id = ?2",
         )
-        .and_then(|mut stmt| {
-            stmt.query_row([session_id.as_str(), event_id.as_str()], event_row)
-                .optional()
-        })
         .map_err(map_err)?;
-    raw.map(|r| to_event(session_id, r)).transpose()
+    let mut rows = stmt
+        .query([session_id.as_str(), event_id.as_str()])
+        .map_err(map_err)?;
+    match rows.next().map_err(map_err)? {
+        Some(row) => event(session_id, row).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Runs `sql`, which takes `(session_id, low_excl, high_incl, limit)` and selects event columns.
@@ -126,20 +110,19 @@ pub fn events(
     limit: u64,
 ) -> Result<Vec<Event>, RepoError> {
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let raw: Vec<EventRow> = conn
-        .prepare_cached(sql)
-        .and_then(|mut stmt| {
-            stmt.query_map(
-                params![
-                    session_id.as_str(),
-                    clamp(low_excl),
-                    clamp(high_incl),
-                    clamp(limit)
-                ],
-                event_row,
-            )?
-            .collect()
-        })
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt
+        .query(params![
+            session_id.as_str(),
+            clamp(low_excl),
+            clamp(high_incl),
+            clamp(limit)
+        ])
         .map_err(map_err)?;
-    raw.into_iter().map(|r| to_event(session_id, r)).collect()
+    // Sized once: growing it row by row reallocated the page several times per read.
+    let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(1024));
+    while let Some(row) = rows.next().map_err(map_err)? {
+        events.push(event(session_id, row)?);
+    }
+    Ok(events)
 }

@@ -1,0 +1,109 @@
+//! A fixed set of reader threads, each owning one read-only connection, fed by one queue.
+//!
+//! A read is a short synchronous SQLite call. Running each on `spawn_blocking` woke a thread of
+//! Tokio's blocking pool per read and, under concurrent reads, grew that pool to dozens of threads
+//! contending on its queue. Here a few long-lived threads take reads from a bounded queue and
+//! answer through a oneshot channel. A read stuck on a slow disk holds only its own reader thread,
+//! never a runtime worker.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::map_err;
+use crate::repo::RepoError;
+
+/// One read: runs on a reader thread with its connection, or with the error opening it gave.
+type Job = Box<dyn FnOnce(Result<&mut Connection, RepoError>) + Send>;
+
+/// Reads waiting for a reader; callers wait (asynchronously) for room beyond this.
+const QUEUE_DEPTH: usize = 1024;
+
+#[derive(Clone)]
+pub struct Readers {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Readers {
+    /// Starts `threads` readers on the database at `path`. They stop once every clone is dropped.
+    pub fn spawn(path: &Path, threads: usize) -> std::io::Result<Readers> {
+        let (queue, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let (rx, path) = (rx.clone(), path.to_path_buf());
+            std::thread::Builder::new()
+                .name(format!("sqlite-reader-{i}"))
+                .spawn(move || run(&path, &rx))?;
+        }
+        Ok(Readers { queue })
+    }
+
+    /// Runs `f` on a reader thread and returns its result.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, RepoError> + Send + 'static,
+    ) -> Result<T, RepoError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            // The caller may have gone away; then nobody wants the answer.
+            let _ = reply.send(conn.and_then(f));
+        });
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| RepoError::Unavailable("the sqlite readers have stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| RepoError::Backend("the sqlite read failed without an answer".into()))?
+    }
+}
+
+fn run(path: &Path, rx: &Mutex<mpsc::Receiver<Job>>) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        // One thread waits on the queue at a time; the others wait for the lock. Nothing panics
+        // while holding it, but a poisoned lock is still a usable queue.
+        let job = {
+            let mut rx = rx.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            rx.blocking_recv()
+        };
+        // `None`: every sender is gone, the store was dropped.
+        let Some(job) = job else { break };
+        if conn.is_none() {
+            match open_reader(path) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    job(Err(map_err(e)));
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        // A panicking read drops its reply (its caller gets an error) and its connection, which
+        // may be mid-transaction; the thread carries on with a fresh one.
+        if catch_unwind(AssertUnwindSafe(|| job(Ok(c)))).is_err() {
+            conn = None;
+        }
+    }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Plans must not depend on bound values: otherwise SQLite marks a statement whose `LIMIT ?` (or
+    // a range bound, with STAT4) takes a parameter as expired on every bind and re-prepares it on
+    // the next step, which defeats the statement cache. Our plans are fixed primary-key seeks.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(conn)
+}
