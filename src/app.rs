@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::api::AppError;
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
-use crate::error::AppError;
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
 use crate::service::SessionService;
 
@@ -117,15 +117,14 @@ impl Application {
             tracing::info!(keys = config.api_keys.len(), "API key authentication is on");
         }
         // Outermost last: `observe` sees every request, including 401s and panics turned into
-        // 500s; CORS answers preflights before authentication.
-        let router = api::router(state)
+        // 500s; CORS answers preflights before authentication (a route layer inside).
+        let router = api::router(state, auth)
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
                 axum::response::IntoResponse::into_response(AppError::Internal(
                     "a request handler panicked".into(),
                 ))
-            }))
-            .layer(from_fn_with_state(auth, api::require_api_key));
+            }));
         let router = match cors_layer(&config.cors_allowed_origins) {
             Some(cors) => router.layer(cors),
             None => router,

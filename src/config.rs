@@ -5,6 +5,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::repo::mongo::MongoSettings;
 use crate::repo::sqlite::{SqliteConfig, Synchronous};
 
 #[derive(Debug, Clone)]
@@ -27,9 +30,9 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
 }
 
-/// The configured API keys. Its `Debug` never shows them.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ApiKeys(Vec<String>);
+/// The configured API keys, held as secrets: neither `Debug` nor logs can show them.
+#[derive(Clone, Default)]
+pub struct ApiKeys(Vec<SecretString>);
 
 impl ApiKeys {
     pub fn is_empty(&self) -> bool {
@@ -40,8 +43,9 @@ impl ApiKeys {
         self.0.len()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &String> {
-        self.0.iter()
+    /// The keys' bytes, for the constant-time comparison in `api::auth` and nothing else.
+    pub fn exposed(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(|k| k.expose_secret().as_bytes())
     }
 }
 
@@ -52,19 +56,18 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 /// Keys are separated by commas or newlines; blank entries and `#` comment lines are skipped.
-fn parse_keys(text: &str) -> Result<Vec<String>, String> {
-    let keys: Vec<String> = text
+fn parse_keys(text: &str) -> Result<Vec<SecretString>, String> {
+    let keys: Vec<&str> = text
         .split([',', '\n'])
         .map(str::trim)
         .filter(|k| !k.is_empty() && !k.starts_with('#'))
-        .map(str::to_owned)
         .collect();
     match keys
         .iter()
         .find(|k| k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()))
     {
         Some(_) => Err("every key must be at least 16 visible ASCII characters".into()),
-        None => Ok(keys),
+        None => Ok(keys.into_iter().map(SecretString::from).collect()),
     }
 }
 
@@ -72,13 +75,6 @@ fn parse_keys(text: &str) -> Result<Vec<String>, String> {
 pub enum DatabaseConfig {
     Sqlite(SqliteConfig),
     Mongo(MongoSettings),
-}
-
-/// Where MongoDB lives; the rest of its settings come from the URI's options.
-#[derive(Debug, Clone)]
-pub struct MongoSettings {
-    pub uri: String,
-    pub database: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,25 +91,126 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-/// Every environment variable the service reads (checked against `docker-compose.yml` in CI).
-pub const VARIABLES: &[&str] = &[
-    "HOST",
-    "PORT",
-    "DATABASE_URL",
-    "SQLITE_SYNCHRONOUS",
-    "MAX_BODY_BYTES",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "REQUEST_TIMEOUT_MS",
-    "SHUTDOWN_TIMEOUT_MS",
-    "API_KEYS",
-    "API_KEYS_FILE",
-    "METRICS_REQUIRE_KEY",
-    "CORS_ALLOWED_ORIGINS",
-];
+/// One environment variable the service reads: its name, its default as a user would write it
+/// (empty: unset), and one line of help. [`VARIABLES`] lists them all; parsing reads only
+/// through it, and `--help` and the deployment checks are made from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Var {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sessions.db";
 pub const DEFAULT_LOG_FILTER: &str = "session_service=info,tower_http=info";
+
+/// Every environment variable the service reads, in the order `--help` lists them.
+pub const VARIABLES: &[Var] = &[
+    Var {
+        name: "HOST",
+        default: "127.0.0.1",
+        help: "listen address (0.0.0.0: every interface)",
+    },
+    Var {
+        name: "PORT",
+        default: "3000",
+        help: "listen port (0: any free port)",
+    },
+    Var {
+        name: "DATABASE_URL",
+        default: DEFAULT_DATABASE_URL,
+        help: "sqlite://PATH, or mongodb://HOST[:PORT]/DB (or mongodb+srv://)",
+    },
+    Var {
+        name: "SQLITE_SYNCHRONOUS",
+        default: "full",
+        help: "full | normal (full: an acknowledged write survives power loss)",
+    },
+    Var {
+        name: "MAX_BODY_BYTES",
+        default: "1048576",
+        help: "larger request bodies get 413 (at least 1024)",
+    },
+    Var {
+        name: "LOG_FORMAT",
+        default: "pretty",
+        help: "pretty | json",
+    },
+    Var {
+        name: "RUST_LOG",
+        default: DEFAULT_LOG_FILTER,
+        help: "log filter (tracing EnvFilter syntax)",
+    },
+    Var {
+        name: "REQUEST_TIMEOUT_MS",
+        default: "15000",
+        help: "a request taking longer gets 503 request_timeout",
+    },
+    Var {
+        name: "SHUTDOWN_TIMEOUT_MS",
+        default: "20000",
+        help: "in-flight requests may finish this long after SIGTERM",
+    },
+    Var {
+        name: "API_KEYS",
+        default: "",
+        help: "comma-separated Bearer keys (16+ visible ASCII each); unset: no auth",
+    },
+    Var {
+        name: "API_KEYS_FILE",
+        default: "",
+        help: "a file of keys, one per line (# comments), added to API_KEYS",
+    },
+    Var {
+        name: "METRICS_REQUIRE_KEY",
+        default: "true",
+        help: "true | false: whether /metrics needs a key when keys are set",
+    },
+    Var {
+        name: "CORS_ALLOWED_ORIGINS",
+        default: "",
+        help: "comma-separated browser origins allowed (CORS); unset: none",
+    },
+];
+
+/// The variable named `name` in [`VARIABLES`].
+pub fn variable(name: &str) -> Option<&'static Var> {
+    VARIABLES.iter().find(|v| v.name == name)
+}
+
+/// The configuration part of `--help`: every variable with its default and help, from [`VARIABLES`].
+pub fn help_text() -> String {
+    let width = VARIABLES.iter().map(|v| v.name.len()).max().unwrap_or(0);
+    let mut text =
+        String::from("Configuration is read from the environment (default in brackets):\n");
+    for v in VARIABLES {
+        let default = if v.default.is_empty() {
+            "unset"
+        } else {
+            v.default
+        };
+        text.push_str(&format!(
+            "  {:width$}  {}\n  {:width$}  [{default}]\n",
+            v.name, v.help, ""
+        ));
+    }
+    text
+}
+
+/// Reads variables through a lookup, falling back to the table's defaults. A name that is not in
+/// [`VARIABLES`] is a bug; it reads as unset and a unit test catches it.
+struct Env<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// `(name, value)`: the value set, or the default.
+    fn get(&self, name: &'static str) -> (&'static str, String) {
+        let default = variable(name).map(|v| v.default).unwrap_or_default();
+        let value = (self.lookup)(name).unwrap_or_else(|| default.to_owned());
+        (name, value)
+    }
+}
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -122,17 +219,15 @@ impl Config {
 
     /// Reads the configuration through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &'static str, default: &str| {
-            let value = lookup(name).unwrap_or_else(|| default.to_owned());
-            (name, value)
-        };
+        let env = Env { lookup };
+        let var = |name: &'static str| env.get(name);
         let bad = |(variable, value): (&'static str, String), reason: &str| ConfigError {
             variable,
             value,
             reason: reason.to_owned(),
         };
 
-        let host = var("HOST", "127.0.0.1");
+        let host = var("HOST");
         let host = match host.1.as_str() {
             "localhost" => IpAddr::from([127, 0, 0, 1]),
             raw => raw.parse().map_err(|_| {
@@ -142,12 +237,12 @@ impl Config {
                 )
             })?,
         };
-        let port = var("PORT", "3000");
+        let port = var("PORT");
         let port = port
             .1
             .parse::<u16>()
             .map_err(|_| bad(port.clone(), "expected a port number from 0 to 65535"))?;
-        let max_body = var("MAX_BODY_BYTES", "1048576");
+        let max_body = var("MAX_BODY_BYTES");
         let max_body_bytes = match max_body.1.parse::<usize>() {
             Ok(n) if n >= 1024 => n,
             _ => {
@@ -157,29 +252,29 @@ impl Config {
                 ));
             }
         };
-        let log_format = var("LOG_FORMAT", "pretty");
+        let log_format = var("LOG_FORMAT");
         let log_format = match log_format.1.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
             _ => return Err(bad(log_format, "expected pretty or json")),
         };
-        let log_filter = var("RUST_LOG", DEFAULT_LOG_FILTER);
+        let log_filter = var("RUST_LOG");
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_filter.1) {
             return Err(bad(log_filter, &e.to_string()));
         }
         let log_filter = log_filter.1;
-        let sync = var("SQLITE_SYNCHRONOUS", "full");
+        let sync = var("SQLITE_SYNCHRONOUS");
         let synchronous = match sync.1.as_str() {
             "full" => Synchronous::Full,
             "normal" => Synchronous::Normal,
             _ => return Err(bad(sync, "expected full or normal")),
         };
-        let url = var("DATABASE_URL", DEFAULT_DATABASE_URL);
+        let url = var("DATABASE_URL");
         let database =
             parse_database_url(&url.1, synchronous).map_err(|reason| bad(url.clone(), &reason))?;
 
-        let millis = |name: &'static str, default: &str| {
-            let raw = var(name, default);
+        let millis = |name: &'static str| {
+            let raw = var(name);
             match raw.1.parse::<u64>() {
                 Ok(ms) if ms >= 1 => Ok(Duration::from_millis(ms)),
                 _ => Err(bad(
@@ -188,19 +283,17 @@ impl Config {
                 )),
             }
         };
-        let request_timeout = millis("REQUEST_TIMEOUT_MS", "15000")?;
-        let shutdown_timeout = millis("SHUTDOWN_TIMEOUT_MS", "20000")?;
+        let request_timeout = millis("REQUEST_TIMEOUT_MS")?;
+        let shutdown_timeout = millis("SHUTDOWN_TIMEOUT_MS")?;
 
         // Keys are secrets: errors name the variable but never echo its value.
-        let mut api_keys = match lookup("API_KEYS") {
-            Some(raw) => parse_keys(&raw).map_err(|reason| ConfigError {
-                variable: "API_KEYS",
-                value: "<redacted>".into(),
-                reason,
-            })?,
-            None => Vec::new(),
-        };
-        if let Some(path) = lookup("API_KEYS_FILE") {
+        let mut api_keys = parse_keys(&var("API_KEYS").1).map_err(|reason| ConfigError {
+            variable: "API_KEYS",
+            value: "<redacted>".into(),
+            reason,
+        })?;
+        let (_, path) = var("API_KEYS_FILE");
+        if !path.is_empty() {
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 bad(
                     ("API_KEYS_FILE", path.clone()),
@@ -213,13 +306,13 @@ impl Config {
                 reason,
             })?);
         }
-        let metrics_key = var("METRICS_REQUIRE_KEY", "true");
+        let metrics_key = var("METRICS_REQUIRE_KEY");
         let metrics_require_key = match metrics_key.1.as_str() {
             "true" => true,
             "false" => false,
             _ => return Err(bad(metrics_key, "expected true or false")),
         };
-        let cors = var("CORS_ALLOWED_ORIGINS", "");
+        let cors = var("CORS_ALLOWED_ORIGINS");
         let cors_allowed_origins: Vec<String> = cors
             .1
             .split(',')
@@ -229,7 +322,7 @@ impl Config {
             .collect();
         if let Some(origin) = cors_allowed_origins.iter().find(|o| {
             !(o.starts_with("http://") || o.starts_with("https://"))
-                || axum::http::HeaderValue::from_str(o).is_err()
+                || !o.bytes().all(|b| b.is_ascii_graphic())
         }) {
             let reason = format!("{origin:?} is not an origin such as https://app.example.com");
             return Err(bad(cors, &reason));
@@ -332,6 +425,31 @@ mod tests {
         };
         assert_eq!(s.path, PathBuf::from("data/sessions.db"));
         assert_eq!(s.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn the_table_lists_exactly_the_variables_parsing_reads() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        asked.dedup();
+        let mut listed: Vec<String> = VARIABLES.iter().map(|v| v.name.to_owned()).collect();
+        listed.sort();
+        assert_eq!(asked, listed);
+    }
+
+    #[test]
+    fn help_names_every_variable_with_its_default() {
+        let help = help_text();
+        for v in VARIABLES {
+            assert!(help.contains(v.name), "{} is missing from --help", v.name);
+            assert!(help.contains(v.default), "{}'s default is missing", v.name);
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod repo;
 pub mod service;
 pub mod telemetry;

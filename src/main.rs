@@ -4,30 +4,23 @@ use session_service::app::{Application, shutdown_signal};
 use session_service::config::Config;
 use session_service::telemetry;
 
-const HELP: &str = "\
+const USAGE: &str = "\
 session-service: records phone-call sessions and their events over HTTP.
 
 Usage: session-service [--help | --version | --openapi]
 
   --openapi   print the OpenAPI 3.1 description and exit
-
-Configuration is read from the environment:
-  PORT                3000                     listen port (0 = any free port)
-  HOST                127.0.0.1                listen address
-  DATABASE_URL        sqlite://data/sessions.db  or mongodb://HOST:PORT/DB
-  SQLITE_SYNCHRONOUS  full                     full | normal (see README)
-  MAX_BODY_BYTES      1048576                  larger request bodies get 413
-  LOG_FORMAT          pretty                   pretty | json
-  RUST_LOG            session_service=info,tower_http=info
-  REQUEST_TIMEOUT_MS  15000                    a request taking longer gets 503 request_timeout
-  SHUTDOWN_TIMEOUT_MS 20000                    in-flight requests may finish this long after SIGTERM
 ";
+
+fn help() -> String {
+    format!("{USAGE}\n{}", session_service::config::help_text())
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         Some("--help" | "-h") => {
-            print!("{HELP}");
+            print!("{}", help());
             return ExitCode::SUCCESS;
         }
         Some("--openapi") => {
@@ -39,7 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(other) => {
-            eprintln!("unknown argument {other:?}\n\n{HELP}");
+            eprintln!("unknown argument {other:?}\n\n{}", help());
             return ExitCode::from(2);
         }
         None => {}

@@ -61,7 +61,7 @@ fn lines_of(lines: &Mutex<Vec<String>>) -> Vec<String> {
 fn service_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_session-service"));
     for variable in session_service::config::VARIABLES {
-        command.env_remove(variable);
+        command.env_remove(variable.name);
     }
     command
         .env("HOST", "127.0.0.1")

@@ -3,12 +3,12 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::error::AppError;
 use super::extract::Fields;
 use crate::domain::{
     Event, EventId, EventType, JsonObject, Language, NewEvent, NewSession, Session, SessionId,
     TerminalStatus, Timestamp,
 };
-use crate::error::AppError;
 use crate::service::SessionPage;
 
 /// `POST /sessions` `{sessionId, language, metadata?}`

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::error::{AppError, FieldError};
 use super::json::parse_strict;
 use crate::domain::Invalid;
-use crate::error::{AppError, FieldError};
 
 /// A request body that must be a JSON object, sent as `application/json` (or `application/*+json`).
 pub struct JsonObjectBody(pub Map<String, Value>);

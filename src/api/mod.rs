@@ -2,6 +2,7 @@
 
 mod auth;
 mod dto;
+mod error;
 mod extract;
 mod json;
 mod observe;
@@ -9,16 +10,17 @@ pub mod openapi;
 mod query;
 
 pub use auth::{AuthPolicy, require_api_key};
+pub use error::{AppError, FieldError};
 pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::error::AppError;
 use crate::service::{SessionService, Written};
 use extract::{JsonObjectBody, OptionalJsonObjectBody, PathParams};
 
@@ -29,18 +31,33 @@ pub struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The API's routes, with problem-JSON answers for unknown routes and wrong methods.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The API's routes, with problem-JSON answers for unknown routes and wrong methods. With API
+/// keys configured, the session routes (and `/metrics`, if the policy says so) need one; the
+/// rest stays open.
+pub fn router(state: AppState, auth: AuthPolicy) -> Router {
+    let require_key = from_fn_with_state(auth.clone(), require_api_key);
+    let guard = |routes: Router<AppState>, protect: bool| {
+        if protect && !auth.keys.is_empty() {
+            routes.route_layer(require_key.clone())
+        } else {
+            routes
+        }
+    };
+    let sessions = Router::new()
         .route("/sessions", post(create_session))
         .route("/sessions/{session_id}", get(get_session))
         .route("/sessions/{session_id}/events", post(add_event))
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
-        .route("/sessions/{session_id}/complete", post(complete_session))
+        .route("/sessions/{session_id}/complete", post(complete_session));
+    let metrics = Router::new().route("/metrics", get(metrics));
+    let public = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .merge(guard(sessions, true))
+        .merge(guard(metrics, auth.protect_metrics))
+        .merge(public)
         .fallback(|| async { AppError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state)
@@ -258,9 +275,7 @@ async fn metrics() -> Response {
     )
 )]
 async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    state.service.ready().await.map_err(|e| {
-        AppError::from_repo(e, || AppError::Internal("ping returned not found".into()))
-    })?;
+    state.service.ready().await.map_err(AppError::from_repo)?;
     Ok(Json(serde_json::json!({ "status": "ready" })))
 }
 

@@ -1,7 +1,7 @@
 //! The read endpoint's query string: `limit`, `page`, `order`, `after`.
 
-use crate::error::{AppError, FieldError};
-use crate::repo::Order;
+use super::error::{AppError, FieldError};
+use crate::domain::Order;
 use crate::service::{Cursor, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageMode, PageRequest};
 
 /// Combines two validations so that a request with several problems reports all of them.

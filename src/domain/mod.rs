@@ -3,12 +3,14 @@
 mod event;
 mod ids;
 mod json;
+mod order;
 mod session;
 mod timestamp;
 
 pub use event::{Event, EventType, NewEvent};
 pub use ids::{EventId, Language, SessionId};
 pub use json::{JsonObject, MAX_JSON_DEPTH, MAX_OBJECT_KEYS};
+pub use order::Order;
 pub use session::{NewSession, Session, Status, TerminalStatus};
 pub use timestamp::Timestamp;
 

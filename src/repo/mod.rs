@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Session, SessionId, Status, TerminalStatus,
+    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status, TerminalStatus,
 };
 
 mod instrumented;
@@ -53,12 +53,6 @@ pub enum Appended {
     Existing(Event),
     /// The event id is new but the session has ended with this status; nothing changed.
     SessionEnded(Status),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    Asc,
-    Desc,
 }
 
 /// Where a page of events starts, counted in the page's order.

@@ -1,7 +1,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::repo::Order;
+use crate::domain::Order;
 
 /// An opaque position in a session's events: the `seq` of the last event a page returned, and the
 /// order it was read in. Clients see it only as a URL-safe string.

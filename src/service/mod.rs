@@ -2,14 +2,15 @@
 //! these with validated domain types; atomicity itself lives in the repositories.
 
 mod cursor;
+mod error;
 
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Session, SessionId, TerminalStatus, Timestamp,
+    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, TerminalStatus, Timestamp,
 };
-use crate::error::AppError;
-use crate::repo::{Appended, EventRange, Order, RepoError, Repositories, Start};
+use crate::repo::{Appended, EventRange, RepoError, Repositories, Start};
 
 pub use cursor::Cursor;
+pub use error::ServiceError;
 
 /// Page sizes accepted by the read endpoint.
 pub const MAX_PAGE_LIMIT: u32 = 100;
@@ -54,12 +55,11 @@ pub struct SessionPage {
     pub next_cursor: Option<Cursor>,
 }
 
-fn session_not_found(id: &SessionId) -> impl FnOnce() -> AppError + '_ {
-    move || {
-        AppError::not_found(
-            "session_not_found",
-            format!("no session with id {:?}", id.as_str()),
-        )
+/// A repository error, with `NotFound` meaning the session `id` does not exist.
+fn session_error(id: &SessionId) -> impl FnOnce(RepoError) -> ServiceError + '_ {
+    move |e| match e {
+        RepoError::NotFound => ServiceError::SessionNotFound(id.clone()),
+        other => ServiceError::Storage(other),
     }
 }
 
@@ -73,10 +73,16 @@ impl SessionService {
     }
 
     /// Creates the session, or returns the stored one unchanged if its id is taken.
-    pub async fn create(&self, new: NewSession) -> Result<(Session, Written), AppError> {
-        let outcome = self.repos.sessions.create_or_get(new).await.map_err(|e| {
-            AppError::from_repo(e, || AppError::Internal("create returned not found".into()))
-        })?;
+    pub async fn create(&self, new: NewSession) -> Result<(Session, Written), ServiceError> {
+        let outcome = self
+            .repos
+            .sessions
+            .create_or_get(new)
+            .await
+            .map_err(|e| match e {
+                RepoError::NotFound => ServiceError::contract_broken("create returned not found"),
+                other => ServiceError::Storage(other),
+            })?;
         let written = if outcome.created {
             metrics::counter!("sessions_created_total").increment(1);
             Written::Created
@@ -88,14 +94,14 @@ impl SessionService {
 
     /// Adds an event. A retry with the same content gets the stored event; the same `eventId` with
     /// other content is a conflict, and so is a new event for a session that has ended.
-    pub async fn add_event(&self, new: NewEvent) -> Result<(Event, Written), AppError> {
+    pub async fn add_event(&self, new: NewEvent) -> Result<(Event, Written), ServiceError> {
         let appended = self
             .repos
             .events
             .append(new.clone())
             .await
-            .map_err(|e| AppError::from_repo(e, session_not_found(&new.session_id)))?;
-        let refused = match appended {
+            .map_err(session_error(&new.session_id))?;
+        let (refused, reason) = match appended {
             Appended::New(event) => {
                 metrics::counter!("events_stored_total").increment(1);
                 return Ok((event, Written::Created));
@@ -104,49 +110,48 @@ impl SessionService {
                 metrics::counter!("event_replays_total").increment(1);
                 return Ok((event, Written::Existing));
             }
-            Appended::Existing(_) => AppError::conflict(
+            Appended::Existing(_) => (
+                ServiceError::EventIdConflict {
+                    session_id: new.session_id,
+                    event_id: new.event_id,
+                },
                 "event_id_conflict",
-                format!(
-                    "event {:?} already exists in session {:?} with different content",
-                    new.event_id.as_str(),
-                    new.session_id.as_str()
-                ),
             ),
-            Appended::SessionEnded(status) => AppError::conflict(
+            Appended::SessionEnded(status) => (
+                ServiceError::SessionEnded {
+                    session_id: new.session_id,
+                    status,
+                },
                 "session_ended",
-                format!(
-                    "session {:?} has ended ({status}) and accepts no new events",
-                    new.session_id.as_str()
-                ),
             ),
         };
-        metrics::counter!("event_conflicts_total", "reason" => refused.code()).increment(1);
+        metrics::counter!("event_conflicts_total", "reason" => reason).increment(1);
         Err(refused)
     }
 
     /// Ends the session with `status`. Repeating it returns the same session; asking for the other
     /// terminal status than the stored one is a conflict.
-    pub async fn end(&self, id: &SessionId, status: TerminalStatus) -> Result<Session, AppError> {
+    pub async fn end(
+        &self,
+        id: &SessionId,
+        status: TerminalStatus,
+    ) -> Result<Session, ServiceError> {
         let outcome = self
             .repos
             .sessions
             .end(id, status, Timestamp::now())
             .await
-            .map_err(|e| AppError::from_repo(e, session_not_found(id)))?;
+            .map_err(session_error(id))?;
         let session = outcome.session;
         if outcome.ended_now {
             metrics::counter!("sessions_ended_total", "status" => session.status.as_str())
                 .increment(1);
         }
         if session.status != status.status() {
-            return Err(AppError::conflict(
-                "session_already_ended",
-                format!(
-                    "session {:?} already ended as {}",
-                    id.as_str(),
-                    session.status
-                ),
-            ));
+            return Err(ServiceError::SessionAlreadyEnded {
+                session_id: id.clone(),
+                status: session.status,
+            });
         }
         Ok(session)
     }
@@ -155,22 +160,17 @@ impl SessionService {
         &self,
         session_id: &SessionId,
         event_id: &EventId,
-    ) -> Result<Event, AppError> {
+    ) -> Result<Event, ServiceError> {
         self.repos
             .events
             .get(session_id, event_id)
             .await
-            .map_err(|e| {
-                AppError::from_repo(e, || {
-                    AppError::not_found(
-                        "event_not_found",
-                        format!(
-                            "no event {:?} in session {:?}",
-                            event_id.as_str(),
-                            session_id.as_str()
-                        ),
-                    )
-                })
+            .map_err(|e| match e {
+                RepoError::NotFound => ServiceError::EventNotFound {
+                    session_id: session_id.clone(),
+                    event_id: event_id.clone(),
+                },
+                other => ServiceError::Storage(other),
             })
     }
 
@@ -178,7 +178,7 @@ impl SessionService {
         &self,
         id: &SessionId,
         request: PageRequest,
-    ) -> Result<SessionPage, AppError> {
+    ) -> Result<SessionPage, ServiceError> {
         let start = match &request.mode {
             PageMode::Page(page) => Start::Offset(
                 page.saturating_sub(1)
@@ -186,10 +186,7 @@ impl SessionService {
             ),
             PageMode::After(cursor) => {
                 if cursor.order != request.order {
-                    return Err(AppError::invalid(
-                        "after",
-                        "this cursor was made for the other order; pass the same order as the page it came from",
-                    ));
+                    return Err(ServiceError::CursorOrderMismatch);
                 }
                 Start::AfterSeq(cursor.seq)
             }
@@ -204,7 +201,7 @@ impl SessionService {
             .events
             .page(id, range)
             .await
-            .map_err(|e| AppError::from_repo(e, session_not_found(id)))?;
+            .map_err(session_error(id))?;
         let total = page.session.event_count;
         let next_cursor = match page.events.last() {
             Some(last) if page.has_more => Some(Cursor {

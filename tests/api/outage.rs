@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_service::app::open_storage;
-use session_service::config::{DatabaseConfig, MongoSettings};
+use session_service::config::DatabaseConfig;
+use session_service::repo::mongo::MongoSettings;
 
 use crate::helpers::TestApp;
 use crate::support::proxy::{ChaosProxy, first_host};

@@ -1,11 +1,12 @@
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
+use session_service::domain::Order;
 use session_service::domain::{
     EventId, EventType, JsonObject, Language, NewEvent, NewSession, SessionId, Status,
     TerminalStatus, Timestamp,
 };
-use session_service::repo::{Appended, EventRange, Order, RepoError, Repositories, Start};
+use session_service::repo::{Appended, EventRange, RepoError, Repositories, Start};
 
 use crate::support::StoreCtx;
 

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use session_service::app::open_storage;
-use session_service::config::{DatabaseConfig, MongoSettings};
+use session_service::config::DatabaseConfig;
 use session_service::repo::Repositories;
+use session_service::repo::mongo::MongoSettings;
 use session_service::repo::sqlite::{SqliteConfig, Synchronous};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,12 +26,11 @@ use mongodb::options::{Acknowledgment, ClientOptions, Hint, ReturnDocument, Writ
 use mongodb::{Client, ClientSession, Collection, Database};
 
 use super::{
-    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, Order, RepoError,
+    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, RepoError,
     Repositories, SessionRepository, seq_bounds,
 };
-use crate::config::MongoSettings;
 use crate::domain::{
-    Event, EventId, EventType, Language, NewEvent, NewSession, Session, SessionId, Status,
+    Event, EventId, EventType, Language, NewEvent, NewSession, Order, Session, SessionId, Status,
     TerminalStatus, Timestamp,
 };
 use convert::{corrupt, from_document, to_document};
@@ -45,6 +44,14 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(5);
 const SEQ_INDEX: &str = "sessionId_seq_unique";
 const DUPLICATE_KEY: i32 = 11000;
+
+/// Where MongoDB lives; the rest of its settings come from the URI's options.
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    pub uri: String,
+    /// The database to use: the one named in the URI's path, or `conversations`.
+    pub database: String,
+}
 
 #[derive(Clone)]
 pub struct MongoStore {

@@ -19,11 +19,11 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, Order, RepoError,
+    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, RepoError,
     Repositories, SessionRepository, seq_bounds,
 };
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Session, SessionId, TerminalStatus, Timestamp,
+    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, TerminalStatus, Timestamp,
 };
 use writer::Command;
 

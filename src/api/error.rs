@@ -1,5 +1,23 @@
-//! `AppError` is what services and handlers return, and the only place that knows HTTP status
-//! codes. Every error leaves as RFC 9457 problem JSON with a stable snake_case `code`.
+//! Errors at the HTTP edge, and the one place that knows status codes and wire `code`s.
+//!
+//! The policy, layer by layer (inner layers know nothing of the outer ones):
+//! - `domain::Invalid`: why one value was refused (a message, no field name). Built by the
+//!   validating constructors; the API attaches the field or parameter name ([`FieldError`]).
+//! - `repo::RepoError`: what storage reported: `NotFound`, `Unavailable` (retry may help) or
+//!   `Backend`. Each backend maps its driver's errors into it; no driver type crosses the trait.
+//!   Outcomes that are not failures (a replay, an ended session) are values, not errors.
+//! - `service::ServiceError`: what went wrong in the domain (`SessionNotFound`,
+//!   `EventIdConflict`, `SessionEnded`, …, `Storage(RepoError)`), with no HTTP in it.
+//! - [`AppError`] (here): what extractors and handlers return. [`From<ServiceError>`] below is
+//!   the single mapping of every domain failure to a status, a stable snake_case `code` and a
+//!   detail; request parsing builds `AppError`s directly, because only it knows field names.
+//! - Startup (`config::ConfigError`, `app::StartupError`) never reaches a client: `main` prints
+//!   it and exits non-zero.
+//!
+//! Who logs: nobody below this layer logs an error it returns. [`AppError`]'s `IntoResponse` logs
+//! each answer once, inside the request's span: a 5xx at `error` with its whole source chain, a
+//! 4xx at `debug`. The client gets problem JSON (RFC 9457) with a generic detail for a 5xx, never
+//! driver text; a storage outage is a 503 with `Retry-After`, not a 500.
 
 use std::error::Error as _;
 
@@ -7,7 +25,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::observe::current_request_id;
 use crate::repo::{BoxError, RepoError};
+use crate::service::ServiceError;
 
 /// One violation in a request, named by the field (or query parameter) it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,10 +102,10 @@ impl AppError {
         AppError::Validation(vec![FieldError::new(field, message)])
     }
 
-    /// Maps a repository error, naming what was not found.
-    pub fn from_repo(err: RepoError, not_found: impl FnOnce() -> AppError) -> Self {
+    /// A storage failure outside any domain operation (e.g. the readiness ping).
+    pub fn from_repo(err: RepoError) -> Self {
         match err {
-            RepoError::NotFound => not_found(),
+            RepoError::NotFound => AppError::Internal("storage answered not found".into()),
             RepoError::Unavailable(source) => AppError::Unavailable(source),
             RepoError::Backend(source) => AppError::Internal(source),
         }
@@ -142,6 +162,23 @@ impl AppError {
     }
 }
 
+impl From<ServiceError> for AppError {
+    fn from(err: ServiceError) -> Self {
+        let detail = err.to_string();
+        match err {
+            ServiceError::SessionNotFound(_) => AppError::not_found("session_not_found", detail),
+            ServiceError::EventNotFound { .. } => AppError::not_found("event_not_found", detail),
+            ServiceError::EventIdConflict { .. } => AppError::conflict("event_id_conflict", detail),
+            ServiceError::SessionEnded { .. } => AppError::conflict("session_ended", detail),
+            ServiceError::SessionAlreadyEnded { .. } => {
+                AppError::conflict("session_already_ended", detail)
+            }
+            ServiceError::CursorOrderMismatch => AppError::invalid("after", detail),
+            ServiceError::Storage(e) => AppError::from_repo(e),
+        }
+    }
+}
+
 /// The problem JSON body (RFC 9457).
 #[derive(Serialize)]
 struct Problem<'a> {
@@ -182,7 +219,7 @@ impl IntoResponse for AppError {
                 AppError::Validation(errors) => Some(errors),
                 _ => None,
             },
-            request_id: crate::api::current_request_id(),
+            request_id: current_request_id(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

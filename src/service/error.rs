@@ -1,0 +1,53 @@
+//! What can go wrong in the domain, as the service reports it. No HTTP here: the API decides what
+//! each variant looks like on the wire (`api::error`).
+
+use crate::domain::{EventId, SessionId, Status};
+use crate::repo::RepoError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no session with id {:?}", .0.as_str())]
+    SessionNotFound(SessionId),
+    #[error("no event {:?} in session {:?}", .event_id.as_str(), .session_id.as_str())]
+    EventNotFound {
+        session_id: SessionId,
+        event_id: EventId,
+    },
+    /// The `eventId` is stored with other content: an idempotency key reused for another event.
+    #[error(
+        "event {:?} already exists in session {:?} with different content",
+        .event_id.as_str(),
+        .session_id.as_str()
+    )]
+    EventIdConflict {
+        session_id: SessionId,
+        event_id: EventId,
+    },
+    /// A new event for a session that has ended.
+    #[error("session {:?} has ended ({status}) and accepts no new events", .session_id.as_str())]
+    SessionEnded {
+        session_id: SessionId,
+        status: Status,
+    },
+    /// Asked to end a session with the other terminal status than the one it ended with.
+    #[error("session {:?} already ended as {status}", .session_id.as_str())]
+    SessionAlreadyEnded {
+        session_id: SessionId,
+        status: Status,
+    },
+    /// A cursor used with the other order than the page it came from.
+    #[error(
+        "this cursor was made for the other order; pass the same order as the page it came from"
+    )]
+    CursorOrderMismatch,
+    /// Storage failed; whether a retry can help is the [`RepoError`]'s to say.
+    #[error(transparent)]
+    Storage(#[from] RepoError),
+}
+
+impl ServiceError {
+    /// A storage answer that breaks the repository contract (a bug, not a client's fault).
+    pub(crate) fn contract_broken(what: &'static str) -> Self {
+        ServiceError::Storage(RepoError::Backend(what.into()))
+    }
+}
