@@ -1,38 +1,72 @@
-//! Request bodies parsed into domain types, and response bodies as the API writes them.
+//! The wire format: request bodies parsed into domain types, and response bodies as the API
+//! writes them. The OpenAPI schemas are derived on these very types.
+//!
+//! Request bodies are read field by field ([`Fields`]) rather than by serde, so that one answer
+//! lists every violation; unknown fields are refused.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::error::AppError;
 use super::extract::Fields;
 use crate::domain::{
-    Event, EventId, EventType, JsonObject, Language, NewEvent, NewSession, Session, SessionId,
-    TerminalStatus, Timestamp,
+    Event, EventId, EventType, Invalid, JsonObject, Language, NewEvent, NewSession, Session,
+    SessionId, Status, TerminalStatus, Timestamp,
 };
 use crate::service::SessionPage;
 
-/// `POST /sessions` `{sessionId, language, metadata?}`
-pub fn new_session(body: Map<String, Value>) -> Result<NewSession, AppError> {
-    let mut f = Fields::new(body);
-    let session_id = f
-        .required_string("sessionId")
-        .and_then(|s| f.check("sessionId", SessionId::parse(s)));
-    let language = f
-        .required_string("language")
-        .and_then(|s| f.check("language", Language::parse(s)));
-    let metadata = match f.optional_value("metadata") {
-        None => Some(JsonObject::default()),
-        Some(v) => f.check("metadata", JsonObject::parse(v)),
-    };
-    f.finish()?;
-    match (session_id, language, metadata) {
-        (Some(session_id), Some(language), Some(metadata)) => Ok(NewSession {
-            session_id,
-            language,
-            metadata,
-            started_at: Timestamp::now(),
-        }),
-        _ => Err(unreachable_invalid()),
+/// `POST /sessions`. Creating a session that exists returns it unchanged.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CreateSession {
+    #[schema(value_type = String, pattern = r"^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
+    pub session_id: SessionId,
+    #[schema(
+        value_type = String,
+        example = "en-US",
+        max_length = 35,
+        pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+    )]
+    pub language: Language,
+    /// A JSON object (default `{}`): nested at most 32 deep, at most 1,000 keys per object, at
+    /// most 1 MiB as JSON; no key may contain NUL or start with `$`; integers must fit in 64
+    /// signed bits.
+    #[schema(value_type = Option<Object>, required = false)]
+    pub metadata: JsonObject,
+}
+
+impl CreateSession {
+    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
+        let mut f = Fields::new(body);
+        let session_id = f
+            .required_string("sessionId")
+            .and_then(|s| f.check("sessionId", SessionId::parse(s)));
+        let language = f
+            .required_string("language")
+            .and_then(|s| f.check("language", Language::parse(s)));
+        let metadata = match f.optional_value("metadata") {
+            None => Some(JsonObject::default()),
+            Some(v) => f.check("metadata", JsonObject::parse(v)),
+        };
+        f.finish()?;
+        match (session_id, language, metadata) {
+            (Some(session_id), Some(language), Some(metadata)) => Ok(Self {
+                session_id,
+                language,
+                metadata,
+            }),
+            _ => Err(unreachable_invalid()),
+        }
+    }
+
+    pub fn into_new(self, started_at: Timestamp) -> NewSession {
+        NewSession {
+            session_id: self.session_id,
+            language: self.language,
+            metadata: self.metadata,
+            started_at,
+        }
     }
 }
 
@@ -41,48 +75,115 @@ fn unreachable_invalid() -> AppError {
     AppError::Internal("validation passed without a value".into())
 }
 
-/// `POST /sessions/{sessionId}/events` `{eventId, type, payload, timestamp?}`
-pub fn new_event(session_id: SessionId, body: Map<String, Value>) -> Result<NewEvent, AppError> {
-    let mut f = Fields::new(body);
-    let event_id = f
-        .required_string("eventId")
-        .and_then(|s| f.check("eventId", EventId::parse(s)));
-    let event_type = f
-        .required_string("type")
-        .and_then(|s| f.check("type", EventType::parse(&s)));
-    let payload = f
-        .required_value("payload")
-        .and_then(|v| f.check("payload", JsonObject::parse(v)));
-    let client_timestamp = match f.optional_string("timestamp") {
-        None => Some(None),
-        Some(t) => f.check("timestamp", Timestamp::parse(&t)).map(Some),
-    };
-    f.finish()?;
-    match (event_id, event_type, payload, client_timestamp) {
-        (Some(event_id), Some(event_type), Some(payload), Some(client_timestamp)) => Ok(NewEvent {
+/// `POST /sessions/{sessionId}/events`. The `eventId` is the idempotency key.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct AddEvent {
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "utt-1")]
+    pub event_id: EventId,
+    #[schema(rename = "type", value_type = EventKind)]
+    pub event_type: EventType,
+    /// A JSON object, with the same rules as a session's `metadata`.
+    #[schema(value_type = Object)]
+    pub payload: JsonObject,
+    /// RFC 3339; stored in UTC with millisecond precision. Default: when the server accepts it.
+    #[schema(value_type = Option<String>, format = DateTime, required = false)]
+    pub timestamp: Option<Timestamp>,
+}
+
+impl AddEvent {
+    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
+        let mut f = Fields::new(body);
+        let event_id = f
+            .required_string("eventId")
+            .and_then(|s| f.check("eventId", EventId::parse(s)));
+        let event_type = f
+            .required_string("type")
+            .and_then(|s| f.check("type", EventType::parse(&s)));
+        let payload = f
+            .required_value("payload")
+            .and_then(|v| f.check("payload", JsonObject::parse(v)));
+        let timestamp = match f.optional_string("timestamp") {
+            None => Some(None),
+            Some(t) => f.check("timestamp", Timestamp::parse(&t)).map(Some),
+        };
+        f.finish()?;
+        match (event_id, event_type, payload, timestamp) {
+            (Some(event_id), Some(event_type), Some(payload), Some(timestamp)) => Ok(Self {
+                event_id,
+                event_type,
+                payload,
+                timestamp,
+            }),
+            _ => Err(unreachable_invalid()),
+        }
+    }
+
+    pub fn into_new(self, session_id: SessionId, received_at: Timestamp) -> NewEvent {
+        NewEvent {
             session_id,
-            event_id,
-            event_type,
-            payload,
-            client_timestamp,
-            received_at: Timestamp::now(),
-        }),
-        _ => Err(unreachable_invalid()),
+            event_id: self.event_id,
+            event_type: self.event_type,
+            payload: self.payload,
+            client_timestamp: self.timestamp,
+            received_at,
+        }
     }
 }
 
-/// `POST /sessions/{sessionId}/complete` with optional `{status}`.
-pub fn terminal_status(body: Option<Map<String, Value>>) -> Result<TerminalStatus, AppError> {
-    let Some(body) = body else {
-        return Ok(TerminalStatus::default());
-    };
-    let mut f = Fields::new(body);
-    let status = match f.optional_string("status") {
-        None => Some(TerminalStatus::default()),
-        Some(s) => f.check("status", TerminalStatus::parse(&s)),
-    };
-    f.finish()?;
-    status.ok_or_else(unreachable_invalid)
+/// `POST /sessions/{sessionId}/complete`, optional: no body ends the session as `completed`.
+#[derive(Debug, Default, ToSchema)]
+pub struct CompleteSession {
+    /// Default `completed`.
+    pub status: Option<EndStatus>,
+}
+
+impl CompleteSession {
+    pub fn parse(body: Option<Map<String, Value>>) -> Result<Self, AppError> {
+        let Some(body) = body else {
+            return Ok(Self::default());
+        };
+        let mut f = Fields::new(body);
+        let status = match f.optional_string("status") {
+            None => Some(None),
+            Some(s) => f.check("status", EndStatus::parse(&s)).map(Some),
+        };
+        f.finish()?;
+        status
+            .map(|status| Self { status })
+            .ok_or_else(unreachable_invalid)
+    }
+
+    pub fn terminal_status(&self) -> TerminalStatus {
+        self.status.unwrap_or(EndStatus::Completed).into()
+    }
+}
+
+/// How a session is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "snake_case", as = TerminalStatus)]
+pub enum EndStatus {
+    Completed,
+    Failed,
+}
+
+impl EndStatus {
+    fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "completed" => Ok(EndStatus::Completed),
+            "failed" => Ok(EndStatus::Failed),
+            _ => Err(Invalid::new("must be \"completed\" or \"failed\"")),
+        }
+    }
+}
+
+impl From<EndStatus> for TerminalStatus {
+    fn from(s: EndStatus) -> Self {
+        match s {
+            EndStatus::Completed => TerminalStatus::Completed,
+            EndStatus::Failed => TerminalStatus::Failed,
+        }
+    }
 }
 
 /// A path segment parsed as a session id; invalid ids are a 400 naming the parameter.
@@ -94,15 +195,72 @@ pub fn path_event_id(raw: String) -> Result<EventId, AppError> {
     EventId::parse(raw).map_err(|e| AppError::invalid("eventId", e.0))
 }
 
-#[derive(Serialize)]
+/// `initiated` on creation, `active` from the first event, then `completed` or `failed`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SessionStatus)]
+pub enum SessionStatus {
+    Initiated,
+    Active,
+    Completed,
+    Failed,
+}
+
+impl From<Status> for SessionStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Initiated => SessionStatus::Initiated,
+            Status::Active => SessionStatus::Active,
+            Status::Completed => SessionStatus::Completed,
+            Status::Failed => SessionStatus::Failed,
+        }
+    }
+}
+
+/// What an event records.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = EventType)]
+pub enum EventKind {
+    UserSpeech,
+    BotSpeech,
+    System,
+}
+
+impl From<EventType> for EventKind {
+    fn from(t: EventType) -> Self {
+        match t {
+            EventType::UserSpeech => EventKind::UserSpeech,
+            EventType::BotSpeech => EventKind::BotSpeech,
+            EventType::System => EventKind::System,
+        }
+    }
+}
+
+/// A call.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Session)]
 pub struct SessionBody<'a> {
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
     session_id: &'a str,
-    status: &'static str,
+    status: SessionStatus,
+    #[schema(
+        example = "en-US",
+        max_length = 35,
+        pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+    )]
     language: &'a str,
+    /// Free-form JSON object, stored and returned exactly.
+    #[schema(value_type = Object)]
     metadata: &'a Map<String, Value>,
+    #[schema(value_type = String, format = DateTime, example = "2025-12-21T15:30:15.123Z")]
     started_at: Timestamp,
+    /// `null` until the session ends.
+    #[schema(value_type = Option<String>, format = DateTime)]
     ended_at: Option<Timestamp>,
+    /// Exactly the number of stored events; also the highest `seq`.
+    #[schema(minimum = 0)]
     event_count: u64,
 }
 
@@ -110,7 +268,7 @@ impl<'a> From<&'a Session> for SessionBody<'a> {
     fn from(s: &'a Session) -> Self {
         SessionBody {
             session_id: s.session_id.as_str(),
-            status: s.status.as_str(),
+            status: s.status.into(),
             language: s.language.as_str(),
             metadata: s.metadata.as_map(),
             started_at: s.started_at,
@@ -120,15 +278,24 @@ impl<'a> From<&'a Session> for SessionBody<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// One thing that happened in a call.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Event)]
 pub struct EventBody<'a> {
+    #[schema(example = "call-42")]
     session_id: &'a str,
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "utt-1")]
     event_id: &'a str,
+    /// Assigned by the server: 1, 2, 3… in the order events were accepted, never reused.
+    #[schema(minimum = 1)]
     seq: u64,
     #[serde(rename = "type")]
-    event_type: &'static str,
+    event_type: EventKind,
+    #[schema(value_type = Object)]
     payload: &'a Map<String, Value>,
+    /// The client's timestamp if it sent one, else when the server accepted the event.
+    #[schema(value_type = String, format = DateTime, example = "2025-12-21T15:30:15.123Z")]
     timestamp: Timestamp,
 }
 
@@ -138,15 +305,17 @@ impl<'a> From<&'a Event> for EventBody<'a> {
             session_id: e.session_id.as_str(),
             event_id: e.event_id.as_str(),
             seq: e.seq,
-            event_type: e.event_type.as_str(),
+            event_type: e.event_type.into(),
             payload: e.payload.as_map(),
             timestamp: e.timestamp,
         }
     }
 }
 
-#[derive(Serialize)]
+/// The session's fields, one page of its events, and how to go on.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SessionPage)]
 pub struct SessionPageBody<'a> {
     #[serde(flatten)]
     session: SessionBody<'a>,
@@ -154,14 +323,18 @@ pub struct SessionPageBody<'a> {
     pagination: PaginationBody,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Pagination)]
 struct PaginationBody {
+    /// Equals `eventCount`.
     total: u64,
     limit: u32,
+    /// `null` in cursor mode (`after`).
     page: Option<u64>,
     total_pages: u64,
     has_more: bool,
+    /// Pass as `after` to get the next page; `null` on the last page.
     next_cursor: Option<String>,
 }
 
@@ -180,4 +353,33 @@ impl<'a> From<&'a SessionPage> for SessionPageBody<'a> {
             },
         }
     }
+}
+
+/// The answer of `/health` and `/ready`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Status)]
+pub struct StatusBody {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The path of every session route.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct SessionPath {
+    /// The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub session_id: String,
+}
+
+/// The path of one event.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct EventPath {
+    /// The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub session_id: String,
+    /// The event id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub event_id: String,
 }

@@ -24,15 +24,19 @@ use std::error::Error as _;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::observe::current_request_id;
 use crate::repo::{BoxError, RepoError};
 use crate::service::ServiceError;
 
 /// One violation in a request, named by the field (or query parameter) it concerns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = FieldViolation)]
 pub struct FieldError {
+    #[schema(example = "sessionId")]
     pub field: String,
+    #[schema(example = "may contain only A-Z a-z 0-9 . _ : -")]
     pub message: String,
 }
 
@@ -179,18 +183,31 @@ impl From<ServiceError> for AppError {
     }
 }
 
-/// The problem JSON body (RFC 9457).
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details, served as `application/problem+json`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
+    #[schema(example = "urn:session-service:problem:validation_failed")]
     kind: String,
+    #[schema(example = "Bad Request")]
     title: &'a str,
+    #[schema(example = 400)]
     status: u16,
     detail: String,
+    /// Stable and machine-readable: `validation_failed`, `malformed_json`, `body_not_object`,
+    /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
+    /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
+    /// `unauthorized`, `payload_too_large`, `unsupported_media_type`, `storage_unavailable`,
+    /// `request_timeout`, `internal_error`.
+    #[schema(example = "validation_failed")]
     code: &'a str,
+    /// Every violation, for `validation_failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
-    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    /// The request's `x-request-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
 }
 

@@ -21,7 +21,9 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::domain::Timestamp;
 use crate::service::{SessionService, Written};
+use error::Problem;
 use extract::{JsonObjectBody, OptionalJsonObjectBody, PathParams};
 
 /// What every handler can reach.
@@ -85,22 +87,23 @@ fn respond(written: Written, location: String, body: impl serde::Serialize) -> R
     post,
     path = "/sessions",
     tag = "sessions",
+    summary = "Create a session",
     description = "Creates a session, or returns the stored one unchanged when the id exists (language, metadata and startedAt are never overwritten). Of concurrent identical calls exactly one gets 201.",
-    request_body(content = openapi::CreateSession, content_type = "application/json"),
+    request_body(content = dto::CreateSession, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = openapi::Session, headers(("Location" = String, description = "Where the created resource can be read"))),
-        (status = 200, description = "It existed: the stored session, unchanged", body = openapi::Session),
-        (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than MAX_BODY_BYTES (`payload_too_large`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json (`unsupported_media_type`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created", body = dto::SessionBody, headers(("Location" = String, description = "Where the created resource can be read"))),
+        (status = 200, description = "It existed: the stored session, unchanged", body = dto::SessionBody),
+        openapi::InvalidBody,
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
+        openapi::Unavailable,
     )
 )]
 async fn create_session(
     State(state): State<AppState>,
     JsonObjectBody(body): JsonObjectBody,
 ) -> Result<Response, AppError> {
-    let new = dto::new_session(body)?;
+    let new = dto::CreateSession::parse(body)?.into_new(Timestamp::now());
     let (session, written) = state.service.create(new).await?;
     let location = format!("/sessions/{}", session.session_id);
     Ok(respond(written, location, dto::SessionBody::from(&session)))
@@ -110,32 +113,22 @@ async fn create_session(
     get,
     path = "/sessions/{sessionId}",
     tag = "sessions",
+    summary = "Read a session with a page of its events",
     description = "The session with one page of its events. Page by number (`page`) or by cursor (`after`, a `nextCursor` from a previous response); both cost the same on any page.",
-    params(
-        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
-            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)"), 
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
-            description = "Events per page (default 20)"),
-        ("page" = Option<i64>, Query, minimum = 1,
-            description = "Page number (default 1); not with `after`"),
-        ("order" = Option<openapi::Order>, Query,
-            description = "`asc` (default, transcript order by seq) or `desc`"),
-        ("after" = Option<String>, Query,
-            description = "A `nextCursor` from a previous page read in the same order"),
-    ),
+    params(dto::SessionPath, query::PageQuery),
     responses(
-        (status = 200, description = "The session and one page of events", body = openapi::SessionPage),
-        (status = 400, description = "Invalid path or query parameters (`validation_failed`), including page together with after", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such session (`session_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The session and one page of events", body = dto::SessionPageBody),
+        (status = 400, description = "Invalid path or query parameters (`validation_failed`), including page together with after", body = Problem, content_type = "application/problem+json"),
+        openapi::SessionNotFound,
+        openapi::Unavailable,
     )
 )]
 async fn get_session(
     State(state): State<AppState>,
-    PathParams(session_id): PathParams<String>,
+    PathParams(path): PathParams<dto::SessionPath>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<Response, AppError> {
-    let session_id = dto::path_session_id(session_id);
+    let session_id = dto::path_session_id(path.session_id);
     let request = query::page_request(raw_query.as_deref());
     let (session_id, request) = query::both(session_id, request)?;
     let page = state.service.page(&session_id, request).await?;
@@ -146,29 +139,28 @@ async fn get_session(
     post,
     path = "/sessions/{sessionId}/events",
     tag = "sessions",
+    summary = "Add an event to a session",
     description = "Adds an event. The eventId is an idempotency key: the same eventId with the same type, payload (and timestamp, if sent) returns the stored event with 200; with other content it is a 409.",
-    request_body(content = openapi::AddEvent, content_type = "application/json"),
-    params(
-        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
-            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)")),
+    request_body(content = dto::AddEvent, content_type = "application/json"),
+    params(dto::SessionPath),
     responses(
-        (status = 201, description = "Stored with the next seq", body = openapi::Event, headers(("Location" = String, description = "Where the created resource can be read"))),
-        (status = 200, description = "A retry: the stored event, unchanged", body = openapi::Event),
-        (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than MAX_BODY_BYTES (`payload_too_large`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json (`unsupported_media_type`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such session (`session_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The eventId exists with other content (`event_id_conflict`), or the session has ended (`session_ended`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Stored with the next seq", body = dto::EventBody, headers(("Location" = String, description = "Where the created resource can be read"))),
+        (status = 200, description = "A retry: the stored event, unchanged", body = dto::EventBody),
+        openapi::InvalidBody,
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
+        openapi::SessionNotFound,
+        (status = 409, description = "The eventId exists with other content (`event_id_conflict`), or the session has ended (`session_ended`)", body = Problem, content_type = "application/problem+json"),
+        openapi::Unavailable,
     )
 )]
 async fn add_event(
     State(state): State<AppState>,
-    PathParams(session_id): PathParams<String>,
+    PathParams(path): PathParams<dto::SessionPath>,
     JsonObjectBody(body): JsonObjectBody,
 ) -> Result<Response, AppError> {
-    let session_id = dto::path_session_id(session_id)?;
-    let new = dto::new_event(session_id, body)?;
+    let session_id = dto::path_session_id(path.session_id)?;
+    let new = dto::AddEvent::parse(body)?.into_new(session_id, Timestamp::now());
     let (event, written) = state.service.add_event(new).await?;
     let location = format!("/sessions/{}/events/{}", event.session_id, event.event_id);
     Ok(respond(written, location, dto::EventBody::from(&event)))
@@ -178,26 +170,23 @@ async fn add_event(
     get,
     path = "/sessions/{sessionId}/events/{eventId}",
     tag = "sessions",
-    description = "One event.",
-    params(
-        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
-            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)"), 
-        ("eventId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
-            description = "The event id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)")),
+    summary = "Read one event",
+    description = "One event of a session, by its eventId.",
+    params(dto::EventPath),
     responses(
-        (status = 200, description = "The event", body = openapi::Event),
-        (status = 400, description = "Invalid ids (`validation_failed`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such event or session (`event_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The event", body = dto::EventBody),
+        (status = 400, description = "Invalid ids (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such event or session (`event_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::Unavailable,
     )
 )]
 async fn get_event(
     State(state): State<AppState>,
-    PathParams((session_id, event_id)): PathParams<(String, String)>,
+    PathParams(path): PathParams<dto::EventPath>,
 ) -> Result<Response, AppError> {
     let (session_id, event_id) = query::both(
-        dto::path_session_id(session_id),
-        dto::path_event_id(event_id),
+        dto::path_session_id(path.session_id),
+        dto::path_event_id(path.event_id),
     )?;
     let event = state.service.event(&session_id, &event_id).await?;
     Ok(Json(dto::EventBody::from(&event)).into_response())
@@ -207,30 +196,34 @@ async fn get_event(
     post,
     path = "/sessions/{sessionId}/complete",
     tag = "sessions",
+    summary = "End a session",
     description = "Ends the session (the body is optional; status defaults to completed). Repeating it returns the same session with the same endedAt.",
-    request_body(content = Option<openapi::CompleteSession>, content_type = "application/json",
+    request_body(content = Option<dto::CompleteSession>, content_type = "application/json",
         description = "Optional: no body ends the session as completed"),
-    params(
-        ("sessionId" = String, Path, pattern = r"^[A-Za-z0-9._:-]{1,128}$",
-            description = "The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)")),
+    params(dto::SessionPath),
     responses(
-        (status = 200, description = "The ended session", body = openapi::Session),
-        (status = 400, description = "Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than MAX_BODY_BYTES (`payload_too_large`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json (`unsupported_media_type`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such session (`session_not_found`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The session ended with the other status (`session_already_ended`)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out (`request_timeout`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The ended session", body = dto::SessionBody),
+        openapi::InvalidBody,
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
+        openapi::SessionNotFound,
+        (status = 409, description = "The session ended with the other status (`session_already_ended`)", body = Problem, content_type = "application/problem+json"),
+        openapi::Unavailable,
     )
 )]
 async fn complete_session(
     State(state): State<AppState>,
-    PathParams(session_id): PathParams<String>,
+    PathParams(path): PathParams<dto::SessionPath>,
     OptionalJsonObjectBody(body): OptionalJsonObjectBody,
 ) -> Result<Response, AppError> {
-    let (session_id, status) =
-        query::both(dto::path_session_id(session_id), dto::terminal_status(body))?;
-    let session = state.service.end(&session_id, status).await?;
+    let (session_id, end) = query::both(
+        dto::path_session_id(path.session_id),
+        dto::CompleteSession::parse(body),
+    )?;
+    let session = state
+        .service
+        .end(&session_id, end.terminal_status())
+        .await?;
     Ok(Json(dto::SessionBody::from(&session)).into_response())
 }
 
@@ -238,19 +231,21 @@ async fn complete_session(
     get,
     path = "/health",
     tag = "operations",
+    summary = "Liveness",
     description = "The process is up.",
     responses(
-        (status = 200, description = "Up", body = openapi::Status),
+        (status = 200, description = "Up", body = dto::StatusBody),
     )
 )]
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn health() -> Json<dto::StatusBody> {
+    Json(dto::StatusBody { status: "ok" })
 }
 
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
+    summary = "Prometheus metrics",
     description = "Prometheus metrics in the text exposition format.",
     responses(
         (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
@@ -268,21 +263,23 @@ async fn metrics() -> Response {
     get,
     path = "/ready",
     tag = "operations",
+    summary = "Readiness",
     description = "Storage answers.",
     responses(
-        (status = 200, description = "Ready", body = openapi::Status),
-        (status = 503, description = "Storage does not answer (`storage_unavailable`)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Ready", body = dto::StatusBody),
+        (status = 503, description = "Storage does not answer (`storage_unavailable`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+async fn ready(State(state): State<AppState>) -> Result<Json<dto::StatusBody>, AppError> {
     state.service.ready().await.map_err(AppError::from_repo)?;
-    Ok(Json(serde_json::json!({ "status": "ready" })))
+    Ok(Json(dto::StatusBody { status: "ready" }))
 }
 
 #[utoipa::path(
     get,
     path = "/openapi.json",
     tag = "operations",
+    summary = "This OpenAPI document",
     description = "This description (OpenAPI 3.1).",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
 )]

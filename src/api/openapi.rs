@@ -1,190 +1,39 @@
-//! The OpenAPI 3.1 description, generated from the handlers' annotations and these schema types.
-//! `openapi.json` in the repository is this document; a test fails when the two differ
-//! (regenerate with `cargo run -- --openapi > openapi.json`).
-#![allow(dead_code)] // the types below exist for their schemas
+//! The OpenAPI 3.1 description, generated from the handlers' annotations and the wire types
+//! themselves (`dto`, `query`, `error`). `openapi.json` in the repository is this document; a
+//! test fails when the two differ (regenerate with `cargo run -- --openapi > openapi.json`).
 
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoResponses, OpenApi};
 
-/// A call. `status` is `initiated` on creation, `active` from the first event, then `completed`
-/// or `failed`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Session {
-    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
-    session_id: String,
-    status: SessionStatus,
-    #[schema(
-        example = "en-US",
-        max_length = 35,
-        pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
-    )]
-    language: String,
-    /// Free-form JSON object, stored and returned exactly.
-    #[schema(value_type = Object)]
-    metadata: serde_json::Value,
-    #[schema(format = DateTime, example = "2025-12-21T15:30:15.123Z")]
-    started_at: String,
-    /// `null` until the session ends.
-    #[schema(format = DateTime)]
-    ended_at: Option<String>,
-    /// Exactly the number of stored events; also the highest `seq`.
-    #[schema(minimum = 0)]
-    event_count: u64,
-}
+use super::error::Problem;
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    Initiated,
-    Active,
-    Completed,
-    Failed,
-}
+// The problem answers that several routes share, each described once.
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventType {
-    UserSpeech,
-    BotSpeech,
-    System,
-}
+/// Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON
+/// (`malformed_json`) or a body that is not an object (`body_not_object`)
+#[derive(IntoResponses)]
+#[response(status = 400, content_type = "application/problem+json")]
+pub struct InvalidBody(pub Problem<'static>);
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Order {
-    Asc,
-    Desc,
-}
+/// No such session (`session_not_found`)
+#[derive(IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+pub struct SessionNotFound(pub Problem<'static>);
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TerminalStatus {
-    Completed,
-    Failed,
-}
+/// The body is larger than MAX_BODY_BYTES (`payload_too_large`)
+#[derive(IntoResponses)]
+#[response(status = 413, content_type = "application/problem+json")]
+pub struct PayloadTooLarge(pub Problem<'static>);
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    #[schema(example = "call-42")]
-    session_id: String,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "utt-1")]
-    event_id: String,
-    /// Assigned by the server: 1, 2, 3… in the order events were accepted, never reused.
-    #[schema(minimum = 1)]
-    seq: u64,
-    #[serde(rename = "type")]
-    event_type: EventType,
-    #[schema(value_type = Object)]
-    payload: serde_json::Value,
-    /// The client's timestamp if it sent one, else when the server accepted the event.
-    #[schema(format = DateTime, example = "2025-12-21T15:30:15.123Z")]
-    timestamp: String,
-}
+/// The body is not sent as application/json (`unsupported_media_type`)
+#[derive(IntoResponses)]
+#[response(status = 415, content_type = "application/problem+json")]
+pub struct NotJson(pub Problem<'static>);
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Pagination {
-    /// Equals `eventCount`.
-    total: u64,
-    limit: u32,
-    /// `null` in cursor mode (`after`).
-    page: Option<u64>,
-    total_pages: u64,
-    has_more: bool,
-    /// Pass as `after` to get the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
-/// The session's fields, one page of its events, and how to go on.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionPage {
-    #[serde(flatten)]
-    session: Session,
-    events: Vec<Event>,
-    pagination: Pagination,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateSession {
-    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$", example = "call-42")]
-    session_id: String,
-    #[schema(
-        example = "en-US",
-        max_length = 35,
-        pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
-    )]
-    language: String,
-    /// A JSON object (default `{}`): nested at most 32 deep, at most 1,000 keys per object, at
-    /// most 1 MiB as JSON; no key may contain NUL or start with `$`; integers must fit in 64
-    /// signed bits.
-    #[schema(value_type = Option<Object>)]
-    metadata: Option<serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AddEvent {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "utt-1")]
-    event_id: String,
-    #[serde(rename = "type")]
-    event_type: EventType,
-    /// A JSON object, with the same rules as a session's `metadata`.
-    #[schema(value_type = Object)]
-    payload: serde_json::Value,
-    /// RFC 3339; stored in UTC with millisecond precision.
-    #[schema(format = DateTime)]
-    timestamp: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteSession {
-    /// Default `completed`.
-    status: Option<TerminalStatus>,
-}
-
-/// RFC 9457 problem details, served as `application/problem+json`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Problem {
-    #[serde(rename = "type")]
-    #[schema(example = "urn:session-service:problem:validation_failed")]
-    kind: String,
-    #[schema(example = "Bad Request")]
-    title: String,
-    #[schema(example = 400)]
-    status: u16,
-    detail: String,
-    /// Stable and machine-readable: `validation_failed`, `malformed_json`, `body_not_object`,
-    /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
-    /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
-    /// `payload_too_large`, `unsupported_media_type`, `storage_unavailable`, `request_timeout`,
-    /// `internal_error`.
-    #[schema(example = "validation_failed")]
-    code: String,
-    /// Every violation, for `validation_failed`.
-    errors: Option<Vec<FieldViolation>>,
-    /// The request's `x-request-id`.
-    request_id: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct FieldViolation {
-    #[schema(example = "sessionId")]
-    field: String,
-    #[schema(example = "may contain only A-Z a-z 0-9 . _ : -")]
-    message: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Status {
-    #[schema(example = "ok")]
-    status: String,
-}
+/// Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out
+/// (`request_timeout`)
+#[derive(IntoResponses)]
+#[response(status = 503, content_type = "application/problem+json")]
+pub struct Unavailable(pub Problem<'static>);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -196,6 +45,7 @@ pub struct Status {
             methods 405 `method_not_allowed` with an `Allow` header, and any request may answer \
             503 `request_timeout` or 500 `internal_error`. Every response carries `x-request-id`."
     ),
+    servers((url = "http://localhost:3000", description = "The service as `cargo run` starts it")),
     paths(
         super::create_session,
         super::add_event,
@@ -207,7 +57,9 @@ pub struct Status {
         super::metrics,
         super::openapi_json,
     ),
-    modifiers(&OptionalApiKeys),
+    // Schemas reached only through parameters are not collected by themselves.
+    components(schemas(super::query::SortOrder)),
+    modifiers(&OptionalApiKeys, &PublicRoutes, &ClosedRequestBodies),
     tags(
         (name = "sessions", description = "Calls and their events"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
@@ -261,6 +113,48 @@ impl utoipa::Modify for OptionalApiKeys {
                     SecurityRequirement::default(),
                     SecurityRequirement::new("apiKey", Vec::<String>::new()),
                 ]);
+            }
+        }
+    }
+}
+
+/// Marks the routes that never need a key with an empty security requirement.
+struct PublicRoutes;
+
+impl utoipa::Modify for PublicRoutes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityRequirement;
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.security
+                    .get_or_insert_with(|| vec![SecurityRequirement::default()]);
+            }
+        }
+    }
+}
+
+/// Request bodies refuse unknown fields (`Fields::finish`); the document says so. (The bodies are
+/// read field by field, not by serde, so `deny_unknown_fields` cannot say it for them.)
+struct ClosedRequestBodies;
+
+impl utoipa::Modify for ClosedRequestBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::ToSchema;
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in [
+            super::dto::CreateSession::name(),
+            super::dto::AddEvent::name(),
+            super::dto::CompleteSession::name(),
+        ] {
+            if let Some(RefOr::T(Schema::Object(object))) =
+                components.schemas.get_mut(name.as_ref())
+            {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
             }
         }
     }

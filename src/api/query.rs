@@ -3,6 +3,42 @@
 use super::error::{AppError, FieldError};
 use crate::domain::Order;
 use crate::service::{Cursor, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, PageMode, PageRequest};
+use utoipa::{IntoParams, ToSchema};
+
+/// The page parameters, each checked on its own; [`PageQuery::into_request`] applies the rules
+/// between them and the defaults.
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Events per page (default 20)
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// Page number (default 1); not with `after`
+    #[param(value_type = Option<i64>, minimum = 1)]
+    pub page: Option<u64>,
+    /// `asc` (default, transcript order by seq) or `desc`
+    pub order: Option<SortOrder>,
+    /// A `nextCursor` from a previous page read in the same order
+    #[param(value_type = Option<String>)]
+    pub after: Option<Cursor>,
+}
+
+/// The order of a page: by `seq`, ascending (transcript order) or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "snake_case", as = Order)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+impl From<SortOrder> for Order {
+    fn from(o: SortOrder) -> Self {
+        match o {
+            SortOrder::Asc => Order::Asc,
+            SortOrder::Desc => Order::Desc,
+        }
+    }
+}
 
 /// Combines two validations so that a request with several problems reports all of them.
 pub fn both<A, B>(a: Result<A, AppError>, b: Result<B, AppError>) -> Result<(A, B), AppError> {
@@ -16,6 +52,8 @@ pub fn both<A, B>(a: Result<A, AppError>, b: Result<B, AppError>) -> Result<(A, 
     }
 }
 
+/// Reads `limit`, `page`, `order` and `after`, reporting every problem at once: unknown or
+/// repeated parameters, values out of range, and `page` together with `after`.
 pub fn page_request(raw: Option<&str>) -> Result<PageRequest, AppError> {
     let mut errors = Vec::new();
     let (mut limit, mut page, mut order, mut after) = (None, None, None, None);
@@ -35,67 +73,74 @@ pub fn page_request(raw: Option<&str>) -> Result<PageRequest, AppError> {
         }
         *slot = Some(value.into_owned());
     }
-    let limit = match limit.as_deref() {
-        None => DEFAULT_PAGE_LIMIT,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) && !raw.starts_with('+') => n,
-            _ => {
-                errors.push(FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE_LIMIT}"),
-                ));
-                DEFAULT_PAGE_LIMIT
-            }
-        },
-    };
-    let order = match order.as_deref() {
-        None | Some("asc") => Order::Asc,
-        Some("desc") => Order::Desc,
-        Some(_) => {
-            errors.push(FieldError::new("order", "must be \"asc\" or \"desc\""));
-            Order::Asc
+    let mut check = |field: &str, valid: bool, message: &str| {
+        if !valid {
+            errors.push(FieldError::new(field, message));
         }
     };
-    let page_number = match page.as_deref() {
-        None => None,
-        Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if (1..=i64::MAX as u64).contains(&n) && !raw.starts_with('+') => Some(n),
-            _ => {
-                errors.push(FieldError::new(
-                    "page",
-                    "must be a whole number of at least 1",
-                ));
-                None
-            }
-        },
-    };
-    let cursor = match after.as_deref() {
-        None => None,
-        Some(raw) => {
+    let query = PageQuery {
+        limit: limit.as_deref().and_then(|raw| {
+            let n = whole_number(raw).filter(|n| (1..=u64::from(MAX_PAGE_LIMIT)).contains(n));
+            let message = format!("must be a whole number from 1 to {MAX_PAGE_LIMIT}");
+            check("limit", n.is_some(), &message);
+            n.and_then(|n| u32::try_from(n).ok())
+        }),
+        order: order.as_deref().and_then(|raw| {
+            let o = match raw {
+                "asc" => Some(SortOrder::Asc),
+                "desc" => Some(SortOrder::Desc),
+                _ => None,
+            };
+            check("order", o.is_some(), "must be \"asc\" or \"desc\"");
+            o
+        }),
+        page: page.as_deref().and_then(|raw| {
+            let n = whole_number(raw).filter(|n| (1..=i64::MAX as u64).contains(n));
+            check("page", n.is_some(), "must be a whole number of at least 1");
+            n
+        }),
+        after: after.as_deref().and_then(|raw| {
             let cursor = Cursor::decode(raw);
-            if cursor.is_none() {
-                errors.push(FieldError::new(
-                    "after",
-                    "is not a cursor this service issued; pass a nextCursor value unchanged",
-                ));
-            }
+            check(
+                "after",
+                cursor.is_some(),
+                "is not a cursor this service issued; pass a nextCursor value unchanged",
+            );
             cursor
-        }
+        }),
     };
-    if page.is_some() && after.is_some() {
-        errors.push(FieldError::new(
-            "page",
-            "cannot be combined with after; page by number or by cursor",
-        ));
-    }
+    check(
+        "page",
+        page.is_none() || after.is_none(),
+        "cannot be combined with after; page by number or by cursor",
+    );
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let mode = match cursor {
-        Some(cursor) => PageMode::After(cursor),
-        None => PageMode::Page(page_number.unwrap_or(1)),
-    };
-    Ok(PageRequest { limit, order, mode })
+    Ok(query.into_request())
+}
+
+/// Digits only (no sign, no spaces), as a `u64`.
+fn whole_number(raw: &str) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
+impl PageQuery {
+    /// The request with defaults applied; `after` wins over `page` (validation refuses both).
+    pub fn into_request(self) -> PageRequest {
+        let mode = match self.after {
+            Some(cursor) => PageMode::After(cursor),
+            None => PageMode::Page(self.page.unwrap_or(1)),
+        };
+        PageRequest {
+            limit: self.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+            order: self.order.map(Order::from).unwrap_or_default(),
+            mode,
+        }
+    }
 }
 
 #[cfg(test)]

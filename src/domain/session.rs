@@ -56,14 +56,6 @@ pub enum TerminalStatus {
 }
 
 impl TerminalStatus {
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        match raw {
-            "completed" => Ok(TerminalStatus::Completed),
-            "failed" => Ok(TerminalStatus::Failed),
-            _ => Err(Invalid::new("must be \"completed\" or \"failed\"")),
-        }
-    }
-
     pub fn status(self) -> Status {
         match self {
             TerminalStatus::Completed => Status::Completed,
