@@ -102,7 +102,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         crate::telemetry::metrics_handle();
         let state = AppState {
-            service: SessionService::new(repos),
+            service: SessionService::new(repos, crate::service::Lifecycle::default()),
             max_body_bytes: config.max_body_bytes,
         };
         let auth = api::AuthPolicy {

@@ -93,6 +93,7 @@ fn round_trip_on(backend: Backend) {
                     language: Language::parse("en").unwrap(),
                     metadata: JsonObject::parse(Value::Object(metadata.clone())).unwrap(),
                     started_at: Timestamp::now(),
+                    timers: session_service::domain::Timers::default(),
                 })
                 .await
                 .unwrap();

@@ -66,6 +66,7 @@ impl CreateSession {
             language: self.language,
             metadata: self.metadata,
             started_at,
+            timers: crate::domain::Timers::default(),
         }
     }
 }

@@ -59,6 +59,9 @@ pub enum AppError {
     BadRequest { code: &'static str, detail: String },
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
+    /// The resource existed and was erased.
+    #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
     /// The request contradicts what is stored.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
@@ -109,7 +112,9 @@ impl AppError {
     /// A storage failure outside any domain operation (e.g. the readiness ping).
     pub fn from_repo(err: RepoError) -> Self {
         match err {
-            RepoError::NotFound => AppError::Internal("storage answered not found".into()),
+            RepoError::NotFound | RepoError::Deleted => {
+                AppError::Internal("storage answered not found".into())
+            }
             RepoError::Unavailable(source) => AppError::Unavailable(source),
             RepoError::Backend(source) => AppError::Internal(source),
         }
@@ -119,6 +124,7 @@ impl AppError {
         match self {
             AppError::Validation(_) | AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+            AppError::Gone { .. } => StatusCode::GONE,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -134,6 +140,7 @@ impl AppError {
             AppError::Validation(_) => "validation_failed",
             AppError::BadRequest { code, .. }
             | AppError::NotFound { code, .. }
+            | AppError::Gone { code, .. }
             | AppError::Conflict { code, .. } => code,
             AppError::Unauthorized(_) => "unauthorized",
             AppError::MethodNotAllowed => "method_not_allowed",
@@ -177,6 +184,11 @@ impl From<ServiceError> for AppError {
             ServiceError::SessionAlreadyEnded { .. } => {
                 AppError::conflict("session_already_ended", detail)
             }
+            ServiceError::SessionDeleted(_) => AppError::Gone {
+                code: "session_deleted",
+                detail,
+            },
+            ServiceError::SessionIdDeleted(_) => AppError::conflict("session_deleted", detail),
             ServiceError::CursorOrderMismatch => AppError::invalid("after", detail),
             ServiceError::Storage(e) => AppError::from_repo(e),
         }

@@ -222,7 +222,7 @@ async fn complete_session(
     )?;
     let session = state
         .service
-        .end(&session_id, end.terminal_status())
+        .end(&session_id, end.terminal_status(), None)
         .await?;
     Ok(Json(dto::SessionBody::from(&session)).into_response())
 }

@@ -3,6 +3,7 @@
 mod event;
 mod ids;
 mod json;
+mod lifecycle;
 mod order;
 mod session;
 mod timestamp;
@@ -10,6 +11,7 @@ mod timestamp;
 pub use event::{Event, EventType, NewEvent};
 pub use ids::{EventId, Language, SessionId};
 pub use json::{JsonObject, MAX_JSON_DEPTH, MAX_OBJECT_KEYS};
+pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};
 pub use order::Order;
 pub use session::{NewSession, Session, Status, TerminalStatus};
 pub use timestamp::Timestamp;

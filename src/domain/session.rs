@@ -1,7 +1,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Invalid, JsonObject, Language, SessionId, Timestamp};
+use super::{Deadline, EndReason, Invalid, JsonObject, Language, SessionId, Timers, Timestamp};
 
 /// Where a session is in its life: `initiated` → `active` (first event) → `completed` | `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct NewSession {
     pub language: Language,
     pub metadata: JsonObject,
     pub started_at: Timestamp,
+    /// The effective timers: the client's, or the server's defaults.
+    pub timers: Timers,
 }
 
 /// A stored session. `event_count` is exact and equals the highest `seq` handed out.
@@ -83,4 +85,63 @@ pub struct Session {
     pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
     pub event_count: u64,
+    /// Why it ended; `None` while open, or if it was ended without a reason.
+    pub ended_reason: Option<EndReason>,
+    /// When the last event was accepted (server time).
+    pub last_event_at: Option<Timestamp>,
+    pub timers: Timers,
+    /// Where the timers count from: `started_at`, or for a session older than timers, the
+    /// upgrade that gave it the server's defaults.
+    pub timers_since: Timestamp,
+}
+
+impl NewSession {
+    /// The session as stored by a create that won.
+    pub fn into_session(self) -> Session {
+        Session {
+            session_id: self.session_id,
+            status: Status::Initiated,
+            language: self.language,
+            metadata: self.metadata,
+            started_at: self.started_at,
+            ended_at: None,
+            event_count: 0,
+            ended_reason: None,
+            last_event_at: None,
+            timers: self.timers,
+            timers_since: self.started_at,
+        }
+    }
+}
+
+impl Session {
+    /// When and why this session ends by itself if nothing more happens; `None` once ended or
+    /// when no timer applies.
+    pub fn deadline(&self) -> Option<Deadline> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        super::deadline(self.timers, self.timers_since, self.last_event_at)
+    }
+
+    /// Whether its deadline has come at `now`: from then on it is ended, noticed or not.
+    pub fn expired_at(&self, now: Timestamp) -> Option<Deadline> {
+        self.deadline().filter(|d| d.at <= now)
+    }
+
+    /// Records the end its timer gave it: `failed`, ended at the deadline itself.
+    pub fn end_by(&mut self, deadline: Deadline) {
+        self.status = Status::Failed;
+        self.ended_at = Some(deadline.at);
+        self.ended_reason = Some(deadline.reason);
+    }
+
+    /// The session as it is at `now`: ended by its timer if the deadline has passed, whether or
+    /// not storage has recorded that yet.
+    pub fn as_of(mut self, now: Timestamp) -> Self {
+        if let Some(deadline) = self.expired_at(now) {
+            self.end_by(deadline);
+        }
+        self
+    }
 }

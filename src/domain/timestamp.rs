@@ -32,6 +32,21 @@ impl Timestamp {
         self.0
     }
 
+    /// This instant plus `seconds`, saturating at the latest representable instant.
+    pub fn plus_seconds(self, seconds: u32) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::from(seconds) * 1000)
+                .min(MAX_MILLIS),
+        )
+    }
+
+    /// This instant minus `seconds`, saturating at the earliest representable instant.
+    pub fn minus_seconds(self, seconds: u64) -> Self {
+        let millis = i64::try_from(seconds).unwrap_or(i64::MAX / 1000) * 1000;
+        Self(self.0.saturating_sub(millis).max(MIN_MILLIS))
+    }
+
     /// Parses RFC 3339 with any offset; the instant is kept in UTC, truncated to milliseconds.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let invalid =

@@ -7,12 +7,10 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, RepoError,
-    Repositories, SessionRepository,
+    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage, EventRange,
+    EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
 };
-use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Session, SessionId, TerminalStatus, Timestamp,
-};
+use crate::domain::{Event, EventId, NewEvent, NewSession, Session, SessionId, Timers, Timestamp};
 
 struct Timed<R: ?Sized> {
     backend: &'static str,
@@ -29,6 +27,7 @@ async fn timed<T>(
     let outcome = match &result {
         Ok(_) => "ok",
         Err(RepoError::NotFound) => "not_found",
+        Err(RepoError::Deleted) => "deleted",
         Err(RepoError::Unavailable(_)) => "unavailable",
         Err(RepoError::Backend(_)) => "error",
     };
@@ -57,18 +56,51 @@ impl SessionRepository for Timed<dyn SessionRepository> {
         timed(self.backend, "get_session", self.inner.get(id)).await
     }
 
-    async fn end(
+    async fn end(&self, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError> {
+        timed(self.backend, "end_session", self.inner.end(id, request)).await
+    }
+
+    async fn expire(&self, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError> {
+        timed(self.backend, "expire_session", self.inner.expire(id, now)).await
+    }
+
+    async fn expired(&self, now: Timestamp, limit: u32) -> Result<Vec<SessionId>, RepoError> {
+        timed(self.backend, "find_expired", self.inner.expired(now, limit)).await
+    }
+
+    async fn list(&self, scan: &SessionScan) -> Result<Vec<Session>, RepoError> {
+        timed(self.backend, "list_sessions", self.inner.list(scan)).await
+    }
+
+    async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
+        timed(self.backend, "delete_session", self.inner.delete(id, at)).await
+    }
+
+    async fn purge(
         &self,
-        id: &SessionId,
-        status: TerminalStatus,
-        ended_at: Timestamp,
-    ) -> Result<EndOutcome, RepoError> {
-        timed(
-            self.backend,
-            "end_session",
-            self.inner.end(id, status, ended_at),
-        )
-        .await
+        max_events: u64,
+        tombstones_before: Timestamp,
+    ) -> Result<PurgeOutcome, RepoError> {
+        let call = self.inner.purge(max_events, tombstones_before);
+        timed(self.backend, "purge", call).await
+    }
+
+    async fn ended_before(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<SessionId>, RepoError> {
+        let call = self.inner.ended_before(cutoff, limit);
+        timed(self.backend, "find_ended_before", call).await
+    }
+
+    async fn adopt_legacy_sessions(
+        &self,
+        defaults: Timers,
+        now: Timestamp,
+    ) -> Result<u64, RepoError> {
+        let call = self.inner.adopt_legacy_sessions(defaults, now);
+        timed(self.backend, "adopt_legacy_sessions", call).await
     }
 
     async fn ping(&self) -> Result<(), RepoError> {

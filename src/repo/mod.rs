@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status, TerminalStatus,
+    EndReason, Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status,
+    TerminalStatus, Timers, Timestamp,
 };
 
 mod instrumented;
@@ -20,6 +21,9 @@ pub enum RepoError {
     /// The session (or event) does not exist.
     #[error("not found")]
     NotFound,
+    /// The session was erased; only its tombstone (id and deletion time) is left.
+    #[error("deleted")]
+    Deleted,
     /// The store cannot be reached or is not answering in time; the request may be retried.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
@@ -53,6 +57,9 @@ pub enum Appended {
     Existing(Event),
     /// The event id is new but the session has ended with this status; nothing changed.
     SessionEnded(Status),
+    /// The event id is new and arrived at or after the session's deadline: this call recorded
+    /// the timer's end (the session as now stored); the event was not stored.
+    Expired(Session),
 }
 
 /// Where a page of events starts, counted in the page's order.
@@ -81,26 +88,110 @@ pub struct EventPage {
     pub has_more: bool,
 }
 
+/// A request to end a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndRequest {
+    pub status: TerminalStatus,
+    /// When it was asked: the `ended_at` it gets, and the instant its timers are checked at.
+    pub at: Timestamp,
+    pub reason: Option<EndReason>,
+}
+
+/// The outcome of [`SessionRepository::delete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteOutcome {
+    /// `true` for the one call that erased the session; `false` if it was already a tombstone.
+    pub deleted_now: bool,
+}
+
+/// Which sessions [`SessionRepository::list`] returns: an index-backed keyset range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionScan {
+    /// Stored statuses to include; empty means all four.
+    pub statuses: Vec<Status>,
+    /// `started_at >= started_from`.
+    pub started_from: Option<Timestamp>,
+    /// `started_at < started_before`.
+    pub started_before: Option<Timestamp>,
+    /// By `(started_at, session_id)`, ascending or descending.
+    pub order: Order,
+    /// Only sessions strictly after this `(started_at, session_id)` in `order`.
+    pub after: Option<(Timestamp, SessionId)>,
+    pub limit: u32,
+}
+
+/// What one [`SessionRepository::purge`] call removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeOutcome {
+    /// Events of erased sessions removed by this call.
+    pub events_removed: u64,
+    /// Tombstones older than the cutoff removed (their ids are free again).
+    pub tombstones_removed: u64,
+    /// Whether more is left to remove; call again.
+    pub more: bool,
+}
+
 #[async_trait]
 pub trait SessionRepository: Send + Sync {
     /// Creates the session if no session has its id; otherwise returns the stored one untouched.
     /// Atomic: among concurrent callers with the same id exactly one sees `created: true`, and all
-    /// see the same stored session.
+    /// see the same stored session. `Deleted` if the id is a tombstone.
     async fn create_or_get(&self, new: NewSession) -> Result<CreateOutcome, RepoError>;
 
-    /// The session, or `NotFound`.
+    /// The session as recorded (a timer end not yet recorded is the service's to apply, with
+    /// [`Session::as_of`]); `NotFound`, or `Deleted` for a tombstone.
     async fn get(&self, id: &SessionId) -> Result<Session, RepoError>;
 
-    /// Ends a session that has not ended: sets `status` and `ended_at` in one conditional write.
+    /// Ends a session that has not ended, in one conditional write: with `request`'s status,
+    /// reason and `ended_at = request.at` — unless its deadline had come by `request.at`, in which
+    /// case the timer's end is recorded instead (`failed`, its reason, `ended_at` = the deadline).
     /// If it has already ended, returns it as stored (whatever status it ended with), so
     /// concurrent callers all see one `ended_at`; exactly one of them sees `ended_now`.
-    /// `NotFound` if there is no such session.
-    async fn end(
+    /// `NotFound` if there is no such session, `Deleted` for a tombstone.
+    async fn end(&self, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError>;
+
+    /// Records the timer end of a session whose deadline has come by `now` (conditional on it
+    /// still being open and its deadline unchanged, so concurrent sweepers record one end with one
+    /// `ended_at`; exactly one sees `ended_now`). A session not expired, or already ended, is
+    /// returned as stored with `ended_now: false`.
+    async fn expire(&self, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError>;
+
+    /// Up to `limit` open sessions whose deadline is at or before `now`, earliest first, found
+    /// through an index on the deadline.
+    async fn expired(&self, now: Timestamp, limit: u32) -> Result<Vec<SessionId>, RepoError>;
+
+    /// Up to `scan.limit` sessions (never tombstones) in `scan.order` by `(started_at,
+    /// session_id)`, served by an index on both backends.
+    async fn list(&self, scan: &SessionScan) -> Result<Vec<Session>, RepoError>;
+
+    /// Erases the session: from the moment this returns it is a tombstone holding only its id and
+    /// `at`, and its events are unreachable. Events may be removed later by [`Self::purge`], in
+    /// bounded chunks, which resumes after a crash. Repeating it is `deleted_now: false`;
+    /// `NotFound` if there never was such a session (or its tombstone expired).
+    async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError>;
+
+    /// Removes up to about `max_events` events of erased sessions, then the tombstones deleted
+    /// before `tombstones_before` whose events are all gone.
+    async fn purge(
         &self,
-        id: &SessionId,
-        status: TerminalStatus,
-        ended_at: crate::domain::Timestamp,
-    ) -> Result<EndOutcome, RepoError>;
+        max_events: u64,
+        tombstones_before: Timestamp,
+    ) -> Result<PurgeOutcome, RepoError>;
+
+    /// Up to `limit` sessions that ended before `cutoff` (for retention), through an index.
+    async fn ended_before(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<SessionId>, RepoError>;
+
+    /// Gives sessions stored before timers existed the `defaults`, counted from `now`; returns how
+    /// many it changed. Idempotent: a session that has timers is never touched.
+    async fn adopt_legacy_sessions(
+        &self,
+        defaults: Timers,
+        now: Timestamp,
+    ) -> Result<u64, RepoError>;
 
     /// Answers when the store can serve requests.
     async fn ping(&self) -> Result<(), RepoError>;
@@ -112,15 +203,19 @@ pub trait EventRepository: Send + Sync {
     /// session: the new event gets `seq = event_count + 1` (so `seq` runs 1, 2, 3… without gaps in
     /// the order events were accepted), `event_count` grows by one, and an `initiated` session
     /// becomes `active`. A second append with the same ids returns `Existing` with the stored event,
-    /// also when the two race. `NotFound` if the session does not exist.
+    /// also when the two race. A new event arriving at or after the session's deadline
+    /// (`new.received_at`) records the timer's end and is `Expired` (for the one call that
+    /// recorded it; later ones see `SessionEnded(Failed)`). Each stored
+    /// event sets the session's `last_event_at` to `new.received_at`. `NotFound` if the session
+    /// does not exist, `Deleted` for a tombstone.
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError>;
 
-    /// One event, or `NotFound` (also when the session does not exist).
+    /// One event, or `NotFound` (also when the session does not exist); `Deleted` for a tombstone.
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError>;
 
     /// The session and up to `range.limit` of its events in `range.order` by `seq`, starting as
     /// `range.start` says. Costs about the same on any page (a range scan on `(session_id, seq)`).
-    /// `NotFound` if the session does not exist.
+    /// `NotFound` if the session does not exist, `Deleted` for a tombstone.
     async fn page(&self, session_id: &SessionId, range: EventRange)
     -> Result<EventPage, RepoError>;
 }

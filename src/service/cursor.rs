@@ -1,7 +1,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::domain::Order;
+use crate::domain::{Order, SessionId, Timestamp};
 
 /// An opaque position in a session's events: the `seq` of the last event a page returned, and the
 /// order it was read in. Clients see it only as a URL-safe string.
@@ -48,6 +48,57 @@ impl Cursor {
     }
 }
 
+/// An opaque position in a list of sessions: the `(startedAt, sessionId)` of the last session a
+/// page returned, and the order it was read in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub order: Order,
+    pub started_at: Timestamp,
+    pub session_id: SessionId,
+}
+
+impl SessionCursor {
+    pub fn encode(&self) -> String {
+        let order = match self.order {
+            Order::Asc => 'a',
+            Order::Desc => 'd',
+        };
+        URL_SAFE_NO_PAD.encode(format!(
+            "s1.{order}.{}.{}",
+            self.started_at.millis(),
+            self.session_id
+        ))
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        // The id comes last: it may itself contain dots.
+        let mut parts = text.splitn(4, '.');
+        let (Some("s1"), Some(order), Some(millis), Some(id)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let order = match order {
+            "a" => Order::Asc,
+            "d" => Order::Desc,
+            _ => return None,
+        };
+        // Only the canonical spelling of the number, so each position has one cursor.
+        let parsed: i64 = millis.parse().ok()?;
+        if parsed.to_string() != millis {
+            return None;
+        }
+        let millis = parsed;
+        Some(SessionCursor {
+            order,
+            started_at: Timestamp::from_millis(millis).ok()?,
+            session_id: SessionId::parse(id).ok()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +117,23 @@ mod tests {
         ] {
             assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
         }
+    }
+
+    #[test]
+    fn session_cursors_round_trip_and_refuse_foreign_strings() {
+        let cursor = SessionCursor {
+            order: Order::Desc,
+            started_at: Timestamp::from_millis(1_700_000_000_123).unwrap(),
+            session_id: SessionId::parse("call.1:x").unwrap(),
+        };
+        assert_eq!(SessionCursor::decode(&cursor.encode()), Some(cursor));
+        let event_cursor = Cursor {
+            order: Order::Asc,
+            seq: 3,
+        };
+        assert_eq!(SessionCursor::decode(&event_cursor.encode()), None);
+        assert_eq!(Cursor::decode(&URL_SAFE_NO_PAD.encode("s1.a.1.x")), None);
+        assert_eq!(SessionCursor::decode("!!"), None);
     }
 
     #[test]

@@ -35,6 +35,15 @@ pub enum ServiceError {
         session_id: SessionId,
         status: Status,
     },
+    /// The session was erased; every route for its id answers so until the tombstone expires.
+    #[error("session {:?} was deleted", .0.as_str())]
+    SessionDeleted(SessionId),
+    /// A create for an id whose session was erased: a late retry must not bring the call back.
+    #[error(
+        "session {:?} was deleted; its id cannot be used again until the tombstone expires",
+        .0.as_str()
+    )]
+    SessionIdDeleted(SessionId),
     /// A cursor used with the other order than the page it came from.
     #[error(
         "this cursor was made for the other order; pass the same order as the page it came from"

@@ -1,24 +1,56 @@
-//! The rules of the service: idempotency outcomes, state transitions and pagination. Handlers call
-//! these with validated domain types; atomicity itself lives in the repositories.
+//! The rules of the service: idempotency outcomes, state transitions, timers, listing, erasure
+//! and pagination. Handlers call these with validated domain types; atomicity itself lives in the
+//! repositories.
 
 mod cursor;
 mod error;
+mod maintenance;
 
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, TerminalStatus, Timestamp,
+    EndReason, Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status,
+    TerminalStatus, Timers, Timestamp,
 };
-use crate::repo::{Appended, EventRange, RepoError, Repositories, Start};
+use crate::repo::{Appended, EndRequest, EventRange, RepoError, Repositories, SessionScan, Start};
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, SessionCursor};
 pub use error::ServiceError;
+pub use maintenance::Maintenance;
 
-/// Page sizes accepted by the read endpoint.
+/// Page sizes accepted by the read endpoints.
 pub const MAX_PAGE_LIMIT: u32 = 100;
 pub const DEFAULT_PAGE_LIMIT: u32 = 20;
+/// The most sessions one list request examines; with selective filters a page may come back
+/// short, with `has_more` and a cursor to go on.
+pub const MAX_LIST_CANDIDATES: usize = 5_000;
+
+/// The lifecycle settings the service runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// The timers of a session created without its own.
+    pub default_timers: Timers,
+    /// How long a deleted session's tombstone keeps its id taken, in seconds.
+    pub tombstone_retention_seconds: u64,
+    /// Ended sessions older than this are erased; `0` keeps them forever.
+    pub retention_seconds: u64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            default_timers: Timers {
+                inactivity_seconds: 3600,
+                max_duration_seconds: 0,
+            },
+            tombstone_retention_seconds: 30 * 24 * 3600,
+            retention_seconds: 0,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct SessionService {
     repos: Repositories,
+    lifecycle: Lifecycle,
 }
 
 /// Whether a write stored something new or found it already stored.
@@ -55,25 +87,64 @@ pub struct SessionPage {
     pub next_cursor: Option<Cursor>,
 }
 
-/// A repository error, with `NotFound` meaning the session `id` does not exist.
+/// Which sessions to list (`GET /sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Empty: every status.
+    pub statuses: Vec<Status>,
+    pub started_from: Option<Timestamp>,
+    pub started_before: Option<Timestamp>,
+    pub ended_reason: Option<EndReason>,
+    /// Top-level metadata keys that must equal these strings.
+    pub metadata: Vec<(String, String)>,
+    pub order: Order,
+    pub limit: u32,
+    pub after: Option<SessionCursor>,
+}
+
+/// One page of sessions.
+#[derive(Debug, Clone)]
+pub struct SessionList {
+    pub sessions: Vec<Session>,
+    pub limit: u32,
+    pub has_more: bool,
+    pub next_cursor: Option<SessionCursor>,
+}
+
+/// A repository error, with `NotFound` and `Deleted` meaning the session `id`.
 fn session_error(id: &SessionId) -> impl FnOnce(RepoError) -> ServiceError + '_ {
     move |e| match e {
         RepoError::NotFound => ServiceError::SessionNotFound(id.clone()),
+        RepoError::Deleted => ServiceError::SessionDeleted(id.clone()),
         other => ServiceError::Storage(other),
     }
 }
 
+fn count_end(session: &Session) {
+    metrics::counter!("sessions_ended_total", "status" => session.status.as_str()).increment(1);
+    let reason = session
+        .ended_reason
+        .as_ref()
+        .map_or("none".to_owned(), |r| r.as_str().to_owned());
+    metrics::counter!("sessions_ended_by_reason_total", "reason" => reason).increment(1);
+}
+
 impl SessionService {
-    pub fn new(repos: Repositories) -> Self {
-        Self { repos }
+    pub fn new(repos: Repositories, lifecycle: Lifecycle) -> Self {
+        Self { repos, lifecycle }
     }
 
     pub fn repositories(&self) -> &Repositories {
         &self.repos
     }
 
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+    }
+
     /// Creates the session, or returns the stored one unchanged if its id is taken.
     pub async fn create(&self, new: NewSession) -> Result<(Session, Written), ServiceError> {
+        let id = new.session_id.clone();
         let outcome = self
             .repos
             .sessions
@@ -81,6 +152,7 @@ impl SessionService {
             .await
             .map_err(|e| match e {
                 RepoError::NotFound => ServiceError::contract_broken("create returned not found"),
+                RepoError::Deleted => ServiceError::SessionIdDeleted(id),
                 other => ServiceError::Storage(other),
             })?;
         let written = if outcome.created {
@@ -89,11 +161,12 @@ impl SessionService {
         } else {
             Written::Existing
         };
-        Ok((outcome.session, written))
+        Ok((outcome.session.as_of(Timestamp::now()), written))
     }
 
     /// Adds an event. A retry with the same content gets the stored event; the same `eventId` with
-    /// other content is a conflict, and so is a new event for a session that has ended.
+    /// other content is a conflict, and so is a new event for a session that has ended (also by
+    /// its timer).
     pub async fn add_event(&self, new: NewEvent) -> Result<(Event, Written), ServiceError> {
         let appended = self
             .repos
@@ -117,6 +190,16 @@ impl SessionService {
                 },
                 "event_id_conflict",
             ),
+            Appended::Expired(session) => {
+                count_end(&session);
+                (
+                    ServiceError::SessionEnded {
+                        session_id: new.session_id,
+                        status: session.status,
+                    },
+                    "session_ended",
+                )
+            }
             Appended::SessionEnded(status) => (
                 ServiceError::SessionEnded {
                     session_id: new.session_id,
@@ -129,23 +212,29 @@ impl SessionService {
         Err(refused)
     }
 
-    /// Ends the session with `status`. Repeating it returns the same session; asking for the other
-    /// terminal status than the stored one is a conflict.
+    /// Ends the session with `status` (and `reason`). Repeating it returns the same session;
+    /// asking for the other terminal status than the stored one is a conflict. A session whose
+    /// timer has run out has ended already: `failed`, with the timer's reason.
     pub async fn end(
         &self,
         id: &SessionId,
         status: TerminalStatus,
+        reason: Option<EndReason>,
     ) -> Result<Session, ServiceError> {
+        let request = EndRequest {
+            status,
+            at: Timestamp::now(),
+            reason,
+        };
         let outcome = self
             .repos
             .sessions
-            .end(id, status, Timestamp::now())
+            .end(id, request)
             .await
             .map_err(session_error(id))?;
         let session = outcome.session;
         if outcome.ended_now {
-            metrics::counter!("sessions_ended_total", "status" => session.status.as_str())
-                .increment(1);
+            count_end(&session);
         }
         if session.status != status.status() {
             return Err(ServiceError::SessionAlreadyEnded {
@@ -154,6 +243,23 @@ impl SessionService {
             });
         }
         Ok(session)
+    }
+
+    /// Erases the session and its events. Repeating it is fine; an unknown id is not found.
+    pub async fn delete(&self, id: &SessionId) -> Result<(), ServiceError> {
+        let outcome = self
+            .repos
+            .sessions
+            .delete(id, Timestamp::now())
+            .await
+            .map_err(|e| match e {
+                RepoError::NotFound => ServiceError::SessionNotFound(id.clone()),
+                other => ServiceError::Storage(other),
+            })?;
+        if outcome.deleted_now {
+            metrics::counter!("sessions_erased_total", "cause" => "request").increment(1);
+        }
+        Ok(())
     }
 
     pub async fn event(
@@ -170,6 +276,7 @@ impl SessionService {
                     session_id: session_id.clone(),
                     event_id: event_id.clone(),
                 },
+                RepoError::Deleted => ServiceError::SessionDeleted(session_id.clone()),
                 other => ServiceError::Storage(other),
             })
     }
@@ -220,12 +327,208 @@ impl SessionService {
             has_more: page.has_more,
             next_cursor,
             events: page.events,
-            session: page.session,
+            session: page.session.as_of(Timestamp::now()),
         })
+    }
+
+    /// Events from after `after_seq` to the last one stored when the export began, in `seq`
+    /// order, `chunk` at a time: the caller streams each chunk out before asking for the next,
+    /// so memory stays bounded however long the session is. `Ok(None)` once everything is sent.
+    pub async fn export_chunk(
+        &self,
+        id: &SessionId,
+        after_seq: u64,
+        up_to_seq: Option<u64>,
+        chunk: u32,
+    ) -> Result<Option<(Vec<Event>, u64)>, ServiceError> {
+        let range = EventRange {
+            order: Order::Asc,
+            start: Start::AfterSeq(after_seq),
+            limit: chunk,
+        };
+        let page = self
+            .repos
+            .events
+            .page(id, range)
+            .await
+            .map_err(session_error(id))?;
+        let last = up_to_seq.unwrap_or(page.session.event_count);
+        let events: Vec<Event> = page.events.into_iter().filter(|e| e.seq <= last).collect();
+        if events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((events, last)))
+    }
+
+    /// Sessions matching `request`, examining at most [`MAX_LIST_CANDIDATES`] of them.
+    pub async fn list(&self, request: ListRequest) -> Result<SessionList, ServiceError> {
+        if let Some(cursor) = &request.after
+            && cursor.order != request.order
+        {
+            return Err(ServiceError::CursorOrderMismatch);
+        }
+        let now = Timestamp::now();
+        let filtered = request.ended_reason.is_some()
+            || !request.metadata.is_empty()
+            || !request.statuses.is_empty();
+        let wanted = request.limit as usize + 1;
+        let mut position = request
+            .after
+            .as_ref()
+            .map(|c| (c.started_at, c.session_id.clone()));
+        let mut matched: Vec<Session> = Vec::with_capacity(wanted);
+        let mut examined = 0;
+        let mut exhausted = false;
+        while matched.len() < wanted && examined < MAX_LIST_CANDIDATES {
+            let chunk = if filtered { 100 } else { wanted };
+            let chunk = chunk.min(MAX_LIST_CANDIDATES - examined);
+            let scan = SessionScan {
+                statuses: request.statuses.clone(),
+                started_from: request.started_from,
+                started_before: request.started_before,
+                order: request.order,
+                after: position.clone(),
+                limit: chunk as u32,
+            };
+            let batch = self
+                .repos
+                .sessions
+                .list(&scan)
+                .await
+                .map_err(ServiceError::Storage)?;
+            exhausted = batch.len() < chunk;
+            for session in batch {
+                examined += 1;
+                position = Some((session.started_at, session.session_id.clone()));
+                let session = session.as_of(now);
+                if matches(&request, &session) {
+                    matched.push(session);
+                    if matched.len() == wanted {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let cursor_at = |s: &Session| SessionCursor {
+            order: request.order,
+            started_at: s.started_at,
+            session_id: s.session_id.clone(),
+        };
+        let (has_more, next_cursor) = if matched.len() == wanted {
+            matched.truncate(request.limit as usize);
+            (true, matched.last().map(cursor_at))
+        } else if exhausted {
+            (false, None)
+        } else {
+            // The candidate budget ran out: go on from the last session examined.
+            let cursor = position.map(|(started_at, session_id)| SessionCursor {
+                order: request.order,
+                started_at,
+                session_id,
+            });
+            (true, cursor)
+        };
+        Ok(SessionList {
+            sessions: matched,
+            limit: request.limit,
+            has_more,
+            next_cursor,
+        })
+    }
+
+    /// Records the end of up to `limit` sessions whose timers ran out by `now`; returns how many
+    /// this call ended (others may have been ended by another instance meanwhile).
+    pub async fn sweep(&self, now: Timestamp, limit: u32) -> Result<u64, ServiceError> {
+        metrics::counter!("sweeper_runs_total").increment(1);
+        let ids = self
+            .repos
+            .sessions
+            .expired(now, limit)
+            .await
+            .map_err(ServiceError::Storage)?;
+        let mut ended = 0;
+        for id in ids {
+            match self.repos.sessions.expire(&id, now).await {
+                Ok(outcome) if outcome.ended_now => {
+                    ended += 1;
+                    count_end(&outcome.session);
+                }
+                Ok(_) | Err(RepoError::NotFound | RepoError::Deleted) => {}
+                Err(e) => return Err(ServiceError::Storage(e)),
+            }
+        }
+        metrics::counter!("sweeper_sessions_ended_total").increment(ended);
+        Ok(ended)
+    }
+
+    /// Erases up to `limit` sessions that ended more than the retention ago (if retention is
+    /// on), then removes events of erased sessions (up to `max_events`) and expired tombstones.
+    /// Returns whether more work is waiting.
+    pub async fn maintain(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        max_events: u64,
+    ) -> Result<bool, ServiceError> {
+        let mut more = false;
+        if self.lifecycle.retention_seconds > 0 {
+            let cutoff = now.minus_seconds(self.lifecycle.retention_seconds);
+            let ids = self
+                .repos
+                .sessions
+                .ended_before(cutoff, limit)
+                .await
+                .map_err(ServiceError::Storage)?;
+            more |= ids.len() == limit as usize;
+            for id in ids {
+                match self.repos.sessions.delete(&id, now).await {
+                    Ok(outcome) if outcome.deleted_now => {
+                        metrics::counter!("sessions_erased_total", "cause" => "retention")
+                            .increment(1);
+                    }
+                    Ok(_) | Err(RepoError::NotFound) => {}
+                    Err(e) => return Err(ServiceError::Storage(e)),
+                }
+            }
+        }
+        let tombstones_before = now.minus_seconds(self.lifecycle.tombstone_retention_seconds);
+        let purged = self
+            .repos
+            .sessions
+            .purge(max_events, tombstones_before)
+            .await
+            .map_err(ServiceError::Storage)?;
+        metrics::counter!("erased_events_removed_total").increment(purged.events_removed);
+        Ok(more || purged.more)
+    }
+
+    /// Gives sessions from before timers the server's default timers, counted from now.
+    pub async fn adopt_legacy_sessions(&self) -> Result<u64, ServiceError> {
+        self.repos
+            .sessions
+            .adopt_legacy_sessions(self.lifecycle.default_timers, Timestamp::now())
+            .await
+            .map_err(ServiceError::Storage)
     }
 
     /// Whether storage answers.
     pub async fn ready(&self) -> Result<(), RepoError> {
         self.repos.sessions.ping().await
     }
+}
+
+/// The filters the index cannot apply: the status as of now (a timer may have ended it), the
+/// end reason, and metadata values.
+fn matches(request: &ListRequest, session: &Session) -> bool {
+    (request.statuses.is_empty() || request.statuses.contains(&session.status))
+        && request
+            .ended_reason
+            .as_ref()
+            .is_none_or(|r| session.ended_reason.as_ref() == Some(r))
+        && request.metadata.iter().all(|(key, value)| {
+            session.metadata.as_map().get(key).and_then(|v| v.as_str()) == Some(value.as_str())
+        })
 }

@@ -4,9 +4,9 @@ use serde_json::{Value, json};
 use session_service::domain::Order;
 use session_service::domain::{
     EventId, EventType, JsonObject, Language, NewEvent, NewSession, SessionId, Status,
-    TerminalStatus, Timestamp,
+    TerminalStatus, Timers, Timestamp,
 };
-use session_service::repo::{Appended, EventRange, RepoError, Repositories, Start};
+use session_service::repo::{Appended, EndRequest, EventRange, RepoError, Repositories, Start};
 
 use crate::support::StoreCtx;
 
@@ -20,6 +20,15 @@ fn new_session(id: &str) -> NewSession {
         language: Language::parse("en-US").unwrap(),
         metadata: JsonObject::parse(json!({"caller": "+15550100", "tags": ["a", "b"]})).unwrap(),
         started_at: Timestamp::from_millis(1_766_331_015_123).unwrap(),
+        timers: Timers::default(),
+    }
+}
+
+fn end_as(status: TerminalStatus, at: Timestamp) -> EndRequest {
+    EndRequest {
+        status,
+        at,
+        reason: None,
     }
 }
 
@@ -230,7 +239,7 @@ pub async fn an_ended_session_refuses_new_events_but_returns_stored_ones(s: Stor
     let at = Timestamp::from_millis(1_766_331_100_000).unwrap();
     s.repos
         .sessions
-        .end(&sid("c"), TerminalStatus::Failed, at)
+        .end(&sid("c"), end_as(TerminalStatus::Failed, at))
         .await
         .unwrap();
     let r = s
@@ -262,7 +271,7 @@ pub async fn ending_is_idempotent_and_concurrent_ends_agree_on_one_ended_at(s: S
                 let at = Timestamp::from_millis(1_766_331_100_000 + i).unwrap();
                 repos
                     .sessions
-                    .end(&sid("c"), TerminalStatus::Completed, at)
+                    .end(&sid("c"), end_as(TerminalStatus::Completed, at))
                     .await
                     .unwrap()
             })
@@ -284,7 +293,7 @@ pub async fn ending_is_idempotent_and_concurrent_ends_agree_on_one_ended_at(s: S
     let again = s
         .repos
         .sessions
-        .end(&sid("c"), TerminalStatus::Failed, later)
+        .end(&sid("c"), end_as(TerminalStatus::Failed, later))
         .await
         .unwrap();
     assert_eq!(again.session.status, Status::Completed);
@@ -299,7 +308,10 @@ pub async fn ending_an_unknown_session_is_not_found(s: StoreCtx) {
     let r = s
         .repos
         .sessions
-        .end(&sid("ghost"), TerminalStatus::Completed, Timestamp::now())
+        .end(
+            &sid("ghost"),
+            end_as(TerminalStatus::Completed, Timestamp::now()),
+        )
         .await;
     assert!(matches!(r, Err(RepoError::NotFound)), "{r:?}");
 }
@@ -489,7 +501,10 @@ pub async fn everything_survives_reopening_the_store(s: StoreCtx) {
     session_with_events(&s.repos, "c", 3).await;
     s.repos
         .sessions
-        .end(&sid("c"), TerminalStatus::Completed, Timestamp::now())
+        .end(
+            &sid("c"),
+            end_as(TerminalStatus::Completed, Timestamp::now()),
+        )
         .await
         .unwrap();
     let before = s.repos.sessions.get(&sid("c")).await.unwrap();

@@ -4,11 +4,18 @@
 use rusqlite::{Connection, params};
 
 /// `(version, name, sql)`; append new files here, never edit an applied one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "create_sessions_and_events",
-    include_str!("../../../migrations/sqlite/0001_create_sessions_and_events.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "create_sessions_and_events",
+        include_str!("../../../migrations/sqlite/0001_create_sessions_and_events.sql"),
+    ),
+    (
+        2,
+        "session_lifecycle",
+        include_str!("../../../migrations/sqlite/0002_session_lifecycle.sql"),
+    ),
+];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Vec<String>> {

@@ -19,11 +19,12 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Appended, CreateOutcome, EndOutcome, EventPage, EventRange, EventRepository, RepoError,
-    Repositories, SessionRepository, seq_bounds,
+    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage, EventRange,
+    EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
+    seq_bounds,
 };
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, TerminalStatus, Timestamp,
+    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status, Timers, Timestamp,
 };
 use writer::Command;
 
@@ -188,14 +189,73 @@ impl SessionRepository for SqliteStore {
             .await
     }
 
-    async fn end(
-        &self,
-        id: &SessionId,
-        status: TerminalStatus,
-        ended_at: Timestamp,
-    ) -> Result<EndOutcome, RepoError> {
+    async fn end(&self, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError> {
         let id = id.clone();
-        self.write(|reply| Command::End(id, status, ended_at, reply))
+        self.write(|reply| Command::End(id, request, reply)).await
+    }
+
+    async fn expire(&self, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError> {
+        let id = id.clone();
+        self.write(|reply| Command::Expire(id, now, reply)).await
+    }
+
+    async fn expired(&self, now: Timestamp, limit: u32) -> Result<Vec<SessionId>, RepoError> {
+        self.read(move |conn| {
+            ids(
+                conn,
+                "SELECT session_id FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                 ORDER BY expires_at LIMIT ?2",
+                now,
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn list(&self, scan: &SessionScan) -> Result<Vec<Session>, RepoError> {
+        let scan = scan.clone();
+        self.read(move |conn| snapshot(conn, |tx| list(tx, &scan)))
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
+        let id = id.clone();
+        self.write(|reply| Command::Delete(id, at, reply)).await
+    }
+
+    async fn purge(
+        &self,
+        max_events: u64,
+        tombstones_before: Timestamp,
+    ) -> Result<PurgeOutcome, RepoError> {
+        self.write(|reply| Command::Purge(max_events, tombstones_before, reply))
+            .await
+    }
+
+    async fn ended_before(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<SessionId>, RepoError> {
+        self.read(move |conn| {
+            ids(
+                conn,
+                "SELECT session_id FROM sessions
+                 WHERE status IN ('completed', 'failed') AND ended_at < ?1
+                 ORDER BY ended_at LIMIT ?2",
+                cutoff,
+                limit,
+            )
+        })
+        .await
+    }
+
+    async fn adopt_legacy_sessions(
+        &self,
+        defaults: Timers,
+        now: Timestamp,
+    ) -> Result<u64, RepoError> {
+        self.write(|reply| Command::Adopt(defaults, now, reply))
             .await
     }
 
@@ -220,8 +280,13 @@ impl EventRepository for SqliteStore {
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {
         let (sid, eid) = (session_id.clone(), event_id.clone());
-        self.read(move |conn| rows::event_by_id(conn, &sid, &eid)?.ok_or(RepoError::NotFound))
-            .await
+        self.read(move |conn| {
+            snapshot(conn, |tx| {
+                rows::require_session(tx, &sid)?;
+                rows::event_by_id(tx, &sid, &eid)?.ok_or(RepoError::NotFound)
+            })
+        })
+        .await
     }
 
     async fn page(
@@ -264,4 +329,88 @@ fn page(conn: &Connection, id: &SessionId, range: EventRange) -> Result<EventPag
         events,
         has_more,
     })
+}
+
+/// Session ids from `sql`, which takes `(instant, limit)`.
+fn ids(
+    conn: &Connection,
+    sql: &str,
+    at: Timestamp,
+    limit: u32,
+) -> Result<Vec<SessionId>, RepoError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt
+        .query(rusqlite::params![at.millis(), limit])
+        .map_err(map_err)?;
+    let mut ids = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        let id: String = row.get(0).map_err(map_err)?;
+        ids.push(SessionId::parse(id).map_err(|e| rows::corrupt(e.0))?);
+    }
+    Ok(ids)
+}
+
+/// One keyset range per status on `(status, started_at, session_id)`, each at most `limit` rows,
+/// merged in order: the cost is bounded by `limit` times the number of statuses, however many
+/// sessions are stored.
+fn list(conn: &Connection, scan: &SessionScan) -> Result<Vec<Session>, RepoError> {
+    const ALL: [Status; 4] = [
+        Status::Initiated,
+        Status::Active,
+        Status::Completed,
+        Status::Failed,
+    ];
+    let statuses: &[Status] = if scan.statuses.is_empty() {
+        &ALL
+    } else {
+        &scan.statuses
+    };
+    let sql = match scan.order {
+        Order::Asc => format!(
+            "SELECT {} FROM sessions INDEXED BY sessions_by_status_start
+             WHERE status = ?1 AND started_at >= ?2 AND started_at < ?3
+               AND (started_at, session_id) > (?4, ?5)
+             ORDER BY started_at ASC, session_id ASC LIMIT ?6",
+            rows::SESSION_COLUMNS
+        ),
+        Order::Desc => format!(
+            "SELECT {} FROM sessions INDEXED BY sessions_by_status_start
+             WHERE status = ?1 AND started_at >= ?2 AND started_at < ?3
+               AND (started_at, session_id) < (?4, ?5)
+             ORDER BY started_at DESC, session_id DESC LIMIT ?6",
+            rows::SESSION_COLUMNS
+        ),
+    };
+    // Without a cursor, a position before (or after) every session.
+    let (after_time, after_id) = match (&scan.after, scan.order) {
+        (Some((t, id)), _) => (t.millis(), id.as_str().to_owned()),
+        (None, Order::Asc) => (i64::MIN, String::new()),
+        (None, Order::Desc) => (i64::MAX, String::new()),
+    };
+    let from = scan.started_from.map_or(i64::MIN, Timestamp::millis);
+    let before = scan.started_before.map_or(i64::MAX, Timestamp::millis);
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+    let mut found = Vec::new();
+    for status in statuses {
+        let mut rows = stmt
+            .query(rusqlite::params![
+                status.as_str(),
+                from,
+                before,
+                after_time,
+                after_id,
+                scan.limit
+            ])
+            .map_err(map_err)?;
+        while let Some(row) = rows.next().map_err(map_err)? {
+            found.push(rows::session_row(row)?);
+        }
+    }
+    let key = |s: &Session| (s.started_at, s.session_id.clone());
+    match scan.order {
+        Order::Asc => found.sort_by_key(key),
+        Order::Desc => found.sort_by_key(|s| std::cmp::Reverse(key(s))),
+    }
+    found.truncate(scan.limit as usize);
+    Ok(found)
 }

@@ -6,11 +6,12 @@ use serde_json::{Map, Value};
 
 use super::map_err;
 use crate::domain::{
-    Event, EventId, EventType, JsonObject, Language, Session, SessionId, Status, Timestamp,
+    EndReason, Event, EventId, EventType, JsonObject, Language, Session, SessionId, Status, Timers,
+    Timestamp,
 };
 use crate::repo::RepoError;
 
-fn corrupt(what: impl Into<String>) -> RepoError {
+pub fn corrupt(what: impl Into<String>) -> RepoError {
     RepoError::Backend(format!("stored row does not parse: {}", what.into()).into())
 }
 
@@ -33,27 +34,74 @@ fn count(value: i64) -> Result<u64, RepoError> {
     u64::try_from(value).map_err(|_| corrupt("negative count"))
 }
 
-/// Written out (not formatted from a column list) so the cached statement is found without
+/// The columns [`session_row`] reads, in its order.
+pub const SESSION_COLUMNS: &str = "session_id, status, language, metadata, started_at, ended_at, \
+     event_count, ended_reason, last_event_at, inactivity_timeout_seconds, max_duration_seconds, \
+     timers_since";
+
+/// Written out (not formatted from [`SESSION_COLUMNS`]) so the cached statement is found without
 /// building its text on every read.
 const SESSION_BY_ID: &str = "SELECT session_id, status, language, metadata, started_at, ended_at, \
-     event_count FROM sessions WHERE session_id = ?1";
+     event_count, ended_reason, last_event_at, inactivity_timeout_seconds, max_duration_seconds, \
+     timers_since FROM sessions WHERE session_id = ?1";
 
+/// The session, `None` if there is none, `Deleted` for a tombstone.
 pub fn session(conn: &Connection, id: &SessionId) -> Result<Option<Session>, RepoError> {
     let mut stmt = conn.prepare_cached(SESSION_BY_ID).map_err(map_err)?;
     let mut rows = stmt.query([id.as_str()]).map_err(map_err)?;
-    let Some(row) = rows.next().map_err(map_err)? else {
-        return Ok(None);
+    match rows.next().map_err(map_err)? {
+        Some(row) => session_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads [`SESSION_COLUMNS`]; a tombstone is `Deleted`.
+pub fn session_row(row: &Row<'_>) -> Result<Session, RepoError> {
+    let status = text(row, 1)?;
+    if status == "deleted" {
+        return Err(RepoError::Deleted);
+    }
+    let optional_time = |i: usize| -> Result<Option<Timestamp>, RepoError> {
+        let millis: Option<i64> = row.get(i).map_err(map_err)?;
+        millis.map(timestamp).transpose()
     };
-    let ended_at: Option<i64> = row.get(5).map_err(map_err)?;
-    Ok(Some(Session {
+    let seconds = |i: usize| -> Result<u32, RepoError> {
+        let value: Option<i64> = row.get(i).map_err(map_err)?;
+        value.map_or(Ok(0), |v| Timers::check(v).map_err(|e| corrupt(e.0)))
+    };
+    let started_at = timestamp(int(row, 4)?)?;
+    let ended_reason: Option<String> = row.get(7).map_err(map_err)?;
+    Ok(Session {
         session_id: SessionId::parse(text(row, 0)?).map_err(|e| corrupt(e.0))?,
-        status: text(row, 1)?.parse::<Status>().map_err(|e| corrupt(e.0))?,
+        status: status.parse::<Status>().map_err(|e| corrupt(e.0))?,
         language: Language::parse(text(row, 2)?).map_err(|e| corrupt(e.0))?,
         metadata: json_object(text(row, 3)?)?,
-        started_at: timestamp(int(row, 4)?)?,
-        ended_at: ended_at.map(timestamp).transpose()?,
+        started_at,
+        ended_at: optional_time(5)?,
         event_count: count(int(row, 6)?)?,
-    }))
+        ended_reason: ended_reason
+            .map(|r| EndReason::parse(r).map_err(|e| corrupt(e.0)))
+            .transpose()?,
+        last_event_at: optional_time(8)?,
+        timers: Timers {
+            inactivity_seconds: seconds(9)?,
+            max_duration_seconds: seconds(10)?,
+        },
+        timers_since: optional_time(11)?.unwrap_or(started_at),
+    })
+}
+
+/// Fails unless the session exists and is not a tombstone.
+pub fn require_session(conn: &Connection, id: &SessionId) -> Result<(), RepoError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT status = 'deleted' FROM sessions WHERE session_id = ?1")
+        .map_err(map_err)?;
+    let mut rows = stmt.query([id.as_str()]).map_err(map_err)?;
+    match rows.next().map_err(map_err)? {
+        None => Err(RepoError::NotFound),
+        Some(row) if row.get::<_, bool>(0).map_err(map_err)? => Err(RepoError::Deleted),
+        Some(_) => Ok(()),
+    }
 }
 
 /// A text column, borrowed from SQLite rather than copied into an intermediate string.

@@ -5,9 +5,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{map_err, rows};
 use crate::domain::{
-    Event, NewEvent, NewSession, Session, SessionId, Status, TerminalStatus, Timestamp,
+    EndReason, Event, NewEvent, NewSession, Session, SessionId, Status, Timers, Timestamp,
 };
-use crate::repo::{Appended, CreateOutcome, EndOutcome, RepoError};
+use crate::repo::{
+    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, PurgeOutcome, RepoError,
+};
 
 type Reply<T> = oneshot::Sender<Result<T, RepoError>>;
 
@@ -16,7 +18,12 @@ pub enum Command {
     Create(NewSession, String, Reply<CreateOutcome>),
     /// The event and its payload as JSON text, serialized by the caller (off the writer).
     Append(NewEvent, String, Reply<Appended>),
-    End(SessionId, TerminalStatus, Timestamp, Reply<EndOutcome>),
+    End(SessionId, EndRequest, Reply<EndOutcome>),
+    Expire(SessionId, Timestamp, Reply<EndOutcome>),
+    Delete(SessionId, Timestamp, Reply<DeleteOutcome>),
+    /// Up to this many events of erased sessions, then tombstones deleted before the instant.
+    Purge(u64, Timestamp, Reply<PurgeOutcome>),
+    Adopt(Timers, Timestamp, Reply<u64>),
     Ping(Reply<()>),
 }
 
@@ -58,6 +65,9 @@ enum Answer {
     Create(Reply<CreateOutcome>, Result<CreateOutcome, RepoError>),
     Append(Reply<Appended>, Result<Appended, RepoError>),
     End(Reply<EndOutcome>, Result<EndOutcome, RepoError>),
+    Delete(Reply<DeleteOutcome>, Result<DeleteOutcome, RepoError>),
+    Purge(Reply<PurgeOutcome>, Result<PurgeOutcome, RepoError>),
+    Adopt(Reply<u64>, Result<u64, RepoError>),
     Ping(Reply<()>),
 }
 
@@ -75,6 +85,9 @@ impl Answer {
             Answer::Create(reply, r) => deliver(reply, r, commit),
             Answer::Append(reply, r) => deliver(reply, r, commit),
             Answer::End(reply, r) => deliver(reply, r, commit),
+            Answer::Delete(reply, r) => deliver(reply, r, commit),
+            Answer::Purge(reply, r) => deliver(reply, r, commit),
+            Answer::Adopt(reply, r) => deliver(reply, r, commit),
             Answer::Ping(reply) => deliver(reply, Ok(()), commit),
         }
     }
@@ -121,7 +134,10 @@ fn apply_failed(cmd: Command) -> Answer {
     match cmd {
         Command::Create(_, _, reply) => Answer::Create(reply, failed()),
         Command::Append(_, _, reply) => Answer::Append(reply, failed()),
-        Command::End(_, _, _, reply) => Answer::End(reply, failed()),
+        Command::End(_, _, reply) | Command::Expire(_, _, reply) => Answer::End(reply, failed()),
+        Command::Delete(_, _, reply) => Answer::Delete(reply, failed()),
+        Command::Purge(_, _, reply) => Answer::Purge(reply, failed()),
+        Command::Adopt(_, _, reply) => Answer::Adopt(reply, failed()),
         Command::Ping(reply) => Answer::Ping(reply),
     }
 }
@@ -149,8 +165,20 @@ fn apply(conn: &Connection, cmd: Command) -> rusqlite::Result<Answer> {
         Command::Append(new, payload, reply) => {
             Answer::Append(reply, in_savepoint(conn, |c| append(c, new, payload))?)
         }
-        Command::End(id, status, at, reply) => {
-            Answer::End(reply, in_savepoint(conn, |c| end(c, &id, status, at))?)
+        Command::End(id, request, reply) => {
+            Answer::End(reply, in_savepoint(conn, |c| end(c, &id, request))?)
+        }
+        Command::Expire(id, now, reply) => {
+            Answer::End(reply, in_savepoint(conn, |c| expire(c, &id, now))?)
+        }
+        Command::Delete(id, at, reply) => {
+            Answer::Delete(reply, in_savepoint(conn, |c| delete(c, &id, at))?)
+        }
+        Command::Purge(max_events, cutoff, reply) => {
+            Answer::Purge(reply, in_savepoint(conn, |c| purge(c, max_events, cutoff))?)
+        }
+        Command::Adopt(defaults, now, reply) => {
+            Answer::Adopt(reply, in_savepoint(conn, |c| adopt(c, defaults, now))?)
         }
         Command::Ping(reply) => Answer::Ping(reply),
     })
@@ -161,38 +189,34 @@ fn create(
     new: NewSession,
     metadata: String,
 ) -> Result<CreateOutcome, RepoError> {
+    let session = new.into_session();
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO sessions (session_id, status, language, metadata, started_at, event_count)
-             VALUES (?1, 'initiated', ?2, ?3, ?4, 0)
+            "INSERT INTO sessions (session_id, status, language, metadata, started_at, event_count,
+                 inactivity_timeout_seconds, max_duration_seconds, timers_since, expires_at)
+             VALUES (?1, 'initiated', ?2, ?3, ?4, 0, ?5, ?6, ?4, ?7)
              ON CONFLICT (session_id) DO NOTHING",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
-                new.session_id.as_str(),
-                new.language.as_str(),
+                session.session_id.as_str(),
+                session.language.as_str(),
                 metadata,
-                new.started_at.millis(),
+                session.started_at.millis(),
+                session.timers.inactivity_seconds,
+                session.timers.max_duration_seconds,
+                session.deadline().map(|d| d.at.millis()),
             ])
         })
         .map_err(map_err)?;
     if inserted == 1 {
         // What was just stored, without reading it back.
-        let session = Session {
-            session_id: new.session_id,
-            status: Status::Initiated,
-            language: new.language,
-            metadata: new.metadata,
-            started_at: new.started_at,
-            ended_at: None,
-            event_count: 0,
-        };
         return Ok(CreateOutcome {
             session,
             created: true,
         });
     }
-    let session = rows::session(conn, &new.session_id)?
+    let session = rows::session(conn, &session.session_id)?
         .ok_or_else(|| RepoError::Backend("session vanished after a conflicting insert".into()))?;
     Ok(CreateOutcome {
         session,
@@ -205,27 +229,25 @@ fn create(
 /// happened; the unique `(session_id, event_id)` index decides a duplicate, and the primary key
 /// `(session_id, seq)` stays the backstop against a reused seq.
 fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended, RepoError> {
-    let (status, count): (String, i64) = conn
-        .prepare_cached("SELECT status, event_count FROM sessions WHERE session_id = ?1")
-        .and_then(|mut stmt| {
-            stmt.query_row([new.session_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(map_err)?
-        .ok_or(RepoError::NotFound)?;
-    let status: Status = status
-        .parse()
-        .map_err(|_| RepoError::Backend("stored status does not parse".into()))?;
-    if status.is_terminal() {
+    let state = open_state(conn, &new.session_id)?;
+    let expired = state.deadline().filter(|d| d.at <= new.received_at);
+    if state.status.is_terminal() || expired.is_some() {
         // An event stored before the session ended is still answered as stored.
-        return Ok(
-            match rows::event_by_id(conn, &new.session_id, &new.event_id)? {
-                Some(existing) => Appended::Existing(existing),
-                None => Appended::SessionEnded(status),
-            },
-        );
+        if let Some(existing) = rows::event_by_id(conn, &new.session_id, &new.event_id)? {
+            return Ok(Appended::Existing(existing));
+        }
+        if expired.is_some() {
+            return expire(conn, &new.session_id, new.received_at).map(|ended| {
+                if ended.ended_now {
+                    Appended::Expired(ended.session)
+                } else {
+                    Appended::SessionEnded(ended.session.status)
+                }
+            });
+        }
+        return Ok(Appended::SessionEnded(state.status));
     }
-    let seq = count + 1;
+    let seq = state.event_count + 1;
     let timestamp = new.timestamp();
     let inserted = conn
         .prepare_cached(
@@ -251,15 +273,27 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
             })?;
         return Ok(Appended::Existing(existing));
     }
+    let expires_at =
+        crate::domain::deadline(state.timers, state.timers_since, Some(new.received_at))
+            .map(|d| d.at.millis());
     // Only the first event changes the status. Leaving `status` alone otherwise also skips its
     // CHECK (an IN list, which SQLite evaluates by building a temporary table on every update).
-    let update = if status == Status::Initiated {
-        "UPDATE sessions SET event_count = ?2, status = 'active' WHERE session_id = ?1"
+    let update = if state.status == Status::Initiated {
+        "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4,
+             status = 'active' WHERE session_id = ?1"
     } else {
-        "UPDATE sessions SET event_count = ?2 WHERE session_id = ?1"
+        "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4
+             WHERE session_id = ?1"
     };
     conn.prepare_cached(update)
-        .and_then(|mut stmt| stmt.execute(params![new.session_id.as_str(), seq]))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                new.session_id.as_str(),
+                seq,
+                new.received_at.millis(),
+                expires_at
+            ])
+        })
         .map_err(map_err)?;
     Ok(Appended::New(Event {
         session_id: new.session_id,
@@ -270,28 +304,239 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
         timestamp,
     }))
 }
-fn end(
+
+/// What an append needs of its session, without reading (and parsing) its metadata.
+struct OpenState {
+    status: Status,
+    event_count: i64,
+    timers: Timers,
+    timers_since: Timestamp,
+    last_event_at: Option<Timestamp>,
+}
+
+impl OpenState {
+    fn deadline(&self) -> Option<crate::domain::Deadline> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        crate::domain::deadline(self.timers, self.timers_since, self.last_event_at)
+    }
+}
+
+fn open_state(conn: &Connection, id: &SessionId) -> Result<OpenState, RepoError> {
+    type Raw = (
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        i64,
+        Option<i64>,
+    );
+    let raw: Raw = conn
+        .prepare_cached(
+            "SELECT status, event_count, inactivity_timeout_seconds, max_duration_seconds,
+                    timers_since, started_at, last_event_at
+             FROM sessions WHERE session_id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([id.as_str()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(map_err)?
+        .ok_or(RepoError::NotFound)?;
+    let (status, event_count, inactivity, max_duration, since, started_at, last_event_at) = raw;
+    if status == "deleted" {
+        return Err(RepoError::Deleted);
+    }
+    let corrupt = |what: &str| rows::corrupt(what);
+    let time = |millis: i64| Timestamp::from_millis(millis).map_err(|_| corrupt("a time"));
+    let seconds =
+        |v: Option<i64>| v.map_or(Ok(0), |v| Timers::check(v).map_err(|_| corrupt("a timer")));
+    Ok(OpenState {
+        status: status.parse().map_err(|_| corrupt("status"))?,
+        event_count,
+        timers: Timers {
+            inactivity_seconds: seconds(inactivity)?,
+            max_duration_seconds: seconds(max_duration)?,
+        },
+        timers_since: time(since.unwrap_or(started_at))?,
+        last_event_at: last_event_at.map(time).transpose()?,
+    })
+}
+
+/// Ends an open session: one conditional write, so it happens once.
+fn record_end(
     conn: &Connection,
     id: &SessionId,
-    status: TerminalStatus,
+    status: Status,
     ended_at: Timestamp,
-) -> Result<EndOutcome, RepoError> {
+    reason: Option<&EndReason>,
+) -> Result<bool, RepoError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE sessions SET status = ?2, ended_at = ?3
-         WHERE session_id = ?1 AND status IN ('initiated', 'active')",
+            "UPDATE sessions SET status = ?2, ended_at = ?3, ended_reason = ?4, expires_at = NULL
+             WHERE session_id = ?1 AND status IN ('initiated', 'active')",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
                 id.as_str(),
-                status.status().as_str(),
-                ended_at.millis()
+                status.as_str(),
+                ended_at.millis(),
+                reason.map(EndReason::as_str)
             ])
         })
         .map_err(map_err)?;
-    let session = rows::session(conn, id)?.ok_or(RepoError::NotFound)?;
-    Ok(EndOutcome {
-        session,
-        ended_now: changed == 1,
-    })
+    Ok(changed == 1)
+}
+
+fn end(conn: &Connection, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError> {
+    let mut session = rows::session(conn, id)?.ok_or(RepoError::NotFound)?;
+    if session.status.is_terminal() {
+        return Ok(EndOutcome {
+            session,
+            ended_now: false,
+        });
+    }
+    match session.expired_at(request.at) {
+        Some(deadline) => session.end_by(deadline),
+        None => {
+            session.status = request.status.status();
+            session.ended_at = Some(request.at);
+            session.ended_reason = request.reason;
+        }
+    }
+    let ended_now = store_end(conn, &session)?;
+    Ok(EndOutcome { session, ended_now })
+}
+
+fn store_end(conn: &Connection, ended: &Session) -> Result<bool, RepoError> {
+    let ended_at = ended
+        .ended_at
+        .ok_or_else(|| RepoError::Backend("an end without ended_at".into()))?;
+    record_end(
+        conn,
+        &ended.session_id,
+        ended.status,
+        ended_at,
+        ended.ended_reason.as_ref(),
+    )
+}
+
+fn expire(conn: &Connection, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError> {
+    let mut session = rows::session(conn, id)?.ok_or(RepoError::NotFound)?;
+    let Some(deadline) = session.expired_at(now) else {
+        return Ok(EndOutcome {
+            session,
+            ended_now: false,
+        });
+    };
+    session.end_by(deadline);
+    let ended_now = store_end(conn, &session)?;
+    Ok(EndOutcome { session, ended_now })
+}
+
+/// Events removed together with the tombstone; a longer session's rest goes in [`purge`].
+const INLINE_EVENT_DELETES: u64 = 1_000;
+
+fn delete(conn: &Connection, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
+    let status: String = conn
+        .prepare_cached("SELECT status FROM sessions WHERE session_id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)).optional())
+        .map_err(map_err)?
+        .ok_or(RepoError::NotFound)?;
+    if status == "deleted" {
+        return Ok(DeleteOutcome { deleted_now: false });
+    }
+    // The tombstone keeps the id and the deletion time; `event_count` becomes the number of
+    // events still to remove. Everything else is erased now.
+    conn.prepare_cached(
+        "UPDATE sessions SET status = 'deleted', language = '', metadata = '{}', started_at = ?2,
+             ended_at = NULL, ended_reason = NULL, last_event_at = NULL,
+             inactivity_timeout_seconds = NULL, max_duration_seconds = NULL, timers_since = NULL,
+             expires_at = NULL, deleted_at = ?2
+         WHERE session_id = ?1",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id.as_str(), at.millis()]))
+    .map_err(map_err)?;
+    remove_events(conn, id, INLINE_EVENT_DELETES)?;
+    Ok(DeleteOutcome { deleted_now: true })
+}
+
+/// Removes up to `max` of the erased session's first events and counts down what is left.
+fn remove_events(conn: &Connection, id: &SessionId, max: u64) -> Result<u64, RepoError> {
+    let removed = conn
+        .prepare_cached(
+            "DELETE FROM events WHERE session_id = ?1 AND seq IN
+                 (SELECT seq FROM events WHERE session_id = ?1 ORDER BY seq LIMIT ?2)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![id.as_str(), i64::try_from(max).unwrap_or(i64::MAX)])
+        })
+        .map_err(map_err)? as u64;
+    let left: i64 = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE session_id = ?1)")
+        .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)))
+        .map_err(map_err)?;
+    conn.prepare_cached("UPDATE sessions SET event_count = ?2 WHERE session_id = ?1")
+        .and_then(|mut stmt| stmt.execute(params![id.as_str(), left]))
+        .map_err(map_err)?;
+    Ok(removed)
+}
+
+fn purge(conn: &Connection, max_events: u64, cutoff: Timestamp) -> Result<PurgeOutcome, RepoError> {
+    let mut outcome = PurgeOutcome::default();
+    while outcome.events_removed < max_events {
+        let pending: Option<String> = conn
+            .prepare_cached(
+                "SELECT session_id FROM sessions
+                 WHERE status = 'deleted' AND event_count > 0 LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
+            .map_err(map_err)?;
+        let Some(id) = pending else { break };
+        let id = SessionId::parse(id).map_err(|e| rows::corrupt(e.0))?;
+        outcome.events_removed += remove_events(conn, &id, max_events - outcome.events_removed)?;
+    }
+    outcome.more = outcome.events_removed >= max_events;
+    outcome.tombstones_removed = conn
+        .prepare_cached(
+            "DELETE FROM sessions WHERE session_id IN
+                 (SELECT session_id FROM sessions
+                  WHERE status = 'deleted' AND deleted_at < ?1 AND event_count = 0 LIMIT 1000)",
+        )
+        .and_then(|mut stmt| stmt.execute([cutoff.millis()]))
+        .map_err(map_err)? as u64;
+    outcome.more |= outcome.tombstones_removed == 1000;
+    Ok(outcome)
+}
+
+/// Gives sessions from before timers the `defaults`, counted from `now`.
+fn adopt(conn: &Connection, defaults: Timers, now: Timestamp) -> Result<u64, RepoError> {
+    let deadline = crate::domain::deadline(defaults, now, None).map(|d| d.at.millis());
+    let changed = conn
+        .execute(
+            "UPDATE sessions SET inactivity_timeout_seconds = ?1, max_duration_seconds = ?2,
+                 timers_since = ?3,
+                 expires_at = CASE WHEN status IN ('initiated', 'active') THEN ?4 END
+             WHERE inactivity_timeout_seconds IS NULL AND status <> 'deleted'",
+            params![
+                defaults.inactivity_seconds,
+                defaults.max_duration_seconds,
+                now.millis(),
+                deadline
+            ],
+        )
+        .map_err(map_err)?;
+    Ok(changed as u64)
 }
