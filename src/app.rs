@@ -16,7 +16,7 @@ use crate::api::AppError;
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
-use crate::service::SessionService;
+use crate::service::{Lifecycle, Maintenance, ServiceError, SessionService};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -25,6 +25,11 @@ pub enum StartupError {
         backend: String,
         #[source]
         source: RepoError,
+    },
+    #[error("cannot give older sessions their timers")]
+    Adopt {
+        #[source]
+        source: ServiceError,
     },
     #[error("cannot listen on {addr}")]
     Bind {
@@ -81,6 +86,8 @@ pub struct Application {
     addr: SocketAddr,
     shutdown_timeout: Duration,
     closer: Closer,
+    service: SessionService,
+    sweep_interval: Duration,
 }
 
 impl Application {
@@ -101,8 +108,24 @@ impl Application {
         repos: Repositories,
     ) -> Result<Self, StartupError> {
         crate::telemetry::metrics_handle();
+        let lifecycle = Lifecycle {
+            default_timers: config.default_timers,
+            tombstone_retention_seconds: config.tombstone_retention_seconds,
+            retention_seconds: config.retention_seconds,
+        };
+        let service = SessionService::new(repos, lifecycle);
+        let adopted = service
+            .adopt_legacy_sessions()
+            .await
+            .map_err(|source| StartupError::Adopt { source })?;
+        if adopted > 0 {
+            tracing::info!(
+                sessions = adopted,
+                "sessions from before timers got the default timers, counted from now"
+            );
+        }
         let state = AppState {
-            service: SessionService::new(repos, crate::service::Lifecycle::default()),
+            service: service.clone(),
             max_body_bytes: config.max_body_bytes,
         };
         let auth = api::AuthPolicy {
@@ -143,6 +166,8 @@ impl Application {
             addr,
             shutdown_timeout: config.shutdown_timeout,
             closer: Closer::Nothing,
+            service,
+            sweep_interval: config.sweep_interval,
         })
     }
 
@@ -160,6 +185,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
+        drop(self.service);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -185,6 +212,7 @@ impl Application {
                 }
             }
         };
+        maintenance.stop().await;
         // Connections still open after the deadline keep storage handles alive, so the writer
         // is waited for only briefly then; everything acknowledged is already durable.
         if let Closer::SqliteWriter(writer) = self.closer {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::domain::Timers;
 use crate::repo::mongo::MongoSettings;
 use crate::repo::sqlite::{SqliteConfig, Synchronous};
 
@@ -28,6 +29,14 @@ pub struct Config {
     pub metrics_require_key: bool,
     /// Origins allowed to call the API from a browser; empty means no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
+    /// The timers of a session created without its own.
+    pub default_timers: Timers,
+    /// How long a deleted session's tombstone keeps its id taken, in seconds.
+    pub tombstone_retention_seconds: u64,
+    /// Ended sessions are erased this long after their end; `0` keeps them forever.
+    pub retention_seconds: u64,
+    /// How often the sweeper and the erasure work run.
+    pub sweep_interval: Duration,
 }
 
 /// The configured API keys, held as secrets: neither `Debug` nor logs can show them.
@@ -165,6 +174,31 @@ pub const VARIABLES: &[Var] = &[
         name: "METRICS_REQUIRE_KEY",
         default: "true",
         help: "true | false: whether /metrics needs a key when keys are set",
+    },
+    Var {
+        name: "SESSION_INACTIVITY_TIMEOUT_SECONDS",
+        default: "3600",
+        help: "a session without events this long ends (failed, inactivity_timeout); 0: off",
+    },
+    Var {
+        name: "SESSION_MAX_DURATION_SECONDS",
+        default: "0",
+        help: "a session this long after its start ends (failed, max_duration_exceeded); 0: off",
+    },
+    Var {
+        name: "RETENTION_SECONDS",
+        default: "0",
+        help: "erase sessions this long after they ended; 0: keep forever",
+    },
+    Var {
+        name: "TOMBSTONE_RETENTION_SECONDS",
+        default: "2592000",
+        help: "a deleted session's id stays taken (410/409) this long",
+    },
+    Var {
+        name: "SWEEP_INTERVAL_MS",
+        default: "1000",
+        help: "how often timers, retention and erasure are applied",
     },
     Var {
         name: "CORS_ALLOWED_ORIGINS",
@@ -328,7 +362,40 @@ impl Config {
             return Err(bad(cors, &reason));
         }
 
+        let timer = |name: &'static str| {
+            let raw = var(name);
+            raw.1
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| Timers::check(n).ok())
+                .ok_or_else(|| {
+                    bad(
+                        raw.clone(),
+                        "expected 0 (off) or whole seconds from 1 to 31536000",
+                    )
+                })
+        };
+        let default_timers = Timers {
+            inactivity_seconds: timer("SESSION_INACTIVITY_TIMEOUT_SECONDS")?,
+            max_duration_seconds: timer("SESSION_MAX_DURATION_SECONDS")?,
+        };
+        let seconds = |name: &'static str| {
+            let raw = var(name);
+            raw.1
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 100 * 365 * 24 * 3600)
+                .ok_or_else(|| bad(raw.clone(), "expected whole seconds (at most 100 years)"))
+        };
+        let retention_seconds = seconds("RETENTION_SECONDS")?;
+        let tombstone_retention_seconds = seconds("TOMBSTONE_RETENTION_SECONDS")?;
+        let sweep_interval = millis("SWEEP_INTERVAL_MS")?;
+
         Ok(Config {
+            default_timers,
+            retention_seconds,
+            tombstone_retention_seconds,
+            sweep_interval,
             api_keys: ApiKeys(api_keys),
             metrics_require_key,
             cors_allowed_origins,
@@ -468,6 +535,11 @@ mod tests {
             ("API_KEYS_FILE", "/nonexistent/keys"),
             ("METRICS_REQUIRE_KEY", "maybe"),
             ("CORS_ALLOWED_ORIGINS", "*"),
+            ("SESSION_INACTIVITY_TIMEOUT_SECONDS", "31536001"),
+            ("SESSION_MAX_DURATION_SECONDS", "-1"),
+            ("RETENTION_SECONDS", "soon"),
+            ("TOMBSTONE_RETENTION_SECONDS", "-5"),
+            ("SWEEP_INTERVAL_MS", "0"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

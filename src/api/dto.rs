@@ -11,10 +11,10 @@ use utoipa::ToSchema;
 use super::error::AppError;
 use super::extract::Fields;
 use crate::domain::{
-    Event, EventId, EventType, Invalid, JsonObject, Language, NewEvent, NewSession, Session,
-    SessionId, Status, TerminalStatus, Timestamp,
+    EndReason, Event, EventId, EventType, Invalid, JsonObject, Language, NewEvent, NewSession,
+    Session, SessionId, Status, TerminalStatus, Timers, Timestamp,
 };
-use crate::service::SessionPage;
+use crate::service::{SessionList, SessionPage};
 
 /// `POST /sessions`. Creating a session that exists returns it unchanged.
 #[derive(Debug, ToSchema)]
@@ -34,6 +34,14 @@ pub struct CreateSession {
     /// signed bits.
     #[schema(value_type = Option<Object>, required = false)]
     pub metadata: JsonObject,
+    /// The session ends (`failed`, `inactivity_timeout`) this long after its last event, or its
+    /// start before the first. `0`: off. Default: `SESSION_INACTIVITY_TIMEOUT_SECONDS`.
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 31_536_000, required = false)]
+    pub inactivity_timeout_seconds: Option<u32>,
+    /// The session ends (`failed`, `max_duration_exceeded`) this long after its start. `0`: off.
+    /// Default: `SESSION_MAX_DURATION_SECONDS`.
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 31_536_000, required = false)]
+    pub max_duration_seconds: Option<u32>,
 }
 
 impl CreateSession {
@@ -49,24 +57,56 @@ impl CreateSession {
             None => Some(JsonObject::default()),
             Some(v) => f.check("metadata", JsonObject::parse(v)),
         };
+        let inactivity = timer(&mut f, "inactivityTimeoutSeconds");
+        let max_duration = timer(&mut f, "maxDurationSeconds");
         f.finish()?;
-        match (session_id, language, metadata) {
-            (Some(session_id), Some(language), Some(metadata)) => Ok(Self {
+        match (session_id, language, metadata, inactivity, max_duration) {
+            (
+                Some(session_id),
+                Some(language),
+                Some(metadata),
+                Some(inactivity_timeout_seconds),
+                Some(max_duration_seconds),
+            ) => Ok(Self {
                 session_id,
                 language,
                 metadata,
+                inactivity_timeout_seconds,
+                max_duration_seconds,
             }),
             _ => Err(unreachable_invalid()),
         }
     }
 
-    pub fn into_new(self, started_at: Timestamp) -> NewSession {
+    /// The session to create, with the server's `defaults` for timers the client did not set.
+    pub fn into_new(self, started_at: Timestamp, defaults: Timers) -> NewSession {
         NewSession {
             session_id: self.session_id,
             language: self.language,
             metadata: self.metadata,
             started_at,
-            timers: crate::domain::Timers::default(),
+            timers: Timers {
+                inactivity_seconds: self
+                    .inactivity_timeout_seconds
+                    .unwrap_or(defaults.inactivity_seconds),
+                max_duration_seconds: self
+                    .max_duration_seconds
+                    .unwrap_or(defaults.max_duration_seconds),
+            },
+        }
+    }
+}
+
+/// An optional timer field: `Some(None)` when absent, `None` when invalid (recorded in `f`).
+fn timer(f: &mut Fields, name: &str) -> Option<Option<u32>> {
+    match f.optional_value(name) {
+        None => Some(None),
+        Some(value) => {
+            let seconds = match value.as_i64() {
+                Some(n) if value.is_i64() || value.is_u64() => Timers::check(n),
+                _ => Timers::check(-1),
+            };
+            f.check(name, seconds).map(Some)
         }
     }
 }
@@ -137,6 +177,10 @@ impl AddEvent {
 pub struct CompleteSession {
     /// Default `completed`.
     pub status: Option<EndStatus>,
+    /// Why it ended, stored as `endedReason`: 1–64 characters of `a-z 0-9 _`, e.g.
+    /// `caller_hangup`, `transferred`.
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9_]{1,64}$", example = "caller_hangup")]
+    pub reason: Option<EndReason>,
 }
 
 impl CompleteSession {
@@ -149,10 +193,15 @@ impl CompleteSession {
             None => Some(None),
             Some(s) => f.check("status", EndStatus::parse(&s)).map(Some),
         };
+        let reason = match f.optional_string("reason") {
+            None => Some(None),
+            Some(r) => f.check("reason", EndReason::parse(r)).map(Some),
+        };
         f.finish()?;
-        status
-            .map(|status| Self { status })
-            .ok_or_else(unreachable_invalid)
+        match (status, reason) {
+            (Some(status), Some(reason)) => Ok(Self { status, reason }),
+            _ => Err(unreachable_invalid()),
+        }
     }
 
     pub fn terminal_status(&self) -> TerminalStatus {
@@ -263,6 +312,21 @@ pub struct SessionBody<'a> {
     /// Exactly the number of stored events; also the highest `seq`.
     #[schema(minimum = 0)]
     event_count: u64,
+    /// `null` until ended; then the reason given to `complete`, `inactivity_timeout` or
+    /// `max_duration_exceeded` (or `null` if it was ended without one).
+    #[schema(example = "caller_hangup")]
+    ended_reason: Option<&'a str>,
+    /// When the last event was accepted (server time); `null` before the first.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    last_event_at: Option<Timestamp>,
+    /// The session's inactivity timer in seconds (`0`: off).
+    inactivity_timeout_seconds: u32,
+    /// The session's maximum duration in seconds (`0`: off).
+    max_duration_seconds: u32,
+    /// When the session ends by itself if nothing more happens; `null` when no timer applies or
+    /// it has ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    expires_at: Option<Timestamp>,
 }
 
 impl<'a> From<&'a Session> for SessionBody<'a> {
@@ -275,6 +339,11 @@ impl<'a> From<&'a Session> for SessionBody<'a> {
             started_at: s.started_at,
             ended_at: s.ended_at,
             event_count: s.event_count,
+            ended_reason: s.ended_reason.as_ref().map(EndReason::as_str),
+            last_event_at: s.last_event_at,
+            inactivity_timeout_seconds: s.timers.inactivity_seconds,
+            max_duration_seconds: s.timers.max_duration_seconds,
+            expires_at: s.deadline().map(|d| d.at),
         }
     }
 }
@@ -351,6 +420,56 @@ impl<'a> From<&'a SessionPage> for SessionPageBody<'a> {
                 total_pages: p.total_pages,
                 has_more: p.has_more,
                 next_cursor: p.next_cursor.map(|c| c.encode()),
+            },
+        }
+    }
+}
+
+/// One page of a session's events, without the session.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventPage)]
+pub struct EventPageBody<'a> {
+    events: Vec<EventBody<'a>>,
+    pagination: PaginationBody,
+}
+
+impl<'a> From<&'a SessionPage> for EventPageBody<'a> {
+    fn from(p: &'a SessionPage) -> Self {
+        let SessionPageBody {
+            events, pagination, ..
+        } = SessionPageBody::from(p);
+        EventPageBody { events, pagination }
+    }
+}
+
+/// One page of sessions, and how to go on.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SessionList)]
+pub struct SessionListBody<'a> {
+    sessions: Vec<SessionBody<'a>>,
+    pagination: ListPaginationBody,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ListPagination)]
+struct ListPaginationBody {
+    limit: u32,
+    /// Whether more sessions may match: a page can be short (even empty) and still have more
+    /// when selective filters matched few of the sessions it examined.
+    has_more: bool,
+    /// Pass as `after` to go on; `null` when there is nothing more.
+    next_cursor: Option<String>,
+}
+
+impl<'a> From<&'a SessionList> for SessionListBody<'a> {
+    fn from(l: &'a SessionList) -> Self {
+        SessionListBody {
+            sessions: l.sessions.iter().map(SessionBody::from).collect(),
+            pagination: ListPaginationBody {
+                limit: l.limit,
+                has_more: l.has_more,
+                next_cursor: l.next_cursor.as_ref().map(|c| c.encode()),
             },
         }
     }

@@ -15,7 +15,8 @@ use crate::domain::Invalid;
 /// A request body that must be a JSON object, sent as `application/json` (or `application/*+json`).
 pub struct JsonObjectBody(pub Map<String, Value>);
 
-/// Like [`JsonObjectBody`], but an empty body (with no `Content-Type`) is allowed and gives `None`.
+/// Like [`JsonObjectBody`], but an empty body is allowed and gives `None`: with no `Content-Type`,
+/// or with a JSON one (many HTTP clients send `Content-Type: application/json` and no body).
 pub struct OptionalJsonObjectBody(pub Option<Map<String, Value>>);
 
 fn is_json(content_type: &str) -> bool {
@@ -89,7 +90,7 @@ impl FromRequest<AppState> for OptionalJsonObjectBody {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (content_type, bytes) = read_body(req, state).await?;
-        if bytes.is_empty() && content_type.is_none() {
+        if bytes.is_empty() && content_type.as_deref().is_none_or(is_json) {
             return Ok(OptionalJsonObjectBody(None));
         }
         parse_object(content_type, &bytes).map(|m| OptionalJsonObjectBody(Some(m)))

@@ -5,6 +5,7 @@ mod dto;
 mod error;
 mod extract;
 mod json;
+mod list_query;
 mod observe;
 pub mod openapi;
 mod query;
@@ -22,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::domain::Timestamp;
-use crate::service::{SessionService, Written};
+use crate::service::{self, SessionService, Written};
 use error::Problem;
 use extract::{JsonObjectBody, OptionalJsonObjectBody, PathParams};
 
@@ -46,9 +47,15 @@ pub fn router(state: AppState, auth: AuthPolicy) -> Router {
         }
     };
     let sessions = Router::new()
-        .route("/sessions", post(create_session))
-        .route("/sessions/{session_id}", get(get_session))
-        .route("/sessions/{session_id}/events", post(add_event))
+        .route("/sessions", post(create_session).get(list_sessions))
+        .route(
+            "/sessions/{session_id}",
+            get(get_session).delete(delete_session),
+        )
+        .route(
+            "/sessions/{session_id}/events",
+            post(add_event).get(list_events),
+        )
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
         .route("/sessions/{session_id}/complete", post(complete_session));
     let metrics = Router::new().route("/metrics", get(metrics));
@@ -94,6 +101,7 @@ fn respond(written: Written, location: String, body: impl serde::Serialize) -> R
         (status = 201, description = "Created", body = dto::SessionBody, headers(("Location" = String, description = "Where the created resource can be read"))),
         (status = 200, description = "It existed: the stored session, unchanged", body = dto::SessionBody),
         openapi::InvalidBody,
+        (status = 409, description = "The id belongs to a deleted session (`session_deleted`): a late retry of its create must not bring it back", body = Problem, content_type = "application/problem+json"),
         openapi::PayloadTooLarge,
         openapi::NotJson,
         openapi::Unavailable,
@@ -103,7 +111,8 @@ async fn create_session(
     State(state): State<AppState>,
     JsonObjectBody(body): JsonObjectBody,
 ) -> Result<Response, AppError> {
-    let new = dto::CreateSession::parse(body)?.into_new(Timestamp::now());
+    let defaults = state.service.lifecycle().default_timers;
+    let new = dto::CreateSession::parse(body)?.into_new(Timestamp::now(), defaults);
     let (session, written) = state.service.create(new).await?;
     let location = format!("/sessions/{}", session.session_id);
     Ok(respond(written, location, dto::SessionBody::from(&session)))
@@ -120,6 +129,7 @@ async fn create_session(
         (status = 200, description = "The session and one page of events", body = dto::SessionPageBody),
         (status = 400, description = "Invalid path or query parameters (`validation_failed`), including page together with after", body = Problem, content_type = "application/problem+json"),
         openapi::SessionNotFound,
+        openapi::SessionDeleted,
         openapi::Unavailable,
     )
 )]
@@ -150,6 +160,7 @@ async fn get_session(
         openapi::PayloadTooLarge,
         openapi::NotJson,
         openapi::SessionNotFound,
+        openapi::SessionDeleted,
         (status = 409, description = "The eventId exists with other content (`event_id_conflict`), or the session has ended (`session_ended`)", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
@@ -177,6 +188,7 @@ async fn add_event(
         (status = 200, description = "The event", body = dto::EventBody),
         (status = 400, description = "Invalid ids (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such event or session (`event_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::SessionDeleted,
         openapi::Unavailable,
     )
 )]
@@ -207,6 +219,7 @@ async fn get_event(
         openapi::PayloadTooLarge,
         openapi::NotJson,
         openapi::SessionNotFound,
+        openapi::SessionDeleted,
         (status = 409, description = "The session ended with the other status (`session_already_ended`)", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
@@ -222,9 +235,192 @@ async fn complete_session(
     )?;
     let session = state
         .service
-        .end(&session_id, end.terminal_status(), None)
+        .end(&session_id, end.terminal_status(), end.reason)
         .await?;
     Ok(Json(dto::SessionBody::from(&session)).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    summary = "List sessions",
+    description = "Sessions, newest first by default, filtered by status, start time, end reason and top-level metadata values (`metadata.KEY=VALUE`, up to 5, e.g. `metadata.userId=u-17`). Paged by cursor (`after`). One request examines at most 5,000 candidate sessions: when selective filters (metadata, endedReason) match fewer than `limit` of them, the page comes back short, possibly empty, with `hasMore: true` and a `nextCursor` to go on.",
+    params(list_query::ListQuery),
+    responses(
+        (status = 200, description = "One page of sessions", body = dto::SessionListBody),
+        (status = 400, description = "Invalid or unknown query parameters (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        openapi::Unavailable,
+    )
+)]
+async fn list_sessions(
+    State(state): State<AppState>,
+    RawQuery(raw_query): RawQuery,
+) -> Result<Response, AppError> {
+    let request = list_query::list_request(raw_query.as_deref())?;
+    let list = state.service.list(request).await?;
+    Ok(Json(dto::SessionListBody::from(&list)).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/sessions/{sessionId}",
+    tag = "sessions",
+    summary = "Erase a session",
+    description = "Erases the session and all its events. From the moment it answers, every route for this id answers 410 `session_deleted`, and creating a session with this id answers 409 `session_deleted`, until the tombstone expires (TOMBSTONE_RETENTION_SECONDS). Repeating it is 204.",
+    params(dto::SessionPath),
+    responses(
+        (status = 204, description = "Erased (or it already was)"),
+        (status = 400, description = "Invalid session id (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        openapi::SessionNotFound,
+        openapi::Unavailable,
+    )
+)]
+async fn delete_session(
+    State(state): State<AppState>,
+    PathParams(path): PathParams<dto::SessionPath>,
+) -> Result<Response, AppError> {
+    let session_id = dto::path_session_id(path.session_id)?;
+    state.service.delete(&session_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What an export sends next.
+enum Next {
+    Chunk(Vec<crate::domain::Event>, u64),
+    Failed,
+    Done,
+}
+
+/// Events per storage read while exporting: what the export holds in memory at a time.
+const EXPORT_CHUNK: u32 = 500;
+
+#[utoipa::path(
+    get,
+    path = "/sessions/{sessionId}/events",
+    tag = "sessions",
+    summary = "Read or export a session's events",
+    description = "One page of the session's events, without the session: `limit`, `order`, `after` and `page` as on `GET /sessions/{sessionId}`. With `Accept: application/x-ndjson`, every event from `after` (an ascending cursor; default: the first) to the last one stored when the export began, one JSON object per line, streamed in constant memory; only `after` may be given then.",
+    params(dto::SessionPath, query::PageQuery),
+    responses(
+        (status = 200, description = "A page of events, or with Accept: application/x-ndjson, the export", content(
+            (dto::EventPageBody = "application/json"),
+            (dto::EventBody = "application/x-ndjson"),
+        )),
+        (status = 400, description = "Invalid path or query parameters (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        openapi::SessionNotFound,
+        openapi::SessionDeleted,
+        openapi::Unavailable,
+    )
+)]
+async fn list_events(
+    State(state): State<AppState>,
+    PathParams(path): PathParams<dto::SessionPath>,
+    RawQuery(raw_query): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, AppError> {
+    let session_id = dto::path_session_id(path.session_id);
+    let request = query::page_request(raw_query.as_deref());
+    let (session_id, request) = query::both(session_id, request)?;
+    if wants_ndjson(&headers) {
+        return export(state, session_id, raw_query.as_deref(), request).await;
+    }
+    let page = state.service.page(&session_id, request).await?;
+    Ok(Json(dto::EventPageBody::from(&page)).into_response())
+}
+
+fn wants_ndjson(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.split(';').next().unwrap_or_default().trim() == "application/x-ndjson")
+}
+
+/// Streams the events as NDJSON, one storage read of [`EXPORT_CHUNK`] events at a time. The first
+/// read happens before the answer starts, so an unknown or erased session is a proper 404 / 410;
+/// a storage failure later can only cut the stream short (the client sees a truncated body).
+async fn export(
+    state: AppState,
+    session_id: crate::domain::SessionId,
+    raw_query: Option<&str>,
+    request: service::PageRequest,
+) -> Result<Response, AppError> {
+    let others: Vec<String> = form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .filter(|k| k != "after")
+        .collect();
+    if !others.is_empty() {
+        return Err(AppError::Validation(
+            others
+                .into_iter()
+                .map(|k| {
+                    FieldError::new(
+                        k,
+                        "is not used by an application/x-ndjson export; only after is",
+                    )
+                })
+                .collect(),
+        ));
+    }
+    let after = match request.mode {
+        service::PageMode::After(cursor) if cursor.order != crate::domain::Order::Asc => {
+            return Err(service::ServiceError::CursorOrderMismatch.into());
+        }
+        service::PageMode::After(cursor) => cursor.seq,
+        service::PageMode::Page(_) => 0,
+    };
+    let service = state.service.clone();
+    let first = match service
+        .export_chunk(&session_id, after, None, EXPORT_CHUNK)
+        .await?
+    {
+        Some((events, up_to)) => Next::Chunk(events, up_to),
+        None => Next::Done,
+    };
+    let stream = futures_util::stream::unfold(first, move |next| {
+        let service = service.clone();
+        let session_id = session_id.clone();
+        async move {
+            let (events, up_to) = match next {
+                Next::Done => return None,
+                Next::Failed => {
+                    let cut = std::io::Error::other("storage failed during the export");
+                    return Some((Err(cut), Next::Done));
+                }
+                Next::Chunk(events, up_to) => (events, up_to),
+            };
+            let mut lines = Vec::with_capacity(events.len() * 256);
+            for event in &events {
+                // Serializing our own types into memory cannot fail.
+                let _ = serde_json::to_writer(&mut lines, &dto::EventBody::from(event));
+                lines.push(b'\n');
+            }
+            let last = events.last().map_or(up_to, |e| e.seq);
+            let following = if last >= up_to {
+                Next::Done
+            } else {
+                match service
+                    .export_chunk(&session_id, last, Some(up_to), EXPORT_CHUNK)
+                    .await
+                {
+                    Ok(Some((events, up_to))) => Next::Chunk(events, up_to),
+                    Ok(None) => Next::Done,
+                    Err(e) => {
+                        tracing::error!(error = %e, "an export was cut short by a storage error");
+                        Next::Failed
+                    }
+                }
+            };
+            Some((Ok(axum::body::Bytes::from(lines)), following))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 #[utoipa::path(

@@ -19,6 +19,11 @@ pub struct InvalidBody(pub Problem<'static>);
 #[response(status = 404, content_type = "application/problem+json")]
 pub struct SessionNotFound(pub Problem<'static>);
 
+/// The session was erased (`session_deleted`); its id answers so until the tombstone expires
+#[derive(IntoResponses)]
+#[response(status = 410, content_type = "application/problem+json")]
+pub struct SessionDeleted(pub Problem<'static>);
+
 /// The body is larger than MAX_BODY_BYTES (`payload_too_large`)
 #[derive(IntoResponses)]
 #[response(status = 413, content_type = "application/problem+json")]
@@ -48,6 +53,9 @@ pub struct Unavailable(pub Problem<'static>);
     servers((url = "http://localhost:3000", description = "The service as `cargo run` starts it")),
     paths(
         super::create_session,
+        super::list_sessions,
+        super::delete_session,
+        super::list_events,
         super::add_event,
         super::get_session,
         super::get_event,
@@ -105,7 +113,10 @@ impl utoipa::Modify for OptionalApiKeys {
             if !(path.starts_with("/sessions") || path == "/metrics") {
                 continue;
             }
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 op.responses
                     .responses
                     .insert("401".into(), unauthorized.clone().into());
@@ -125,7 +136,10 @@ impl utoipa::Modify for PublicRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::SecurityRequirement;
         for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 op.security
                     .get_or_insert_with(|| vec![SecurityRequirement::default()]);
             }

@@ -1,0 +1,200 @@
+//! The query string of `GET /sessions`: filters, order, limit and cursor.
+
+use utoipa::IntoParams;
+
+use super::error::{AppError, FieldError};
+use super::query::SortOrder;
+use crate::domain::{EndReason, Order, Status, Timestamp};
+use crate::service::{DEFAULT_PAGE_LIMIT, ListRequest, MAX_PAGE_LIMIT, SessionCursor};
+
+/// At most this many `metadata.KEY=VALUE` filters per request.
+pub const MAX_METADATA_FILTERS: usize = 5;
+
+/// The list parameters. `metadata.KEY=VALUE` filters (up to 5; KEY 1–64 characters of
+/// `A-Z a-z 0-9 _ -`) match sessions whose top-level metadata key equals that string.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+pub struct ListQuery {
+    /// Comma-separated statuses, e.g. `active,initiated` (default: all)
+    #[param(value_type = Option<String>, pattern = "^(initiated|active|completed|failed)(,(initiated|active|completed|failed))*$")]
+    pub status: Option<Vec<Status>>,
+    /// Sessions started at or after this RFC 3339 time
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub started_from: Option<Timestamp>,
+    /// Sessions started before this RFC 3339 time
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub started_before: Option<Timestamp>,
+    /// Sessions that ended with this reason
+    #[param(value_type = Option<String>, pattern = "^[a-z0-9_]{1,64}$")]
+    pub ended_reason: Option<EndReason>,
+    /// `desc` (default, newest first) or `asc`, by `startedAt` then `sessionId`
+    pub order: Option<SortOrder>,
+    /// Sessions per page (default 20)
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// A `nextCursor` from a previous page read in the same order
+    #[param(value_type = Option<String>)]
+    pub after: Option<SessionCursor>,
+}
+
+fn metadata_key_is_valid(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Reads the list parameters, reporting every problem at once.
+pub fn list_request(raw: Option<&str>) -> Result<ListRequest, AppError> {
+    let mut errors = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut query = ListQuery {
+        status: None,
+        started_from: None,
+        started_before: None,
+        ended_reason: None,
+        order: None,
+        limit: None,
+        after: None,
+    };
+    let mut metadata = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        let (key, value) = (key.into_owned(), value.into_owned());
+        if seen.contains(&key) {
+            errors.push(FieldError::new(key, "is given more than once"));
+            continue;
+        }
+        seen.push(key.clone());
+        let mut invalid = |message: &str| errors.push(FieldError::new(key.clone(), message));
+        match key.as_str() {
+            "status" => {
+                let statuses: Result<Vec<Status>, _> =
+                    value.split(',').map(str::parse::<Status>).collect();
+                match statuses {
+                    Ok(s) => query.status = Some(s),
+                    Err(_) => invalid(
+                        "must be a comma-separated list of initiated, active, completed, failed",
+                    ),
+                }
+            }
+            "startedFrom" | "startedBefore" => match Timestamp::parse(&value) {
+                Ok(t) if key == "startedFrom" => query.started_from = Some(t),
+                Ok(t) => query.started_before = Some(t),
+                Err(e) => invalid(&e.0),
+            },
+            "endedReason" => match EndReason::parse(value) {
+                Ok(r) => query.ended_reason = Some(r),
+                Err(e) => invalid(&e.0),
+            },
+            "order" => match value.as_str() {
+                "asc" => query.order = Some(SortOrder::Asc),
+                "desc" => query.order = Some(SortOrder::Desc),
+                _ => invalid("must be \"asc\" or \"desc\""),
+            },
+            "limit" => match value.parse::<u32>() {
+                Ok(n)
+                    if (1..=MAX_PAGE_LIMIT).contains(&n)
+                        && value.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    query.limit = Some(n)
+                }
+                _ => invalid(&format!(
+                    "must be a whole number from 1 to {MAX_PAGE_LIMIT}"
+                )),
+            },
+            "after" => match SessionCursor::decode(&value) {
+                Some(c) => query.after = Some(c),
+                None => invalid(
+                    "is not a cursor this service issued; pass a nextCursor value unchanged",
+                ),
+            },
+            other => match other.strip_prefix("metadata.") {
+                Some(meta_key) if metadata_key_is_valid(meta_key) => {
+                    metadata.push((meta_key.to_owned(), value));
+                }
+                Some(_) => {
+                    invalid("the metadata key must be 1 to 64 characters of A-Z a-z 0-9 _ -")
+                }
+                None => invalid("is not a known query parameter"),
+            },
+        }
+    }
+    if metadata.len() > MAX_METADATA_FILTERS {
+        errors.push(FieldError::new(
+            "metadata",
+            format!("at most {MAX_METADATA_FILTERS} metadata filters"),
+        ));
+    }
+    if let (Some(from), Some(before)) = (query.started_from, query.started_before)
+        && from >= before
+    {
+        errors.push(FieldError::new(
+            "startedBefore",
+            "must be later than startedFrom",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let mut statuses = query.status.unwrap_or_default();
+    statuses.sort_by_key(|s| s.as_str());
+    statuses.dedup();
+    Ok(ListRequest {
+        statuses,
+        started_from: query.started_from,
+        started_before: query.started_before,
+        ended_reason: query.ended_reason,
+        metadata,
+        order: query.order.map_or(Order::Desc, Order::from),
+        limit: query.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+        after: query.after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_default_to_newest_first() {
+        let r = list_request(Some(
+            "status=active,initiated&metadata.user=u-17&startedFrom=2026-01-01T00:00:00Z",
+        ))
+        .unwrap();
+        assert_eq!(r.order, Order::Desc);
+        assert_eq!(r.statuses, [Status::Active, Status::Initiated]);
+        assert_eq!(r.metadata, [("user".to_owned(), "u-17".to_owned())]);
+        assert_eq!(r.limit, 20);
+    }
+
+    #[test]
+    fn every_bad_parameter_is_reported_at_once() {
+        let Err(AppError::Validation(errors)) = list_request(Some(
+            "status=gone&limit=0&metadata.a%20b=1&bogus=1&order=up&order=asc&endedReason=X",
+        )) else {
+            panic!("expected a validation error");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "status",
+                "limit",
+                "metadata.a b",
+                "bogus",
+                "order",
+                "order",
+                "endedReason"
+            ]
+        );
+    }
+
+    #[test]
+    fn more_than_five_metadata_filters_are_refused() {
+        let q = (0..6)
+            .map(|i| format!("metadata.k{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert!(list_request(Some(&q)).is_err());
+    }
+}
