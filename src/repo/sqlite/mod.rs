@@ -240,7 +240,7 @@ impl SessionRepository for SqliteStore {
         self.read(move |conn| {
             ids(
                 conn,
-                "SELECT session_id FROM sessions
+                "SELECT session_id FROM sessions INDEXED BY sessions_by_end
                  WHERE status IN ('completed', 'failed') AND ended_at < ?1
                  ORDER BY ended_at LIMIT ?2",
                 cutoff,
@@ -413,4 +413,57 @@ fn list(conn: &Connection, scan: &SessionScan) -> Result<Vec<Session>, RepoError
     }
     found.truncate(scan.limit as usize);
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plans of the lifecycle queries, as `EXPLAIN QUERY PLAN` reports them on a
+    /// migrated database: each must search an index, never scan the table.
+    #[test]
+    fn lifecycle_queries_are_served_by_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations::migrate(&mut conn).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>();
+            rows.join("; ")
+        };
+        let list = plan(&format!(
+            "SELECT {} FROM sessions INDEXED BY sessions_by_status_start
+             WHERE status = 'active' AND started_at >= 0 AND started_at < 9
+               AND (started_at, session_id) < (5, 'x')
+             ORDER BY started_at DESC, session_id DESC LIMIT 21",
+            rows::SESSION_COLUMNS
+        ));
+        assert!(
+            list.contains("SEARCH sessions USING INDEX sessions_by_status_start"),
+            "{list}"
+        );
+        assert!(!list.contains("TEMP B-TREE"), "no sort needed: {list}");
+        let expired = plan(
+            "SELECT session_id FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= 5
+             ORDER BY expires_at LIMIT 500",
+        );
+        assert!(
+            expired.starts_with("SEARCH") && expired.contains("INDEX sessions_by_deadline"),
+            "{expired}"
+        );
+        let ended = plan(
+            "SELECT session_id FROM sessions INDEXED BY sessions_by_end
+             WHERE status IN ('completed', 'failed') AND ended_at < 5 ORDER BY ended_at LIMIT 100",
+        );
+        assert!(ended.contains("INDEX sessions_by_end"), "{ended}");
+        assert!(!ended.contains("TEMP B-TREE"), "{ended}");
+        let pending = plan(
+            "SELECT session_id FROM sessions INDEXED BY sessions_purge_pending
+             WHERE status = 'deleted' AND event_count > 0 LIMIT 1",
+        );
+        assert!(pending.contains("sessions_purge_pending"), "{pending}");
+    }
 }

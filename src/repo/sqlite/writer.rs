@@ -499,7 +499,7 @@ fn purge(conn: &Connection, max_events: u64, cutoff: Timestamp) -> Result<PurgeO
     while outcome.events_removed < max_events {
         let pending: Option<String> = conn
             .prepare_cached(
-                "SELECT session_id FROM sessions
+                "SELECT session_id FROM sessions INDEXED BY sessions_purge_pending
                  WHERE status = 'deleted' AND event_count > 0 LIMIT 1",
             )
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
@@ -512,7 +512,7 @@ fn purge(conn: &Connection, max_events: u64, cutoff: Timestamp) -> Result<PurgeO
     outcome.tombstones_removed = conn
         .prepare_cached(
             "DELETE FROM sessions WHERE session_id IN
-                 (SELECT session_id FROM sessions
+                 (SELECT session_id FROM sessions INDEXED BY sessions_tombstones
                   WHERE status = 'deleted' AND deleted_at < ?1 AND event_count = 0 LIMIT 1000)",
         )
         .and_then(|mut stmt| stmt.execute([cutoff.millis()]))
