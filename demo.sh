@@ -349,7 +349,7 @@ check "code" "$(field code)" session_not_found
 
 call "Unknown route" 404 GET /no-such-route
 
-call "Wrong method" 405 DELETE /sessions/x
+call "Wrong method" 405 PUT /sessions/x
 
 echo
 echo "${YELLOW}${BOLD}### Completing a session${RESET}"
@@ -380,6 +380,45 @@ call "Final read" 200 GET "/sessions/$SID"
 check "status" "$(field status)" completed
 check "eventCount" "$(field eventCount)" 7
 check "endedAt" "$(field endedAt)" "$ended_at"
+
+echo
+echo "${YELLOW}${BOLD}### Finding calls: list and filter${RESET}"
+call "The calls of this demo's campaign, newest first" 200 GET "/sessions?metadata.campaign=demo&limit=5"
+check "the demo call is listed first" "$( { grep -o '"sessionId":"[^"]*"' "$RESP" || true; } | head -n 1)" "\"sessionId\":\"$SID\""
+call "Completed calls only" 200 GET "/sessions?status=completed&limit=1"
+call "A bad filter lists every problem" 400 GET "/sessions?status=gone&limit=0"
+check "code" "$(field code)" validation_failed
+
+echo
+echo "${YELLOW}${BOLD}### A call whose client went away ends by itself${RESET}"
+TIMED="$SID-timer"
+call "Create a call with a 1-second inactivity timer" 201 POST /sessions \
+    "{\"sessionId\":\"$TIMED\",\"language\":\"en-US\",\"inactivityTimeoutSeconds\":1}"
+check "expiresAt is set" "$([[ "$(field expiresAt)" != null ]] && echo yes || echo no)" yes
+sleep 1.5
+call "After the deadline it has ended: failed, inactivity_timeout" 200 GET "/sessions/$TIMED"
+check "status" "$(field status)" failed
+check "endedReason" "$(field endedReason)" inactivity_timeout
+call "An event after the deadline: 409 session_ended" 409 POST "/sessions/$TIMED/events" \
+    '{"eventId":"late-1","type":"user_speech","payload":{"text":"hello?"}}'
+check "code" "$(field code)" session_ended
+
+echo
+echo "${YELLOW}${BOLD}### Export and erasure${RESET}"
+STEPS=$((STEPS + 1))
+echo
+echo "${CYAN}${BOLD}== $STEPS. Export the transcript as NDJSON${RESET}  ${DIM}(expect 7 lines)${RESET}"
+echo "${DIM}\$ curl -H 'Accept: application/x-ndjson' '$BASE/sessions/$SID/events'${RESET}"
+lines=$(curl -sS --max-time 10 -H 'Accept: application/x-ndjson' "$BASE/sessions/$SID/events" | tee "$RESP" | wc -l | tr -d ' ')
+((QUIET)) || cat "$RESP"
+check "exported lines" "$lines" 7
+call "Erase the call" 204 DELETE "/sessions/$SID"
+call "Erasing again is fine" 204 DELETE "/sessions/$SID"
+call "Every route for it now answers 410" 410 GET "/sessions/$SID"
+check "code" "$(field code)" session_deleted
+call "A late retry of its create cannot bring it back: 409" 409 POST /sessions \
+    "{\"sessionId\":\"$SID\",\"language\":\"en-US\"}"
+check "code" "$(field code)" session_deleted
 
 # ---------------------------------------------------------------------------------------------
 echo
