@@ -48,8 +48,18 @@ else
     log "OPENAPI_CHECK=0: NOT checking openapi.json"
 fi
 
+# Every target (unit, integration, examples, benches as tests) unless the arguments pick some
+# (`--test deploy_files`, `--lib`…): cargo would run all targets on top of those.
+targets=(--all-targets)
+for arg in "$@"; do
+    [ "$arg" = "--" ] && break
+    case "$arg" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | \
+            --example=* | --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+    esac
+done
 log "running the tests"
-cargo test --locked --all-targets "$@"
+cargo test --locked "${targets[@]}" "$@"
 
 # The HTTP fuzz pass (schemathesis, driven by openapi.json) on both backends: zero 5xx, zero
 # dropped connections. Bounded: a fixed seed and example count. Skip with FUZZ=0.
