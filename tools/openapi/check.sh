@@ -33,8 +33,7 @@ pass() { log "ok: $1"; passed=$((passed + 1)); }
 fail() { log "FAILED: $1"; failed=$((failed + 1)); }
 finish() {
     echo "openapi: $passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
+    exit $((failed > 0))
 }
 
 # --- the tools ------------------------------------------------------------------------------------
