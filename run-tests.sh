@@ -1,74 +1,76 @@
 #!/usr/bin/env bash
-# The one test command: builds, then runs every test (unit, contract, HTTP) on both backends.
+# The one test command: builds, checks openapi.json, then runs every test (unit, contract, HTTP)
+# on both backends, then an HTTP fuzz pass (fuzz/run-schemathesis.sh) on both backends.
 #
-# The MongoDB tests need a server. Unless MONGODB_URI is set, this script installs the
-# MongoDB-wire-compatible test server SecantusDB into ./.venv (git-ignored), starts it on a free
-# loopback port, and stops it afterwards. With MONGODB_URI set (e.g. a real MongoDB from
-# `docker compose`), the tests use that server instead. Arguments are passed to `cargo test`.
-# Then an HTTP fuzz pass (fuzz/run-schemathesis.sh) runs against the service on both backends.
+# The MongoDB tests need a server. Unless MONGODB_URI is set, this script re-runs itself under
+# tools/test-mongodb.sh, which installs the MongoDB-wire-compatible test server SecantusDB into
+# ./.venv (git-ignored), starts it on a free loopback port, and stops it afterwards. With
+# MONGODB_URI set (e.g. a real MongoDB from `docker compose`), the tests use that server instead.
+# Arguments are passed to `cargo test`. Builds go wherever cargo puts them (CARGO_TARGET_DIR,
+# build.target-dir): the binaries are found through cargo, never by a fixed path.
+#
+# Environment: FUZZ=0 skips the fuzz pass; OPENAPI_CHECK=0 skips tools/openapi/check.sh (both
+# say so in the output).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SECANTUS_VERSION="0.7.0b3"
-VENV=".venv"
-
 log() { printf '[run-tests] %s\n' "$*" >&2; }
 
-echo "[run-tests] building" >&2
-cargo build --locked --all-targets
-
-server_pid=""
-server_dir=""
-cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    [ -n "$server_dir" ] && rm -rf "$server_dir"
-}
-trap cleanup EXIT
-
 if [ -z "${MONGODB_URI:-}" ]; then
-    if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('SecantusDB') != '$SECANTUS_VERSION')" 2>/dev/null; then
-        log "installing SecantusDB==$SECANTUS_VERSION into $VENV"
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==$SECANTUS_VERSION"
-    fi
-    port=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    server_dir=$(mktemp -d)
-    log "starting SecantusDB on 127.0.0.1:$port"
-    "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path "$server_dir/data" \
-        >"$server_dir/server.log" 2>&1 &
-    server_pid=$!
-    export MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true"
-    if ! "$VENV/bin/python" - "$MONGODB_URI" <<'PY'
-import sys, time
-from pymongo import MongoClient
-deadline = time.time() + 60
-while True:
-    try:
-        MongoClient(sys.argv[1], serverSelectionTimeoutMS=1000).admin.command("ping")
-        break
-    except Exception as e:
-        if time.time() > deadline:
-            sys.exit(f"no ping answer: {e}")
-        time.sleep(0.2)
-PY
-    then
-        log "the MongoDB test server did not answer; its log:"
-        tail -n 40 "$server_dir/server.log" >&2 || true
-        exit 1
-    fi
+    log "MONGODB_URI is unset: running against a throwaway SecantusDB (tools/test-mongodb.sh)"
+    exec tools/test-mongodb.sh ./run-tests.sh "$@"
+fi
+log "using the MongoDB server in MONGODB_URI"
+
+log "building"
+# The JSON messages name every artifact cargo built; keep the service binary's path (not its
+# unit-test binary's).
+SESSION_SERVICE_BIN=$(cargo build --locked --all-targets --message-format=json-render-diagnostics |
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if (m.get("reason") == "compiler-artifact" and m["target"]["name"] == "session-service"
+            and "bin" in m["target"]["kind"] and not m["profile"]["test"] and m.get("executable")):
+        print(m["executable"])
+')
+[ -x "$SESSION_SERVICE_BIN" ] || { log "cargo built no session-service binary"; exit 1; }
+export SESSION_SERVICE_BIN
+log "service binary: $SESSION_SERVICE_BIN"
+
+# The committed OpenAPI document, by three tools (tools/openapi/check.sh). A failure here is
+# reported at the end, after the tests ran.
+openapi_rc=0
+if [ "${OPENAPI_CHECK:-1}" != "0" ]; then
+    log "checking openapi.json (tools/openapi/check.sh)"
+    tools/openapi/check.sh openapi.json || openapi_rc=$?
 else
-    log "using the MongoDB server in MONGODB_URI"
+    log "OPENAPI_CHECK=0: NOT checking openapi.json"
 fi
 
+# Every target (unit, integration, examples, benches as tests) unless the arguments pick some
+# (`--test deploy_files`, `--lib`…): cargo would run all targets on top of those.
+targets=(--all-targets)
+for arg in "$@"; do
+    [ "$arg" = "--" ] && break
+    case "$arg" in
+        --lib | --bins | --bin | --bin=* | --tests | --test | --test=* | --examples | --example | \
+            --example=* | --benches | --bench | --bench=* | --doc | --all-targets) targets=() ;;
+    esac
+done
 log "running the tests"
-cargo test --locked --all-targets "$@"
+cargo test --locked "${targets[@]}" "$@"
 
 # The HTTP fuzz pass (schemathesis, driven by openapi.json) on both backends: zero 5xx, zero
 # dropped connections. Bounded: a fixed seed and example count. Skip with FUZZ=0.
 if [ "${FUZZ:-1}" != "0" ]; then
     log "fuzzing the HTTP API (SQLite and MongoDB)"
     FUZZ_DATABASE_URL="$MONGODB_URI" fuzz/run-schemathesis.sh
+else
+    log "FUZZ=0: NOT fuzzing the HTTP API"
+fi
+
+if [ "$openapi_rc" -ne 0 ]; then
+    log "FAILED: the OpenAPI checks of openapi.json (tools/openapi/check.sh, output above)"
+    exit 1
 fi

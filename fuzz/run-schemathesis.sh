@@ -6,7 +6,8 @@
 # run is reproducible and short. Builds nothing: run `cargo build` first.
 #
 # Environment (all optional):
-#   SESSION_SERVICE_BIN  the binary (default target/debug/session-service)
+#   SESSION_SERVICE_BIN  the binary (default: debug/session-service in cargo's target directory,
+#                        as `cargo metadata` reports it: honours CARGO_TARGET_DIR, build.target-dir)
 #   FUZZ_MAX_EXAMPLES    test cases per operation and phase (default 100)
 #   FUZZ_SEED            schemathesis/hypothesis seed (default 20251221)
 #   FUZZ_PHASES          schemathesis phases (default examples,coverage,fuzzing,stateful)
@@ -23,7 +24,6 @@ root=$(pwd)
 
 VENV=".venv"
 REQUIREMENTS="fuzz/requirements.txt"
-BIN="${SESSION_SERVICE_BIN:-target/debug/session-service}"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-100}"
 SEED="${FUZZ_SEED:-20251221}"
 PHASES="${FUZZ_PHASES:-examples,coverage,fuzzing,stateful}"
@@ -42,6 +42,14 @@ export no_proxy="$NO_PROXY"
 log() { printf '[fuzz] %s\n' "$*" >&2; }
 die() { log "$*"; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 
+if [ -n "${SESSION_SERVICE_BIN:-}" ]; then
+    BIN=$SESSION_SERVICE_BIN
+else
+    target_dir=$(cargo metadata --format-version 1 --no-deps --offline |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
+        die "cargo metadata could not tell the target directory (set SESSION_SERVICE_BIN)"
+    BIN="$target_dir/debug/session-service"
+fi
 [ -x "$BIN" ] || die "no service binary at $BIN (run cargo build, or set SESSION_SERVICE_BIN)"
 case "$MAX_EXAMPLES" in '' | *[!0-9]* | 0) die "FUZZ_MAX_EXAMPLES must be a positive whole number" ;; esac
 case "$SEED" in '' | *[!0-9]*) die "FUZZ_SEED must be a whole number" ;; esac
@@ -52,23 +60,7 @@ esac
 case "$RUN_TIMEOUT" in '' | *[!0-9]* | 0) die "FUZZ_TIMEOUT must be a positive whole number of seconds" ;; esac
 
 # --- schemathesis, pinned, in the project's virtualenv -------------------------------------------
-pins_installed() {
-    "$VENV/bin/python" - "$REQUIREMENTS" <<'PY' 2>/dev/null
-import importlib.metadata as m, re, sys
-for line in open(sys.argv[1]):
-    line = line.split("#", 1)[0].strip()
-    if line:
-        name, version = re.split(r"==", line, maxsplit=1)
-        if m.version(name) != version:
-            sys.exit(1)
-PY
-}
-if ! pins_installed; then
-    log "installing $(grep -m1 '^schemathesis==' "$REQUIREMENTS") into $VENV"
-    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-    pins_installed || die "the pins in $REQUIREMENTS are still not all installed in $VENV"
-fi
+tools/venv-pins.sh "$REQUIREMENTS" || die "schemathesis is not installed (see above)"
 ST_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))')
 
 # --- the service ----------------------------------------------------------------------------------
