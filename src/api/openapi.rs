@@ -50,7 +50,7 @@ pub struct Unavailable(pub Problem<'static>);
             methods 405 `method_not_allowed` with an `Allow` header, and any request may answer \
             503 `request_timeout` or 500 `internal_error`. Every response carries `x-request-id`."
     ),
-    servers((url = "http://localhost:3000", description = "The service as `cargo run` starts it")),
+    servers((url = "/", description = "This service (by default `cargo run` listens on http://127.0.0.1:3000)")),
     paths(
         super::create_session,
         super::list_sessions,
@@ -67,7 +67,7 @@ pub struct Unavailable(pub Problem<'static>);
     ),
     // Schemas reached only through parameters are not collected by themselves.
     components(schemas(super::query::SortOrder)),
-    modifiers(&OptionalApiKeys, &PublicRoutes, &ClosedRequestBodies),
+    modifiers(&OptionalApiKeys, &PublicRoutes, &ClosedRequestBodies, &WrongMethods),
     tags(
         (name = "sessions", description = "Calls and their events"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
@@ -142,6 +142,37 @@ impl utoipa::Modify for PublicRoutes {
             {
                 op.security
                     .get_or_insert_with(|| vec![SecurityRequirement::default()]);
+            }
+        }
+    }
+}
+
+/// Every route answers a method it does not serve with 405 `method_not_allowed` and an `Allow`
+/// header; the document says so on every operation, in one place.
+struct WrongMethods;
+
+impl utoipa::Modify for WrongMethods {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(
+                "This path does not serve that method (`method_not_allowed`, with `Allow`)",
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                op.responses
+                    .responses
+                    .insert("405".into(), response.clone().into());
             }
         }
     }
