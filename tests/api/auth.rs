@@ -3,7 +3,7 @@
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app_with};
 use crate::support::{Backend, TestStore};
 
 const KEY: &str = "test-key-0123456789abcdef";

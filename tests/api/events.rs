@@ -1,540 +1,438 @@
-//! Adding and reading events, and completing sessions.
+//! Adding and reading events.
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
 use crate::support::StoreCtx;
+use crate::support::app::spawn_app;
 
 fn speech(event_id: &str, text: &str) -> serde_json::Value {
     json!({"eventId": event_id, "type": "user_speech", "payload": {"text": text}})
 }
 
-fn is_server_time(t: &serde_json::Value) -> bool {
+pub(crate) fn is_server_time(t: &serde_json::Value) -> bool {
     t.as_str()
         .is_some_and(|t| t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T')
 }
 
 // ---- adding events ----
 
-pub async fn adding_an_event_returns_201_with_location_and_the_event(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
+backend_test! {
+    async fn adding_an_event_returns_201_with_location_and_the_event(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
 
-    let r = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-1", "type": "bot_speech", "payload": {"text": "hi", "n": [1, 2.5, null, true]}}),
-        )
-        .await;
-
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.header("location"), Some("/sessions/call-1/events/e-1"));
-    assert_eq!(r.body["sessionId"], "call-1");
-    assert_eq!(r.body["eventId"], "e-1");
-    assert_eq!(r.body["seq"], 1);
-    assert_eq!(r.body["type"], "bot_speech");
-    assert_eq!(
-        r.body["payload"],
-        json!({"text": "hi", "n": [1, 2.5, null, true]})
-    );
-    assert!(is_server_time(&r.body["timestamp"]), "{}", r.text);
-    let mut members: Vec<_> = r.body.as_object().unwrap().keys().cloned().collect();
-    members.sort();
-    assert_eq!(
-        members,
-        [
-            "eventId",
-            "payload",
-            "seq",
-            "sessionId",
-            "timestamp",
-            "type"
-        ]
-    );
-}
-
-pub async fn the_first_event_makes_an_initiated_session_active(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    let created = app.create_session("call-1").await;
-    assert_eq!(created["status"], "initiated");
-
-    app.add_event("call-1", "e-1").await;
-
-    let session = app.read_session("call-1", "").await;
-    assert_eq!(session["status"], "active");
-    assert_eq!(session["eventCount"], 1);
-}
-
-pub async fn events_get_consecutive_seqs_and_the_session_counts_each_one(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-
-    let mut seqs = Vec::new();
-    for (i, kind) in ["user_speech", "bot_speech", "system"].iter().enumerate() {
         let r = app
             .post_event(
                 "call-1",
-                &json!({"eventId": format!("e-{i}"), "type": kind, "payload": {}}),
+                &json!({"eventId": "e-1", "type": "bot_speech", "payload": {"text": "hi", "n": [1, 2.5, null, true]}}),
             )
             .await;
+
         assert_eq!(r.status, 201, "{}", r.text);
-        assert_eq!(r.body["type"], *kind);
-        seqs.push(r.body["seq"].as_u64().unwrap());
-        assert_eq!(app.event_count("call-1").await, seqs.len() as u64);
+        assert_eq!(r.header("location"), Some("/sessions/call-1/events/e-1"));
+        assert_eq!(r.body["sessionId"], "call-1");
+        assert_eq!(r.body["eventId"], "e-1");
+        assert_eq!(r.body["seq"], 1);
+        assert_eq!(r.body["type"], "bot_speech");
+        assert_eq!(
+            r.body["payload"],
+            json!({"text": "hi", "n": [1, 2.5, null, true]})
+        );
+        assert!(is_server_time(&r.body["timestamp"]), "{}", r.text);
+        let mut members: Vec<_> = r.body.as_object().unwrap().keys().cloned().collect();
+        members.sort();
+        assert_eq!(
+            members,
+            [
+                "eventId",
+                "payload",
+                "seq",
+                "sessionId",
+                "timestamp",
+                "type"
+            ]
+        );
     }
-
-    assert_eq!(seqs, [1, 2, 3]);
 }
 
-pub async fn retrying_an_identical_event_returns_200_with_the_stored_event_and_changes_nothing(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let first = app.add_event("call-1", "e-1").await;
-    app.add_event("call-1", "e-2").await;
+backend_test! {
+    async fn the_first_event_makes_an_initiated_session_active(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        let created = app.create_session("call-1").await;
+        assert_eq!(created["status"], "initiated");
 
-    let r = app.post_event("call-1", &speech("e-1", "e-1")).await;
+        app.add_event("call-1", "e-1").await;
 
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body, first, "the stored event, same seq and timestamp");
-    assert_eq!(r.header("location"), None);
-    assert_eq!(app.event_count("call-1").await, 2);
+        let session = app.read_session("call-1", "").await;
+        assert_eq!(session["status"], "active");
+        assert_eq!(session["eventCount"], 1);
+    }
 }
 
-pub async fn retrying_with_the_same_explicit_timestamp_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let body = json!({"eventId": "e-1", "type": "system", "payload": {"k": "v"},
-                      "timestamp": "2025-12-21T15:30:15.123Z"});
-    let first = app.post_event("call-1", &body).await;
-    assert_eq!(first.status, 201, "{}", first.text);
+backend_test! {
+    async fn events_get_consecutive_seqs_and_the_session_counts_each_one(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
 
-    let retry = app.post_event("call-1", &body).await;
+        let mut seqs = Vec::new();
+        for (i, kind) in ["user_speech", "bot_speech", "system"].iter().enumerate() {
+            let r = app
+                .post_event(
+                    "call-1",
+                    &json!({"eventId": format!("e-{i}"), "type": kind, "payload": {}}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            assert_eq!(r.body["type"], *kind);
+            seqs.push(r.body["seq"].as_u64().unwrap());
+            assert_eq!(app.event_count("call-1").await, seqs.len() as u64);
+        }
 
-    assert_eq!(retry.status, 200, "{}", retry.text);
-    assert_eq!(retry.body, first.body);
-    assert_eq!(app.event_count("call-1").await, 1);
+        assert_eq!(seqs, [1, 2, 3]);
+    }
 }
 
-pub async fn retrying_with_the_same_instant_in_another_offset_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let mut body = json!({"eventId": "e-1", "type": "system", "payload": {},
+backend_test! {
+    async fn retrying_an_identical_event_returns_200_with_the_stored_event_and_changes_nothing(
+        s: StoreCtx,
+    ) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let first = app.add_event("call-1", "e-1").await;
+        app.add_event("call-1", "e-2").await;
+
+        let r = app.post_event("call-1", &speech("e-1", "e-1")).await;
+
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body, first, "the stored event, same seq and timestamp");
+        assert_eq!(r.header("location"), None);
+        assert_eq!(app.event_count("call-1").await, 2);
+    }
+}
+
+backend_test! {
+    async fn retrying_with_the_same_explicit_timestamp_returns_200(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let body = json!({"eventId": "e-1", "type": "system", "payload": {"k": "v"},
                           "timestamp": "2025-12-21T15:30:15.123Z"});
-    let first = app.post_event("call-1", &body).await;
-    assert_eq!(first.status, 201, "{}", first.text);
+        let first = app.post_event("call-1", &body).await;
+        assert_eq!(first.status, 201, "{}", first.text);
 
-    body["timestamp"] = json!("2025-12-21T17:30:15.123+02:00");
-    let retry = app.post_event("call-1", &body).await;
+        let retry = app.post_event("call-1", &body).await;
 
-    assert_eq!(retry.status, 200, "{}", retry.text);
-    assert_eq!(retry.body, first.body);
+        assert_eq!(retry.status, 200, "{}", retry.text);
+        assert_eq!(retry.body, first.body);
+        assert_eq!(app.event_count("call-1").await, 1);
+    }
 }
 
-pub async fn retrying_without_a_timestamp_an_event_stored_with_one_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let first = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-1", "type": "user_speech", "payload": {"text": "x"},
-                    "timestamp": "2020-01-02T03:04:05.678Z"}),
-        )
-        .await;
-    assert_eq!(first.status, 201, "{}", first.text);
+backend_test! {
+    async fn retrying_with_the_same_instant_in_another_offset_returns_200(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let mut body = json!({"eventId": "e-1", "type": "system", "payload": {},
+                              "timestamp": "2025-12-21T15:30:15.123Z"});
+        let first = app.post_event("call-1", &body).await;
+        assert_eq!(first.status, 201, "{}", first.text);
 
-    let retry = app.post_event("call-1", &speech("e-1", "x")).await;
+        body["timestamp"] = json!("2025-12-21T17:30:15.123+02:00");
+        let retry = app.post_event("call-1", &body).await;
 
-    assert_eq!(retry.status, 200, "{}", retry.text);
-    assert_eq!(retry.body["timestamp"], "2020-01-02T03:04:05.678Z");
-    assert_eq!(retry.body, first.body);
-    assert_eq!(app.event_count("call-1").await, 1);
+        assert_eq!(retry.status, 200, "{}", retry.text);
+        assert_eq!(retry.body, first.body);
+    }
 }
 
-pub async fn reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_nothing(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let first = app.add_event("call-1", "e-1").await;
+backend_test! {
+    async fn retrying_without_a_timestamp_an_event_stored_with_one_returns_200(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let first = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-1", "type": "user_speech", "payload": {"text": "x"},
+                        "timestamp": "2020-01-02T03:04:05.678Z"}),
+            )
+            .await;
+        assert_eq!(first.status, 201, "{}", first.text);
 
-    let r = app.post_event("call-1", &speech("e-1", "other")).await;
+        let retry = app.post_event("call-1", &speech("e-1", "x")).await;
 
-    r.assert_problem(409, "event_id_conflict");
-    let stored = app.get("/sessions/call-1/events/e-1").await;
-    assert_eq!(stored.body, first);
-    assert_eq!(app.event_count("call-1").await, 1);
+        assert_eq!(retry.status, 200, "{}", retry.text);
+        assert_eq!(retry.body["timestamp"], "2020-01-02T03:04:05.678Z");
+        assert_eq!(retry.body, first.body);
+        assert_eq!(app.event_count("call-1").await, 1);
+    }
 }
 
-pub async fn reusing_an_event_id_with_a_different_type_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
+backend_test! {
+    async fn reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_nothing(
+        s: StoreCtx,
+    ) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let first = app.add_event("call-1", "e-1").await;
 
-    let r = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-1", "type": "bot_speech", "payload": {"text": "e-1"}}),
-        )
-        .await;
+        let r = app.post_event("call-1", &speech("e-1", "other")).await;
 
-    r.assert_problem(409, "event_id_conflict");
-    assert_eq!(app.event_count("call-1").await, 1);
+        r.assert_problem(409, "event_id_conflict");
+        let stored = app.get("/sessions/call-1/events/e-1").await;
+        assert_eq!(stored.body, first);
+        assert_eq!(app.event_count("call-1").await, 1);
+    }
 }
 
-pub async fn reusing_an_event_id_with_a_different_timestamp_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let mut body = json!({"eventId": "e-1", "type": "user_speech", "payload": {},
-                          "timestamp": "2025-12-21T15:30:15.123Z"});
-    assert_eq!(app.post_event("call-1", &body).await.status, 201);
+backend_test! {
+    async fn reusing_an_event_id_with_a_different_type_is_a_409(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
 
-    body["timestamp"] = json!("2025-12-21T15:30:15.124Z");
-    let r = app.post_event("call-1", &body).await;
+        let r = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-1", "type": "bot_speech", "payload": {"text": "e-1"}}),
+            )
+            .await;
 
-    r.assert_problem(409, "event_id_conflict");
-    let stored = app.get("/sessions/call-1/events/e-1").await;
-    assert_eq!(stored.body["timestamp"], "2025-12-21T15:30:15.123Z");
+        r.assert_problem(409, "event_id_conflict");
+        assert_eq!(app.event_count("call-1").await, 1);
+    }
 }
 
-pub async fn an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
+backend_test! {
+    async fn reusing_an_event_id_with_a_different_timestamp_is_a_409(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let mut body = json!({"eventId": "e-1", "type": "user_speech", "payload": {},
+                              "timestamp": "2025-12-21T15:30:15.123Z"});
+        assert_eq!(app.post_event("call-1", &body).await.status, 201);
 
-    let r = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-1", "type": "user_speech", "payload": {"text": "e-1"},
-                    "timestamp": "2001-01-01T00:00:00Z"}),
-        )
-        .await;
+        body["timestamp"] = json!("2025-12-21T15:30:15.124Z");
+        let r = app.post_event("call-1", &body).await;
 
-    r.assert_problem(409, "event_id_conflict");
+        r.assert_problem(409, "event_id_conflict");
+        let stored = app.get("/sessions/call-1/events/e-1").await;
+        assert_eq!(stored.body["timestamp"], "2025-12-21T15:30:15.123Z");
+    }
 }
 
-pub async fn the_same_event_id_in_another_session_is_a_separate_event(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.create_session("call-2").await;
-    app.add_event("call-1", "e-1").await;
+backend_test! {
+    async fn an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_a_409(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
 
-    let r = app.post_event("call-2", &speech("e-1", "different")).await;
+        let r = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-1", "type": "user_speech", "payload": {"text": "e-1"},
+                        "timestamp": "2001-01-01T00:00:00Z"}),
+            )
+            .await;
 
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.body["sessionId"], "call-2");
-    assert_eq!(r.body["seq"], 1);
+        r.assert_problem(409, "event_id_conflict");
+    }
 }
 
-pub async fn an_event_for_an_unknown_session_is_a_404_session_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! {
+    async fn the_same_event_id_in_another_session_is_a_separate_event(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.create_session("call-2").await;
+        app.add_event("call-1", "e-1").await;
 
-    let r = app.post_event("nobody", &speech("e-1", "x")).await;
+        let r = app.post_event("call-2", &speech("e-1", "different")).await;
 
-    r.assert_problem(404, "session_not_found");
-    assert_eq!(app.get("/sessions/nobody").await.status, 404);
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["sessionId"], "call-2");
+        assert_eq!(r.body["seq"], 1);
+    }
 }
 
-pub async fn a_new_event_for_an_ended_session_is_a_409_session_ended(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
-    assert_eq!(app.complete("call-1", None).await.status, 200);
+backend_test! {
+    async fn an_event_for_an_unknown_session_is_a_404_session_not_found(s: StoreCtx) {
+        let app = spawn_app(s).await;
 
-    let r = app.post_event("call-1", &speech("e-2", "late")).await;
+        let r = app.post_event("nobody", &speech("e-1", "x")).await;
 
-    r.assert_problem(409, "session_ended");
-    let session = app.read_session("call-1", "").await;
-    assert_eq!(session["eventCount"], 1);
-    assert_eq!(session["status"], "completed");
-    app.get("/sessions/call-1/events/e-2")
-        .await
-        .assert_problem(404, "event_not_found");
+        r.assert_problem(404, "session_not_found");
+        assert_eq!(app.get("/sessions/nobody").await.status, 404);
+    }
 }
 
-pub async fn a_new_event_for_a_failed_session_is_a_409_session_ended(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let ended = app
-        .complete("call-1", Some(&json!({"status": "failed"})))
-        .await;
-    assert_eq!(ended.status, 200, "{}", ended.text);
+backend_test! {
+    async fn a_new_event_for_an_ended_session_is_a_409_session_ended(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
+        assert_eq!(app.complete("call-1", None).await.status, 200);
 
-    let r = app.post_event("call-1", &speech("e-1", "late")).await;
+        let r = app.post_event("call-1", &speech("e-2", "late")).await;
 
-    r.assert_problem(409, "session_ended");
-    assert_eq!(app.event_count("call-1").await, 0);
+        r.assert_problem(409, "session_ended");
+        let session = app.read_session("call-1", "").await;
+        assert_eq!(session["eventCount"], 1);
+        assert_eq!(session["status"], "completed");
+        app.get("/sessions/call-1/events/e-2")
+            .await
+            .assert_problem(404, "event_not_found");
+    }
 }
 
-pub async fn retrying_an_existing_event_after_the_session_ended_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let first = app.add_event("call-1", "e-1").await;
-    assert_eq!(app.complete("call-1", None).await.status, 200);
+backend_test! {
+    async fn a_new_event_for_a_failed_session_is_a_409_session_ended(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let ended = app
+            .complete("call-1", Some(&json!({"status": "failed"})))
+            .await;
+        assert_eq!(ended.status, 200, "{}", ended.text);
 
-    let r = app.post_event("call-1", &speech("e-1", "e-1")).await;
+        let r = app.post_event("call-1", &speech("e-1", "late")).await;
 
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body, first);
-    assert_eq!(app.event_count("call-1").await, 1);
+        r.assert_problem(409, "session_ended");
+        assert_eq!(app.event_count("call-1").await, 0);
+    }
 }
 
-pub async fn a_conflicting_event_after_the_session_ended_is_still_an_event_id_conflict(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
-    assert_eq!(app.complete("call-1", None).await.status, 200);
+backend_test! {
+    async fn retrying_an_existing_event_after_the_session_ended_returns_200(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let first = app.add_event("call-1", "e-1").await;
+        assert_eq!(app.complete("call-1", None).await.status, 200);
 
-    let r = app.post_event("call-1", &speech("e-1", "changed")).await;
+        let r = app.post_event("call-1", &speech("e-1", "e-1")).await;
 
-    r.assert_problem(409, "event_id_conflict");
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body, first);
+        assert_eq!(app.event_count("call-1").await, 1);
+    }
 }
 
-pub async fn a_client_timestamp_is_stored_in_utc_with_milliseconds(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
+backend_test! {
+    async fn a_conflicting_event_after_the_session_ended_is_still_an_event_id_conflict(
+        s: StoreCtx,
+    ) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
+        assert_eq!(app.complete("call-1", None).await.status, 200);
 
-    let r = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-1", "type": "user_speech", "payload": {},
-                    "timestamp": "2025-12-21T17:30:15.123456+02:00"}),
-        )
-        .await;
-    let whole_seconds = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-2", "type": "user_speech", "payload": {},
-                    "timestamp": "2025-12-21T15:30:15Z"}),
-        )
-        .await;
+        let r = app.post_event("call-1", &speech("e-1", "changed")).await;
 
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.body["timestamp"], "2025-12-21T15:30:15.123Z");
-    assert_eq!(whole_seconds.body["timestamp"], "2025-12-21T15:30:15.000Z");
-    let stored = app.get("/sessions/call-1/events/e-1").await;
-    assert_eq!(stored.body["timestamp"], "2025-12-21T15:30:15.123Z");
+        r.assert_problem(409, "event_id_conflict");
+    }
 }
 
-pub async fn without_a_timestamp_the_event_gets_the_server_time_in_utc(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
+backend_test! {
+    async fn a_client_timestamp_is_stored_in_utc_with_milliseconds(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
 
-    let r = app.post_event("call-1", &speech("e-1", "x")).await;
+        let r = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-1", "type": "user_speech", "payload": {},
+                        "timestamp": "2025-12-21T17:30:15.123456+02:00"}),
+            )
+            .await;
+        let whole_seconds = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-2", "type": "user_speech", "payload": {},
+                        "timestamp": "2025-12-21T15:30:15Z"}),
+            )
+            .await;
 
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert!(is_server_time(&r.body["timestamp"]), "{}", r.text);
-    let stored = app.get("/sessions/call-1/events/e-1").await;
-    assert_eq!(stored.body["timestamp"], r.body["timestamp"]);
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["timestamp"], "2025-12-21T15:30:15.123Z");
+        assert_eq!(whole_seconds.body["timestamp"], "2025-12-21T15:30:15.000Z");
+        let stored = app.get("/sessions/call-1/events/e-1").await;
+        assert_eq!(stored.body["timestamp"], "2025-12-21T15:30:15.123Z");
+    }
 }
 
-pub async fn payloads_are_stored_and_returned_exactly(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let payload = json!({
-        "z": 1, "a": {"nested": [1, {"deep": "é ☃ \u{0001}"}]},
-        "big": 9_223_372_036_854_775_807_i64, "small": -9_223_372_036_854_775_808_i64,
-        "f": 0.1, "t": true, "n": null, "a.b": "dots", "x$": "dollar not first", "": "empty key"
-    });
+backend_test! {
+    async fn without_a_timestamp_the_event_gets_the_server_time_in_utc(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
 
-    let r = app
-        .post_event(
-            "call-1",
-            &json!({"eventId": "e-1", "type": "system", "payload": payload}),
-        )
-        .await;
+        let r = app.post_event("call-1", &speech("e-1", "x")).await;
 
-    assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(r.body["payload"], payload);
-    let stored = app.get("/sessions/call-1/events/e-1").await;
-    assert_eq!(stored.body["payload"], payload);
-    let page = app.read_session("call-1", "").await;
-    assert_eq!(page["events"][0]["payload"], payload);
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert!(is_server_time(&r.body["timestamp"]), "{}", r.text);
+        let stored = app.get("/sessions/call-1/events/e-1").await;
+        assert_eq!(stored.body["timestamp"], r.body["timestamp"]);
+    }
+}
+
+backend_test! {
+    async fn payloads_are_stored_and_returned_exactly(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        let payload = json!({
+            "z": 1, "a": {"nested": [1, {"deep": "é ☃ \u{0001}"}]},
+            "big": 9_223_372_036_854_775_807_i64, "small": -9_223_372_036_854_775_808_i64,
+            "f": 0.1, "t": true, "n": null, "a.b": "dots", "x$": "dollar not first", "": "empty key"
+        });
+
+        let r = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-1", "type": "system", "payload": payload}),
+            )
+            .await;
+
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(r.body["payload"], payload);
+        let stored = app.get("/sessions/call-1/events/e-1").await;
+        assert_eq!(stored.body["payload"], payload);
+        let page = app.read_session("call-1", "").await;
+        assert_eq!(page["events"][0]["payload"], payload);
+    }
 }
 
 // ---- reading one event ----
 
-pub async fn getting_an_event_returns_it(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
-    let second = app.add_event("call-1", "e-2").await;
+backend_test! {
+    async fn getting_an_event_returns_it(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
+        let second = app.add_event("call-1", "e-2").await;
 
-    let r = app.get("/sessions/call-1/events/e-2").await;
+        let r = app.get("/sessions/call-1/events/e-2").await;
 
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body, second);
-    assert_eq!(r.body["seq"], 2);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body, second);
+        assert_eq!(r.body["seq"], 2);
+    }
 }
 
-pub async fn getting_an_unknown_event_is_a_404_event_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
+backend_test! {
+    async fn getting_an_unknown_event_is_a_404_event_not_found(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
 
-    let r = app.get("/sessions/call-1/events/e-9").await;
+        let r = app.get("/sessions/call-1/events/e-9").await;
 
-    r.assert_problem(404, "event_not_found");
+        r.assert_problem(404, "event_not_found");
+    }
 }
 
-pub async fn getting_an_event_of_an_unknown_session_is_a_404(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
+backend_test! {
+    async fn getting_an_event_of_an_unknown_session_is_a_404(s: StoreCtx) {
+        let app = spawn_app(s).await;
+        app.create_session("call-1").await;
+        app.add_event("call-1", "e-1").await;
 
-    let r = app.get("/sessions/call-2/events/e-1").await;
+        let r = app.get("/sessions/call-2/events/e-1").await;
 
-    // The service answers `event_not_found` whether the session or only the event is unknown.
-    r.assert_problem(404, "event_not_found");
+        // The service answers `event_not_found` whether the session or only the event is unknown.
+        r.assert_problem(404, "event_not_found");
+    }
 }
-
-// ---- completing sessions ----
-
-pub async fn completing_without_a_body_marks_the_session_completed_with_ended_at(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    app.add_event("call-1", "e-1").await;
-
-    let r = app.complete("call-1", None).await;
-
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["sessionId"], "call-1");
-    assert_eq!(r.body["status"], "completed");
-    assert_eq!(r.body["eventCount"], 1);
-    assert!(is_server_time(&r.body["endedAt"]), "{}", r.text);
-    assert!(
-        r.body["endedAt"].as_str() >= r.body["startedAt"].as_str(),
-        "{}",
-        r.text
-    );
-    let session = app.read_session("call-1", "").await;
-    assert_eq!(session["status"], "completed");
-    assert_eq!(session["endedAt"], r.body["endedAt"]);
-}
-
-pub async fn completing_with_an_empty_object_marks_the_session_completed(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-
-    let r = app.complete("call-1", Some(&json!({}))).await;
-
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "completed");
-}
-
-pub async fn completing_with_status_completed_marks_the_session_completed(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-
-    let r = app
-        .complete("call-1", Some(&json!({"status": "completed"})))
-        .await;
-
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "completed");
-}
-
-pub async fn completing_with_status_failed_marks_the_session_failed(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-
-    let r = app
-        .complete("call-1", Some(&json!({"status": "failed"})))
-        .await;
-
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "failed");
-    assert!(is_server_time(&r.body["endedAt"]), "{}", r.text);
-    assert_eq!(app.read_session("call-1", "").await["status"], "failed");
-}
-
-pub async fn completing_again_returns_200_with_the_same_ended_at(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let first = app.complete("call-1", None).await;
-    assert_eq!(first.status, 200, "{}", first.text);
-
-    let again = app.complete("call-1", None).await;
-    let explicit = app
-        .complete("call-1", Some(&json!({"status": "completed"})))
-        .await;
-
-    assert_eq!(again.status, 200, "{}", again.text);
-    assert_eq!(again.body, first.body);
-    assert_eq!(explicit.status, 200, "{}", explicit.text);
-    assert_eq!(explicit.body, first.body);
-}
-
-pub async fn completing_with_the_other_status_is_a_409_and_changes_nothing(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    let first = app
-        .complete("call-1", Some(&json!({"status": "failed"})))
-        .await;
-    assert_eq!(first.status, 200, "{}", first.text);
-
-    let to_completed = app.complete("call-1", None).await;
-
-    to_completed.assert_problem(409, "session_already_ended");
-    let session = app.read_session("call-1", "").await;
-    assert_eq!(session["status"], "failed");
-    assert_eq!(session["endedAt"], first.body["endedAt"]);
-}
-
-pub async fn failing_a_completed_session_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
-    app.create_session("call-1").await;
-    assert_eq!(app.complete("call-1", None).await.status, 200);
-
-    let r = app
-        .complete("call-1", Some(&json!({"status": "failed"})))
-        .await;
-
-    r.assert_problem(409, "session_already_ended");
-    assert_eq!(app.read_session("call-1", "").await["status"], "completed");
-}
-
-pub async fn completing_an_unknown_session_is_a_404_session_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
-    let r = app.complete("nobody", None).await;
-
-    r.assert_problem(404, "session_not_found");
-}
-
-crate::on_every_backend!(crate::events =>
-    adding_an_event_returns_201_with_location_and_the_event,
-    the_first_event_makes_an_initiated_session_active,
-    events_get_consecutive_seqs_and_the_session_counts_each_one,
-    retrying_an_identical_event_returns_200_with_the_stored_event_and_changes_nothing,
-    retrying_with_the_same_explicit_timestamp_returns_200,
-    retrying_with_the_same_instant_in_another_offset_returns_200,
-    retrying_without_a_timestamp_an_event_stored_with_one_returns_200,
-    reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_nothing,
-    reusing_an_event_id_with_a_different_type_is_a_409,
-    reusing_an_event_id_with_a_different_timestamp_is_a_409,
-    an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_a_409,
-    the_same_event_id_in_another_session_is_a_separate_event,
-    an_event_for_an_unknown_session_is_a_404_session_not_found,
-    a_new_event_for_an_ended_session_is_a_409_session_ended,
-    a_new_event_for_a_failed_session_is_a_409_session_ended,
-    retrying_an_existing_event_after_the_session_ended_returns_200,
-    a_conflicting_event_after_the_session_ended_is_still_an_event_id_conflict,
-    a_client_timestamp_is_stored_in_utc_with_milliseconds,
-    without_a_timestamp_the_event_gets_the_server_time_in_utc,
-    payloads_are_stored_and_returned_exactly,
-    getting_an_event_returns_it,
-    getting_an_unknown_event_is_a_404_event_not_found,
-    getting_an_event_of_an_unknown_session_is_a_404,
-    completing_without_a_body_marks_the_session_completed_with_ended_at,
-    completing_with_an_empty_object_marks_the_session_completed,
-    completing_with_status_completed_marks_the_session_completed,
-    completing_with_status_failed_marks_the_session_failed,
-    completing_again_returns_200_with_the_same_ended_at,
-    completing_with_the_other_status_is_a_409_and_changes_nothing,
-    failing_a_completed_session_is_a_409,
-    completing_an_unknown_session_is_a_404_session_not_found,
-);

@@ -1,15 +1,17 @@
 //! The HTTP suite: the real application on port 0, a real HTTP client, every backend.
 
+#[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
 
 mod auth;
+mod completing;
 mod errors;
 mod events;
-mod helpers;
 mod hostile;
 mod operability;
 mod outage;
+mod queries;
 mod races;
 mod reads;
 mod sessions;
