@@ -1,0 +1,48 @@
+//! The real binary as a child process: `kill -9` mid-ingest and restart ([`crash`]), SIGTERM
+//! under load ([`shutdown`]), the access log ([`access_log`]) and the command line ([`cli`]). One
+//! binary, one process launcher: `support::process`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod access_log;
+mod cli;
+mod crash;
+mod shutdown;
+
+use std::time::Duration;
+
+use support::ServiceStore;
+use support::process::ServiceCommand;
+
+/// How long one client request may take; a request cut by a kill fails long before.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The service's drain limit after SIGTERM (`SHUTDOWN_TIMEOUT_MS`) unless a test sets another.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the process may take to exit after SIGTERM: the drain limit plus closing storage.
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client")
+}
+
+/// The service on `store` with the drain limit `shutdown_timeout`, and `RUST_LOG=rust_log` if
+/// given (else the default filter, as in production).
+fn sqlite_service(
+    store: &ServiceStore,
+    rust_log: Option<&str>,
+    shutdown_timeout: Duration,
+) -> ServiceCommand {
+    let command = ServiceCommand::new().store(store).env(
+        "SHUTDOWN_TIMEOUT_MS",
+        shutdown_timeout.as_millis().to_string(),
+    );
+    match rust_log {
+        Some(filter) => command.env("RUST_LOG", filter),
+        None => command,
+    }
+}
