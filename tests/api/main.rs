@@ -5,13 +5,11 @@
 mod support;
 
 mod auth;
-mod completing;
 mod errors;
 mod events;
 mod hostile;
 mod operability;
 mod outage;
-mod queries;
 mod races;
 mod reads;
 mod sessions;

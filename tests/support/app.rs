@@ -69,6 +69,20 @@ impl Reply {
     }
 }
 
+/// Asserts that every reply is a 200 or a 201, and exactly one of them a 201: one request did
+/// the work, the others got its result.
+pub fn assert_one_201_and_the_rest_200(replies: &[Reply]) {
+    for r in replies {
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{} {}",
+            r.status,
+            r.text
+        );
+    }
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
+}
+
 /// Starts the same `Application` as `main`, on a free port, over the test's own store.
 pub async fn spawn_app(store: StoreCtx) -> TestApp {
     spawn_app_with(store, &[]).await
@@ -122,6 +136,16 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Reply {
         Self::read(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// GETs `path` with the header `name: value`, and hands back the response unread.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(name, value)
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {

@@ -5,8 +5,9 @@
 //! ([`process`]), the cursor walker ([`walk`]), raw sockets for half-sent requests ([`raw_http`]),
 //! a chaos proxy ([`proxy`]) and JSON strategies ([`json_strategy`]).
 //!
-//! Library types that are about to move inside the crate are imported here only, so that a move
-//! touches this file and nothing else.
+//! Library types that are about to move inside the crate are imported in tests/support only
+//! (`repo::Order` re-exported here, `config::MongoSettings` in [`store`]), so that a move touches
+//! these files and nothing else.
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
@@ -17,21 +18,44 @@ pub mod raw_http;
 pub mod store;
 pub mod walk;
 
+use std::future::Future;
+
+/// Moves to `session_service::domain::Order`: import it from here, never from the crate.
 pub use session_service::repo::Order;
 pub use store::{
     Backend, ServiceStore, StoreCtx, TestStore, drop_database, mongo_store_at, mongodb_uri,
     run_with_store, unique_name,
 };
 
-/// Declares one case, an `async fn(StoreCtx)`, and runs it on every backend: expands to a module
-/// named after the case with one `#[tokio::test]` per backend (`sqlite`, `mongo`), each running
-/// the case on a fresh store of its own through [`run_with_store`]. Adding a case therefore cannot
-/// forget a backend.
+/// What a [`backend_test!`] case takes: made from the test's fresh store.
+pub trait Fixture: Sized + Send + 'static {
+    fn make(store: StoreCtx) -> impl Future<Output = Self> + Send;
+}
+
+/// The store itself.
+impl Fixture for StoreCtx {
+    fn make(store: StoreCtx) -> impl Future<Output = Self> + Send {
+        std::future::ready(store)
+    }
+}
+
+/// The application started over the store with the default settings ([`app::spawn_app`]).
+impl Fixture for app::TestApp {
+    fn make(store: StoreCtx) -> impl Future<Output = Self> + Send {
+        app::spawn_app(store)
+    }
+}
+
+/// Declares one case and runs it on every backend: expands to a module named after the case with
+/// one `#[tokio::test]` per backend (`sqlite`, `mongo`), each running the case on a fresh store of
+/// its own through [`run_with_store`] (which drops the store even when the case panics). Adding a
+/// case therefore cannot forget a backend. The case takes a [`Fixture`]: the store (`StoreCtx`)
+/// or the application started over it (`TestApp`).
 ///
 /// ```ignore
-/// backend_test! {
-///     async fn creating_twice_returns_the_stored_session(s: StoreCtx) { ... }
-/// }
+/// backend_test! { async fn creating_twice_returns_the_stored_session(app: TestApp) {
+///     ...
+/// }}
 /// ```
 #[macro_export]
 macro_rules! backend_test {
@@ -48,12 +72,18 @@ macro_rules! backend_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                $crate::support::run_with_store($crate::support::Backend::Sqlite, case).await;
+                $crate::support::run_with_store($crate::support::Backend::Sqlite, |store| async {
+                    case(<$ty as $crate::support::Fixture>::make(store).await).await
+                })
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn mongo() {
-                $crate::support::run_with_store($crate::support::Backend::Mongo, case).await;
+                $crate::support::run_with_store($crate::support::Backend::Mongo, |store| async {
+                    case(<$ty as $crate::support::Fixture>::make(store).await).await
+                })
+                .await;
             }
         }
     };

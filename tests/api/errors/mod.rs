@@ -5,11 +5,8 @@ use serde_json::{Value, json};
 
 use crate::support::app::{Reply, TestApp};
 
-mod completing;
-mod content;
+mod bodies;
 mod fields;
-mod malformed;
-mod routes;
 
 const JSON: Option<&str> = Some("application/json");
 

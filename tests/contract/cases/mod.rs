@@ -1,11 +1,13 @@
 //! The repository contract's cases, each run on every backend.
 
+use std::future::Future;
+
 use serde_json::{Value, json};
 use session_service::domain::{
-    EventId, EventType, JsonObject, Language, NewEvent, NewSession, SessionId, Status,
+    Event, EventId, EventType, JsonObject, Language, NewEvent, NewSession, SessionId, Status,
     TerminalStatus, Timestamp,
 };
-use session_service::repo::{Appended, EventRange, RepoError, Repositories, Start};
+use session_service::repo::{Appended, EventPage, EventRange, RepoError, Repositories, Start};
 
 use crate::support::{Order, StoreCtx};
 
@@ -60,6 +62,49 @@ fn range(order: Order, start: Start, limit: u32) -> EventRange {
 
 fn seqs(page: &session_service::repo::EventPage) -> Vec<u64> {
     page.events.iter().map(|e| e.seq).collect()
+}
+
+/// The session's stored `event_count`.
+async fn event_count(repos: &Repositories, session: &str) -> u64 {
+    repos.sessions.get(&sid(session)).await.unwrap().event_count
+}
+
+/// The event `event` of `session`, as the repository finds it.
+async fn get_event(repos: &Repositories, session: &str, event: &str) -> Result<Event, RepoError> {
+    repos
+        .events
+        .get(&sid(session), &EventId::parse(event).unwrap())
+        .await
+}
+
+/// The page `range` of `session`'s events.
+async fn read_page(repos: &Repositories, session: &str, range: EventRange) -> EventPage {
+    repos.events.page(&sid(session), range).await.unwrap()
+}
+
+/// The first `limit` events of `session` in ascending order.
+async fn first_page(repos: &Repositories, session: &str, limit: u32) -> EventPage {
+    read_page(repos, session, range(Order::Asc, Start::Offset(0), limit)).await
+}
+
+/// Runs `task(repos, i)` for every `i` of `items`, each in a task of its own, all started before
+/// any is awaited; the results in the order of `items`.
+async fn concurrently<I, T, F, Fut>(repos: &Repositories, items: I, task: F) -> Vec<T>
+where
+    I: IntoIterator,
+    F: Fn(Repositories, I::Item) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|i| tokio::spawn(task(repos.clone(), i)))
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    results
 }
 
 mod reads;
