@@ -57,49 +57,40 @@ async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_ca
     };
 
     let before = scrape().await;
-    assert_eq!(
-        post("/sessions", json!({"sessionId": "m1", "language": "en"})).await,
-        201
-    );
-    assert_eq!(
-        post("/sessions", json!({"sessionId": "m1", "language": "en"})).await,
-        200
-    );
     let event = json!({"eventId": "e1", "type": "system", "payload": {"n": 1}});
-    assert_eq!(post("/sessions/m1/events", event.clone()).await, 201);
-    assert_eq!(
-        post(
+    for (path, body, status) in [
+        (
+            "/sessions",
+            json!({"sessionId": "m1", "language": "en"}),
+            201,
+        ),
+        (
+            "/sessions",
+            json!({"sessionId": "m1", "language": "en"}),
+            200,
+        ),
+        ("/sessions/m1/events", event.clone(), 201),
+        (
             "/sessions/m1/events",
-            json!({"eventId": "e2", "type": "system", "payload": {}})
-        )
-        .await,
-        201
-    );
-    assert_eq!(post("/sessions/m1/events", event).await, 200);
-    assert_eq!(
-        post(
+            json!({"eventId": "e2", "type": "system", "payload": {}}),
+            201,
+        ),
+        ("/sessions/m1/events", event, 200),
+        (
             "/sessions/m1/events",
-            json!({"eventId": "e1", "type": "system", "payload": {"n": 2}})
-        )
-        .await,
-        409
-    );
-    assert_eq!(
-        post("/sessions/m1/complete", json!({"status": "failed"})).await,
-        200
-    );
-    assert_eq!(
-        post("/sessions/m1/complete", json!({"status": "failed"})).await,
-        200
-    );
-    assert_eq!(
-        post(
+            json!({"eventId": "e1", "type": "system", "payload": {"n": 2}}),
+            409,
+        ),
+        ("/sessions/m1/complete", json!({"status": "failed"}), 200),
+        ("/sessions/m1/complete", json!({"status": "failed"}), 200),
+        (
             "/sessions/m1/events",
-            json!({"eventId": "e3", "type": "system", "payload": {}})
-        )
-        .await,
-        409
-    );
+            json!({"eventId": "e3", "type": "system", "payload": {}}),
+            409,
+        ),
+    ] {
+        assert_eq!(post(path, body.clone()).await, status, "POST {path} {body}");
+    }
     let after = scrape().await;
 
     let delta = |name: &str, labels: &[(&str, &str)]| {

@@ -66,82 +66,61 @@ async fn every_request_writes_one_access_line_with_method_route_status_latency_a
         "test-req-42",
         "the client's request id is echoed"
     );
-    send(
-        http.post(service.url("/sessions/log-call/events"))
-            .json(&json!({
+    let events = service.url("/sessions/log-call/events");
+    let posts = [
+        (
+            http.post(&events).json(&json!({
                 "eventId": "e-1",
                 "type": "user_speech",
                 "payload": {"text": format!("my card number is {MARKER}")},
             })),
-        &mut expected,
-        "POST",
-        "/sessions/{session_id}/events",
-        201,
-    )
-    .await;
-    // Invalid ones: the marker in a field a validation error names, and in malformed JSON.
-    send(
-        http.post(service.url("/sessions/log-call/events"))
-            .json(&json!({"eventId": "e-2", "type": MARKER, "payload": {"text": MARKER}})),
-        &mut expected,
-        "POST",
-        "/sessions/{session_id}/events",
-        400,
-    )
-    .await;
-    send(
-        http.post(service.url("/sessions/log-call/events"))
-            .header("content-type", "application/json")
-            .body(format!(
-                r#"{{"eventId": "e-3", "payload": {{"text": "{MARKER}"#
-            )),
-        &mut expected,
-        "POST",
-        "/sessions/{session_id}/events",
-        400,
-    )
-    .await;
-    send(
-        http.get(service.url("/sessions/no-such-call")),
-        &mut expected,
-        "GET",
-        "/sessions/{session_id}",
-        404,
-    )
-    .await;
-    send(
-        http.get(service.url("/sessions/log-call?limit=5")),
-        &mut expected,
-        "GET",
-        "/sessions/{session_id}",
-        200,
-    )
-    .await;
-    send(
-        http.get(service.url("/sessions/log-call/events/e-1")),
-        &mut expected,
-        "GET",
-        "/sessions/{session_id}/events/{event_id}",
-        200,
-    )
-    .await;
-    // Unknown routes are logged as one label, never by their concrete path.
-    send(
-        http.get(service.url("/no/such/route")),
-        &mut expected,
-        "GET",
-        "unmatched",
-        404,
-    )
-    .await;
-    send(
-        http.delete(service.url("/sessions")),
-        &mut expected,
-        "DELETE",
-        "/sessions",
-        405,
-    )
-    .await;
+            201,
+        ),
+        // Invalid ones: the marker in a field a validation error names, and in malformed JSON.
+        (
+            http.post(&events)
+                .json(&json!({"eventId": "e-2", "type": MARKER, "payload": {"text": MARKER}})),
+            400,
+        ),
+        (
+            http.post(&events)
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"eventId": "e-3", "payload": {{"text": "{MARKER}"#
+                )),
+            400,
+        ),
+    ];
+    for (request, status) in posts {
+        let route = "/sessions/{session_id}/events";
+        send(request, &mut expected, "POST", route, status).await;
+    }
+    for (method, path, route, status) in [
+        (
+            "GET",
+            "/sessions/no-such-call",
+            "/sessions/{session_id}",
+            404,
+        ),
+        (
+            "GET",
+            "/sessions/log-call?limit=5",
+            "/sessions/{session_id}",
+            200,
+        ),
+        (
+            "GET",
+            "/sessions/log-call/events/e-1",
+            "/sessions/{session_id}/events/{event_id}",
+            200,
+        ),
+        // Unknown routes are logged as one label, never by their concrete path.
+        ("GET", "/no/such/route", "unmatched", 404),
+        ("DELETE", "/sessions", "/sessions", 405),
+    ] {
+        let request = http.request(method.parse().expect("a method"), service.url(path));
+        send(request, &mut expected, method, route, status).await;
+    }
     let ids: HashSet<&str> = expected.iter().map(|e| e.request_id.as_str()).collect();
     assert_eq!(ids.len(), expected.len(), "request ids are unique");
 

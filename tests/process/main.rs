@@ -12,6 +12,8 @@ mod shutdown;
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use support::ServiceStore;
 use support::process::ServiceCommand;
 
@@ -28,6 +30,19 @@ fn client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(2))
         .build()
         .expect("http client")
+}
+
+/// POSTs `body` as JSON: the status and the body (`Null` if it is not JSON), or the error of a
+/// request that got no complete response (it may or may not have been applied).
+async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<(u16, Value), reqwest::Error> {
+    let response = client.post(url).json(body).send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
 }
 
 /// The service on `store` with the drain limit `shutdown_timeout`, and `RUST_LOG=rust_log` if

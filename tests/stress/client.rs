@@ -80,6 +80,8 @@ struct Client {
 }
 
 impl Client {
+    /// Sends one request and records it with its answer. A write answered 503 ("retry with the
+    /// same request") is sent again, as a client would; every attempt is recorded.
     async fn send(
         &mut self,
         kind: Kind,
@@ -88,14 +90,37 @@ impl Client {
         path: &str,
         request: Option<Value>,
     ) -> Record {
-        // A write answered 503 ("retry with the same request") is sent again, as a client
-        // would; every attempt is recorded.
+        let url = format!("{}{path}", self.base);
         for _ in 0..WRITE_ATTEMPTS {
-            let record = self
-                .send_once(kind, session, event_id.clone(), path, request.clone())
-                .await;
+            let builder = match (&kind, &request) {
+                (Kind::Walk | Kind::GetEvent, _) => self.http.get(&url),
+                (_, Some(body)) => self.http.post(&url).json(body),
+                (_, None) => self.http.post(&url),
+            };
+            let sent = Instant::now();
+            let response = builder
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("client {}: {kind:?} {path}: no answer: {e}", self.id));
+            let status = response.status().as_u16();
+            let text = response
+                .text()
+                .await
+                .unwrap_or_else(|e| panic!("client {}: {kind:?} {path}: body: {e}", self.id));
+            let record = Record {
+                kind,
+                client: self.id,
+                session: session.to_owned(),
+                event_id: event_id.clone(),
+                request: request.clone().unwrap_or(Value::Null),
+                sent,
+                answered: Instant::now(),
+                status,
+                reply: serde_json::from_str(&text).unwrap_or(Value::Null),
+            };
+            self.records.push(record.clone());
             let retry =
-                record.status == 503 && matches!(kind, Kind::Create | Kind::Event | Kind::Complete);
+                status == 503 && matches!(kind, Kind::Create | Kind::Event | Kind::Complete);
             if !retry {
                 return record;
             }
@@ -105,45 +130,6 @@ impl Client {
             "client {}: {kind:?} {path} was answered 503 {WRITE_ATTEMPTS} times",
             self.id
         );
-    }
-
-    async fn send_once(
-        &mut self,
-        kind: Kind,
-        session: &str,
-        event_id: Option<String>,
-        path: &str,
-        request: Option<Value>,
-    ) -> Record {
-        let url = format!("{}{path}", self.base);
-        let builder = match (&kind, &request) {
-            (Kind::Walk | Kind::GetEvent, _) => self.http.get(&url),
-            (_, Some(body)) => self.http.post(&url).json(body),
-            (_, None) => self.http.post(&url),
-        };
-        let sent = Instant::now();
-        let response = builder
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("client {}: {kind:?} {path}: no answer: {e}", self.id));
-        let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("client {}: {kind:?} {path}: body: {e}", self.id));
-        let record = Record {
-            kind,
-            client: self.id,
-            session: session.to_owned(),
-            event_id,
-            request: request.unwrap_or(Value::Null),
-            sent,
-            answered: Instant::now(),
-            status,
-            reply: serde_json::from_str(&text).unwrap_or(Value::Null),
-        };
-        self.records.push(record.clone());
-        record
     }
 
     async fn post_event(&mut self, session: &str, body: Value) {

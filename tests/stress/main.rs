@@ -51,30 +51,28 @@ async fn stress(store: StoreCtx, plan: Plan) {
     invariants::check(&store, plan, &records, elapsed, &http, &base).await;
 }
 
-mod sqlite {
-    use super::{Backend, Plan, run_with_store, stress};
+/// Runs a plan of `clients` clients, `sessions` shared sessions and `ops_per_client` operations
+/// each on a fresh store of `backend`.
+async fn run(backend: Backend, clients: usize, sessions: usize, ops_per_client: usize) {
+    let plan = Plan {
+        clients,
+        sessions,
+        ops_per_client,
+    };
+    run_with_store(backend, move |s| stress(s, plan)).await;
+}
 
+mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_hundred_concurrent_clients_keep_every_invariant() {
-        let plan = Plan {
-            clients: 200,
-            sessions: 8,
-            ops_per_client: 16,
-        };
-        run_with_store(Backend::Sqlite, move |s| stress(s, plan)).await;
+        super::run(super::Backend::Sqlite, 200, 8, 16).await;
     }
 }
 
+/// The MongoDB test server is slower, so its run is smaller.
 mod mongo {
-    use super::{Backend, Plan, run_with_store, stress};
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hundred_and_twenty_concurrent_clients_keep_every_invariant() {
-        let plan = Plan {
-            clients: 120,
-            sessions: 8,
-            ops_per_client: 8,
-        };
-        run_with_store(Backend::Mongo, move |s| stress(s, plan)).await;
+        super::run(super::Backend::Mongo, 120, 8, 8).await;
     }
 }

@@ -259,9 +259,7 @@ impl ServiceProcess {
         let lines = self.logs.0.lock().unwrap_or_else(|e| e.into_inner());
         let kept: Vec<String> = lines
             .iter()
-            .filter(|(_, l)| {
-                !(l.contains(r#""message":"request served""#) && !l.contains(r#""status":5"#))
-            })
+            .filter(|(_, l)| !is_quiet_access_line(l))
             .map(|(stream, l)| match stream {
                 Stream::Stdout => l.clone(),
                 Stream::Stderr => format!("stderr: {l}"),
@@ -361,6 +359,12 @@ impl Drop for ServiceProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether `line` is the access line of a request that did not fail with a 5xx: too many and too
+/// alike to help in a failure message.
+fn is_quiet_access_line(line: &str) -> bool {
+    line.contains(r#""message":"request served""#) && !line.contains(r#""status":5"#)
 }
 
 /// The parsed JSON log lines; a line that is not JSON fails the test.

@@ -13,26 +13,9 @@ use super::{
 use crate::client;
 use crate::support::process::ServiceProcess;
 
-/// POSTs `body`; `Err` when no complete response came back (the request may or may not have
-/// been applied).
-pub async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    body: &Value,
-) -> Result<(u16, Value), String> {
-    let response = client
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
-/// Like [`post`], but sends the same request again while the service answers 503 (at most
-/// [`UNAVAILABLE_LIMIT`]); counts the 503s in `unavailable`.
+/// POSTs `body`, and sends the same request again while the service answers 503 (at most
+/// [`UNAVAILABLE_LIMIT`]); counts the 503s in `unavailable`. `Err` when no complete response came
+/// back (the request may or may not have been applied).
 pub async fn post_retrying(
     client: &reqwest::Client,
     url: &str,
@@ -41,7 +24,10 @@ pub async fn post_retrying(
 ) -> Result<(u16, Value), String> {
     let started = Instant::now();
     loop {
-        match post(client, url, body).await? {
+        match crate::post_json(client, url, body)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             (503, reply) if started.elapsed() < UNAVAILABLE_LIMIT => {
                 assert!(
                     reply["code"] == "storage_unavailable" || reply["code"] == "request_timeout",
@@ -54,8 +40,6 @@ pub async fn post_retrying(
         }
     }
 }
-
-/// GETs `path` from a service that must answer.
 
 // ---------------------------------------------------------------------------------------------
 // what the clients saw

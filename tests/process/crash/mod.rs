@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::client;
 use crate::support::process::{ServiceCommand, ServiceProcess};
 use crate::support::{Backend, ServiceStore};
-use ingest::{Ledger, ingest_and_kill, lock, post, shared_sessions};
+use ingest::{Ledger, ingest_and_kill, lock, shared_sessions};
 use verify::verify_after_restart;
 
 /// How long ingest may take to reach a kill point before the test gives up.
@@ -27,14 +27,12 @@ const KILL_POINT_LIMIT: Duration = Duration::from_secs(150);
 /// hold on the session documents they wrote) until it reaps them, 60 s by default
 /// (`transactionLifetimeLimitSeconds`); appends to those sessions get 503 until then.
 const UNAVAILABLE_LIMIT: Duration = Duration::from_secs(120);
-/// How long dropping the test's MongoDB database may take.
 /// Concurrent writers during ingest.
 const WRITERS: usize = 16;
 /// Shared sessions the writers spread their events over.
 const SESSIONS: usize = 4;
 /// The most operations one writer makes per run (a bound; the kill normally comes first).
 const MAX_OPS_PER_WRITER: usize = 2_000;
-/// Log lines of a child kept for failure messages (its per-request lines are left out).
 
 /// When to kill the service during ingest.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +76,7 @@ async fn crash_scenario(command: ServiceCommand, label: String, kills: &'static 
     let client = client();
     for session in shared_sessions() {
         let body = json!({"sessionId": session, "language": "en-US", "metadata": {"shared": true}});
-        let (status, reply) = post(&client, &service.url("/sessions"), &body)
+        let (status, reply) = crate::post_json(&client, &service.url("/sessions"), &body)
             .await
             .expect("create a shared session");
         assert_eq!(status, 201, "create {session}: {reply}");
@@ -94,8 +92,6 @@ async fn crash_scenario(command: ServiceCommand, label: String, kills: &'static 
         println!("{label} run {run} ({kill_at:?}): {verified} acknowledged events verified");
     }
 }
-
-/// Runs the scenario on a fresh store of `backend`, removes the store, then passes on a panic.
 
 /// Runs the scenario on a fresh store of `backend`, removes the store, then passes on a panic.
 async fn run_crash_test(backend: Backend, synchronous: &'static str, kills: &'static [KillAt]) {

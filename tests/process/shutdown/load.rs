@@ -82,15 +82,9 @@ async fn post_event(
     url: &str,
     body: &Value,
 ) -> Result<(u16, Value), Failure> {
-    let response = client
-        .post(url)
-        .json(body)
-        .send()
+    crate::post_json(client, url, body)
         .await
-        .map_err(|e| classify(&e))?;
-    let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| classify(&e))?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        .map_err(|e| classify(&e))
 }
 
 /// Posts unique events one after another over one keep-alive connection until a request fails

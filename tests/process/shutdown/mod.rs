@@ -31,7 +31,6 @@ const MIN_ACKS_BEFORE_SIGTERM: usize = 150;
 const MIN_LOAD_TIME: Duration = Duration::from_millis(500);
 /// How long the load may take to reach [`MIN_ACKS_BEFORE_SIGTERM`].
 const LOAD_LIMIT: Duration = Duration::from_secs(30);
-/// A bound on one client's requests (SIGTERM normally ends them far earlier).
 
 /// Every event of `session` in page order, as (eventId, seq), following `after` cursors.
 async fn walk_session(
