@@ -211,7 +211,6 @@ backend_test! { async fn the_same_event_id_in_another_session_is_a_separate_even
 }}
 
 backend_test! { async fn an_event_for_an_unknown_session_is_a_404_session_not_found(app: TestApp) {
-
     let r = app.post_event("nobody", &speech("e-1", "x")).await;
 
     r.assert_problem(404, "session_not_found");
@@ -461,7 +460,6 @@ backend_test! { async fn failing_a_completed_session_is_a_409(app: TestApp) {
 }}
 
 backend_test! { async fn completing_an_unknown_session_is_a_404_session_not_found(app: TestApp) {
-
     let r = app.complete("nobody", None).await;
 
     r.assert_problem(404, "session_not_found");

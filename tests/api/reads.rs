@@ -64,7 +64,6 @@ backend_test! { async fn reading_a_session_without_events_gives_an_empty_first_p
 }}
 
 backend_test! { async fn reading_an_unknown_session_is_a_404_session_not_found(app: TestApp) {
-
     let r = app.get("/sessions/nobody").await;
     let with_query = app.get("/sessions/nobody?limit=5&order=desc").await;
 
@@ -279,7 +278,6 @@ backend_test! { async fn a_cursor_sees_events_added_after_it_was_issued(app: Tes
 // ---- health ----
 
 backend_test! { async fn health_answers_200(app: TestApp) {
-
     let r = app.get("/health").await;
 
     assert_eq!(r.status, 200, "{}", r.text);
@@ -287,7 +285,6 @@ backend_test! { async fn health_answers_200(app: TestApp) {
 }}
 
 backend_test! { async fn ready_answers_200_when_storage_answers(app: TestApp) {
-
     let r = app.get("/ready").await;
 
     assert_eq!(r.status, 200, "{}", r.text);
@@ -416,7 +413,6 @@ backend_test! { async fn a_cursor_from_an_ascending_walk_is_refused_in_descendin
 }}
 
 backend_test! { async fn a_bad_query_is_a_400_even_for_an_unknown_session(app: TestApp) {
-
     let r = app.get("/sessions/nobody?limit=0").await;
 
     r.assert_problem(400, "validation_failed");

@@ -251,6 +251,13 @@ impl TestApp {
         r.body
     }
 
+    /// Asserts that there is no session `session_id`: reading it is `404 session_not_found`.
+    pub async fn assert_no_session(&self, session_id: &str) {
+        self.get(&format!("/sessions/{session_id}"))
+            .await
+            .assert_problem(404, "session_not_found");
+    }
+
     /// The session's `eventCount` as the read endpoint reports it.
     pub async fn event_count(&self, session_id: &str) -> u64 {
         self.read_session(session_id, "?limit=1").await["eventCount"]

@@ -69,12 +69,8 @@ backend_test! { async fn duplicate_json_keys_are_a_400_malformed_json(app: TestA
 
     session.assert_problem(400, "malformed_json");
     nested.assert_problem(400, "malformed_json");
-    app.get("/sessions/a")
-        .await
-        .assert_problem(404, "session_not_found");
-    app.get("/sessions/b")
-        .await
-        .assert_problem(404, "session_not_found");
+    app.assert_no_session("a").await;
+    app.assert_no_session("b").await;
     assert_eq!(app.event_count("call-1").await, 0);
 }}
 
@@ -178,13 +174,10 @@ backend_test! { async fn a_body_without_a_json_content_type_is_a_415(app: TestAp
         .await;
     no_type_complete.assert_problem(415, "unsupported_media_type");
     assert_unchanged(&app, &before).await;
-    app.get("/sessions/call-2")
-        .await
-        .assert_problem(404, "session_not_found");
+    app.assert_no_session("call-2").await;
 }}
 
 backend_test! { async fn a_json_content_type_with_a_charset_is_accepted(app: TestApp) {
-
     let r = app
         .post_raw(
             "/sessions",
@@ -217,9 +210,7 @@ backend_test! { async fn a_body_over_max_body_bytes_is_a_413_and_changes_nothing
     r.assert_problem(413, "payload_too_large");
     session.assert_problem(413, "payload_too_large");
     assert_unchanged(&app, &before).await;
-    app.get("/sessions/call-2")
-        .await
-        .assert_problem(404, "session_not_found");
+    app.assert_no_session("call-2").await;
 }}
 
 backend_test! { async fn a_body_under_max_body_bytes_is_accepted(s: StoreCtx) {

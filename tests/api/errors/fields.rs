@@ -7,10 +7,27 @@ use serde_json::json;
 use super::{assert_invalid, assert_unchanged, nested, session_with_one_event};
 use crate::support::app::TestApp;
 
+/// Asserts that an event with each of `timestamps` is a 400 naming `timestamp`, and that the
+/// refused requests changed nothing.
+async fn assert_timestamps_refused(app: &TestApp, timestamps: &[&str]) {
+    let before = session_with_one_event(app).await;
+
+    for timestamp in timestamps {
+        let r = app
+            .post_event(
+                "call-1",
+                &json!({"eventId": "e-2", "type": "system", "payload": {}, "timestamp": timestamp}),
+            )
+            .await;
+
+        assert_invalid(&r, &["timestamp"]);
+    }
+    assert_unchanged(app, &before).await;
+}
+
 // ---- validation: every problem at once ----
 
 backend_test! { async fn a_session_body_with_every_field_wrong_lists_every_problem(app: TestApp) {
-
     let wrong_values = app
         .post_json(
             "/sessions",
@@ -86,7 +103,6 @@ backend_test! { async fn an_invalid_session_id_in_the_body_is_a_400_naming_sessi
 }}
 
 backend_test! { async fn a_language_that_is_not_a_bcp47_tag_is_a_400_naming_language(app: TestApp) {
-
     for language in ["en_US", "", "e", "en-", "en-toolongsubtag"] {
         let r = app
             .post_json(
@@ -97,13 +113,10 @@ backend_test! { async fn a_language_that_is_not_a_bcp47_tag_is_a_400_naming_lang
 
         assert_invalid(&r, &["language"]);
     }
-    app.get("/sessions/call-1")
-        .await
-        .assert_problem(404, "session_not_found");
+    app.assert_no_session("call-1").await;
 }}
 
 backend_test! { async fn metadata_that_is_not_an_object_is_a_400_naming_metadata(app: TestApp) {
-
     for metadata in [json!([]), json!("x"), json!(1), json!(true)] {
         let r = app
             .post_json(
@@ -114,9 +127,7 @@ backend_test! { async fn metadata_that_is_not_an_object_is_a_400_naming_metadata
 
         assert_invalid(&r, &["metadata"]);
     }
-    app.get("/sessions/call-1")
-        .await
-        .assert_problem(404, "session_not_found");
+    app.assert_no_session("call-1").await;
 }}
 
 backend_test! { async fn a_payload_that_is_not_an_object_is_a_400_naming_payload(app: TestApp) {
@@ -198,51 +209,33 @@ backend_test! { async fn keys_starting_with_a_dollar_are_a_400(app: TestApp) {
         assert_invalid(&session, &["metadata"]);
     }
     assert_unchanged(&app, &before).await;
-    app.get("/sessions/call-2")
-        .await
-        .assert_problem(404, "session_not_found");
+    app.assert_no_session("call-2").await;
 }}
 
 backend_test! { async fn an_event_timestamp_that_is_not_rfc3339_is_a_400_naming_timestamp(app: TestApp) {
-    let before = session_with_one_event(&app).await;
-
-    for timestamp in [
-        "yesterday",
-        "2025-12-21T15:30Z",
-        "2025-13-01T00:00:00Z",
-        "2025-12-21T15:30:15",
-        "",
-    ] {
-        let r = app
-            .post_event(
-                "call-1",
-                &json!({"eventId": "e-2", "type": "system", "payload": {}, "timestamp": timestamp}),
-            )
-            .await;
-
-        assert_invalid(&r, &["timestamp"]);
-    }
-    assert_unchanged(&app, &before).await;
+    assert_timestamps_refused(
+        &app,
+        &[
+            "yesterday",
+            "2025-12-21T15:30Z",
+            "2025-13-01T00:00:00Z",
+            "2025-12-21T15:30:15",
+            "",
+        ],
+    )
+    .await;
 }}
 
 backend_test! { async fn a_timestamp_without_t_or_space_between_date_and_time_is_a_400(app: TestApp) {
-    let before = session_with_one_event(&app).await;
-
-    for timestamp in [
-        "2025-12-21X15:30:15Z",
-        "2025-12-21/15:30:15Z",
-        "2025-12-21015:30:15Z",
-    ] {
-        let r = app
-            .post_event(
-                "call-1",
-                &json!({"eventId": "e-2", "type": "system", "payload": {}, "timestamp": timestamp}),
-            )
-            .await;
-
-        assert_invalid(&r, &["timestamp"]);
-    }
-    assert_unchanged(&app, &before).await;
+    assert_timestamps_refused(
+        &app,
+        &[
+            "2025-12-21X15:30:15Z",
+            "2025-12-21/15:30:15Z",
+            "2025-12-21015:30:15Z",
+        ],
+    )
+    .await;
 }}
 
 // ---- routes, methods and path parameters ----
@@ -336,7 +329,6 @@ backend_test! { async fn an_invalid_path_and_an_invalid_query_or_body_are_report
 }}
 
 backend_test! { async fn a_path_segment_that_is_not_utf8_is_a_400(app: TestApp) {
-
     let r = app.get("/sessions/%FF").await;
 
     r.assert_problem(400, "invalid_path");
