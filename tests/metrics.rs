@@ -5,8 +5,7 @@
 mod support;
 
 use serde_json::json;
-use session_service::app::Application;
-use session_service::config::Config;
+use support::app::spawn_app;
 use support::{Backend, TestStore};
 
 /// The sum of every series of `name` whose labels include all of `labels`.
@@ -30,13 +29,8 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_calls() {
     let store = TestStore::open(Backend::Sqlite).await;
-    let config = Config::from_lookup(|name| (name == "PORT").then(|| "0".to_owned())).unwrap();
-    let app = Application::with_repositories(&config, store.repos.clone())
-        .await
-        .unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    let client = reqwest::Client::new();
+    let app = spawn_app(store.ctx()).await;
+    let (base, client) = (app.base.clone(), app.client.clone());
     let scrape = || async {
         let r = client.get(format!("{base}/metrics")).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -63,49 +57,40 @@ async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_ca
     };
 
     let before = scrape().await;
-    assert_eq!(
-        post("/sessions", json!({"sessionId": "m1", "language": "en"})).await,
-        201
-    );
-    assert_eq!(
-        post("/sessions", json!({"sessionId": "m1", "language": "en"})).await,
-        200
-    );
     let event = json!({"eventId": "e1", "type": "system", "payload": {"n": 1}});
-    assert_eq!(post("/sessions/m1/events", event.clone()).await, 201);
-    assert_eq!(
-        post(
+    for (path, body, status) in [
+        (
+            "/sessions",
+            json!({"sessionId": "m1", "language": "en"}),
+            201,
+        ),
+        (
+            "/sessions",
+            json!({"sessionId": "m1", "language": "en"}),
+            200,
+        ),
+        ("/sessions/m1/events", event.clone(), 201),
+        (
             "/sessions/m1/events",
-            json!({"eventId": "e2", "type": "system", "payload": {}})
-        )
-        .await,
-        201
-    );
-    assert_eq!(post("/sessions/m1/events", event).await, 200);
-    assert_eq!(
-        post(
+            json!({"eventId": "e2", "type": "system", "payload": {}}),
+            201,
+        ),
+        ("/sessions/m1/events", event, 200),
+        (
             "/sessions/m1/events",
-            json!({"eventId": "e1", "type": "system", "payload": {"n": 2}})
-        )
-        .await,
-        409
-    );
-    assert_eq!(
-        post("/sessions/m1/complete", json!({"status": "failed"})).await,
-        200
-    );
-    assert_eq!(
-        post("/sessions/m1/complete", json!({"status": "failed"})).await,
-        200
-    );
-    assert_eq!(
-        post(
+            json!({"eventId": "e1", "type": "system", "payload": {"n": 2}}),
+            409,
+        ),
+        ("/sessions/m1/complete", json!({"status": "failed"}), 200),
+        ("/sessions/m1/complete", json!({"status": "failed"}), 200),
+        (
             "/sessions/m1/events",
-            json!({"eventId": "e3", "type": "system", "payload": {}})
-        )
-        .await,
-        409
-    );
+            json!({"eventId": "e3", "type": "system", "payload": {}}),
+            409,
+        ),
+    ] {
+        assert_eq!(post(path, body.clone()).await, status, "POST {path} {body}");
+    }
     let after = scrape().await;
 
     let delta = |name: &str, labels: &[(&str, &str)]| {

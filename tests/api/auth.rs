@@ -3,7 +3,7 @@
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app_with};
 use crate::support::{Backend, TestStore};
 
 const KEY: &str = "test-key-0123456789abcdef";
@@ -111,12 +111,8 @@ async fn without_api_keys_everything_is_open() {
 async fn cors_headers_appear_only_for_configured_origins() {
     let (plain, _s1) = app_with(&[]).await;
     let r = plain
-        .client
-        .get(plain.url("/health"))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/health", "origin", "https://app.example.com")
+        .await;
     assert!(
         r.headers().get("access-control-allow-origin").is_none(),
         "no CORS unless configured"
@@ -141,11 +137,7 @@ async fn cors_headers_appear_only_for_configured_origins() {
         "https://app.example.com"
     );
     let other = app
-        .client
-        .get(app.url("/health"))
-        .header("origin", "https://evil.example.net")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/health", "origin", "https://evil.example.net")
+        .await;
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }

@@ -2,8 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
-use crate::support::StoreCtx;
+use crate::support::app::TestApp;
 
 fn speech(event_id: &str, text: &str) -> serde_json::Value {
     json!({"eventId": event_id, "type": "user_speech", "payload": {"text": text}})
@@ -16,8 +15,7 @@ fn is_server_time(t: &serde_json::Value) -> bool {
 
 // ---- adding events ----
 
-pub async fn adding_an_event_returns_201_with_location_and_the_event(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn adding_an_event_returns_201_with_location_and_the_event(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app
@@ -51,10 +49,9 @@ pub async fn adding_an_event_returns_201_with_location_and_the_event(s: StoreCtx
             "type"
         ]
     );
-}
+}}
 
-pub async fn the_first_event_makes_an_initiated_session_active(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn the_first_event_makes_an_initiated_session_active(app: TestApp) {
     let created = app.create_session("call-1").await;
     assert_eq!(created["status"], "initiated");
 
@@ -63,10 +60,9 @@ pub async fn the_first_event_makes_an_initiated_session_active(s: StoreCtx) {
     let session = app.read_session("call-1", "").await;
     assert_eq!(session["status"], "active");
     assert_eq!(session["eventCount"], 1);
-}
+}}
 
-pub async fn events_get_consecutive_seqs_and_the_session_counts_each_one(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn events_get_consecutive_seqs_and_the_session_counts_each_one(app: TestApp) {
     app.create_session("call-1").await;
 
     let mut seqs = Vec::new();
@@ -84,12 +80,9 @@ pub async fn events_get_consecutive_seqs_and_the_session_counts_each_one(s: Stor
     }
 
     assert_eq!(seqs, [1, 2, 3]);
-}
+}}
 
-pub async fn retrying_an_identical_event_returns_200_with_the_stored_event_and_changes_nothing(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
+backend_test! { async fn retrying_an_identical_event_returns_200_with_the_stored_event_and_changes_nothing(app: TestApp) {
     app.create_session("call-1").await;
     let first = app.add_event("call-1", "e-1").await;
     app.add_event("call-1", "e-2").await;
@@ -100,10 +93,9 @@ pub async fn retrying_an_identical_event_returns_200_with_the_stored_event_and_c
     assert_eq!(r.body, first, "the stored event, same seq and timestamp");
     assert_eq!(r.header("location"), None);
     assert_eq!(app.event_count("call-1").await, 2);
-}
+}}
 
-pub async fn retrying_with_the_same_explicit_timestamp_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn retrying_with_the_same_explicit_timestamp_returns_200(app: TestApp) {
     app.create_session("call-1").await;
     let body = json!({"eventId": "e-1", "type": "system", "payload": {"k": "v"},
                       "timestamp": "2025-12-21T15:30:15.123Z"});
@@ -115,10 +107,9 @@ pub async fn retrying_with_the_same_explicit_timestamp_returns_200(s: StoreCtx) 
     assert_eq!(retry.status, 200, "{}", retry.text);
     assert_eq!(retry.body, first.body);
     assert_eq!(app.event_count("call-1").await, 1);
-}
+}}
 
-pub async fn retrying_with_the_same_instant_in_another_offset_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn retrying_with_the_same_instant_in_another_offset_returns_200(app: TestApp) {
     app.create_session("call-1").await;
     let mut body = json!({"eventId": "e-1", "type": "system", "payload": {},
                           "timestamp": "2025-12-21T15:30:15.123Z"});
@@ -130,10 +121,9 @@ pub async fn retrying_with_the_same_instant_in_another_offset_returns_200(s: Sto
 
     assert_eq!(retry.status, 200, "{}", retry.text);
     assert_eq!(retry.body, first.body);
-}
+}}
 
-pub async fn retrying_without_a_timestamp_an_event_stored_with_one_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn retrying_without_a_timestamp_an_event_stored_with_one_returns_200(app: TestApp) {
     app.create_session("call-1").await;
     let first = app
         .post_event(
@@ -150,12 +140,9 @@ pub async fn retrying_without_a_timestamp_an_event_stored_with_one_returns_200(s
     assert_eq!(retry.body["timestamp"], "2020-01-02T03:04:05.678Z");
     assert_eq!(retry.body, first.body);
     assert_eq!(app.event_count("call-1").await, 1);
-}
+}}
 
-pub async fn reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_nothing(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
+backend_test! { async fn reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_nothing(app: TestApp) {
     app.create_session("call-1").await;
     let first = app.add_event("call-1", "e-1").await;
 
@@ -165,10 +152,9 @@ pub async fn reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_n
     let stored = app.get("/sessions/call-1/events/e-1").await;
     assert_eq!(stored.body, first);
     assert_eq!(app.event_count("call-1").await, 1);
-}
+}}
 
-pub async fn reusing_an_event_id_with_a_different_type_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn reusing_an_event_id_with_a_different_type_is_a_409(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
 
@@ -181,10 +167,9 @@ pub async fn reusing_an_event_id_with_a_different_type_is_a_409(s: StoreCtx) {
 
     r.assert_problem(409, "event_id_conflict");
     assert_eq!(app.event_count("call-1").await, 1);
-}
+}}
 
-pub async fn reusing_an_event_id_with_a_different_timestamp_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn reusing_an_event_id_with_a_different_timestamp_is_a_409(app: TestApp) {
     app.create_session("call-1").await;
     let mut body = json!({"eventId": "e-1", "type": "user_speech", "payload": {},
                           "timestamp": "2025-12-21T15:30:15.123Z"});
@@ -196,10 +181,9 @@ pub async fn reusing_an_event_id_with_a_different_timestamp_is_a_409(s: StoreCtx
     r.assert_problem(409, "event_id_conflict");
     let stored = app.get("/sessions/call-1/events/e-1").await;
     assert_eq!(stored.body["timestamp"], "2025-12-21T15:30:15.123Z");
-}
+}}
 
-pub async fn an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_a_409(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
 
@@ -212,10 +196,9 @@ pub async fn an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_
         .await;
 
     r.assert_problem(409, "event_id_conflict");
-}
+}}
 
-pub async fn the_same_event_id_in_another_session_is_a_separate_event(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn the_same_event_id_in_another_session_is_a_separate_event(app: TestApp) {
     app.create_session("call-1").await;
     app.create_session("call-2").await;
     app.add_event("call-1", "e-1").await;
@@ -225,19 +208,16 @@ pub async fn the_same_event_id_in_another_session_is_a_separate_event(s: StoreCt
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["sessionId"], "call-2");
     assert_eq!(r.body["seq"], 1);
-}
+}}
 
-pub async fn an_event_for_an_unknown_session_is_a_404_session_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
+backend_test! { async fn an_event_for_an_unknown_session_is_a_404_session_not_found(app: TestApp) {
     let r = app.post_event("nobody", &speech("e-1", "x")).await;
 
     r.assert_problem(404, "session_not_found");
     assert_eq!(app.get("/sessions/nobody").await.status, 404);
-}
+}}
 
-pub async fn a_new_event_for_an_ended_session_is_a_409_session_ended(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_new_event_for_an_ended_session_is_a_409_session_ended(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
     assert_eq!(app.complete("call-1", None).await.status, 200);
@@ -251,10 +231,9 @@ pub async fn a_new_event_for_an_ended_session_is_a_409_session_ended(s: StoreCtx
     app.get("/sessions/call-1/events/e-2")
         .await
         .assert_problem(404, "event_not_found");
-}
+}}
 
-pub async fn a_new_event_for_a_failed_session_is_a_409_session_ended(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_new_event_for_a_failed_session_is_a_409_session_ended(app: TestApp) {
     app.create_session("call-1").await;
     let ended = app
         .complete("call-1", Some(&json!({"status": "failed"})))
@@ -265,10 +244,9 @@ pub async fn a_new_event_for_a_failed_session_is_a_409_session_ended(s: StoreCtx
 
     r.assert_problem(409, "session_ended");
     assert_eq!(app.event_count("call-1").await, 0);
-}
+}}
 
-pub async fn retrying_an_existing_event_after_the_session_ended_returns_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn retrying_an_existing_event_after_the_session_ended_returns_200(app: TestApp) {
     app.create_session("call-1").await;
     let first = app.add_event("call-1", "e-1").await;
     assert_eq!(app.complete("call-1", None).await.status, 200);
@@ -278,12 +256,9 @@ pub async fn retrying_an_existing_event_after_the_session_ended_returns_200(s: S
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, first);
     assert_eq!(app.event_count("call-1").await, 1);
-}
+}}
 
-pub async fn a_conflicting_event_after_the_session_ended_is_still_an_event_id_conflict(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_conflicting_event_after_the_session_ended_is_still_an_event_id_conflict(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
     assert_eq!(app.complete("call-1", None).await.status, 200);
@@ -291,10 +266,9 @@ pub async fn a_conflicting_event_after_the_session_ended_is_still_an_event_id_co
     let r = app.post_event("call-1", &speech("e-1", "changed")).await;
 
     r.assert_problem(409, "event_id_conflict");
-}
+}}
 
-pub async fn a_client_timestamp_is_stored_in_utc_with_milliseconds(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_client_timestamp_is_stored_in_utc_with_milliseconds(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app
@@ -317,10 +291,9 @@ pub async fn a_client_timestamp_is_stored_in_utc_with_milliseconds(s: StoreCtx) 
     assert_eq!(whole_seconds.body["timestamp"], "2025-12-21T15:30:15.000Z");
     let stored = app.get("/sessions/call-1/events/e-1").await;
     assert_eq!(stored.body["timestamp"], "2025-12-21T15:30:15.123Z");
-}
+}}
 
-pub async fn without_a_timestamp_the_event_gets_the_server_time_in_utc(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn without_a_timestamp_the_event_gets_the_server_time_in_utc(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app.post_event("call-1", &speech("e-1", "x")).await;
@@ -329,10 +302,9 @@ pub async fn without_a_timestamp_the_event_gets_the_server_time_in_utc(s: StoreC
     assert!(is_server_time(&r.body["timestamp"]), "{}", r.text);
     let stored = app.get("/sessions/call-1/events/e-1").await;
     assert_eq!(stored.body["timestamp"], r.body["timestamp"]);
-}
+}}
 
-pub async fn payloads_are_stored_and_returned_exactly(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn payloads_are_stored_and_returned_exactly(app: TestApp) {
     app.create_session("call-1").await;
     let payload = json!({
         "z": 1, "a": {"nested": [1, {"deep": "é ☃ \u{0001}"}]},
@@ -353,12 +325,11 @@ pub async fn payloads_are_stored_and_returned_exactly(s: StoreCtx) {
     assert_eq!(stored.body["payload"], payload);
     let page = app.read_session("call-1", "").await;
     assert_eq!(page["events"][0]["payload"], payload);
-}
+}}
 
 // ---- reading one event ----
 
-pub async fn getting_an_event_returns_it(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn getting_an_event_returns_it(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
     let second = app.add_event("call-1", "e-2").await;
@@ -368,20 +339,18 @@ pub async fn getting_an_event_returns_it(s: StoreCtx) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, second);
     assert_eq!(r.body["seq"], 2);
-}
+}}
 
-pub async fn getting_an_unknown_event_is_a_404_event_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn getting_an_unknown_event_is_a_404_event_not_found(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
 
     let r = app.get("/sessions/call-1/events/e-9").await;
 
     r.assert_problem(404, "event_not_found");
-}
+}}
 
-pub async fn getting_an_event_of_an_unknown_session_is_a_404(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn getting_an_event_of_an_unknown_session_is_a_404(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
 
@@ -389,12 +358,11 @@ pub async fn getting_an_event_of_an_unknown_session_is_a_404(s: StoreCtx) {
 
     // The service answers `event_not_found` whether the session or only the event is unknown.
     r.assert_problem(404, "event_not_found");
-}
+}}
 
 // ---- completing sessions ----
 
-pub async fn completing_without_a_body_marks_the_session_completed_with_ended_at(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn completing_without_a_body_marks_the_session_completed_with_ended_at(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
 
@@ -413,20 +381,18 @@ pub async fn completing_without_a_body_marks_the_session_completed_with_ended_at
     let session = app.read_session("call-1", "").await;
     assert_eq!(session["status"], "completed");
     assert_eq!(session["endedAt"], r.body["endedAt"]);
-}
+}}
 
-pub async fn completing_with_an_empty_object_marks_the_session_completed(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn completing_with_an_empty_object_marks_the_session_completed(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app.complete("call-1", Some(&json!({}))).await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "completed");
-}
+}}
 
-pub async fn completing_with_status_completed_marks_the_session_completed(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn completing_with_status_completed_marks_the_session_completed(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app
@@ -435,10 +401,9 @@ pub async fn completing_with_status_completed_marks_the_session_completed(s: Sto
 
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "completed");
-}
+}}
 
-pub async fn completing_with_status_failed_marks_the_session_failed(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn completing_with_status_failed_marks_the_session_failed(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app
@@ -449,10 +414,9 @@ pub async fn completing_with_status_failed_marks_the_session_failed(s: StoreCtx)
     assert_eq!(r.body["status"], "failed");
     assert!(is_server_time(&r.body["endedAt"]), "{}", r.text);
     assert_eq!(app.read_session("call-1", "").await["status"], "failed");
-}
+}}
 
-pub async fn completing_again_returns_200_with_the_same_ended_at(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn completing_again_returns_200_with_the_same_ended_at(app: TestApp) {
     app.create_session("call-1").await;
     let first = app.complete("call-1", None).await;
     assert_eq!(first.status, 200, "{}", first.text);
@@ -466,10 +430,9 @@ pub async fn completing_again_returns_200_with_the_same_ended_at(s: StoreCtx) {
     assert_eq!(again.body, first.body);
     assert_eq!(explicit.status, 200, "{}", explicit.text);
     assert_eq!(explicit.body, first.body);
-}
+}}
 
-pub async fn completing_with_the_other_status_is_a_409_and_changes_nothing(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn completing_with_the_other_status_is_a_409_and_changes_nothing(app: TestApp) {
     app.create_session("call-1").await;
     let first = app
         .complete("call-1", Some(&json!({"status": "failed"})))
@@ -482,10 +445,9 @@ pub async fn completing_with_the_other_status_is_a_409_and_changes_nothing(s: St
     let session = app.read_session("call-1", "").await;
     assert_eq!(session["status"], "failed");
     assert_eq!(session["endedAt"], first.body["endedAt"]);
-}
+}}
 
-pub async fn failing_a_completed_session_is_a_409(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn failing_a_completed_session_is_a_409(app: TestApp) {
     app.create_session("call-1").await;
     assert_eq!(app.complete("call-1", None).await.status, 200);
 
@@ -495,46 +457,10 @@ pub async fn failing_a_completed_session_is_a_409(s: StoreCtx) {
 
     r.assert_problem(409, "session_already_ended");
     assert_eq!(app.read_session("call-1", "").await["status"], "completed");
-}
+}}
 
-pub async fn completing_an_unknown_session_is_a_404_session_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
+backend_test! { async fn completing_an_unknown_session_is_a_404_session_not_found(app: TestApp) {
     let r = app.complete("nobody", None).await;
 
     r.assert_problem(404, "session_not_found");
-}
-
-crate::on_every_backend!(crate::events =>
-    adding_an_event_returns_201_with_location_and_the_event,
-    the_first_event_makes_an_initiated_session_active,
-    events_get_consecutive_seqs_and_the_session_counts_each_one,
-    retrying_an_identical_event_returns_200_with_the_stored_event_and_changes_nothing,
-    retrying_with_the_same_explicit_timestamp_returns_200,
-    retrying_with_the_same_instant_in_another_offset_returns_200,
-    retrying_without_a_timestamp_an_event_stored_with_one_returns_200,
-    reusing_an_event_id_with_a_different_payload_is_a_409_and_changes_nothing,
-    reusing_an_event_id_with_a_different_type_is_a_409,
-    reusing_an_event_id_with_a_different_timestamp_is_a_409,
-    an_explicit_timestamp_on_a_retry_of_an_event_stored_without_one_is_a_409,
-    the_same_event_id_in_another_session_is_a_separate_event,
-    an_event_for_an_unknown_session_is_a_404_session_not_found,
-    a_new_event_for_an_ended_session_is_a_409_session_ended,
-    a_new_event_for_a_failed_session_is_a_409_session_ended,
-    retrying_an_existing_event_after_the_session_ended_returns_200,
-    a_conflicting_event_after_the_session_ended_is_still_an_event_id_conflict,
-    a_client_timestamp_is_stored_in_utc_with_milliseconds,
-    without_a_timestamp_the_event_gets_the_server_time_in_utc,
-    payloads_are_stored_and_returned_exactly,
-    getting_an_event_returns_it,
-    getting_an_unknown_event_is_a_404_event_not_found,
-    getting_an_event_of_an_unknown_session_is_a_404,
-    completing_without_a_body_marks_the_session_completed_with_ended_at,
-    completing_with_an_empty_object_marks_the_session_completed,
-    completing_with_status_completed_marks_the_session_completed,
-    completing_with_status_failed_marks_the_session_failed,
-    completing_again_returns_200_with_the_same_ended_at,
-    completing_with_the_other_status_is_a_409_and_changes_nothing,
-    failing_a_completed_session_is_a_409,
-    completing_an_unknown_session_is_a_404_session_not_found,
-);
+}}

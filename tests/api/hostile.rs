@@ -4,17 +4,14 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use crate::helpers::spawn_app;
 use crate::support::StoreCtx;
+use crate::support::app::TestApp;
+use crate::support::raw_http::{RawConnection, post_head};
+use serde_json::{Value, json};
 
 const JSON: Option<&str> = Some("application/json");
 
-pub async fn nul_in_ids_and_keys_is_refused(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn nul_in_ids_and_keys_is_refused(app: TestApp) {
     app.create_session("call-1").await;
     let r = app
         .post_json(
@@ -41,10 +38,9 @@ pub async fn nul_in_ids_and_keys_is_refused(s: StoreCtx) {
     let r = app.get("/sessions/a%00b").await;
     r.assert_problem(400, "validation_failed");
     assert_eq!(app.event_count("call-1").await, 0);
-}
+}}
 
-pub async fn encoded_slashes_and_dots_in_path_ids_never_reach_another_resource(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn encoded_slashes_and_dots_in_path_ids_never_reach_another_resource(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
     for path in [
@@ -75,10 +71,9 @@ pub async fn encoded_slashes_and_dots_in_path_ids_never_reach_another_resource(s
             .await;
         r.assert_problem(400, "validation_failed");
     }
-}
+}}
 
-pub async fn invalid_utf8_in_a_body_is_a_400(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn invalid_utf8_in_a_body_is_a_400(app: TestApp) {
     app.create_session("call-1").await;
     let mut body = br#"{"eventId": "e1", "type": "system", "payload": {"text": ""#.to_vec();
     body.extend_from_slice(&[0xff, 0xfe, 0xc3]);
@@ -86,10 +81,9 @@ pub async fn invalid_utf8_in_a_body_is_a_400(s: StoreCtx) {
     let r = app.post_raw("/sessions/call-1/events", JSON, body).await;
     r.assert_problem(400, "malformed_json");
     assert_eq!(app.event_count("call-1").await, 0);
-}
+}}
 
-pub async fn a_huge_query_string_is_refused_cleanly(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_huge_query_string_is_refused_cleanly(app: TestApp) {
     app.create_session("call-1").await;
     let long = "x".repeat(60_000);
     let r = app.get(&format!("/sessions/call-1?after={long}")).await;
@@ -97,10 +91,9 @@ pub async fn a_huge_query_string_is_refused_cleanly(s: StoreCtx) {
     let many: String = (0..5_000).map(|i| format!("p{i}=1&")).collect();
     let r = app.get(&format!("/sessions/call-1?{many}")).await;
     r.assert_problem(400, "validation_failed");
-}
+}}
 
-pub async fn metadata_with_too_many_keys_is_refused(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn metadata_with_too_many_keys_is_refused(app: TestApp) {
     let metadata: serde_json::Map<String, Value> =
         (0..1_001).map(|i| (format!("k{i}"), json!(i))).collect();
     let r = app
@@ -111,62 +104,39 @@ pub async fn metadata_with_too_many_keys_is_refused(s: StoreCtx) {
         .await;
     r.assert_problem(400, "validation_failed");
     assert_eq!(r.error_fields(), ["metadata"]);
-    app.get("/sessions/call-1")
-        .await
-        .assert_problem(404, "session_not_found");
-}
+    app.assert_no_session("call-1").await;
+}}
 
-pub async fn a_half_sent_body_is_cut_off_by_the_request_timeout(s: StoreCtx) {
-    let app = crate::helpers::spawn_app_with(s, &[("REQUEST_TIMEOUT_MS", "500")]).await;
+backend_test! { async fn a_half_sent_body_is_cut_off_by_the_request_timeout(s: StoreCtx) {
+    let app = crate::support::app::spawn_app_with(s, &[("REQUEST_TIMEOUT_MS", "500")]).await;
     app.create_session("call-1").await;
-    let mut stream = TcpStream::connect(app.base.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let mut connection = RawConnection::connect(&app.base).await;
     let body = r#"{"eventId": "e1", "type": "system", "payload": {}}"#;
-    let head = format!(
-        "POST /sessions/call-1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let head = post_head("/sessions/call-1/events", body.len(), "");
+    connection.send(head.as_bytes()).await;
+    connection.send(&body.as_bytes()[..10]).await;
     // Never send the rest: the service must answer anyway, within a bounded time.
-    let mut response = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response)).await;
-    let text = String::from_utf8_lossy(&response);
-    assert!(read.is_ok(), "the service kept a half-sent request open");
+    let read = connection.read_to_end_within(Duration::from_secs(20)).await;
+    let text = connection.text();
+    assert!(read, "the service kept a half-sent request open");
     assert!(text.starts_with("HTTP/1.1 503"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
     assert_eq!(app.event_count("call-1").await, 0);
-}
+}}
 
-pub async fn many_idle_connections_do_not_stop_the_service_from_answering(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn many_idle_connections_do_not_stop_the_service_from_answering(app: TestApp) {
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut idle = Vec::new();
     for _ in 0..300 {
-        idle.push(TcpStream::connect(&addr).await.unwrap());
+        idle.push(RawConnection::connect(&addr).await);
     }
     // Half of them start a request and stop mid-headers.
     for stream in idle.iter_mut().step_by(2) {
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
-            .await
-            .unwrap();
+        stream.send(b"GET /health HTTP/1.1\r\nhost: x\r\n").await;
     }
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
     assert_eq!(app.get("/health").await.status, 200);
     assert_eq!(app.event_count("call-1").await, 1);
     drop(idle);
-}
-
-crate::on_every_backend!(crate::hostile =>
-    nul_in_ids_and_keys_is_refused,
-    encoded_slashes_and_dots_in_path_ids_never_reach_another_resource,
-    invalid_utf8_in_a_body_is_a_400,
-    a_huge_query_string_is_refused_cleanly,
-    metadata_with_too_many_keys_is_refused,
-    a_half_sent_body_is_cut_off_by_the_request_timeout,
-    many_idle_connections_do_not_stop_the_service_from_answering,
-);
+}}

@@ -1,12 +1,12 @@
 //! The HTTP suite: the real application on port 0, a real HTTP client, every backend.
 
+#[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
 
 mod auth;
 mod errors;
 mod events;
-mod helpers;
 mod hostile;
 mod operability;
 mod outage;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, spawn_app_with};
 use crate::support::StoreCtx;
+use crate::support::app::{TestApp, spawn_app, spawn_app_with};
 
 fn committed_openapi() -> Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"))
@@ -23,8 +23,7 @@ fn schema_properties(doc: &Value, name: &str) -> BTreeSet<String> {
     keys(&doc["components"]["schemas"][name]["properties"])
 }
 
-pub async fn the_served_openapi_document_is_the_one_in_the_repository(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn the_served_openapi_document_is_the_one_in_the_repository(app: TestApp) {
     let r = app.get("/openapi.json").await;
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -33,9 +32,9 @@ pub async fn the_served_openapi_document_is_the_one_in_the_repository(s: StoreCt
         "openapi.json is stale: regenerate it with `cargo run -- --openapi > openapi.json`"
     );
     assert_eq!(r.body["openapi"], "3.1.0");
-}
+}}
 
-pub async fn openapi_describes_every_route_with_its_statuses_and_problem_types(s: StoreCtx) {
+backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_problem_types(s: StoreCtx) {
     let _app = spawn_app(s).await;
     let doc = committed_openapi();
     // 401 appears on the routes API keys protect (when keys are configured).
@@ -104,10 +103,9 @@ pub async fn openapi_describes_every_route_with_its_statuses_and_problem_types(s
             .map(String::from)
             .into()
     );
-}
+}}
 
-pub async fn response_bodies_have_exactly_the_documented_fields(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn response_bodies_have_exactly_the_documented_fields(app: TestApp) {
     let doc = committed_openapi();
     let session = app.create_session("call-1").await;
     assert_eq!(keys(&session), schema_properties(&doc, "Session"));
@@ -128,25 +126,19 @@ pub async fn response_bodies_have_exactly_the_documented_fields(s: StoreCtx) {
     assert!(keys(&invalid).is_subset(&documented), "{invalid}");
     let violation = &invalid["errors"][0];
     assert_eq!(keys(violation), schema_properties(&doc, "FieldViolation"));
-}
+}}
 
-pub async fn a_client_request_id_is_echoed_and_named_in_problem_json(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_client_request_id_is_echoed_and_named_in_problem_json(app: TestApp) {
     let r = app
-        .client
-        .get(app.url("/sessions/nobody"))
-        .header("x-request-id", "trace-abc-123")
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/sessions/nobody", "x-request-id", "trace-abc-123")
+        .await;
     assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["requestId"], "trace-abc-123");
     assert_eq!(body["code"], "session_not_found");
-}
+}}
 
-pub async fn a_request_id_is_made_when_the_client_sends_none_or_an_unusable_one(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_request_id_is_made_when_the_client_sends_none_or_an_unusable_one(app: TestApp) {
     let plain = app.get("/health").await;
     let made = plain
         .header("x-request-id")
@@ -162,18 +154,14 @@ pub async fn a_request_id_is_made_when_the_client_sends_none_or_an_unusable_one(
 
     let too_long = "x".repeat(200);
     let r = app
-        .client
-        .get(app.url("/health"))
-        .header("x-request-id", &too_long)
-        .send()
-        .await
-        .unwrap();
+        .get_with_header("/health", "x-request-id", &too_long)
+        .await;
     let replaced = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(replaced, too_long);
     assert_eq!(replaced.len(), 36);
-}
+}}
 
-pub async fn a_request_slower_than_the_timeout_gets_a_503_problem(s: StoreCtx) {
+backend_test! { async fn a_request_slower_than_the_timeout_gets_a_503_problem(s: StoreCtx) {
     let app = spawn_app_with(s, &[("REQUEST_TIMEOUT_MS", "300")]).await;
     app.create_session("call-1").await;
     // A body that starts, then stalls longer than the timeout.
@@ -207,13 +195,4 @@ pub async fn a_request_slower_than_the_timeout_gets_a_503_problem(s: StoreCtx) {
         0,
         "nothing stored"
     );
-}
-
-crate::on_every_backend!(crate::operability =>
-    the_served_openapi_document_is_the_one_in_the_repository,
-    openapi_describes_every_route_with_its_statuses_and_problem_types,
-    response_bodies_have_exactly_the_documented_fields,
-    a_client_request_id_is_echoed_and_named_in_problem_json,
-    a_request_id_is_made_when_the_client_sends_none_or_an_unusable_one,
-    a_request_slower_than_the_timeout_gets_a_503_problem,
-);
+}}

@@ -5,13 +5,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
-use session_service::app::open_storage;
-use session_service::config::DatabaseConfig;
-use session_service::repo::mongo::MongoSettings;
 
-use crate::helpers::TestApp;
+use crate::support::app::TestApp;
 use crate::support::proxy::{ChaosProxy, first_host};
-use crate::support::{Backend, StoreCtx, mongodb_uri};
+use crate::support::{drop_database, mongo_store_at, mongodb_uri};
 
 async fn event(app: &TestApp, id: &str) -> u16 {
     app.post_json(
@@ -27,23 +24,15 @@ async fn an_unreachable_mongodb_gives_fast_503s_and_the_service_recovers_by_itse
     // Arrange: the service reaches MongoDB only through the proxy.
     let proxy = ChaosProxy::start(first_host(&mongodb_uri())).await;
     let database = format!("outage_{}", std::process::id());
-    let config = DatabaseConfig::Mongo(MongoSettings {
-        uri: format!(
+    let store = mongo_store_at(
+        format!(
             "mongodb://{}/?directConnection=true&serverSelectionTimeoutMS=1000&connectTimeoutMS=1000",
             proxy.addr
         ),
-        database: database.clone(),
-    });
-    let repos = open_storage(&config)
-        .await
-        .expect("open through the proxy")
-        .repos;
-    let store = StoreCtx {
-        backend: Backend::Mongo,
-        config,
-        repos,
-    };
-    let app = crate::helpers::spawn_app(store).await;
+        database.clone(),
+    )
+    .await;
+    let app = crate::support::app::spawn_app(store).await;
     app.create_session("call").await;
     let mut acknowledged = HashSet::new();
     for i in 0..5 {
@@ -141,11 +130,5 @@ async fn an_unreachable_mongodb_gives_fast_503s_and_the_service_recovers_by_itse
     assert_eq!(page.body["eventCount"], acknowledged.len());
     assert_eq!(seqs, (1..=acknowledged.len() as u64).collect::<Vec<_>>());
 
-    mongodb::Client::with_uri_str(mongodb_uri())
-        .await
-        .unwrap()
-        .database(&database)
-        .drop()
-        .await
-        .unwrap();
+    drop_database(&mongodb_uri(), &database).await;
 }

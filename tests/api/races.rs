@@ -6,8 +6,8 @@ use std::future::Future;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, TestApp, spawn_app};
 use crate::support::StoreCtx;
+use crate::support::app::{Reply, TestApp, assert_one_201_and_the_rest_200, spawn_app};
 
 /// Runs one request per item, each in its own task, all at once; replies come back in item order.
 async fn in_parallel<T, F, Fut>(app: &TestApp, items: Vec<T>, request: F) -> Vec<Reply>
@@ -31,8 +31,7 @@ fn speech(event_id: &str) -> Value {
     json!({"eventId": event_id, "type": "user_speech", "payload": {"text": event_id}})
 }
 
-pub async fn concurrent_identical_events_store_one_event_and_answer_one_201(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn concurrent_identical_events_store_one_event_and_answer_one_201(app: TestApp) {
     app.create_session("call-1").await;
 
     let replies = in_parallel(&app, vec![(); 40], |app, ()| async move {
@@ -40,15 +39,7 @@ pub async fn concurrent_identical_events_store_one_event_and_answer_one_201(s: S
     })
     .await;
 
-    for r in &replies {
-        assert!(
-            r.status == 200 || r.status == 201,
-            "{} {}",
-            r.status,
-            r.text
-        );
-    }
-    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
+    assert_one_201_and_the_rest_200(&replies);
     let bodies: HashSet<String> = replies.iter().map(|r| r.body.to_string()).collect();
     assert_eq!(
         bodies.len(),
@@ -60,7 +51,7 @@ pub async fn concurrent_identical_events_store_one_event_and_answer_one_201(s: S
     assert_eq!(session["eventCount"], 1);
     assert_eq!(session["status"], "active");
     assert_eq!(session["events"].as_array().unwrap().len(), 1);
-}
+}}
 
 /// Sends `n` distinct events to one session at once; all must be stored with seqs exactly `1..=n`,
 /// and the pages must list them in that order.
@@ -109,12 +100,11 @@ async fn concurrent_distinct_events_get_every_seq_once(s: StoreCtx, n: u64) {
     assert_eq!(last_seqs, ((n - 1) / 10 * 10 + 1..=n).collect::<Vec<_>>());
 }
 
-pub async fn concurrent_distinct_events_get_every_seq_from_1_to_100_once(s: StoreCtx) {
+backend_test! { async fn concurrent_distinct_events_get_every_seq_from_1_to_100_once(s: StoreCtx) {
     concurrent_distinct_events_get_every_seq_once(s, 100).await;
-}
+}}
 
-pub async fn concurrent_completes_all_answer_200_with_one_ended_at(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn concurrent_completes_all_answer_200_with_one_ended_at(app: TestApp) {
     app.create_session("call-1").await;
     app.add_event("call-1", "e-1").await;
 
@@ -135,10 +125,9 @@ pub async fn concurrent_completes_all_answer_200_with_one_ended_at(s: StoreCtx) 
     let session = app.read_session("call-1", "").await;
     assert_eq!(session["endedAt"], replies[0].body["endedAt"]);
     assert_eq!(session["eventCount"], 1);
-}
+}}
 
-pub async fn concurrent_completes_with_different_statuses_agree_on_one_outcome(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn concurrent_completes_with_different_statuses_agree_on_one_outcome(app: TestApp) {
     app.create_session("call-1").await;
     let statuses: Vec<&'static str> = (0..20)
         .map(|i| if i % 2 == 0 { "completed" } else { "failed" })
@@ -166,10 +155,9 @@ pub async fn concurrent_completes_with_different_statuses_agree_on_one_outcome(s
     let session = app.read_session("call-1", "").await;
     assert_eq!(session["status"], status.as_str());
     assert_eq!(session["endedAt"], ended_at);
-}
+}}
 
-pub async fn events_racing_a_complete_are_either_stored_or_refused_as_session_ended(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn events_racing_a_complete_are_either_stored_or_refused_as_session_ended(app: TestApp) {
     app.create_session("call-1").await;
     // 50 event ids and one complete (`None`) in the middle, all sent at once.
     let mut requests: Vec<Option<String>> = (1..=50).map(|i| Some(format!("e-{i}"))).collect();
@@ -213,7 +201,7 @@ pub async fn events_racing_a_complete_are_either_stored_or_refused_as_session_en
     assert_eq!(walk.seqs, (1..=stored.len() as u64).collect::<Vec<_>>());
     let walked: BTreeSet<_> = walk.event_ids.into_iter().collect();
     assert_eq!(walked, stored.into_iter().collect::<BTreeSet<_>>());
-}
+}}
 
 /// The event id the walk test stores at `seq`: `p-1`…`p-10` first, then the writer's `w-1`….
 fn expected_id(seq: u64) -> String {
@@ -224,8 +212,7 @@ fn expected_id(seq: u64) -> String {
     }
 }
 
-pub async fn walking_cursors_while_events_are_added_visits_each_event_once_in_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn walking_cursors_while_events_are_added_visits_each_event_once_in_order(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "p-", 10).await;
     let writer_app = app.handle();
@@ -265,13 +252,4 @@ pub async fn walking_cursors_while_events_are_added_visits_each_event_once_in_or
     assert_eq!(asc.seqs, (1..=70).collect::<Vec<_>>());
     assert_eq!(desc.seqs, (1..=70).rev().collect::<Vec<_>>());
     assert_eq!(asc.first_total, 70);
-}
-
-crate::on_every_backend!(crate::races =>
-    concurrent_identical_events_store_one_event_and_answer_one_201,
-    concurrent_distinct_events_get_every_seq_from_1_to_100_once,
-    concurrent_completes_all_answer_200_with_one_ended_at,
-    concurrent_completes_with_different_statuses_agree_on_one_outcome,
-    events_racing_a_complete_are_either_stored_or_refused_as_session_ended,
-    walking_cursors_while_events_are_added_visits_each_event_once_in_order,
-);
+}}

@@ -3,8 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
-use crate::support::StoreCtx;
+use crate::support::app::TestApp;
 
 fn seqs(body: &Value) -> Vec<u64> {
     body["events"]
@@ -29,8 +28,9 @@ fn pagination(
     })
 }
 
-pub async fn reading_a_session_returns_its_fields_events_and_pagination(s: StoreCtx) {
-    let app = spawn_app(s).await;
+// ---- pages, cursors and health ----
+
+backend_test! { async fn reading_a_session_returns_its_fields_events_and_pagination(app: TestApp) {
     let created = app.create_session("call-1").await;
     let e1 = app.add_event("call-1", "e-1").await;
     let e2 = app.add_event("call-1", "e-2").await;
@@ -48,10 +48,9 @@ pub async fn reading_a_session_returns_its_fields_events_and_pagination(s: Store
         r.body["pagination"],
         pagination(2, 20, json!(1), 1, false, &Value::Null)
     );
-}
+}}
 
-pub async fn reading_a_session_without_events_gives_an_empty_first_page(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn reading_a_session_without_events_gives_an_empty_first_page(app: TestApp) {
     app.create_session("call-1").await;
 
     let body = app.read_session("call-1", "").await;
@@ -62,20 +61,17 @@ pub async fn reading_a_session_without_events_gives_an_empty_first_page(s: Store
         body["pagination"],
         pagination(0, 20, json!(1), 0, false, &Value::Null)
     );
-}
+}}
 
-pub async fn reading_an_unknown_session_is_a_404_session_not_found(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
+backend_test! { async fn reading_an_unknown_session_is_a_404_session_not_found(app: TestApp) {
     let r = app.get("/sessions/nobody").await;
     let with_query = app.get("/sessions/nobody?limit=5&order=desc").await;
 
     r.assert_problem(404, "session_not_found");
     with_query.assert_problem(404, "session_not_found");
-}
+}}
 
-pub async fn the_default_page_holds_the_first_20_events_in_ascending_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn the_default_page_holds_the_first_20_events_in_ascending_order(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 25).await;
 
@@ -96,10 +92,9 @@ pub async fn the_default_page_holds_the_first_20_events_in_ascending_order(s: St
     );
     assert!(p["nextCursor"].is_string(), "{body}");
     assert_eq!(p["total"], body["eventCount"]);
-}
+}}
 
-pub async fn pages_by_number_split_the_events_in_ascending_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn pages_by_number_split_the_events_in_ascending_order(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 7).await;
 
@@ -120,10 +115,9 @@ pub async fn pages_by_number_split_the_events_in_ascending_order(s: StoreCtx) {
         assert_eq!(p["hasMore"], has_more, "{body}");
         assert_eq!(p["nextCursor"].is_string(), has_more, "{body}");
     }
-}
+}}
 
-pub async fn pages_by_number_in_descending_order_hold_the_right_seqs(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn pages_by_number_in_descending_order_hold_the_right_seqs(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 7).await;
 
@@ -143,10 +137,9 @@ pub async fn pages_by_number_in_descending_order_hold_the_right_seqs(s: StoreCtx
     assert_eq!(p3["pagination"]["hasMore"], false);
     assert_eq!(p3["pagination"]["nextCursor"], Value::Null);
     assert_eq!(p3["pagination"]["totalPages"], 3);
-}
+}}
 
-pub async fn a_page_beyond_the_end_is_empty_with_no_more(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_page_beyond_the_end_is_empty_with_no_more(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 3).await;
 
@@ -163,10 +156,9 @@ pub async fn a_page_beyond_the_end_is_empty_with_no_more(s: StoreCtx) {
         assert_eq!(p["nextCursor"], Value::Null, "{query}");
         assert_eq!(p["total"], 3, "{query}");
     }
-}
+}}
 
-pub async fn a_full_last_page_has_no_more_and_no_cursor(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_full_last_page_has_no_more_and_no_cursor(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 4).await;
 
@@ -182,10 +174,9 @@ pub async fn a_full_last_page_has_no_more_and_no_cursor(s: StoreCtx) {
         only["pagination"],
         pagination(4, 4, json!(1), 1, false, &Value::Null)
     );
-}
+}}
 
-pub async fn limits_of_1_and_100_are_accepted(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn limits_of_1_and_100_are_accepted(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 3).await;
 
@@ -196,10 +187,9 @@ pub async fn limits_of_1_and_100_are_accepted(s: StoreCtx) {
     assert_eq!(one["pagination"]["totalPages"], 3);
     assert_eq!(seqs(&hundred), [1, 2, 3]);
     assert_eq!(hundred["pagination"]["totalPages"], 1);
-}
+}}
 
-pub async fn walking_next_cursor_in_ascending_order_visits_every_event_once_in_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn walking_next_cursor_in_ascending_order_visits_every_event_once_in_order(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 11).await;
 
@@ -209,10 +199,9 @@ pub async fn walking_next_cursor_in_ascending_order_visits_every_event_once_in_o
     let expected_ids: Vec<_> = (1..=11).map(|i| format!("e-{i}")).collect();
     assert_eq!(walk.event_ids, expected_ids);
     assert_eq!(walk.first_total, 11);
-}
+}}
 
-pub async fn walking_next_cursor_in_descending_order_visits_every_event_once_in_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn walking_next_cursor_in_descending_order_visits_every_event_once_in_order(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 11).await;
 
@@ -220,10 +209,9 @@ pub async fn walking_next_cursor_in_descending_order_visits_every_event_once_in_
 
     assert_eq!(walk.seqs, (1..=11).rev().collect::<Vec<_>>());
     assert_eq!(walk.event_ids[0], "e-11");
-}
+}}
 
-pub async fn walking_a_limit_that_divides_the_total_ends_without_an_empty_page(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn walking_a_limit_that_divides_the_total_ends_without_an_empty_page(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 6).await;
 
@@ -234,12 +222,9 @@ pub async fn walking_a_limit_that_divides_the_total_ends_without_an_empty_page(s
     assert_eq!(asc.pages, 2);
     assert_eq!(desc.seqs, [6, 5, 4, 3, 2, 1]);
     assert_eq!(desc.pages, 3);
-}
+}}
 
-pub async fn in_cursor_mode_page_is_null_and_the_cursor_continues_after_the_last_event(
-    s: StoreCtx,
-) {
-    let app = spawn_app(s).await;
+backend_test! { async fn in_cursor_mode_page_is_null_and_the_cursor_continues_after_the_last_event(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 5).await;
     let first = app.read_session("call-1", "?limit=2").await;
@@ -256,10 +241,9 @@ pub async fn in_cursor_mode_page_is_null_and_the_cursor_continues_after_the_last
     assert_eq!(p["totalPages"], 3);
     assert_eq!(p["hasMore"], true);
     assert!(p["nextCursor"].is_string());
-}
+}}
 
-pub async fn a_cursor_keeps_working_with_another_limit(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_cursor_keeps_working_with_another_limit(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 6).await;
     let first = app.read_session("call-1", "?limit=2&order=desc").await;
@@ -271,10 +255,9 @@ pub async fn a_cursor_keeps_working_with_another_limit(s: StoreCtx) {
 
     assert_eq!(seqs(&rest), [4, 3, 2, 1]);
     assert_eq!(rest["pagination"]["nextCursor"], Value::Null);
-}
+}}
 
-pub async fn a_cursor_sees_events_added_after_it_was_issued(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_cursor_sees_events_added_after_it_was_issued(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 2).await;
     let first = app.read_session("call-1", "?limit=1").await;
@@ -290,12 +273,27 @@ pub async fn a_cursor_sees_events_added_after_it_was_issued(s: StoreCtx) {
 
     assert_eq!(seqs(&rest), [2, 3, 4]);
     assert_eq!(rest["pagination"]["total"], 4);
-}
+}}
+
+// ---- health ----
+
+backend_test! { async fn health_answers_200(app: TestApp) {
+    let r = app.get("/health").await;
+
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "ok");
+}}
+
+backend_test! { async fn ready_answers_200_when_storage_answers(app: TestApp) {
+    let r = app.get("/ready").await;
+
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "ready");
+}}
 
 // ---- query validation ----
 
-pub async fn a_limit_outside_1_to_100_is_a_400_naming_limit(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_limit_outside_1_to_100_is_a_400_naming_limit(app: TestApp) {
     app.create_session("call-1").await;
 
     for query in [
@@ -311,10 +309,9 @@ pub async fn a_limit_outside_1_to_100_is_a_400_naming_limit(s: StoreCtx) {
         r.assert_problem(400, "validation_failed");
         assert_eq!(r.error_fields(), ["limit"], "{query}: {}", r.text);
     }
-}
+}}
 
-pub async fn an_order_other_than_asc_or_desc_is_a_400_naming_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn an_order_other_than_asc_or_desc_is_a_400_naming_order(app: TestApp) {
     app.create_session("call-1").await;
 
     for query in ["order=up", "order=ASC", "order="] {
@@ -323,10 +320,9 @@ pub async fn an_order_other_than_asc_or_desc_is_a_400_naming_order(s: StoreCtx) 
         r.assert_problem(400, "validation_failed");
         assert_eq!(r.error_fields(), ["order"], "{query}: {}", r.text);
     }
-}
+}}
 
-pub async fn a_page_below_1_or_not_a_number_is_a_400_naming_page(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_page_below_1_or_not_a_number_is_a_400_naming_page(app: TestApp) {
     app.create_session("call-1").await;
 
     for query in ["page=0", "page=-1", "page=x", "page="] {
@@ -335,30 +331,27 @@ pub async fn a_page_below_1_or_not_a_number_is_a_400_naming_page(s: StoreCtx) {
         r.assert_problem(400, "validation_failed");
         assert_eq!(r.error_fields(), ["page"], "{query}: {}", r.text);
     }
-}
+}}
 
-pub async fn an_unknown_query_parameter_is_a_400_naming_it(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn an_unknown_query_parameter_is_a_400_naming_it(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app.get("/sessions/call-1?offset=10").await;
 
     r.assert_problem(400, "validation_failed");
     assert_eq!(r.error_fields(), ["offset"]);
-}
+}}
 
-pub async fn a_repeated_query_parameter_is_a_400(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_repeated_query_parameter_is_a_400(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app.get("/sessions/call-1?limit=5&limit=5").await;
 
     r.assert_problem(400, "validation_failed");
     assert_eq!(r.error_fields(), ["limit"]);
-}
+}}
 
-pub async fn every_bad_query_parameter_is_reported_at_once(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn every_bad_query_parameter_is_reported_at_once(app: TestApp) {
     app.create_session("call-1").await;
 
     let r = app
@@ -369,10 +362,9 @@ pub async fn every_bad_query_parameter_is_reported_at_once(s: StoreCtx) {
     let mut fields = r.error_fields();
     fields.sort();
     assert_eq!(fields, ["bogus", "limit", "order", "page"]);
-}
+}}
 
-pub async fn page_together_with_after_is_a_400(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn page_together_with_after_is_a_400(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 3).await;
     let first = app.read_session("call-1", "?limit=1").await;
@@ -384,10 +376,9 @@ pub async fn page_together_with_after_is_a_400(s: StoreCtx) {
 
     r.assert_problem(400, "validation_failed");
     assert!(r.error_fields().contains(&"page".to_owned()), "{}", r.text);
-}
+}}
 
-pub async fn an_after_that_is_not_a_next_cursor_is_a_400_naming_after(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn an_after_that_is_not_a_next_cursor_is_a_400_naming_after(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 3).await;
 
@@ -398,10 +389,9 @@ pub async fn an_after_that_is_not_a_next_cursor_is_a_400_naming_after(s: StoreCt
         r.assert_problem(400, "validation_failed");
         assert_eq!(r.error_fields(), ["after"], "{after}: {}", r.text);
     }
-}
+}}
 
-pub async fn a_cursor_from_an_ascending_walk_is_refused_in_descending_order(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn a_cursor_from_an_ascending_walk_is_refused_in_descending_order(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e-", 3).await;
     let asc = app.read_session("call-1", "?limit=1").await;
@@ -420,63 +410,11 @@ pub async fn a_cursor_from_an_ascending_walk_is_refused_in_descending_order(s: S
     assert_eq!(asc_in_desc.error_fields(), ["after"]);
     desc_in_asc.assert_problem(400, "validation_failed");
     assert_eq!(desc_in_asc.error_fields(), ["after"]);
-}
+}}
 
-pub async fn a_bad_query_is_a_400_even_for_an_unknown_session(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
+backend_test! { async fn a_bad_query_is_a_400_even_for_an_unknown_session(app: TestApp) {
     let r = app.get("/sessions/nobody?limit=0").await;
 
     r.assert_problem(400, "validation_failed");
     assert_eq!(r.error_fields(), ["limit"]);
-}
-
-// ---- health ----
-
-pub async fn health_answers_200(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
-    let r = app.get("/health").await;
-
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "ok");
-}
-
-pub async fn ready_answers_200_when_storage_answers(s: StoreCtx) {
-    let app = spawn_app(s).await;
-
-    let r = app.get("/ready").await;
-
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "ready");
-}
-
-crate::on_every_backend!(crate::reads =>
-    reading_a_session_returns_its_fields_events_and_pagination,
-    reading_a_session_without_events_gives_an_empty_first_page,
-    reading_an_unknown_session_is_a_404_session_not_found,
-    the_default_page_holds_the_first_20_events_in_ascending_order,
-    pages_by_number_split_the_events_in_ascending_order,
-    pages_by_number_in_descending_order_hold_the_right_seqs,
-    a_page_beyond_the_end_is_empty_with_no_more,
-    a_full_last_page_has_no_more_and_no_cursor,
-    limits_of_1_and_100_are_accepted,
-    walking_next_cursor_in_ascending_order_visits_every_event_once_in_order,
-    walking_next_cursor_in_descending_order_visits_every_event_once_in_order,
-    walking_a_limit_that_divides_the_total_ends_without_an_empty_page,
-    in_cursor_mode_page_is_null_and_the_cursor_continues_after_the_last_event,
-    a_cursor_keeps_working_with_another_limit,
-    a_cursor_sees_events_added_after_it_was_issued,
-    a_limit_outside_1_to_100_is_a_400_naming_limit,
-    an_order_other_than_asc_or_desc_is_a_400_naming_order,
-    a_page_below_1_or_not_a_number_is_a_400_naming_page,
-    an_unknown_query_parameter_is_a_400_naming_it,
-    a_repeated_query_parameter_is_a_400,
-    every_bad_query_parameter_is_reported_at_once,
-    page_together_with_after_is_a_400,
-    an_after_that_is_not_a_next_cursor_is_a_400_naming_after,
-    a_cursor_from_an_ascending_walk_is_refused_in_descending_order,
-    a_bad_query_is_a_400_even_for_an_unknown_session,
-    health_answers_200,
-    ready_answers_200_when_storage_answers,
-);
+}}

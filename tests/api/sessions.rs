@@ -1,10 +1,8 @@
 use serde_json::json;
 
-use crate::helpers::spawn_app;
-use crate::support::StoreCtx;
+use crate::support::app::{TestApp, assert_one_201_and_the_rest_200};
 
-pub async fn creating_a_session_returns_201_with_location_and_the_session(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn creating_a_session_returns_201_with_location_and_the_session(app: TestApp) {
     let r = app
         .post_json(
             "/sessions",
@@ -21,10 +19,9 @@ pub async fn creating_a_session_returns_201_with_location_and_the_session(s: Sto
     assert_eq!(r.body["eventCount"], 0);
     let started = r.body["startedAt"].as_str().unwrap();
     assert!(started.ends_with('Z') && started.len() == 24, "{started}");
-}
+}}
 
-pub async fn creating_an_existing_session_returns_200_and_changes_nothing(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn creating_an_existing_session_returns_200_and_changes_nothing(app: TestApp) {
     let first = app.create_session("call-1").await;
     let r = app
         .post_json(
@@ -34,31 +31,16 @@ pub async fn creating_an_existing_session_returns_200_and_changes_nothing(s: Sto
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, first);
-}
+}}
 
-pub async fn concurrent_identical_creates_make_one_session_and_one_201(s: StoreCtx) {
-    let app = spawn_app(s).await;
+backend_test! { async fn concurrent_identical_creates_make_one_session_and_one_201(app: TestApp) {
     let body = json!({"sessionId": "race", "language": "en"});
     let replies =
         futures_util::future::join_all((0..40).map(|_| app.post_json("/sessions", &body))).await;
-    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
-    for r in &replies {
-        assert!(
-            r.status == 200 || r.status == 201,
-            "{} {}",
-            r.status,
-            r.text
-        );
-    }
+    assert_one_201_and_the_rest_200(&replies);
     let started: std::collections::HashSet<_> = replies
         .iter()
         .map(|r| r.body["startedAt"].to_string())
         .collect();
     assert_eq!(started.len(), 1, "every caller sees the same startedAt");
-}
-
-crate::on_every_backend!(crate::sessions =>
-    creating_a_session_returns_201_with_location_and_the_session,
-    creating_an_existing_session_returns_200_and_changes_nothing,
-    concurrent_identical_creates_make_one_session_and_one_201,
-);
+}}

@@ -1,8 +1,13 @@
+//! The application in this process: the same `Application` as `main`, on a free port, over a
+//! test's own store, and a client for it.
+
 use serde_json::Value;
 use session_service::app::Application;
 use session_service::config::Config;
 
-use crate::support::StoreCtx;
+use super::StoreCtx;
+use super::walk::CursorWalk;
+pub use super::walk::Walk;
 
 /// The running application and a client for it.
 pub struct TestApp {
@@ -64,6 +69,20 @@ impl Reply {
     }
 }
 
+/// Asserts that every reply is a 200 or a 201, and exactly one of them a 201: one request did
+/// the work, the others got its result.
+pub fn assert_one_201_and_the_rest_200(replies: &[Reply]) {
+    for r in replies {
+        assert!(
+            r.status == 200 || r.status == 201,
+            "{} {}",
+            r.status,
+            r.text
+        );
+    }
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
+}
+
 /// Starts the same `Application` as `main`, on a free port, over the test's own store.
 pub async fn spawn_app(store: StoreCtx) -> TestApp {
     spawn_app_with(store, &[]).await
@@ -117,6 +136,16 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Reply {
         Self::read(self.client.get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// GETs `path` with the header `name: value`, and hands back the response unread.
+    pub async fn get_with_header(&self, path: &str, name: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(name, value)
+            .send()
+            .await
+            .expect("GET")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
@@ -181,19 +210,6 @@ impl TestApp {
     }
 }
 
-/// What following `nextCursor` from the first page saw.
-#[derive(Debug)]
-pub struct Walk {
-    /// Every event's `seq`, in the order the pages gave them.
-    pub seqs: Vec<u64>,
-    /// Every event's `eventId`, in the same order.
-    pub event_ids: Vec<String>,
-    /// `pagination.total` of the first page.
-    pub first_total: u64,
-    /// How many pages were read.
-    pub pages: usize,
-}
-
 impl TestApp {
     /// Another handle on the same running application, to move into a spawned task.
     pub fn handle(&self) -> TestApp {
@@ -235,6 +251,13 @@ impl TestApp {
         r.body
     }
 
+    /// Asserts that there is no session `session_id`: reading it is `404 session_not_found`.
+    pub async fn assert_no_session(&self, session_id: &str) {
+        self.get(&format!("/sessions/{session_id}"))
+            .await
+            .assert_problem(404, "session_not_found");
+    }
+
     /// The session's `eventCount` as the read endpoint reports it.
     pub async fn event_count(&self, session_id: &str) -> u64 {
         self.read_session(session_id, "?limit=1").await["eventCount"]
@@ -252,44 +275,10 @@ impl TestApp {
     /// Follows `nextCursor` from the first page in `order` ("asc" or "desc") with page size
     /// `limit`, checking every page's pagination on the way.
     pub async fn walk(&self, session_id: &str, order: &str, limit: u32) -> Walk {
-        let mut query = format!("?order={order}&limit={limit}");
-        let mut walk = Walk {
-            seqs: Vec::new(),
-            event_ids: Vec::new(),
-            first_total: 0,
-            pages: 0,
-        };
-        for page_index in 0..10_000 {
-            let body = self.read_session(session_id, &query).await;
-            walk.pages += 1;
-            let p = &body["pagination"];
-            assert_eq!(p["limit"], limit, "{body}");
-            assert_eq!(p["total"], body["eventCount"], "{body}");
-            if page_index == 0 {
-                assert_eq!(p["page"], 1, "the first page is page 1: {body}");
-                walk.first_total = p["total"].as_u64().expect("total");
-            } else {
-                assert!(p["page"].is_null(), "cursor mode has no page: {body}");
-            }
-            let events = body["events"].as_array().expect("events");
-            assert!(events.len() <= limit as usize, "{body}");
-            for e in events {
-                walk.seqs.push(e["seq"].as_u64().expect("seq"));
-                walk.event_ids
-                    .push(e["eventId"].as_str().expect("eventId").to_owned());
-            }
-            let has_more = p["hasMore"].as_bool().expect("hasMore");
-            match p["nextCursor"].as_str() {
-                Some(cursor) => {
-                    assert!(has_more, "a nextCursor means hasMore: {body}");
-                    query = format!("?order={order}&limit={limit}&after={cursor}");
-                }
-                None => {
-                    assert!(!has_more, "hasMore needs a nextCursor: {body}");
-                    return walk;
-                }
-            }
+        let mut walker = CursorWalk::new(session_id, order, limit);
+        while let Some(query) = walker.next_query() {
+            walker.page(self.read_session(session_id, &query).await);
         }
-        panic!("the walk did not end after 10000 pages");
+        walker.finish()
     }
 }
