@@ -263,11 +263,11 @@ backend_test! { async fn a_wrong_method_is_a_405_with_an_allow_header(app: TestA
     app.create_session("call-1").await;
 
     for (method, path, allowed) in [
-        (Method::DELETE, "/sessions/x", "GET"),
-        (Method::DELETE, "/sessions/call-1", "GET"),
+        (Method::PUT, "/sessions/x", "GET"),
+        (Method::PATCH, "/sessions/call-1", "DELETE"),
         (Method::PUT, "/sessions", "POST"),
-        (Method::GET, "/sessions", "POST"),
-        (Method::GET, "/sessions/call-1/events", "POST"),
+        (Method::PATCH, "/sessions", "GET"),
+        (Method::PUT, "/sessions/call-1/events", "POST"),
         (Method::GET, "/sessions/call-1/complete", "POST"),
         (Method::POST, "/sessions/call-1/events/e-1", "GET"),
         (Method::POST, "/health", "GET"),
