@@ -3,6 +3,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::domain::{Order, SessionId, Timestamp};
 
+/// How a cursor spells the order it was made for.
+fn order_code(order: Order) -> char {
+    match order {
+        Order::Asc => 'a',
+        Order::Desc => 'd',
+    }
+}
+
+fn order_from_code(code: &str) -> Option<Order> {
+    match code {
+        "a" => Some(Order::Asc),
+        "d" => Some(Order::Desc),
+        _ => None,
+    }
+}
+
 /// An opaque position in a session's events: the `seq` of the last event a page returned, and the
 /// order it was read in. Clients see it only as a URL-safe string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,10 +29,7 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        let order = match self.order {
-            Order::Asc => 'a',
-            Order::Desc => 'd',
-        };
+        let order = order_code(self.order);
         URL_SAFE_NO_PAD.encode(format!("v1.{order}.{}", self.seq))
     }
 
@@ -29,11 +42,7 @@ impl Cursor {
         else {
             return None;
         };
-        let order = match order {
-            "a" => Order::Asc,
-            "d" => Order::Desc,
-            _ => return None,
-        };
+        let order = order_from_code(order)?;
         // Only canonical digits, so each position has exactly one spelling.
         if seq.is_empty()
             || (seq.len() > 1 && seq.starts_with('0'))
@@ -59,10 +68,7 @@ pub struct SessionCursor {
 
 impl SessionCursor {
     pub fn encode(&self) -> String {
-        let order = match self.order {
-            Order::Asc => 'a',
-            Order::Desc => 'd',
-        };
+        let order = order_code(self.order);
         URL_SAFE_NO_PAD.encode(format!(
             "s1.{order}.{}.{}",
             self.started_at.millis(),
@@ -80,11 +86,7 @@ impl SessionCursor {
         else {
             return None;
         };
-        let order = match order {
-            "a" => Order::Asc,
-            "d" => Order::Desc,
-            _ => return None,
-        };
+        let order = order_from_code(order)?;
         // Only the canonical spelling of the number, so each position has one cursor.
         let parsed: i64 = millis.parse().ok()?;
         if parsed.to_string() != millis {
