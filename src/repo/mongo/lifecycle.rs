@@ -39,9 +39,11 @@ const REAL_STATUSES: [Status; 4] = [
     Status::Completed,
     Status::Failed,
 ];
-/// The earliest instant a [`Timestamp`] can hold (0000-01-01): a lower bound that keeps every
-/// range scan on dates, away from the documents that hold none.
-const EARLIEST_MILLIS: i64 = -62_167_219_200_000;
+/// 0001-01-01: a lower bound that keeps an unbounded list's range scan on dates, away from the
+/// documents that hold none (tombstones). Not year 0, the earliest [`Timestamp`]: SecantusDB
+/// refuses dates before year 1 in a query (Python's datetime), so a session started in year 0
+/// (which it cannot store either) is not listed without `started_from`.
+const EARLIEST_MILLIS: i64 = -62_135_596_800_000;
 
 /// How often an end re-reads a session that changed under its conditional write.
 const END_ATTEMPTS: u32 = 20;
