@@ -8,11 +8,18 @@ use mongodb::{Database, IndexModel};
 use serde::Deserialize;
 
 /// `(version, name, spec)`; append new files here, never edit an applied one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "create_indexes",
-    include_str!("../../../migrations/mongodb/0001_create_indexes.json"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "create_indexes",
+        include_str!("../../../migrations/mongodb/0001_create_indexes.json"),
+    ),
+    (
+        2,
+        "session_lifecycle",
+        include_str!("../../../migrations/mongodb/0002_session_lifecycle.json"),
+    ),
+];
 
 #[derive(Deserialize)]
 struct Spec {
@@ -26,6 +33,9 @@ struct IndexSpec {
     key: Document,
     #[serde(default)]
     unique: bool,
+    /// Only documents matching this are indexed; queries must imply it (and hint the index).
+    #[serde(default, rename = "partialFilterExpression")]
+    partial_filter_expression: Option<Document>,
 }
 
 pub async fn migrate(db: &Database) -> Result<Vec<String>, mongodb::error::Error> {
@@ -42,6 +52,7 @@ pub async fn migrate(db: &Database) -> Result<Vec<String>, mongodb::error::Error
                     IndexOptions::builder()
                         .name(index.name)
                         .unique(index.unique)
+                        .partial_filter_expression(index.partial_filter_expression)
                         .build(),
                 )
                 .build();

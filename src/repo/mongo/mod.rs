@@ -10,6 +10,7 @@
 //! - Writes use write concern `majority` with journaling unless the URI says otherwise.
 
 mod convert;
+mod lifecycle;
 mod migrations;
 
 use std::sync::Arc;
@@ -31,8 +32,8 @@ use super::{
     seq_bounds,
 };
 use crate::domain::{
-    Event, EventId, EventType, Language, NewEvent, NewSession, Order, Session, SessionId, Status,
-    Timers, Timestamp,
+    EndReason, Event, EventId, EventType, Language, NewEvent, NewSession, Order, Session,
+    SessionId, Status, Timers, Timestamp,
 };
 use convert::{corrupt, from_document, to_document};
 
@@ -45,6 +46,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const TRANSACTION_RETRY_BUDGET: Duration = Duration::from_secs(5);
 const SEQ_INDEX: &str = "sessionId_seq_unique";
 const DUPLICATE_KEY: i32 = 11000;
+/// The stored statuses of a session that has not ended.
+const OPEN: [&str; 2] = ["initiated", "active"];
+/// The stored status of an erased session's tombstone.
+const TOMBSTONE: &str = "deleted";
 
 /// Where MongoDB lives; the rest of its settings come from the URI's options.
 #[derive(Debug, Clone)]
@@ -155,38 +160,33 @@ impl MongoStore {
             .write_concern(self.write_concern.clone())
             .await?;
         let sid = new.session_id.as_str();
+        let received_at = date(new.received_at);
         // The first write takes the session document: concurrent appends to this session conflict
-        // here and retry, which is what makes seqs dense and ordered.
+        // here and retry, which is what makes seqs dense and ordered. It matches only an open
+        // session whose deadline has not come by the time the event arrived.
         let counted = self
             .sessions
             .find_one_and_update(
-                doc! { "sessionId": sid, "status": { "$in": ["initiated", "active"] } },
-                doc! { "$inc": { "eventCount": 1_i64 }, "$set": { "status": "active" } },
+                doc! {
+                    "sessionId": sid,
+                    "status": { "$in": OPEN.as_slice() },
+                    "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
+                },
+                doc! {
+                    "$inc": { "eventCount": 1_i64 },
+                    "$set": { "status": "active", "lastEventAt": received_at },
+                },
             )
             .return_document(ReturnDocument::After)
             .session(&mut *session)
             .await?;
-        let existing = self
-            .events
-            .find_one(doc! { "sessionId": sid, "eventId": new.event_id.as_str() })
-            .session(&mut *session)
-            .await?;
-        if let Some(existing) = existing {
+        let Some(counted) = counted else {
+            return self.refused(session, new).await;
+        };
+        if let Some(existing) = self.find_event(session, new).await? {
             session.abort_transaction().await?;
             return Ok(Appended::Existing(event_from(&existing)?));
         }
-        let Some(counted) = counted else {
-            let stored = self
-                .sessions
-                .find_one(doc! { "sessionId": sid })
-                .session(&mut *session)
-                .await?;
-            session.abort_transaction().await?;
-            return match stored {
-                None => Err(RepoError::NotFound.into()),
-                Some(doc) => Ok(Appended::SessionEnded(status_of(&doc)?)),
-            };
-        };
         let seq = counted
             .get_i64("eventCount")
             .map_err(|_| corrupt("eventCount"))?;
@@ -202,12 +202,143 @@ impl MongoStore {
             .insert_one(event_to_document(&event, seq))
             .session(&mut *session)
             .await?;
+        // The deadline moves with the event; the timers come from the document just updated.
+        let (timers, since) = timers_of(&counted)?;
+        let expires_at = crate::domain::deadline(timers, since, Some(new.received_at));
+        self.sessions
+            .update_one(
+                doc! { "sessionId": sid },
+                doc! { "$set": { "expiresAt": optional_date(expires_at.map(|d| d.at)) } },
+            )
+            .session(&mut *session)
+            .await?;
         commit(session).await?;
         Ok(Appended::New(event))
     }
+
+    /// The stored event with the new event's ids, read in the transaction.
+    async fn find_event(
+        &self,
+        session: &mut ClientSession,
+        new: &NewEvent,
+    ) -> Result<Option<Document>, TxnError> {
+        Ok(self
+            .events
+            .find_one(
+                doc! { "sessionId": new.session_id.as_str(), "eventId": new.event_id.as_str() },
+            )
+            .session(&mut *session)
+            .await?)
+    }
+
+    /// Why the session did not take the event, answered in the same transaction: it does not
+    /// exist, it is a tombstone, the event was already stored, the session has ended, or its
+    /// deadline came by `received_at` — then this records the timer's end (conditional on the
+    /// deadline read, so a concurrent recorder conflicts and retries into `SessionEnded`).
+    async fn refused(
+        &self,
+        session: &mut ClientSession,
+        new: &NewEvent,
+    ) -> Result<Appended, TxnError> {
+        let sid = new.session_id.as_str();
+        let stored = self
+            .sessions
+            .find_one(doc! { "sessionId": sid })
+            .session(&mut *session)
+            .await?;
+        let Some(stored) = stored else {
+            session.abort_transaction().await?;
+            return Err(RepoError::NotFound.into());
+        };
+        // A tombstone's events may still be there until purged: it is `Deleted` all the same.
+        let mut state = match session_from(&stored) {
+            Ok(state) => state,
+            Err(e) => {
+                session.abort_transaction().await?;
+                return Err(e.into());
+            }
+        };
+        // An event stored before the session ended is still answered as stored.
+        if let Some(existing) = self.find_event(session, new).await? {
+            session.abort_transaction().await?;
+            return Ok(Appended::Existing(event_from(&existing)?));
+        }
+        if state.status.is_terminal() {
+            session.abort_transaction().await?;
+            return Ok(Appended::SessionEnded(state.status));
+        }
+        let Some(deadline) = state.expired_at(new.received_at) else {
+            session.abort_transaction().await?;
+            return Err(RepoError::Backend(
+                "an open session refused an event before its deadline: its expiresAt disagrees \
+                 with its timers"
+                    .into(),
+            )
+            .into());
+        };
+        state.end_by(deadline);
+        let recorded = self
+            .sessions
+            .update_one(timer_end_filter(&stored), end_update(&state))
+            .session(&mut *session)
+            .await?;
+        if recorded.matched_count == 1 {
+            commit(session).await?;
+            Ok(Appended::Expired(state))
+        } else {
+            session.abort_transaction().await?;
+            Ok(Appended::SessionEnded(Status::Failed))
+        }
+    }
+}
+
+/// Matches the session only while it is open with the deadline `stored` holds: what makes one
+/// timer end win among concurrent recorders (sweepers, appends, ends).
+fn timer_end_filter(stored: &Document) -> Document {
+    doc! {
+        "sessionId": stored.get_str("sessionId").unwrap_or_default(),
+        "status": { "$in": OPEN.as_slice() },
+        "expiresAt": stored.get("expiresAt").cloned().unwrap_or(Bson::Null),
+    }
+}
+
+/// Records `ended`'s end: status, `endedAt`, reason, and no deadline any more.
+fn end_update(ended: &Session) -> Document {
+    doc! { "$set": {
+        "status": ended.status.as_str(),
+        "endedAt": optional_date(ended.ended_at),
+        "endedReason": ended.ended_reason.as_ref().map_or(Bson::Null, |r| Bson::String(r.as_str().to_owned())),
+        "expiresAt": Bson::Null,
+    } }
 }
 
 impl MongoStore {
+    async fn stored_event(
+        &self,
+        session_id: &SessionId,
+        event_id: &EventId,
+    ) -> Result<Option<Document>, RepoError> {
+        self.events
+            .find_one(doc! { "sessionId": session_id.as_str(), "eventId": event_id.as_str() })
+            .await
+            .map_err(map_err)
+    }
+
+    /// `NotFound` without a session, `Deleted` for a tombstone.
+    async fn require_live(&self, id: &SessionId) -> Result<(), RepoError> {
+        let doc = self
+            .sessions
+            .find_one(doc! { "sessionId": id.as_str() })
+            .projection(doc! { "_id": 0, "status": 1 })
+            .await
+            .map_err(map_err)?
+            .ok_or(RepoError::NotFound)?;
+        match doc.get_str("status") {
+            Ok(TOMBSTONE) => Err(RepoError::Deleted),
+            _ => Ok(()),
+        }
+    }
+
     async fn read_winner(&self, filter: Document) -> Result<Document, RepoError> {
         for attempt in 1..=20 {
             if let Some(doc) = self
@@ -296,16 +427,12 @@ pub(crate) fn map_err(err: mongodb::error::Error) -> RepoError {
     }
 }
 
-// WIP marker for the lifecycle methods still to be written for MongoDB; never left in a release.
-fn not_yet() -> RepoError {
-    RepoError::Backend("not implemented on MongoDB yet".into())
-}
-
 fn status_of(doc: &Document) -> Result<Status, RepoError> {
-    doc.get_str("status")
-        .map_err(|_| corrupt("status"))?
-        .parse()
-        .map_err(|_| corrupt("status"))
+    let status = doc.get_str("status").map_err(|_| corrupt("status"))?;
+    if status == TOMBSTONE {
+        return Err(RepoError::Deleted);
+    }
+    status.parse().map_err(|_| corrupt("status"))
 }
 
 fn millis(doc: &Document, key: &str) -> Result<Timestamp, RepoError> {
@@ -313,11 +440,54 @@ fn millis(doc: &Document, key: &str) -> Result<Timestamp, RepoError> {
     Timestamp::from_millis(at.timestamp_millis()).map_err(|_| corrupt(key))
 }
 
+/// A date that may be null or absent.
+fn optional_millis(doc: &Document, key: &str) -> Result<Option<Timestamp>, RepoError> {
+    match doc.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(_) => millis(doc, key).map(Some),
+    }
+}
+
+fn date(at: Timestamp) -> DateTime {
+    DateTime::from_millis(at.millis())
+}
+
+fn optional_date(at: Option<Timestamp>) -> Bson {
+    at.map_or(Bson::Null, |at| Bson::DateTime(date(at)))
+}
+
+/// A timer in seconds; absent (a session from before timers) is off.
+fn timer(doc: &Document, key: &str) -> Result<u32, RepoError> {
+    let seconds = match doc.get(key) {
+        None | Some(Bson::Null) => return Ok(0),
+        Some(Bson::Int32(v)) => i64::from(*v),
+        Some(Bson::Int64(v)) => *v,
+        Some(_) => return Err(corrupt(key)),
+    };
+    Timers::check(seconds).map_err(|_| corrupt(key))
+}
+
+/// The timers and where they count from; a session from before timers has none, from its start.
+fn timers_of(doc: &Document) -> Result<(Timers, Timestamp), RepoError> {
+    let timers = Timers {
+        inactivity_seconds: timer(doc, "inactivityTimeoutSeconds")?,
+        max_duration_seconds: timer(doc, "maxDurationSeconds")?,
+    };
+    let since = match optional_millis(doc, "timersSince")? {
+        Some(since) => since,
+        None => millis(doc, "startedAt")?,
+    };
+    Ok((timers, since))
+}
+
+/// The session, or `Deleted` for a tombstone.
 fn session_from(doc: &Document) -> Result<Session, RepoError> {
+    let status = status_of(doc)?;
+    let (timers, timers_since) = timers_of(doc)?;
     Ok(Session {
         session_id: SessionId::parse(doc.get_str("sessionId").map_err(|_| corrupt("sessionId"))?)
             .map_err(|_| corrupt("sessionId"))?,
-        status: status_of(doc)?,
+        status,
         language: Language::parse(doc.get_str("language").map_err(|_| corrupt("language"))?)
             .map_err(|_| corrupt("language"))?,
         metadata: from_document(
@@ -325,31 +495,46 @@ fn session_from(doc: &Document) -> Result<Session, RepoError> {
                 .map_err(|_| corrupt("metadata"))?,
         )?,
         started_at: millis(doc, "startedAt")?,
-        ended_at: match doc.get("endedAt") {
-            None | Some(Bson::Null) => None,
-            Some(_) => Some(millis(doc, "endedAt")?),
-        },
+        ended_at: optional_millis(doc, "endedAt")?,
         event_count: u64::try_from(
             doc.get_i64("eventCount")
                 .map_err(|_| corrupt("eventCount"))?,
         )
         .map_err(|_| corrupt("eventCount"))?,
-        ended_reason: None,
-        last_event_at: None,
-        timers: Timers::default(),
-        timers_since: millis(doc, "startedAt")?,
+        ended_reason: match doc.get("endedReason") {
+            None | Some(Bson::Null) => None,
+            Some(_) => Some(
+                EndReason::parse(
+                    doc.get_str("endedReason")
+                        .map_err(|_| corrupt("endedReason"))?,
+                )
+                .map_err(|_| corrupt("endedReason"))?,
+            ),
+        },
+        last_event_at: optional_millis(doc, "lastEventAt")?,
+        timers,
+        timers_since,
     })
 }
 
+/// A new session as stored: its timers count from its start, and `expiresAt` is its first
+/// deadline.
 fn session_to_document(new: &NewSession) -> Document {
+    let session = new.clone().into_session();
     doc! {
-        "sessionId": new.session_id.as_str(),
+        "sessionId": session.session_id.as_str(),
         "status": Status::Initiated.as_str(),
-        "language": new.language.as_str(),
-        "metadata": to_document(&new.metadata),
-        "startedAt": DateTime::from_millis(new.started_at.millis()),
+        "language": session.language.as_str(),
+        "metadata": to_document(&session.metadata),
+        "startedAt": date(session.started_at),
         "endedAt": Bson::Null,
         "eventCount": 0_i64,
+        "endedReason": Bson::Null,
+        "lastEventAt": Bson::Null,
+        "inactivityTimeoutSeconds": i64::from(session.timers.inactivity_seconds),
+        "maxDurationSeconds": i64::from(session.timers.max_duration_seconds),
+        "timersSince": date(session.timers_since),
+        "expiresAt": optional_date(session.deadline().map(|d| d.at)),
     }
 }
 
@@ -426,69 +611,48 @@ impl SessionRepository for MongoStore {
     }
 
     async fn end(&self, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError> {
-        let (status, ended_at) = (request.status, request.at);
-        let ended = self
-            .sessions
-            .find_one_and_update(
-                doc! { "sessionId": id.as_str(), "status": { "$in": ["initiated", "active"] } },
-                doc! { "$set": {
-                    "status": status.status().as_str(),
-                    "endedAt": DateTime::from_millis(ended_at.millis()),
-                } },
-            )
-            .return_document(ReturnDocument::After)
+        self.end_at(id, request.at, Some((request.status, request.reason)))
             .await
-            .map_err(map_err)?;
-        Ok(match ended {
-            Some(doc) => EndOutcome {
-                session: session_from(&doc)?,
-                ended_now: true,
-            },
-            None => EndOutcome {
-                session: SessionRepository::get(self, id).await?,
-                ended_now: false,
-            },
-        })
     }
 
-    async fn expire(&self, _id: &SessionId, _now: Timestamp) -> Result<EndOutcome, RepoError> {
-        Err(not_yet())
+    async fn expire(&self, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError> {
+        self.end_at(id, now, None).await
     }
 
-    async fn expired(&self, _now: Timestamp, _limit: u32) -> Result<Vec<SessionId>, RepoError> {
-        Err(not_yet())
+    async fn expired(&self, now: Timestamp, limit: u32) -> Result<Vec<SessionId>, RepoError> {
+        self.expired_ids(now, limit).await
     }
 
-    async fn list(&self, _scan: &SessionScan) -> Result<Vec<Session>, RepoError> {
-        Err(not_yet())
+    async fn list(&self, scan: &SessionScan) -> Result<Vec<Session>, RepoError> {
+        self.list_sessions(scan).await
     }
 
-    async fn delete(&self, _id: &SessionId, _at: Timestamp) -> Result<DeleteOutcome, RepoError> {
-        Err(not_yet())
+    async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
+        self.delete_session(id, at).await
     }
 
     async fn purge(
         &self,
-        _max_events: u64,
-        _tombstones_before: Timestamp,
+        max_events: u64,
+        tombstones_before: Timestamp,
     ) -> Result<PurgeOutcome, RepoError> {
-        Err(not_yet())
+        self.purge_erased(max_events, tombstones_before).await
     }
 
     async fn ended_before(
         &self,
-        _cutoff: Timestamp,
-        _limit: u32,
+        cutoff: Timestamp,
+        limit: u32,
     ) -> Result<Vec<SessionId>, RepoError> {
-        Err(not_yet())
+        self.ended_before_ids(cutoff, limit).await
     }
 
     async fn adopt_legacy_sessions(
         &self,
-        _defaults: Timers,
-        _now: Timestamp,
+        defaults: Timers,
+        now: Timestamp,
     ) -> Result<u64, RepoError> {
-        Err(not_yet())
+        self.adopt_legacy(defaults, now).await
     }
 
     async fn ping(&self) -> Result<(), RepoError> {
@@ -503,11 +667,11 @@ impl SessionRepository for MongoStore {
 #[async_trait]
 impl EventRepository for MongoStore {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
-        // A retry of a stored event needs no transaction (stored events never change).
-        match EventRepository::get(self, &new.session_id, &new.event_id).await {
-            Ok(existing) => return Ok(Appended::Existing(existing)),
-            Err(RepoError::NotFound) => {}
-            Err(e) => return Err(e),
+        // A retry of a stored event needs no transaction (stored events never change), unless
+        // its session was erased: a tombstone's events stay until purged, and are `Deleted`.
+        if let Some(existing) = self.stored_event(&new.session_id, &new.event_id).await? {
+            self.require_live(&new.session_id).await?;
+            return Ok(Appended::Existing(event_from(&existing)?));
         }
         let stripe = {
             use std::hash::{Hash, Hasher};
@@ -530,13 +694,11 @@ impl EventRepository for MongoStore {
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {
-        let doc = self
-            .events
-            .find_one(doc! { "sessionId": session_id.as_str(), "eventId": event_id.as_str() })
-            .await
-            .map_err(map_err)?
-            .ok_or(RepoError::NotFound)?;
-        event_from(&doc)
+        // The event first, then its session: a session not erased after the event was read was
+        // not erased when it was read either.
+        let doc = self.stored_event(session_id, event_id).await?;
+        self.require_live(session_id).await?;
+        event_from(&doc.ok_or(RepoError::NotFound)?)
     }
 
     async fn page(
