@@ -8,6 +8,7 @@ mod auth;
 mod errors;
 mod events;
 mod hostile;
+mod lifecycle_listing;
 mod lifecycle_timers;
 mod operability;
 mod outage;
