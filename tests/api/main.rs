@@ -8,6 +8,8 @@ mod auth;
 mod errors;
 mod events;
 mod hostile;
+mod lifecycle_erasure;
+mod lifecycle_export;
 mod lifecycle_listing;
 mod lifecycle_timers;
 mod operability;
