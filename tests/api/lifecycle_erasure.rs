@@ -229,3 +229,16 @@ backend_test! { async fn retention_erases_ended_sessions_and_keeps_open_ones(s: 
     assert_eq!(app.read_session("open", "").await["status"], "initiated");
     assert_eq!(app.read_session("active", "").await["eventCount"], 1);
 }}
+
+backend_test! { async fn retention_also_erases_sessions_their_timer_ended(s: StoreCtx) {
+    let app = spawn_app_with(s, &[FAST_SWEEP, ("RETENTION_SECONDS", "1")]).await;
+    let timed = json!({"sessionId": "timed", "language": "en", "inactivityTimeoutSeconds": 1});
+    assert_eq!(app.post_json("/sessions", &timed).await.status, 201);
+    app.add_event("timed", "e-1").await;
+    eventually(15, "the timer ends the session and retention erases it", || async {
+        app.get("/sessions/timed").await.status == 410
+    })
+    .await;
+    let again = app.post_json("/sessions", &timed).await;
+    again.assert_problem(409, "session_deleted");
+}}

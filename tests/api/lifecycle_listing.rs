@@ -13,7 +13,7 @@ use session_service::service::{Lifecycle, ListRequest, MAX_LIST_CANDIDATES, Sess
 use crate::support::app::TestApp;
 use crate::support::{Backend, run_with_store};
 
-fn ids(body: &Value) -> Vec<String> {
+pub(super) fn ids(body: &Value) -> Vec<String> {
     body["sessions"]
         .as_array()
         .unwrap_or_else(|| panic!("no sessions: {body}"))
@@ -23,14 +23,14 @@ fn ids(body: &Value) -> Vec<String> {
 }
 
 /// The ids of `GET /sessions{query}`, asserting a 200.
-async fn list(app: &TestApp, query: &str) -> Vec<String> {
+pub(super) async fn list(app: &TestApp, query: &str) -> Vec<String> {
     let r = app.get(&format!("/sessions{query}")).await;
     assert_eq!(r.status, 200, "{query}: {}", r.text);
     ids(&r.body)
 }
 
 /// Every id a cursor walk in `order` with page size `limit` returns (query `extra` added).
-async fn walk(app: &TestApp, order: &str, limit: u32, extra: &str) -> Vec<String> {
+pub(super) async fn walk(app: &TestApp, order: &str, limit: u32, extra: &str) -> Vec<String> {
     let mut all = Vec::new();
     let mut query = format!("?order={order}&limit={limit}{extra}");
     for _ in 0..10_000 {
@@ -54,7 +54,7 @@ async fn walk(app: &TestApp, order: &str, limit: u32, extra: &str) -> Vec<String
 }
 
 /// Creates `ids` in turn; returns them sorted by (startedAt, sessionId).
-async fn create_all(app: &TestApp, ids: &[&str], metadata: Value) -> Vec<String> {
+pub(super) async fn create_all(app: &TestApp, ids: &[&str], metadata: Value) -> Vec<String> {
     let mut made = Vec::new();
     for id in ids {
         let r = app
@@ -174,6 +174,8 @@ backend_test! { async fn bad_list_parameters_are_a_400_naming_each_one(app: Test
             .collect::<Vec<_>>()
             .join("&")
     );
+    let long_field = format!("metadata.{}", "k".repeat(65));
+    let long_key = format!("?{long_field}=v");
     let cases = [
         ("?bogus=1", vec!["bogus"]),
         ("?limit=5&limit=6", vec!["limit"]),
@@ -188,12 +190,27 @@ backend_test! { async fn bad_list_parameters_are_a_400_naming_each_one(app: Test
         ("?after=not-a-cursor", vec!["after"]),
         (&six[..], vec!["metadata"]),
         ("?bogus=1&limit=0&order=up", vec!["bogus", "limit", "order"]),
+        ("?limit=1.5", vec!["limit"]),
+        ("?limit=+5", vec!["limit"]),
+        ("?metadata.=x", vec!["metadata."]),
+        (&long_key[..], vec![&long_field[..]]),
+        ("?metadata.a=1&metadata.a=2", vec!["metadata.a"]),
+        (
+            "?startedFrom=2026-01-02T00:00:00Z&startedBefore=2026-01-01T00:00:00Z",
+            vec!["startedBefore"],
+        ),
+        (
+            "?startedFrom=2026-01-01T00:00:00Z&startedBefore=2026-01-01T00:00:00Z",
+            vec!["startedBefore"],
+        ),
     ];
     for (query, fields) in cases {
         let r = app.get(&format!("/sessions{query}")).await;
         r.assert_problem(400, "validation_failed");
         assert_eq!(r.error_fields(), fields, "{query}: {}", r.text);
     }
+    let five: Vec<String> = (0..5).map(|i| format!("metadata.k{i}=v")).collect();
+    assert!(list(&app, &format!("?{}", five.join("&"))).await.is_empty());
     create_all(&app, &["a", "b", "c"], json!({})).await;
     let r = app.get("/sessions?limit=1&order=asc").await;
     let cursor = r.body["pagination"]["nextCursor"]

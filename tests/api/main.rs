@@ -10,6 +10,7 @@ mod events;
 mod hostile;
 mod lifecycle_erasure;
 mod lifecycle_export;
+mod lifecycle_list_filters;
 mod lifecycle_listing;
 mod lifecycle_timers;
 mod operability;
