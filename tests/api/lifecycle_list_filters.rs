@@ -53,11 +53,11 @@ backend_test! { async fn filtered_cursor_walks_return_every_match_once_in_both_o
     for (i, id) in names.iter().enumerate() {
         let parity = if i % 2 == 0 { "even" } else { "odd" };
         create_all(&app, &[id], json!({"parity": parity})).await;
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             app.complete(id, Some(&json!({"reason": "caller_hangup"})))
                 .await;
         }
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             even.push(id.clone());
         }
     }
@@ -76,7 +76,7 @@ backend_test! { async fn filtered_cursor_walks_return_every_match_once_in_both_o
         .iter()
         .filter(|id| {
             let i: usize = id[2..].parse().unwrap();
-            i % 3 == 0
+            i.is_multiple_of(3)
         })
         .cloned()
         .collect();

@@ -1,6 +1,6 @@
 //! Timers over HTTP: the new session fields, timer validation and defaults, a session that is
 //! ended from its deadline on whether the sweeper noticed or not, the sweeper itself (also two
-//! instances on one store), and ending with a reason.
+//! instances on one store).
 
 use std::time::Duration;
 
@@ -334,61 +334,4 @@ backend_test! { async fn two_instances_sweeping_one_store_record_each_end_once(s
             "{a}"
         );
     }
-}}
-
-backend_test! { async fn complete_records_a_reason_and_the_first_reason_stands(app: TestApp) {
-    app.create_session("call-1").await;
-    let r = app
-        .complete("call-1", Some(&json!({"reason": "caller_hangup"})))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        (r.body["status"].clone(), r.body["endedReason"].clone()),
-        (json!("completed"), json!("caller_hangup"))
-    );
-    assert_eq!(r.body["expiresAt"], Value::Null);
-    let again = app
-        .complete("call-1", Some(&json!({"reason": "transferred"})))
-        .await;
-    assert_eq!(again.status, 200, "{}", again.text);
-    assert_eq!(again.body, r.body);
-    assert_eq!(
-        app.read_session("call-1", "").await["endedReason"],
-        "caller_hangup"
-    );
-}}
-
-backend_test! { async fn an_invalid_reason_is_a_400_and_ends_nothing(app: TestApp) {
-    app.create_session("call-1").await;
-    let long = "x".repeat(65);
-    for bad in [
-        json!(""),
-        json!("Caller_Hangup"),
-        json!("caller-hangup"),
-        json!(long),
-        json!(5),
-    ] {
-        let r = app.complete("call-1", Some(&json!({"reason": bad}))).await;
-        r.assert_problem(400, "validation_failed");
-        assert_eq!(r.error_fields(), ["reason"], "{bad}: {}", r.text);
-    }
-    assert_eq!(app.read_session("call-1", "").await["status"], "initiated");
-    let max = "a_1".repeat(21) + "z";
-    let r = app.complete("call-1", Some(&json!({"reason": max}))).await;
-    assert_eq!(
-        (r.status, r.body["endedReason"].as_str()),
-        (200, Some(max.as_str())),
-        "{}",
-        r.text
-    );
-}}
-
-backend_test! { async fn an_empty_json_body_to_complete_is_like_no_body(app: TestApp) {
-    app.create_session("call-1").await;
-    let r = app
-        .post_raw("/sessions/call-1/complete", Some("application/json"), "")
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["status"], "completed");
-    assert_eq!(r.body["endedReason"], Value::Null);
 }}

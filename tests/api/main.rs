@@ -8,6 +8,7 @@ mod auth;
 mod errors;
 mod events;
 mod hostile;
+mod lifecycle_ends;
 mod lifecycle_erasure;
 mod lifecycle_export;
 mod lifecycle_list_filters;
