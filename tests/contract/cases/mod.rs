@@ -119,5 +119,7 @@ where
     results
 }
 
+mod lifecycle;
+mod lifecycle_store;
 mod reads;
 mod writes;
