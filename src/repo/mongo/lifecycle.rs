@@ -503,6 +503,7 @@ impl MongoStore {
         defaults: Timers,
         now: Timestamp,
     ) -> Result<u64, RepoError> {
+        self.backfill_last_event_at().await?;
         let deadline = crate::domain::deadline(defaults, now, None).map(|d| d.at);
         let mut changed = 0;
         for (statuses, expires_at) in [(OPEN, optional_date(deadline)), (ENDED, Bson::Null)] {
@@ -523,5 +524,44 @@ impl MongoStore {
                 .modified_count;
         }
         Ok(changed)
+    }
+
+    /// `lastEventAt` was not recorded before timers: for each session from then that has events
+    /// (and no `lastEventAt` yet), the last event's timestamp, as SQLite's migration does. Once,
+    /// at the upgrade: sessions that were adopted are no longer found.
+    async fn backfill_last_event_at(&self) -> Result<(), RepoError> {
+        let mut legacy = self
+            .sessions
+            .find(doc! {
+                "inactivityTimeoutSeconds": Bson::Null,
+                "status": { "$in": OPEN.iter().chain(ENDED.iter()).collect::<Vec<_>>() },
+                "eventCount": { "$gt": 0_i64 },
+                "lastEventAt": Bson::Null,
+            })
+            .projection(doc! { "sessionId": 1, "eventCount": 1 })
+            .hint(Hint::Name(LEGACY_TIMERS.into()))
+            .await
+            .map_err(map_err)?;
+        while let Some(session) = legacy.try_next().await.map_err(map_err)? {
+            let (Ok(id), Ok(count)) = (session.get_str("sessionId"), session.get_i64("eventCount"))
+            else {
+                continue;
+            };
+            let last = self
+                .events
+                .find_one(doc! { "sessionId": id, "seq": count })
+                .await
+                .map_err(map_err)?;
+            if let Some(at) = last.as_ref().and_then(|e| e.get_datetime("timestamp").ok()) {
+                self.sessions
+                    .update_one(
+                        doc! { "sessionId": id, "lastEventAt": Bson::Null },
+                        doc! { "$set": { "lastEventAt": *at } },
+                    )
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
+        Ok(())
     }
 }
