@@ -13,7 +13,7 @@ const SWEEP_BATCH: u32 = 500;
 /// Ended sessions retention erases per tick, at most.
 const RETENTION_BATCH: u32 = 100;
 /// Events of erased sessions removed per tick: small enough that other writers barely wait.
-const PURGE_EVENTS: u64 = 5_000;
+const PURGE_EVENTS: u64 = 1_000;
 
 /// Runs the background work every `interval`, until dropped.
 pub struct Maintenance {
