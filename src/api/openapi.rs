@@ -6,39 +6,43 @@ use utoipa::{IntoResponses, OpenApi};
 
 use super::error::Problem;
 
-// The problem answers that several routes share, each described once.
+/// A problem answer that several routes share, described once: a response type whose doc comment
+/// is its description.
+macro_rules! problem_response {
+    ($(#[doc = $doc:literal])+ $name:ident: $status:literal) => {
+        $(#[doc = $doc])+
+        #[derive(IntoResponses)]
+        #[response(status = $status, content_type = "application/problem+json")]
+        pub struct $name(pub Problem<'static>);
+    };
+}
 
-/// Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON
-/// (`malformed_json`) or a body that is not an object (`body_not_object`)
-#[derive(IntoResponses)]
-#[response(status = 400, content_type = "application/problem+json")]
-pub struct InvalidBody(pub Problem<'static>);
-
-/// No such session (`session_not_found`)
-#[derive(IntoResponses)]
-#[response(status = 404, content_type = "application/problem+json")]
-pub struct SessionNotFound(pub Problem<'static>);
-
-/// The session was erased (`session_deleted`); its id answers so until the tombstone expires
-#[derive(IntoResponses)]
-#[response(status = 410, content_type = "application/problem+json")]
-pub struct SessionDeleted(pub Problem<'static>);
-
-/// The body is larger than MAX_BODY_BYTES (`payload_too_large`)
-#[derive(IntoResponses)]
-#[response(status = 413, content_type = "application/problem+json")]
-pub struct PayloadTooLarge(pub Problem<'static>);
-
-/// The body is not sent as application/json (`unsupported_media_type`)
-#[derive(IntoResponses)]
-#[response(status = 415, content_type = "application/problem+json")]
-pub struct NotJson(pub Problem<'static>);
-
-/// Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out
-/// (`request_timeout`)
-#[derive(IntoResponses)]
-#[response(status = 503, content_type = "application/problem+json")]
-pub struct Unavailable(pub Problem<'static>);
+problem_response! {
+    /// Invalid fields (`validation_failed`, with every violation in `errors`), malformed JSON
+    /// (`malformed_json`) or a body that is not an object (`body_not_object`)
+    InvalidBody: 400
+}
+problem_response! {
+    /// No such session (`session_not_found`)
+    SessionNotFound: 404
+}
+problem_response! {
+    /// The session was erased (`session_deleted`); its id answers so until the tombstone expires
+    SessionDeleted: 410
+}
+problem_response! {
+    /// The body is larger than MAX_BODY_BYTES (`payload_too_large`)
+    PayloadTooLarge: 413
+}
+problem_response! {
+    /// The body is not sent as application/json (`unsupported_media_type`)
+    NotJson: 415
+}
+problem_response! {
+    /// Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out
+    /// (`request_timeout`)
+    Unavailable: 503
+}
 
 #[derive(OpenApi)]
 #[openapi(

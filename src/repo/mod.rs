@@ -120,6 +120,20 @@ pub struct SessionScan {
     pub limit: u32,
 }
 
+impl SessionScan {
+    /// The first `limit` of `found` in the scan's order: how a backend that reads one range per
+    /// status merges them.
+    pub fn first_in_order(&self, mut found: Vec<Session>) -> Vec<Session> {
+        let key = |s: &Session| (s.started_at, s.session_id.clone());
+        match self.order {
+            Order::Asc => found.sort_by_key(key),
+            Order::Desc => found.sort_by_key(|s| std::cmp::Reverse(key(s))),
+        }
+        found.truncate(self.limit as usize);
+        found
+    }
+}
+
 /// What one [`SessionRepository::purge`] call removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PurgeOutcome {

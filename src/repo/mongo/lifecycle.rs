@@ -170,12 +170,7 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
-        docs.iter()
-            .map(|d| {
-                let id = d.get_str("sessionId").map_err(|_| corrupt("sessionId"))?;
-                SessionId::parse(id).map_err(|_| corrupt("sessionId"))
-            })
-            .collect()
+        docs.iter().map(session_id_of).collect()
     }
 
     /// All statuses: one keyset range on `(startedAt, sessionId)`. Some statuses: one range per
@@ -282,13 +277,7 @@ impl MongoStore {
                 .await?;
             found.extend(rest);
         }
-        let key = |s: &Session| (s.started_at, s.session_id.clone());
-        match scan.order {
-            Order::Asc => found.sort_by_key(key),
-            Order::Desc => found.sort_by_key(|s| std::cmp::Reverse(key(s))),
-        }
-        found.truncate(scan.limit as usize);
-        Ok(found)
+        Ok(scan.first_in_order(found))
     }
 
     async fn sessions_where(
@@ -418,12 +407,7 @@ impl MongoStore {
             .hint(Hint::Name(PURGE_PENDING.into()))
             .await
             .map_err(map_err)?;
-        pending
-            .map(|d| {
-                let id = d.get_str("sessionId").map_err(|_| corrupt("sessionId"))?;
-                SessionId::parse(id).map_err(|_| corrupt("sessionId"))
-            })
-            .transpose()
+        pending.as_ref().map(session_id_of).transpose()
     }
 
     pub(super) async fn purge_erased(
@@ -564,4 +548,10 @@ impl MongoStore {
         }
         Ok(())
     }
+}
+
+/// The `sessionId` of a (projected) session document.
+fn session_id_of(doc: &Document) -> Result<SessionId, RepoError> {
+    let id = doc.get_str("sessionId").map_err(|_| corrupt("sessionId"))?;
+    SessionId::parse(id).map_err(|_| corrupt("sessionId"))
 }

@@ -406,13 +406,7 @@ fn list(conn: &Connection, scan: &SessionScan) -> Result<Vec<Session>, RepoError
             found.push(rows::session_row(row)?);
         }
     }
-    let key = |s: &Session| (s.started_at, s.session_id.clone());
-    match scan.order {
-        Order::Asc => found.sort_by_key(key),
-        Order::Desc => found.sort_by_key(|s| std::cmp::Reverse(key(s))),
-    }
-    found.truncate(scan.limit as usize);
-    Ok(found)
+    Ok(scan.first_in_order(found))
 }
 
 #[cfg(test)]
