@@ -152,7 +152,9 @@ impl Application {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        let router = router.layer(from_fn_with_state(config.request_timeout, api::observe));
+        let router = router
+            .layer(from_fn_with_state(config.request_timeout, api::observe))
+            .layer(axum::middleware::map_response(security_headers));
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -236,6 +238,18 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// On every response: no MIME sniffing, and no caching of session data by browsers or proxies.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers at all.

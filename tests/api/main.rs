@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod errors;
 mod events;
+mod hardening;
 mod hostile;
 mod operability;
 mod outage;
