@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -88,6 +87,92 @@ pub struct Application {
     closer: Closer,
     service: SessionService,
     sweep_interval: Duration,
+    key_reload: Option<KeyReload>,
+}
+
+/// What SIGHUP needs to put a re-read API_KEYS_FILE in force. The signal is listened for from
+/// `build` on, so a SIGHUP right after the "listening" line cannot end the process.
+struct KeyReload {
+    policy: api::AuthPolicy,
+    inline: crate::config::ApiKeys,
+    file: std::path::PathBuf,
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
+}
+
+impl KeyReload {
+    fn new(
+        policy: api::AuthPolicy,
+        inline: crate::config::ApiKeys,
+        file: std::path::PathBuf,
+    ) -> Self {
+        #[cfg(unix)]
+        let hangups = {
+            use tokio::signal::unix::{SignalKind, signal};
+            signal(SignalKind::hangup())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; API keys will not reload")
+                })
+                .ok()
+        };
+        Self {
+            policy,
+            inline,
+            file,
+            #[cfg(unix)]
+            hangups,
+        }
+    }
+
+    /// Re-reads the file; a file that cannot be read or parsed, or that would leave no key at
+    /// all, changes nothing (the keys in force stay).
+    fn reload(&self) {
+        if self.policy.keys().is_empty() {
+            tracing::warn!(
+                "SIGHUP: authentication was off at startup; restart the service to turn it on"
+            );
+            return;
+        }
+        match self.inline.with_file(&self.file) {
+            Ok(keys) if keys.is_empty() => {
+                tracing::warn!("SIGHUP: API_KEYS_FILE has no key; the previous keys stay in force")
+            }
+            Ok(keys) => {
+                log_key_counts(&keys, "SIGHUP: API keys reloaded");
+                self.policy.replace(keys);
+            }
+            Err(e) => tracing::warn!("SIGHUP: {e}; the previous keys stay in force"),
+        }
+    }
+
+    /// Reloads on every SIGHUP until the returned task is aborted.
+    fn spawn(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        #[cfg(unix)]
+        {
+            let mut hangups = self.hangups.take()?;
+            Some(tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    self.reload();
+                }
+            }))
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+}
+
+/// Logs how many keys of each scope are in force; never a key.
+fn log_key_counts(keys: &crate::config::ApiKeys, message: &str) {
+    use crate::config::Scope;
+    tracing::info!(
+        keys = keys.len(),
+        read = keys.count(Scope::Read),
+        write = keys.count(Scope::Write),
+        admin = keys.count(Scope::Admin),
+        "{message}"
+    );
 }
 
 impl Application {
@@ -128,20 +213,21 @@ impl Application {
             service: service.clone(),
             max_body_bytes: config.max_body_bytes,
         };
-        let auth = api::AuthPolicy {
-            keys: Arc::new(config.api_keys.clone()),
-            protect_metrics: config.metrics_require_key,
-        };
+        let auth = api::AuthPolicy::new(config.api_keys.clone(), config.metrics_require_key);
         if config.api_keys.is_empty() {
             tracing::warn!(
                 "API_KEYS is not set: anyone who can reach this port can read and write sessions"
             );
         } else {
-            tracing::info!(keys = config.api_keys.len(), "API key authentication is on");
+            log_key_counts(&config.api_keys, "API key authentication is on");
         }
+        let key_reload = config
+            .api_keys_file
+            .clone()
+            .map(|file| KeyReload::new(auth.clone(), config.api_keys_inline.clone(), file));
         // Outermost last: `observe` sees every request, including 401s and panics turned into
         // 500s; CORS answers preflights before authentication (a route layer inside).
-        let router = api::router(state, auth)
+        let router = api::router(state, auth.clone())
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
                 axum::response::IntoResponse::into_response(AppError::Internal(
@@ -170,6 +256,7 @@ impl Application {
             closer: Closer::Nothing,
             service,
             sweep_interval: config.sweep_interval,
+            key_reload,
         })
     }
 
@@ -188,6 +275,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
+        let key_reload = self.key_reload.and_then(KeyReload::spawn);
         drop(self.service);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -215,6 +303,9 @@ impl Application {
             }
         };
         maintenance.stop().await;
+        if let Some(task) = key_reload {
+            task.abort();
+        }
         // Connections still open after the deadline keep storage handles alive, so the writer
         // is waited for only briefly then; everything acknowledged is already durable.
         if let Closer::SqliteWriter(writer) = self.closer {

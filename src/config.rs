@@ -25,6 +25,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// API keys; empty means no authentication (local use only).
     pub api_keys: ApiKeys,
+    /// The keys of `API_KEYS` alone, and the `API_KEYS_FILE` re-read on SIGHUP.
+    pub api_keys_inline: ApiKeys,
+    pub api_keys_file: Option<PathBuf>,
     /// Whether `/metrics` needs an API key when keys are configured.
     pub metrics_require_key: bool,
     /// Origins allowed to call the API from a browser; empty means no CORS headers at all.
@@ -39,9 +42,40 @@ pub struct Config {
     pub sweep_interval: Duration,
 }
 
-/// The configured API keys, held as secrets: neither `Debug` nor logs can show them.
+/// What a key may do. Each scope includes the ones before it: `read` (every GET), `write`
+/// (also creating, appending and completing), `admin` (also erasing a session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Read = 1,
+    Write = 2,
+    Admin = 3,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// The scope whose [`Scope::as_u8`] is `n`, if any.
+    pub fn from_u8(n: u8) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_u8() == n)
+    }
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The configured API keys with their scopes, held as secrets: neither `Debug` nor logs can
+/// show them.
 #[derive(Clone, Default)]
-pub struct ApiKeys(Vec<SecretString>);
+pub struct ApiKeys(Vec<(Scope, SecretString)>);
 
 impl ApiKeys {
     pub fn is_empty(&self) -> bool {
@@ -52,9 +86,35 @@ impl ApiKeys {
         self.0.len()
     }
 
-    /// The keys' bytes, for the constant-time comparison in `api::auth` and nothing else.
-    pub fn exposed(&self) -> impl Iterator<Item = &[u8]> {
-        self.0.iter().map(|k| k.expose_secret().as_bytes())
+    /// How many keys have `scope`.
+    pub fn count(&self, scope: Scope) -> usize {
+        self.0.iter().filter(|(s, _)| *s == scope).count()
+    }
+
+    /// The keys' scopes and bytes, for the constant-time comparison in `api::auth` and nothing
+    /// else.
+    pub fn exposed(&self) -> impl Iterator<Item = (Scope, &[u8])> {
+        self.0
+            .iter()
+            .map(|(scope, k)| (*scope, k.expose_secret().as_bytes()))
+    }
+
+    /// The keys of `API_KEYS` with those of the file at `path` (read now) added. Errors name the
+    /// file, never a key. Used at startup and on SIGHUP.
+    pub fn with_file(&self, path: &std::path::Path) -> Result<ApiKeys, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            variable: "API_KEYS_FILE",
+            value: shown.clone(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        let mut keys = self.0.clone();
+        keys.extend(parse_keys(&text).map_err(|reason| ConfigError {
+            variable: "API_KEYS_FILE",
+            value: shown,
+            reason,
+        })?);
+        Ok(ApiKeys(keys))
     }
 }
 
@@ -65,18 +125,33 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 /// Keys are separated by commas or newlines; blank entries and `#` comment lines are skipped.
-fn parse_keys(text: &str) -> Result<Vec<SecretString>, String> {
-    let keys: Vec<&str> = text
+/// An entry may start with its scope, `read:`, `write:` or `admin:`; without one it is `write`.
+fn parse_keys(text: &str) -> Result<Vec<(Scope, SecretString)>, String> {
+    let keys: Vec<(Scope, &str)> = text
         .split([',', '\n'])
         .map(str::trim)
         .filter(|k| !k.is_empty() && !k.starts_with('#'))
+        .map(|entry| {
+            Scope::ALL
+                .into_iter()
+                .find_map(|scope| {
+                    entry
+                        .strip_prefix(scope.name())
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .map(|key| (scope, key))
+                })
+                .unwrap_or((Scope::Write, entry))
+        })
         .collect();
     match keys
         .iter()
-        .find(|k| k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()))
+        .find(|(_, k)| k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()))
     {
         Some(_) => Err("every key must be at least 16 visible ASCII characters".into()),
-        None => Ok(keys.into_iter().map(SecretString::from).collect()),
+        None => Ok(keys
+            .into_iter()
+            .map(|(scope, k)| (scope, SecretString::from(k)))
+            .collect()),
     }
 }
 
@@ -163,12 +238,12 @@ pub const VARIABLES: &[Var] = &[
     Var {
         name: "API_KEYS",
         default: "",
-        help: "comma-separated Bearer keys (16+ visible ASCII each); unset: no auth",
+        help: "comma-separated Bearer keys (16+ visible ASCII each), each optionally read:KEY, write:KEY (the default) or admin:KEY; unset: no auth",
     },
     Var {
         name: "API_KEYS_FILE",
         default: "",
-        help: "a file of keys, one per line (# comments), added to API_KEYS",
+        help: "a file of keys, one per line (# comments, scopes as in API_KEYS), added to API_KEYS; re-read on SIGHUP",
     },
     Var {
         name: "METRICS_REQUIRE_KEY",
@@ -321,25 +396,20 @@ impl Config {
         let shutdown_timeout = millis("SHUTDOWN_TIMEOUT_MS")?;
 
         // Keys are secrets: errors name the variable but never echo its value.
-        let mut api_keys = parse_keys(&var("API_KEYS").1).map_err(|reason| ConfigError {
-            variable: "API_KEYS",
-            value: "<redacted>".into(),
-            reason,
-        })?;
+        let api_keys_inline =
+            ApiKeys(
+                parse_keys(&var("API_KEYS").1).map_err(|reason| ConfigError {
+                    variable: "API_KEYS",
+                    value: "<redacted>".into(),
+                    reason,
+                })?,
+            );
         let (_, path) = var("API_KEYS_FILE");
-        if !path.is_empty() {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                bad(
-                    ("API_KEYS_FILE", path.clone()),
-                    &format!("cannot read it: {e}"),
-                )
-            })?;
-            api_keys.extend(parse_keys(&text).map_err(|reason| ConfigError {
-                variable: "API_KEYS_FILE",
-                value: path.clone(),
-                reason,
-            })?);
-        }
+        let api_keys_file = (!path.is_empty()).then(|| PathBuf::from(path));
+        let api_keys = match &api_keys_file {
+            Some(path) => api_keys_inline.with_file(path)?,
+            None => api_keys_inline.clone(),
+        };
         let metrics_key = var("METRICS_REQUIRE_KEY");
         let metrics_require_key = match metrics_key.1.as_str() {
             "true" => true,
@@ -396,7 +466,9 @@ impl Config {
             retention_seconds,
             tombstone_retention_seconds,
             sweep_interval,
-            api_keys: ApiKeys(api_keys),
+            api_keys,
+            api_keys_inline,
+            api_keys_file,
             metrics_require_key,
             cors_allowed_origins,
             request_timeout,
@@ -555,6 +627,55 @@ mod tests {
         let err = config(&[("API_KEYS", "tooshort")]).unwrap_err();
         assert!(!err.to_string().contains("tooshort"), "{err}");
         assert!(config(&[]).unwrap().api_keys.is_empty());
+    }
+
+    #[test]
+    fn api_keys_carry_a_scope_and_default_to_write() {
+        let c = config(&[(
+            "API_KEYS",
+            "read:key-aaaaaaaaaaaaaaaa,key-bbbbbbbbbbbbbbbb, admin:key-cccccccccccccccc,write:key-dddddddddddddddd",
+        )])
+        .unwrap();
+        let scopes: Vec<(Scope, Vec<u8>)> =
+            c.api_keys.exposed().map(|(s, k)| (s, k.to_vec())).collect();
+        assert_eq!(
+            scopes,
+            vec![
+                (Scope::Read, b"key-aaaaaaaaaaaaaaaa".to_vec()),
+                (Scope::Write, b"key-bbbbbbbbbbbbbbbb".to_vec()),
+                (Scope::Admin, b"key-cccccccccccccccc".to_vec()),
+                (Scope::Write, b"key-dddddddddddddddd".to_vec()),
+            ]
+        );
+        assert_eq!(c.api_keys.count(Scope::Write), 2);
+        assert!(
+            config(&[("API_KEYS", "read:short")]).is_err(),
+            "the key after the scope must still be 16+ characters"
+        );
+    }
+
+    #[test]
+    fn api_keys_file_is_added_and_can_be_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "# rotated\nread:file-key-aaaaaaaaaaaa\n").unwrap();
+        let shown = path.display().to_string();
+        let c = config(&[
+            ("API_KEYS", "key-bbbbbbbbbbbbbbbb"),
+            ("API_KEYS_FILE", &shown),
+        ])
+        .unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.api_keys.count(Scope::Read), 1);
+        std::fs::write(
+            &path,
+            "admin:file-key-cccccccccccc\nfile-key-dddddddddddd\n",
+        )
+        .unwrap();
+        let reread = c.api_keys_inline.with_file(&path).unwrap();
+        assert_eq!(reread.len(), 3);
+        assert_eq!(reread.count(Scope::Admin), 1);
+        assert_eq!(reread.count(Scope::Write), 2);
     }
 
     #[test]

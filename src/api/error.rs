@@ -67,6 +67,9 @@ pub enum AppError {
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A valid API key whose scope does not allow the request.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body larger than {limit} bytes")]
@@ -127,6 +130,7 @@ impl AppError {
             AppError::Gone { .. } => StatusCode::GONE,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -143,6 +147,7 @@ impl AppError {
             | AppError::Gone { code, .. }
             | AppError::Conflict { code, .. } => code,
             AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
@@ -210,8 +215,8 @@ pub struct Problem<'a> {
     /// Stable and machine-readable: `validation_failed`, `malformed_json`, `body_not_object`,
     /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
     /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
-    /// `unauthorized`, `payload_too_large`, `unsupported_media_type`, `storage_unavailable`,
-    /// `request_timeout`, `internal_error`.
+    /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
+    /// `storage_unavailable`, `request_timeout`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
     /// Every violation, for `validation_failed`.

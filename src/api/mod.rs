@@ -40,7 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState, auth: AuthPolicy) -> Router {
     let require_key = from_fn_with_state(auth.clone(), require_api_key);
     let guard = |routes: Router<AppState>, protect: bool| {
-        if protect && !auth.keys.is_empty() {
+        if protect && !auth.keys().is_empty() {
             routes.route_layer(require_key.clone())
         } else {
             routes

@@ -75,8 +75,9 @@ pub struct Unavailable(pub Problem<'static>);
 )]
 pub struct ApiDoc;
 
-/// Documents the optional API keys: a bearer scheme, and the 401 that `/sessions` routes (and
-/// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured.
+/// Documents the optional API keys: a bearer scheme, the 401 that `/sessions` routes (and
+/// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured, and the 403
+/// of the writes (POST needs `write`, DELETE `admin`) for a key without that scope.
 struct OptionalApiKeys;
 
 impl utoipa::Modify for OptionalApiKeys {
@@ -92,7 +93,9 @@ impl utoipa::Modify for OptionalApiKeys {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Required when the service runs with API_KEYS or API_KEYS_FILE set",
+                        "Required when the service runs with API_KEYS or API_KEYS_FILE set. \
+                         A key has a scope: `read` (every GET), `write` (also POST: create, \
+                         append, complete; the default) or `admin` (also DELETE)",
                     ))
                     .build(),
             ),
@@ -109,9 +112,29 @@ impl utoipa::Modify for OptionalApiKeys {
                     .build(),
             )
             .build();
+        let forbidden = |scope: &str| {
+            ResponseBuilder::new()
+                .description(format!(
+                    "The API key is valid but its scope does not allow this request; it needs \
+                     `{scope}` (`forbidden`)"
+                ))
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !(path.starts_with("/sessions") || path == "/metrics") {
                 continue;
+            }
+            for (op, scope) in [(&mut item.post, "write"), (&mut item.delete, "admin")] {
+                let Some(op) = op else { continue };
+                op.responses
+                    .responses
+                    .insert("403".into(), forbidden(scope).into());
             }
             for op in [&mut item.get, &mut item.post, &mut item.delete]
                 .into_iter()
