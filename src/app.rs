@@ -88,6 +88,7 @@ pub struct Application {
     service: SessionService,
     sweep_interval: Duration,
     key_reload: Option<KeyReload>,
+    rate_limit: Option<api::RateLimit>,
 }
 
 /// What SIGHUP needs to put a re-read API_KEYS_FILE in force. The signal is listened for from
@@ -227,7 +228,15 @@ impl Application {
             .map(|file| KeyReload::new(auth.clone(), config.api_keys_inline.clone(), file));
         // Outermost last: `observe` sees every request, including 401s and panics turned into
         // 500s; CORS answers preflights before authentication (a route layer inside).
-        let router = api::router(state, auth.clone())
+        let rate_limit = config.rate_limit.map(|limit| {
+            tracing::info!(
+                per_second = limit.per_second.get(),
+                burst = limit.burst.get(),
+                "rate limits are on"
+            );
+            api::RateLimit::new(limit.per_second, limit.burst)
+        });
+        let router = api::router(state, auth.clone(), rate_limit.clone())
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
                 axum::response::IntoResponse::into_response(AppError::Internal(
@@ -257,6 +266,7 @@ impl Application {
             service,
             sweep_interval: config.sweep_interval,
             key_reload,
+            rate_limit,
         })
     }
 
@@ -276,6 +286,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
         let key_reload = self.key_reload.and_then(KeyReload::spawn);
+        let limiter_cleanup = self.rate_limit.as_ref().map(api::RateLimit::spawn_cleanup);
         drop(self.service);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -283,7 +294,11 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         let drained = {
-            let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+            // With the peer address, for the per-IP rate limit.
+            let service = self
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
             let drain_deadline = async {
                 if stopping_rx.await.is_ok() {
                     tokio::time::sleep(self.shutdown_timeout).await;
@@ -303,7 +318,7 @@ impl Application {
             }
         };
         maintenance.stop().await;
-        if let Some(task) = key_reload {
+        for task in [key_reload, limiter_cleanup].into_iter().flatten() {
             task.abort();
         }
         // Connections still open after the deadline keep storage handles alive, so the writer

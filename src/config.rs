@@ -40,6 +40,14 @@ pub struct Config {
     pub retention_seconds: u64,
     /// How often the sweeper and the erasure work run.
     pub sweep_interval: Duration,
+    /// Requests per second and burst per API key (per client IP without keys); `None`: off.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
 }
 
 /// What a key may do. Each scope includes the ones before it: `read` (every GET), `write`
@@ -276,6 +284,16 @@ pub const VARIABLES: &[Var] = &[
         help: "how often timers, retention and erasure are applied",
     },
     Var {
+        name: "RATE_LIMIT_PER_SECOND",
+        default: "0",
+        help: "requests per second per API key (per client IP without keys), beyond it 429; 0: off",
+    },
+    Var {
+        name: "RATE_LIMIT_BURST",
+        default: "0",
+        help: "requests a client may send at once above the rate; 0: RATE_LIMIT_PER_SECOND",
+    },
+    Var {
         name: "CORS_ALLOWED_ORIGINS",
         default: "",
         help: "comma-separated browser origins allowed (CORS); unset: none",
@@ -460,12 +478,27 @@ impl Config {
         let retention_seconds = seconds("RETENTION_SECONDS")?;
         let tombstone_retention_seconds = seconds("TOMBSTONE_RETENTION_SECONDS")?;
         let sweep_interval = millis("SWEEP_INTERVAL_MS")?;
+        let count = |name: &'static str| {
+            let raw = var(name);
+            raw.1
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 1_000_000)
+                .ok_or_else(|| bad(raw.clone(), "expected a whole number from 0 to 1000000"))
+        };
+        let per_second = count("RATE_LIMIT_PER_SECOND")?;
+        let burst = count("RATE_LIMIT_BURST")?;
+        let rate_limit = std::num::NonZeroU32::new(per_second).map(|per_second| RateLimitConfig {
+            per_second,
+            burst: std::num::NonZeroU32::new(burst).unwrap_or(per_second),
+        });
 
         Ok(Config {
             default_timers,
             retention_seconds,
             tombstone_retention_seconds,
             sweep_interval,
+            rate_limit,
             api_keys,
             api_keys_inline,
             api_keys_file,
@@ -612,6 +645,8 @@ mod tests {
             ("RETENTION_SECONDS", "soon"),
             ("TOMBSTONE_RETENTION_SECONDS", "-5"),
             ("SWEEP_INTERVAL_MS", "0"),
+            ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("RATE_LIMIT_BURST", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
@@ -676,6 +711,21 @@ mod tests {
         assert_eq!(reread.len(), 3);
         assert_eq!(reread.count(Scope::Admin), 1);
         assert_eq!(reread.count(Scope::Write), 2);
+    }
+
+    #[test]
+    fn rate_limits_are_off_by_default_and_the_burst_defaults_to_the_rate() {
+        assert_eq!(config(&[]).unwrap().rate_limit, None);
+        let limit = config(&[("RATE_LIMIT_PER_SECOND", "20")])
+            .unwrap()
+            .rate_limit
+            .unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (20, 20));
+        let limit = config(&[("RATE_LIMIT_PER_SECOND", "5"), ("RATE_LIMIT_BURST", "50")])
+            .unwrap()
+            .rate_limit
+            .unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (5, 50));
     }
 
     #[test]

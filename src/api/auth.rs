@@ -69,7 +69,7 @@ fn needed(method: &Method) -> Scope {
 /// Middleware for the routes that need a key (`api::router` puts it on them with `route_layer`).
 pub async fn require_api_key(
     State(policy): State<AuthPolicy>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let presented = req
@@ -82,9 +82,15 @@ pub async fn require_api_key(
         return AppError::Unauthorized("this route needs Authorization: Bearer <API key>")
             .into_response();
     };
-    match policy.scope_of(presented.as_bytes()) {
+    let scope = policy.scope_of(presented.as_bytes());
+    let client = super::limit::AuthenticatedKey::of(presented.as_bytes());
+    match scope {
         None => AppError::Unauthorized("the API key is not valid").into_response(),
-        Some(scope) if scope >= needed(req.method()) => next.run(req).await,
+        Some(scope) if scope >= needed(req.method()) => {
+            // The rate limit counts the request against its key (a hash of it, never the key).
+            req.extensions_mut().insert(client);
+            next.run(req).await
+        }
         Some(_) => match needed(req.method()) {
             Scope::Admin => AppError::Forbidden("this request needs a key with the admin scope"),
             _ => AppError::Forbidden("this request needs a key with the write scope"),

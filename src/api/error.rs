@@ -76,6 +76,9 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
+    /// The client is over RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST; it may retry after this long.
+    #[error("rate limit exceeded; retry in {0:?}")]
+    RateLimited(std::time::Duration),
     /// The request took longer than the configured request timeout.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
@@ -134,6 +137,7 @@ impl AppError {
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -151,6 +155,7 @@ impl AppError {
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            AppError::RateLimited(_) => "rate_limited",
             AppError::Unavailable(_) => "storage_unavailable",
             AppError::Timeout(_) => "request_timeout",
             AppError::Internal(_) => "internal_error",
@@ -165,6 +170,10 @@ impl AppError {
                 if errors.len() == 1 { "" } else { "s" }
             ),
             AppError::MethodNotAllowed => "this route does not accept that method".into(),
+            AppError::RateLimited(wait) => format!(
+                "too many requests; retry in {} s",
+                retry_after_seconds(*wait)
+            ),
             AppError::Unavailable(_) => {
                 "storage is unavailable right now; retry with the same request".into()
             }
@@ -176,6 +185,12 @@ impl AppError {
             other => other.to_string(),
         }
     }
+}
+
+/// Whole seconds for `Retry-After`: rounded up, at least 1.
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 impl From<ServiceError> for AppError {
@@ -216,7 +231,7 @@ pub struct Problem<'a> {
     /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
     /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
     /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
-    /// `storage_unavailable`, `request_timeout`, `internal_error`.
+    /// `rate_limited`, `storage_unavailable`, `request_timeout`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
     /// Every violation, for `validation_failed`.
@@ -271,6 +286,28 @@ impl IntoResponse for AppError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let AppError::RateLimited(wait) = &self {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(*wait)),
+            );
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::retry_after_seconds;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_millis(2500)), 3);
     }
 }

@@ -67,7 +67,13 @@ pub struct Unavailable(pub Problem<'static>);
     ),
     // Schemas reached only through parameters are not collected by themselves.
     components(schemas(super::query::SortOrder)),
-    modifiers(&OptionalApiKeys, &PublicRoutes, &ClosedRequestBodies, &WrongMethods),
+    modifiers(
+        &OptionalApiKeys,
+        &PublicRoutes,
+        &ClosedRequestBodies,
+        &WrongMethods,
+        &RateLimits
+    ),
     tags(
         (name = "sessions", description = "Calls and their events"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
@@ -196,6 +202,50 @@ impl utoipa::Modify for WrongMethods {
                 op.responses
                     .responses
                     .insert("405".into(), response.clone().into());
+            }
+        }
+    }
+}
+
+/// With RATE_LIMIT_PER_SECOND set, every route but `/health` and `/ready` answers a client over
+/// its limit with 429 `rate_limited` and `Retry-After`.
+struct RateLimits;
+
+impl utoipa::Modify for RateLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(
+                "Rate limits are configured (RATE_LIMIT_PER_SECOND) and this client (its API key, \
+                 or its IP address without keys) is over its limit (`rate_limited`)",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until a retry may succeed (rounded up)"))
+                    .build(),
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/health" || path == "/ready" {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                op.responses
+                    .responses
+                    .insert("429".into(), response.clone().into());
             }
         }
     }
