@@ -85,6 +85,9 @@ pub enum AppError {
     /// Storage cannot be reached right now; the client may retry.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
+    /// Storage is out of space: writes fail until it is freed; the client may retry later.
+    #[error("storage full")]
+    StorageFull(#[source] BoxError),
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
@@ -121,6 +124,9 @@ impl AppError {
             RepoError::NotFound | RepoError::Deleted => {
                 AppError::Internal("storage answered not found".into())
             }
+            RepoError::Unavailable(source) if source.is::<crate::repo::StorageFull>() => {
+                AppError::StorageFull(source)
+            }
             RepoError::Unavailable(source) => AppError::Unavailable(source),
             RepoError::Backend(source) => AppError::Internal(source),
         }
@@ -138,7 +144,9 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::StorageFull(_) | AppError::Timeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,6 +165,7 @@ impl AppError {
             AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
             AppError::RateLimited(_) => "rate_limited",
             AppError::Unavailable(_) => "storage_unavailable",
+            AppError::StorageFull(_) => "storage_full",
             AppError::Timeout(_) => "request_timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -177,6 +186,9 @@ impl AppError {
             AppError::Unavailable(_) => {
                 "storage is unavailable right now; retry with the same request".into()
             }
+            AppError::StorageFull(_) => {
+                "storage is full; nothing was written; retry with the same request later".into()
+            }
             AppError::Internal(_) => "an internal error occurred".into(),
             AppError::Timeout(limit) => format!(
                 "the request did not finish within {} ms; retry with the same request",
@@ -185,6 +197,12 @@ impl AppError {
             other => other.to_string(),
         }
     }
+}
+
+/// Marks a response that answered a storage failure (unavailable, or full).
+#[derive(Debug, Clone, Copy)]
+pub struct StorageFailed {
+    pub full: bool,
 }
 
 /// Whole seconds for `Retry-After`: rounded up, at least 1.
@@ -231,7 +249,7 @@ pub struct Problem<'a> {
     /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
     /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
     /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
-    /// `rate_limited`, `storage_unavailable`, `request_timeout`, `internal_error`.
+    /// `rate_limited`, `storage_unavailable`, `storage_full`, `request_timeout`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
     /// Every violation, for `validation_failed`.
@@ -292,6 +310,11 @@ impl IntoResponse for AppError {
                 HeaderValue::from(retry_after_seconds(*wait)),
             );
         }
+        if let AppError::Unavailable(_) | AppError::StorageFull(_) = &self {
+            // For `api::health`: a write that failed this way makes `/ready` answer 503.
+            let full = matches!(self, AppError::StorageFull(_));
+            response.extensions_mut().insert(StorageFailed { full });
+        }
         response
     }
 }
@@ -309,5 +332,42 @@ mod tests {
         assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
         assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
         assert_eq!(retry_after_seconds(Duration::from_millis(2500)), 3);
+    }
+
+    /// A real SQLITE_FULL (a database held to a few pages by `max_page_count`) is 503
+    /// `storage_full`, not 500; once the limit is raised the same connection writes again.
+    #[test]
+    fn sqlite_full_is_a_503_storage_full() {
+        use super::AppError;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("full.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 8;")
+            .unwrap();
+        let blob = vec![7u8; 4096];
+        let err = (0..100)
+            .find_map(|_| conn.execute("INSERT INTO t VALUES (?1)", [&blob]).err())
+            .expect("the database fills up");
+        let repo = crate::repo::sqlite::map_err(err);
+        assert!(repo.is_full(), "{repo:?}");
+        let app = AppError::from_repo(repo);
+        assert_eq!(app.status().as_u16(), 503);
+        assert_eq!(app.code(), "storage_full");
+        conn.execute_batch("PRAGMA max_page_count = 100000")
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+    }
+
+    #[test]
+    fn io_failures_are_503_storage_unavailable() {
+        use super::AppError;
+        let err = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        );
+        let app = AppError::from_repo(crate::repo::sqlite::map_err(err));
+        assert_eq!(
+            (app.status().as_u16(), app.code()),
+            (503, "storage_unavailable")
+        );
     }
 }

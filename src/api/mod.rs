@@ -4,6 +4,7 @@ mod auth;
 mod dto;
 mod error;
 mod extract;
+mod health;
 mod json;
 mod limit;
 mod list_query;
@@ -13,6 +14,7 @@ mod query;
 
 pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};
+pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
 pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
 
@@ -67,9 +69,18 @@ pub fn router(state: AppState, auth: AuthPolicy, limit: Option<RateLimit>) -> Ro
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
         .route("/sessions/{session_id}/complete", post(complete_session));
     let metrics = Router::new().route("/metrics", get(metrics));
+    // Writes that fail on storage make `/ready` answer 503 until one succeeds.
+    let storage_health = StorageHealth::default();
+    let sessions = sessions.route_layer(from_fn_with_state(
+        storage_health.clone(),
+        health::track_writes,
+    ));
     let probes = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready));
+        .route(
+            "/ready",
+            get(ready).route_layer(from_fn_with_state(storage_health, health::ready_gate)),
+        )
+        .route("/health", get(health));
     let public = Router::new().route("/openapi.json", get(openapi_json));
     Router::new()
         .merge(guard(sessions, true))

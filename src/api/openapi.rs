@@ -34,8 +34,8 @@ pub struct PayloadTooLarge(pub Problem<'static>);
 #[response(status = 415, content_type = "application/problem+json")]
 pub struct NotJson(pub Problem<'static>);
 
-/// Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out
-/// (`request_timeout`)
+/// Storage is unavailable (`storage_unavailable`) or full (`storage_full`), both with
+/// Retry-After, or the request timed out (`request_timeout`)
 #[derive(IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json")]
 pub struct Unavailable(pub Problem<'static>);

@@ -14,3 +14,4 @@ mod outage;
 mod races;
 mod reads;
 mod sessions;
+mod storage_full;
