@@ -112,3 +112,39 @@ async fn sighup_rereads_the_keys_file_and_rotates_keys_without_a_restart() {
     service.stop(Duration::from_secs(20)).await;
     store.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_files_limit_is_raised_to_the_hard_limit_and_logged() {
+    use rlimit::Resource;
+    let (soft, hard) = Resource::NOFILE.get().unwrap();
+    // The child inherits this process's limits: start it with a low soft limit, then restore ours.
+    let low = 256.min(hard);
+    Resource::NOFILE.set(low, hard).unwrap();
+    let store = ServiceStore::new(Backend::Sqlite, "nofile");
+    let started = ServiceCommand::new().store(&store).start().await;
+    Resource::NOFILE.set(soft, hard).unwrap();
+    let mut service = started;
+    service.wait_ready().await;
+
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", service.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers, vec![hard, hard], "{line}");
+    let logs = service.json_logs();
+    let logged = logs
+        .iter()
+        .find(|l| l["message"] == "open files limit")
+        .unwrap_or_else(|| panic!("no limit line; output:\n{}", service.output()));
+    assert_eq!(logged["soft_before"], low, "{logged}");
+    assert_eq!(logged["soft"], hard, "{logged}");
+    assert_eq!(logged["hard"], hard, "{logged}");
+    service.stop(Duration::from_secs(20)).await;
+    store.cleanup().await;
+}
