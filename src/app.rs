@@ -11,6 +11,8 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+mod serve;
+
 use crate::api::AppError;
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
@@ -89,6 +91,7 @@ pub struct Application {
     sweep_interval: Duration,
     key_reload: Option<KeyReload>,
     rate_limit: Option<api::RateLimit>,
+    connection_limits: serve::ConnectionLimits,
 }
 
 /// What SIGHUP needs to put a re-read API_KEYS_FILE in force. The signal is listened for from
@@ -251,9 +254,7 @@ impl Application {
             .layer(from_fn_with_state(config.request_timeout, api::observe))
             .layer(axum::middleware::map_response(security_headers));
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
@@ -267,6 +268,7 @@ impl Application {
             sweep_interval: config.sweep_interval,
             key_reload,
             rate_limit,
+            connection_limits: connection_limits(config),
         })
     }
 
@@ -294,11 +296,7 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         let drained = {
-            // With the peer address, for the per-IP rate limit.
-            let service = self
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+            let server = serve::serve(self.listener, self.router, self.connection_limits, signal);
             let drain_deadline = async {
                 if stopping_rx.await.is_ok() {
                     tokio::time::sleep(self.shutdown_timeout).await;
@@ -307,7 +305,7 @@ impl Application {
                 }
             };
             tokio::select! {
-                served = server => { served?; true }
+                () = server => true,
                 () = drain_deadline => {
                     tracing::warn!(
                         timeout_ms = self.shutdown_timeout.as_millis() as u64,
@@ -343,6 +341,43 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// The listener, with a listen backlog of 4,096 (the kernel caps it at `somaxconn`): connections
+/// beyond MAX_CONNECTIONS wait there until one ends.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// The configured limits, with the connection cap kept below the open files limit (less some
+/// descriptors for storage and logs), so accepting never runs out of descriptors.
+fn connection_limits(config: &Config) -> serve::ConnectionLimits {
+    const RESERVED_FDS: u64 = 64;
+    let mut max_connections = config.max_connections;
+    if let Ok((soft, _)) = rlimit::Resource::NOFILE.get() {
+        let room = usize::try_from(soft.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+        if room < max_connections {
+            tracing::warn!(
+                max_connections,
+                open_files_limit = soft,
+                capped = room,
+                "MAX_CONNECTIONS is above what the open files limit allows; capped"
+            );
+            max_connections = room;
+        }
+    }
+    serve::ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        max_connections,
     }
 }
 

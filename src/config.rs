@@ -40,6 +40,12 @@ pub struct Config {
     pub retention_seconds: u64,
     /// How often the sweeper and the erasure work run.
     pub sweep_interval: Duration,
+    /// A connection must send a complete request head this soon after its first byte.
+    pub header_read_timeout: Duration,
+    /// A connection idle this long between requests is closed.
+    pub keepalive_timeout: Duration,
+    /// At most this many connections are open; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Requests per second and burst per API key (per client IP without keys); `None`: off.
     pub rate_limit: Option<RateLimitConfig>,
 }
@@ -284,6 +290,21 @@ pub const VARIABLES: &[Var] = &[
         help: "how often timers, retention and erasure are applied",
     },
     Var {
+        name: "HEADER_READ_TIMEOUT_MS",
+        default: "10000",
+        help: "a connection that does not send a whole request head this soon is closed",
+    },
+    Var {
+        name: "KEEPALIVE_TIMEOUT_MS",
+        default: "75000",
+        help: "a connection idle this long between requests is closed",
+    },
+    Var {
+        name: "MAX_CONNECTIONS",
+        default: "10000",
+        help: "open connections at most (capped by the open files limit); more wait in the backlog",
+    },
+    Var {
         name: "RATE_LIMIT_PER_SECOND",
         default: "0",
         help: "requests per second per API key (per client IP without keys), beyond it 429; 0: off",
@@ -478,6 +499,15 @@ impl Config {
         let retention_seconds = seconds("RETENTION_SECONDS")?;
         let tombstone_retention_seconds = seconds("TOMBSTONE_RETENTION_SECONDS")?;
         let sweep_interval = millis("SWEEP_INTERVAL_MS")?;
+        let header_read_timeout = millis("HEADER_READ_TIMEOUT_MS")?;
+        let keepalive_timeout = millis("KEEPALIVE_TIMEOUT_MS")?;
+        let max = var("MAX_CONNECTIONS");
+        let max_connections = max
+            .1
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| bad(max.clone(), "expected a whole number from 1 to 1000000"))?;
         let count = |name: &'static str| {
             let raw = var(name);
             raw.1
@@ -499,6 +529,9 @@ impl Config {
             tombstone_retention_seconds,
             sweep_interval,
             rate_limit,
+            header_read_timeout,
+            keepalive_timeout,
+            max_connections,
             api_keys,
             api_keys_inline,
             api_keys_file,
@@ -646,6 +679,9 @@ mod tests {
             ("TOMBSTONE_RETENTION_SECONDS", "-5"),
             ("SWEEP_INTERVAL_MS", "0"),
             ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("HEADER_READ_TIMEOUT_MS", "0"),
+            ("KEEPALIVE_TIMEOUT_MS", "x"),
+            ("MAX_CONNECTIONS", "0"),
             ("RATE_LIMIT_BURST", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
