@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +10,8 @@ use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+mod serve;
 
 use crate::api::AppError;
 use crate::api::{self, AppState};
@@ -88,6 +89,94 @@ pub struct Application {
     closer: Closer,
     service: SessionService,
     sweep_interval: Duration,
+    key_reload: Option<KeyReload>,
+    rate_limit: Option<api::RateLimit>,
+    connection_limits: serve::ConnectionLimits,
+}
+
+/// What SIGHUP needs to put a re-read API_KEYS_FILE in force. The signal is listened for from
+/// `build` on, so a SIGHUP right after the "listening" line cannot end the process.
+struct KeyReload {
+    policy: api::AuthPolicy,
+    inline: crate::config::ApiKeys,
+    file: std::path::PathBuf,
+    #[cfg(unix)]
+    hangups: Option<tokio::signal::unix::Signal>,
+}
+
+impl KeyReload {
+    fn new(
+        policy: api::AuthPolicy,
+        inline: crate::config::ApiKeys,
+        file: std::path::PathBuf,
+    ) -> Self {
+        #[cfg(unix)]
+        let hangups = {
+            use tokio::signal::unix::{SignalKind, signal};
+            signal(SignalKind::hangup())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; API keys will not reload")
+                })
+                .ok()
+        };
+        Self {
+            policy,
+            inline,
+            file,
+            #[cfg(unix)]
+            hangups,
+        }
+    }
+
+    /// Re-reads the file; a file that cannot be read or parsed, or that would leave no key at
+    /// all, changes nothing (the keys in force stay).
+    fn reload(&self) {
+        if self.policy.keys().is_empty() {
+            tracing::warn!(
+                "SIGHUP: authentication was off at startup; restart the service to turn it on"
+            );
+            return;
+        }
+        match self.inline.with_file(&self.file) {
+            Ok(keys) if keys.is_empty() => {
+                tracing::warn!("SIGHUP: API_KEYS_FILE has no key; the previous keys stay in force")
+            }
+            Ok(keys) => {
+                log_key_counts(&keys, "SIGHUP: API keys reloaded");
+                self.policy.replace(keys);
+            }
+            Err(e) => tracing::warn!("SIGHUP: {e}; the previous keys stay in force"),
+        }
+    }
+
+    /// Reloads on every SIGHUP until the returned task is aborted.
+    fn spawn(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        #[cfg(unix)]
+        {
+            let mut hangups = self.hangups.take()?;
+            Some(tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    self.reload();
+                }
+            }))
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+}
+
+/// Logs how many keys of each scope are in force; never a key.
+fn log_key_counts(keys: &crate::config::ApiKeys, message: &str) {
+    use crate::config::Scope;
+    tracing::info!(
+        keys = keys.len(),
+        read = keys.count(Scope::Read),
+        write = keys.count(Scope::Write),
+        admin = keys.count(Scope::Admin),
+        "{message}"
+    );
 }
 
 impl Application {
@@ -128,20 +217,29 @@ impl Application {
             service: service.clone(),
             max_body_bytes: config.max_body_bytes,
         };
-        let auth = api::AuthPolicy {
-            keys: Arc::new(config.api_keys.clone()),
-            protect_metrics: config.metrics_require_key,
-        };
+        let auth = api::AuthPolicy::new(config.api_keys.clone(), config.metrics_require_key);
         if config.api_keys.is_empty() {
             tracing::warn!(
                 "API_KEYS is not set: anyone who can reach this port can read and write sessions"
             );
         } else {
-            tracing::info!(keys = config.api_keys.len(), "API key authentication is on");
+            log_key_counts(&config.api_keys, "API key authentication is on");
         }
+        let key_reload = config
+            .api_keys_file
+            .clone()
+            .map(|file| KeyReload::new(auth.clone(), config.api_keys_inline.clone(), file));
         // Outermost last: `observe` sees every request, including 401s and panics turned into
         // 500s; CORS answers preflights before authentication (a route layer inside).
-        let router = api::router(state, auth)
+        let rate_limit = config.rate_limit.map(|limit| {
+            tracing::info!(
+                per_second = limit.per_second.get(),
+                burst = limit.burst.get(),
+                "rate limits are on"
+            );
+            api::RateLimit::new(limit.per_second, limit.burst)
+        });
+        let router = api::router(state, auth.clone(), rate_limit.clone())
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(|_| {
                 axum::response::IntoResponse::into_response(AppError::Internal(
@@ -152,11 +250,11 @@ impl Application {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        let router = router.layer(from_fn_with_state(config.request_timeout, api::observe));
+        let router = router
+            .layer(from_fn_with_state(config.request_timeout, api::observe))
+            .layer(axum::middleware::map_response(security_headers));
         let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
@@ -168,6 +266,9 @@ impl Application {
             closer: Closer::Nothing,
             service,
             sweep_interval: config.sweep_interval,
+            key_reload,
+            rate_limit,
+            connection_limits: connection_limits(config),
         })
     }
 
@@ -186,6 +287,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
+        let key_reload = self.key_reload.and_then(KeyReload::spawn);
+        let limiter_cleanup = self.rate_limit.as_ref().map(api::RateLimit::spawn_cleanup);
         drop(self.service);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
@@ -193,7 +296,7 @@ impl Application {
             let _ = stopping_tx.send(());
         };
         let drained = {
-            let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+            let server = serve::serve(self.listener, self.router, self.connection_limits, signal);
             let drain_deadline = async {
                 if stopping_rx.await.is_ok() {
                     tokio::time::sleep(self.shutdown_timeout).await;
@@ -202,7 +305,7 @@ impl Application {
                 }
             };
             tokio::select! {
-                served = server => { served?; true }
+                () = server => true,
                 () = drain_deadline => {
                     tracing::warn!(
                         timeout_ms = self.shutdown_timeout.as_millis() as u64,
@@ -213,6 +316,9 @@ impl Application {
             }
         };
         maintenance.stop().await;
+        for task in [key_reload, limiter_cleanup].into_iter().flatten() {
+            task.abort();
+        }
         // Connections still open after the deadline keep storage handles alive, so the writer
         // is waited for only briefly then; everything acknowledged is already durable.
         if let Closer::SqliteWriter(writer) = self.closer {
@@ -236,6 +342,55 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The listener, with a listen backlog of 4,096 (the kernel caps it at `somaxconn`): connections
+/// beyond MAX_CONNECTIONS wait there until one ends.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// The configured limits, with the connection cap kept below the open files limit (less some
+/// descriptors for storage and logs), so accepting never runs out of descriptors.
+fn connection_limits(config: &Config) -> serve::ConnectionLimits {
+    const RESERVED_FDS: u64 = 64;
+    let mut max_connections = config.max_connections;
+    if let Ok((soft, _)) = rlimit::Resource::NOFILE.get() {
+        let room = usize::try_from(soft.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+        if room < max_connections {
+            tracing::warn!(
+                max_connections,
+                open_files_limit = soft,
+                capped = room,
+                "MAX_CONNECTIONS is above what the open files limit allows; capped"
+            );
+            max_connections = room;
+        }
+    }
+    serve::ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        max_connections,
+    }
+}
+
+/// On every response: no MIME sniffing, and no caching of session data by browsers or proxies.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers at all.

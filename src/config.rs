@@ -25,6 +25,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// API keys; empty means no authentication (local use only).
     pub api_keys: ApiKeys,
+    /// The keys of `API_KEYS` alone, and the `API_KEYS_FILE` re-read on SIGHUP.
+    pub api_keys_inline: ApiKeys,
+    pub api_keys_file: Option<PathBuf>,
     /// Whether `/metrics` needs an API key when keys are configured.
     pub metrics_require_key: bool,
     /// Origins allowed to call the API from a browser; empty means no CORS headers at all.
@@ -37,11 +40,56 @@ pub struct Config {
     pub retention_seconds: u64,
     /// How often the sweeper and the erasure work run.
     pub sweep_interval: Duration,
+    /// A connection must send a complete request head this soon after its first byte.
+    pub header_read_timeout: Duration,
+    /// A connection idle this long between requests is closed.
+    pub keepalive_timeout: Duration,
+    /// At most this many connections are open; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests per second and burst per API key (per client IP without keys); `None`: off.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
-/// The configured API keys, held as secrets: neither `Debug` nor logs can show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+/// What a key may do. Each scope includes the ones before it: `read` (every GET), `write`
+/// (also creating, appending and completing), `admin` (also erasing a session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Read = 1,
+    Write = 2,
+    Admin = 3,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// The scope whose [`Scope::as_u8`] is `n`, if any.
+    pub fn from_u8(n: u8) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_u8() == n)
+    }
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The configured API keys with their scopes, held as secrets: neither `Debug` nor logs can
+/// show them.
 #[derive(Clone, Default)]
-pub struct ApiKeys(Vec<SecretString>);
+pub struct ApiKeys(Vec<(Scope, SecretString)>);
 
 impl ApiKeys {
     pub fn is_empty(&self) -> bool {
@@ -52,9 +100,35 @@ impl ApiKeys {
         self.0.len()
     }
 
-    /// The keys' bytes, for the constant-time comparison in `api::auth` and nothing else.
-    pub fn exposed(&self) -> impl Iterator<Item = &[u8]> {
-        self.0.iter().map(|k| k.expose_secret().as_bytes())
+    /// How many keys have `scope`.
+    pub fn count(&self, scope: Scope) -> usize {
+        self.0.iter().filter(|(s, _)| *s == scope).count()
+    }
+
+    /// The keys' scopes and bytes, for the constant-time comparison in `api::auth` and nothing
+    /// else.
+    pub fn exposed(&self) -> impl Iterator<Item = (Scope, &[u8])> {
+        self.0
+            .iter()
+            .map(|(scope, k)| (*scope, k.expose_secret().as_bytes()))
+    }
+
+    /// The keys of `API_KEYS` with those of the file at `path` (read now) added. Errors name the
+    /// file, never a key. Used at startup and on SIGHUP.
+    pub fn with_file(&self, path: &std::path::Path) -> Result<ApiKeys, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            variable: "API_KEYS_FILE",
+            value: shown.clone(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        let mut keys = self.0.clone();
+        keys.extend(parse_keys(&text).map_err(|reason| ConfigError {
+            variable: "API_KEYS_FILE",
+            value: shown,
+            reason,
+        })?);
+        Ok(ApiKeys(keys))
     }
 }
 
@@ -65,18 +139,33 @@ impl std::fmt::Debug for ApiKeys {
 }
 
 /// Keys are separated by commas or newlines; blank entries and `#` comment lines are skipped.
-fn parse_keys(text: &str) -> Result<Vec<SecretString>, String> {
-    let keys: Vec<&str> = text
+/// An entry may start with its scope, `read:`, `write:` or `admin:`; without one it is `write`.
+fn parse_keys(text: &str) -> Result<Vec<(Scope, SecretString)>, String> {
+    let keys: Vec<(Scope, &str)> = text
         .split([',', '\n'])
         .map(str::trim)
         .filter(|k| !k.is_empty() && !k.starts_with('#'))
+        .map(|entry| {
+            Scope::ALL
+                .into_iter()
+                .find_map(|scope| {
+                    entry
+                        .strip_prefix(scope.name())
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .map(|key| (scope, key))
+                })
+                .unwrap_or((Scope::Write, entry))
+        })
         .collect();
     match keys
         .iter()
-        .find(|k| k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()))
+        .find(|(_, k)| k.len() < 16 || !k.bytes().all(|b| b.is_ascii_graphic()))
     {
         Some(_) => Err("every key must be at least 16 visible ASCII characters".into()),
-        None => Ok(keys.into_iter().map(SecretString::from).collect()),
+        None => Ok(keys
+            .into_iter()
+            .map(|(scope, k)| (scope, SecretString::from(k)))
+            .collect()),
     }
 }
 
@@ -163,12 +252,12 @@ pub const VARIABLES: &[Var] = &[
     Var {
         name: "API_KEYS",
         default: "",
-        help: "comma-separated Bearer keys (16+ visible ASCII each); unset: no auth",
+        help: "comma-separated Bearer keys (16+ visible ASCII each), each optionally read:KEY, write:KEY (the default) or admin:KEY; unset: no auth",
     },
     Var {
         name: "API_KEYS_FILE",
         default: "",
-        help: "a file of keys, one per line (# comments), added to API_KEYS",
+        help: "a file of keys, one per line (# comments, scopes as in API_KEYS), added to API_KEYS; re-read on SIGHUP",
     },
     Var {
         name: "METRICS_REQUIRE_KEY",
@@ -199,6 +288,31 @@ pub const VARIABLES: &[Var] = &[
         name: "SWEEP_INTERVAL_MS",
         default: "1000",
         help: "how often timers, retention and erasure are applied",
+    },
+    Var {
+        name: "HEADER_READ_TIMEOUT_MS",
+        default: "10000",
+        help: "a connection that does not send a whole request head this soon is closed",
+    },
+    Var {
+        name: "KEEPALIVE_TIMEOUT_MS",
+        default: "75000",
+        help: "a connection idle this long between requests is closed",
+    },
+    Var {
+        name: "MAX_CONNECTIONS",
+        default: "10000",
+        help: "open connections at most (capped by the open files limit); more wait in the backlog",
+    },
+    Var {
+        name: "RATE_LIMIT_PER_SECOND",
+        default: "0",
+        help: "requests per second per API key (per client IP without keys), beyond it 429; 0: off",
+    },
+    Var {
+        name: "RATE_LIMIT_BURST",
+        default: "0",
+        help: "requests a client may send at once above the rate; 0: RATE_LIMIT_PER_SECOND",
     },
     Var {
         name: "CORS_ALLOWED_ORIGINS",
@@ -321,25 +435,20 @@ impl Config {
         let shutdown_timeout = millis("SHUTDOWN_TIMEOUT_MS")?;
 
         // Keys are secrets: errors name the variable but never echo its value.
-        let mut api_keys = parse_keys(&var("API_KEYS").1).map_err(|reason| ConfigError {
-            variable: "API_KEYS",
-            value: "<redacted>".into(),
-            reason,
-        })?;
+        let api_keys_inline =
+            ApiKeys(
+                parse_keys(&var("API_KEYS").1).map_err(|reason| ConfigError {
+                    variable: "API_KEYS",
+                    value: "<redacted>".into(),
+                    reason,
+                })?,
+            );
         let (_, path) = var("API_KEYS_FILE");
-        if !path.is_empty() {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                bad(
-                    ("API_KEYS_FILE", path.clone()),
-                    &format!("cannot read it: {e}"),
-                )
-            })?;
-            api_keys.extend(parse_keys(&text).map_err(|reason| ConfigError {
-                variable: "API_KEYS_FILE",
-                value: path.clone(),
-                reason,
-            })?);
-        }
+        let api_keys_file = (!path.is_empty()).then(|| PathBuf::from(path));
+        let api_keys = match &api_keys_file {
+            Some(path) => api_keys_inline.with_file(path)?,
+            None => api_keys_inline.clone(),
+        };
         let metrics_key = var("METRICS_REQUIRE_KEY");
         let metrics_require_key = match metrics_key.1.as_str() {
             "true" => true,
@@ -390,13 +499,42 @@ impl Config {
         let retention_seconds = seconds("RETENTION_SECONDS")?;
         let tombstone_retention_seconds = seconds("TOMBSTONE_RETENTION_SECONDS")?;
         let sweep_interval = millis("SWEEP_INTERVAL_MS")?;
+        let header_read_timeout = millis("HEADER_READ_TIMEOUT_MS")?;
+        let keepalive_timeout = millis("KEEPALIVE_TIMEOUT_MS")?;
+        let max = var("MAX_CONNECTIONS");
+        let max_connections = max
+            .1
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| bad(max.clone(), "expected a whole number from 1 to 1000000"))?;
+        let count = |name: &'static str| {
+            let raw = var(name);
+            raw.1
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 1_000_000)
+                .ok_or_else(|| bad(raw.clone(), "expected a whole number from 0 to 1000000"))
+        };
+        let per_second = count("RATE_LIMIT_PER_SECOND")?;
+        let burst = count("RATE_LIMIT_BURST")?;
+        let rate_limit = std::num::NonZeroU32::new(per_second).map(|per_second| RateLimitConfig {
+            per_second,
+            burst: std::num::NonZeroU32::new(burst).unwrap_or(per_second),
+        });
 
         Ok(Config {
             default_timers,
             retention_seconds,
             tombstone_retention_seconds,
             sweep_interval,
-            api_keys: ApiKeys(api_keys),
+            rate_limit,
+            header_read_timeout,
+            keepalive_timeout,
+            max_connections,
+            api_keys,
+            api_keys_inline,
+            api_keys_file,
             metrics_require_key,
             cors_allowed_origins,
             request_timeout,
@@ -540,6 +678,11 @@ mod tests {
             ("RETENTION_SECONDS", "soon"),
             ("TOMBSTONE_RETENTION_SECONDS", "-5"),
             ("SWEEP_INTERVAL_MS", "0"),
+            ("RATE_LIMIT_PER_SECOND", "-1"),
+            ("HEADER_READ_TIMEOUT_MS", "0"),
+            ("KEEPALIVE_TIMEOUT_MS", "x"),
+            ("MAX_CONNECTIONS", "0"),
+            ("RATE_LIMIT_BURST", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
@@ -555,6 +698,70 @@ mod tests {
         let err = config(&[("API_KEYS", "tooshort")]).unwrap_err();
         assert!(!err.to_string().contains("tooshort"), "{err}");
         assert!(config(&[]).unwrap().api_keys.is_empty());
+    }
+
+    #[test]
+    fn api_keys_carry_a_scope_and_default_to_write() {
+        let c = config(&[(
+            "API_KEYS",
+            "read:key-aaaaaaaaaaaaaaaa,key-bbbbbbbbbbbbbbbb, admin:key-cccccccccccccccc,write:key-dddddddddddddddd",
+        )])
+        .unwrap();
+        let scopes: Vec<(Scope, Vec<u8>)> =
+            c.api_keys.exposed().map(|(s, k)| (s, k.to_vec())).collect();
+        assert_eq!(
+            scopes,
+            vec![
+                (Scope::Read, b"key-aaaaaaaaaaaaaaaa".to_vec()),
+                (Scope::Write, b"key-bbbbbbbbbbbbbbbb".to_vec()),
+                (Scope::Admin, b"key-cccccccccccccccc".to_vec()),
+                (Scope::Write, b"key-dddddddddddddddd".to_vec()),
+            ]
+        );
+        assert_eq!(c.api_keys.count(Scope::Write), 2);
+        assert!(
+            config(&[("API_KEYS", "read:short")]).is_err(),
+            "the key after the scope must still be 16+ characters"
+        );
+    }
+
+    #[test]
+    fn api_keys_file_is_added_and_can_be_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, "# rotated\nread:file-key-aaaaaaaaaaaa\n").unwrap();
+        let shown = path.display().to_string();
+        let c = config(&[
+            ("API_KEYS", "key-bbbbbbbbbbbbbbbb"),
+            ("API_KEYS_FILE", &shown),
+        ])
+        .unwrap();
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.api_keys.count(Scope::Read), 1);
+        std::fs::write(
+            &path,
+            "admin:file-key-cccccccccccc\nfile-key-dddddddddddd\n",
+        )
+        .unwrap();
+        let reread = c.api_keys_inline.with_file(&path).unwrap();
+        assert_eq!(reread.len(), 3);
+        assert_eq!(reread.count(Scope::Admin), 1);
+        assert_eq!(reread.count(Scope::Write), 2);
+    }
+
+    #[test]
+    fn rate_limits_are_off_by_default_and_the_burst_defaults_to_the_rate() {
+        assert_eq!(config(&[]).unwrap().rate_limit, None);
+        let limit = config(&[("RATE_LIMIT_PER_SECOND", "20")])
+            .unwrap()
+            .rate_limit
+            .unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (20, 20));
+        let limit = config(&[("RATE_LIMIT_PER_SECOND", "5"), ("RATE_LIMIT_BURST", "50")])
+            .unwrap()
+            .rate_limit
+            .unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (5, 50));
     }
 
     #[test]

@@ -16,6 +16,29 @@ fn help() -> String {
     format!("{USAGE}\n{}", session_service::config::help_text())
 }
 
+/// Every connection is a file descriptor: the soft RLIMIT_NOFILE (often 1,024) is raised to the
+/// hard limit, and both are logged, so the service is not refused connections long before the
+/// system would refuse them.
+fn raise_open_files_limit() {
+    use rlimit::Resource;
+    let (soft, hard) = match Resource::NOFILE.get() {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open files limit");
+            return;
+        }
+    };
+    match rlimit::increase_nofile_limit(hard) {
+        Ok(raised) => tracing::info!(soft_before = soft, soft = raised, hard, "open files limit"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            soft,
+            hard,
+            "cannot raise the open files limit to the hard limit"
+        ),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
@@ -50,6 +73,7 @@ async fn main() -> ExitCode {
         backend = %config.database.redacted(),
         "starting"
     );
+    raise_open_files_limit();
     let app = match Application::build(&config).await {
         Ok(app) => app,
         Err(e) => {

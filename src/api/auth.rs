@@ -1,40 +1,75 @@
 //! Optional API keys: when configured, the session routes (and `/metrics`, unless told otherwise)
-//! need `Authorization: Bearer <key>`. Keys are compared in constant time and never logged.
+//! need `Authorization: Bearer <key>`, and the key's scope must allow the method: `read` every
+//! GET, `write` also POST, `admin` also DELETE. Keys are compared in constant time and never
+//! logged. The key set can be replaced while the service runs (SIGHUP re-reads API_KEYS_FILE).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::error::AppError;
-use crate::config::ApiKeys;
+use crate::config::{ApiKeys, Scope};
 
 #[derive(Clone)]
 pub struct AuthPolicy {
-    pub keys: Arc<ApiKeys>,
+    keys: Arc<RwLock<Arc<ApiKeys>>>,
     pub protect_metrics: bool,
 }
 
 impl AuthPolicy {
-    /// Whether `presented` matches a configured key. Every key is compared, each in constant
-    /// time, so the answer's timing does not depend on which key (or how much of one) matched.
-    fn accepts(&self, presented: &[u8]) -> bool {
-        self.keys
-            .exposed()
-            .fold(subtle::Choice::from(0), |found, key| {
-                found | key.ct_eq(presented)
-            })
-            .into()
+    pub fn new(keys: ApiKeys, protect_metrics: bool) -> Self {
+        Self {
+            keys: Arc::new(RwLock::new(Arc::new(keys))),
+            protect_metrics,
+        }
+    }
+
+    /// The keys in force now.
+    pub fn keys(&self) -> Arc<ApiKeys> {
+        match self.keys.read() {
+            Ok(keys) => Arc::clone(&keys),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts `keys` in force for every request that starts from now on.
+    pub fn replace(&self, keys: ApiKeys) {
+        let keys = Arc::new(keys);
+        match self.keys.write() {
+            Ok(mut current) => *current = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+    }
+
+    /// The scope of the configured key that `presented` matches, if any. Every key is compared,
+    /// each in constant time, and the scope is picked without a branch, so the answer's timing
+    /// does not depend on which key (or how much of one) matched.
+    fn scope_of(&self, presented: &[u8]) -> Option<Scope> {
+        let keys = self.keys();
+        let found = keys.exposed().fold(0u8, |found, (scope, key)| {
+            u8::conditional_select(&found, &scope.as_u8(), key.ct_eq(presented))
+        });
+        Scope::from_u8(found)
+    }
+}
+
+/// The scope a request needs: reading is `read`, erasing `admin`, any other change `write`.
+fn needed(method: &Method) -> Scope {
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
+        Method::DELETE => Scope::Admin,
+        _ => Scope::Write,
     }
 }
 
 /// Middleware for the routes that need a key (`api::router` puts it on them with `route_layer`).
 pub async fn require_api_key(
     State(policy): State<AuthPolicy>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let presented = req
@@ -43,10 +78,23 @@ pub async fn require_api_key(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented {
-        Some(key) if policy.accepts(key.as_bytes()) => next.run(req).await,
-        Some(_) => AppError::Unauthorized("the API key is not valid").into_response(),
-        None => AppError::Unauthorized("this route needs Authorization: Bearer <API key>")
-            .into_response(),
+    let Some(presented) = presented else {
+        return AppError::Unauthorized("this route needs Authorization: Bearer <API key>")
+            .into_response();
+    };
+    let scope = policy.scope_of(presented.as_bytes());
+    let client = super::limit::AuthenticatedKey::of(presented.as_bytes());
+    match scope {
+        None => AppError::Unauthorized("the API key is not valid").into_response(),
+        Some(scope) if scope >= needed(req.method()) => {
+            // The rate limit counts the request against its key (a hash of it, never the key).
+            req.extensions_mut().insert(client);
+            next.run(req).await
+        }
+        Some(_) => match needed(req.method()) {
+            Scope::Admin => AppError::Forbidden("this request needs a key with the admin scope"),
+            _ => AppError::Forbidden("this request needs a key with the write scope"),
+        }
+        .into_response(),
     }
 }

@@ -67,18 +67,27 @@ pub enum AppError {
     Conflict { code: &'static str, detail: String },
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A valid API key whose scope does not allow the request.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
+    /// The client is over RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST; it may retry after this long.
+    #[error("rate limit exceeded; retry in {0:?}")]
+    RateLimited(std::time::Duration),
     /// The request took longer than the configured request timeout.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
     /// Storage cannot be reached right now; the client may retry.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
+    /// Storage is out of space: writes fail until it is freed; the client may retry later.
+    #[error("storage full")]
+    StorageFull(#[source] BoxError),
     #[error("internal error")]
     Internal(#[source] BoxError),
 }
@@ -115,6 +124,9 @@ impl AppError {
             RepoError::NotFound | RepoError::Deleted => {
                 AppError::Internal("storage answered not found".into())
             }
+            RepoError::Unavailable(source) if source.is::<crate::repo::StorageFull>() => {
+                AppError::StorageFull(source)
+            }
             RepoError::Unavailable(source) => AppError::Unavailable(source),
             RepoError::Backend(source) => AppError::Internal(source),
         }
@@ -127,10 +139,14 @@ impl AppError {
             AppError::Gone { .. } => StatusCode::GONE,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            AppError::Unavailable(_) | AppError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) | AppError::StorageFull(_) | AppError::Timeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -143,10 +159,13 @@ impl AppError {
             | AppError::Gone { code, .. }
             | AppError::Conflict { code, .. } => code,
             AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            AppError::RateLimited(_) => "rate_limited",
             AppError::Unavailable(_) => "storage_unavailable",
+            AppError::StorageFull(_) => "storage_full",
             AppError::Timeout(_) => "request_timeout",
             AppError::Internal(_) => "internal_error",
         }
@@ -160,8 +179,15 @@ impl AppError {
                 if errors.len() == 1 { "" } else { "s" }
             ),
             AppError::MethodNotAllowed => "this route does not accept that method".into(),
+            AppError::RateLimited(wait) => format!(
+                "too many requests; retry in {} s",
+                retry_after_seconds(*wait)
+            ),
             AppError::Unavailable(_) => {
                 "storage is unavailable right now; retry with the same request".into()
+            }
+            AppError::StorageFull(_) => {
+                "storage is full; nothing was written; retry with the same request later".into()
             }
             AppError::Internal(_) => "an internal error occurred".into(),
             AppError::Timeout(limit) => format!(
@@ -171,6 +197,18 @@ impl AppError {
             other => other.to_string(),
         }
     }
+}
+
+/// Marks a response that answered a storage failure (unavailable, or full).
+#[derive(Debug, Clone, Copy)]
+pub struct StorageFailed {
+    pub full: bool,
+}
+
+/// Whole seconds for `Retry-After`: rounded up, at least 1.
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 impl From<ServiceError> for AppError {
@@ -210,8 +248,8 @@ pub struct Problem<'a> {
     /// Stable and machine-readable: `validation_failed`, `malformed_json`, `body_not_object`,
     /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
     /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
-    /// `unauthorized`, `payload_too_large`, `unsupported_media_type`, `storage_unavailable`,
-    /// `request_timeout`, `internal_error`.
+    /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
+    /// `rate_limited`, `storage_unavailable`, `storage_full`, `request_timeout`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
     /// Every violation, for `validation_failed`.
@@ -266,6 +304,70 @@ impl IntoResponse for AppError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let AppError::RateLimited(wait) = &self {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(*wait)),
+            );
+        }
+        if let AppError::Unavailable(_) | AppError::StorageFull(_) = &self {
+            // For `api::health`: a write that failed this way makes `/ready` answer 503.
+            let full = matches!(self, AppError::StorageFull(_));
+            response.extensions_mut().insert(StorageFailed { full });
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::retry_after_seconds;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_millis(2500)), 3);
+    }
+
+    /// A real SQLITE_FULL (a database held to a few pages by `max_page_count`) is 503
+    /// `storage_full`, not 500; once the limit is raised the same connection writes again.
+    #[test]
+    fn sqlite_full_is_a_503_storage_full() {
+        use super::AppError;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("full.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 8;")
+            .unwrap();
+        let blob = vec![7u8; 4096];
+        let err = (0..100)
+            .find_map(|_| conn.execute("INSERT INTO t VALUES (?1)", [&blob]).err())
+            .expect("the database fills up");
+        let repo = crate::repo::sqlite::map_err(err);
+        assert!(repo.is_full(), "{repo:?}");
+        let app = AppError::from_repo(repo);
+        assert_eq!(app.status().as_u16(), 503);
+        assert_eq!(app.code(), "storage_full");
+        conn.execute_batch("PRAGMA max_page_count = 100000")
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+    }
+
+    #[test]
+    fn io_failures_are_503_storage_unavailable() {
+        use super::AppError;
+        let err = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        );
+        let app = AppError::from_repo(crate::repo::sqlite::map_err(err));
+        assert_eq!(
+            (app.status().as_u16(), app.code()),
+            (503, "storage_unavailable")
+        );
     }
 }

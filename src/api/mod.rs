@@ -4,7 +4,9 @@ mod auth;
 mod dto;
 mod error;
 mod extract;
+mod health;
 mod json;
+mod limit;
 mod list_query;
 mod observe;
 pub mod openapi;
@@ -12,6 +14,8 @@ mod query;
 
 pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};
+pub use health::StorageHealth;
+pub use limit::{RateLimit, rate_limit};
 pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
 
 use axum::Json;
@@ -36,11 +40,17 @@ pub struct AppState {
 
 /// The API's routes, with problem-JSON answers for unknown routes and wrong methods. With API
 /// keys configured, the session routes (and `/metrics`, if the policy says so) need one; the
-/// rest stays open.
-pub fn router(state: AppState, auth: AuthPolicy) -> Router {
+/// rest stays open. With a rate limit, every route but `/health` and `/ready` is limited, after
+/// the key check (so a client with a key is counted by its key).
+pub fn router(state: AppState, auth: AuthPolicy, limit: Option<RateLimit>) -> Router {
     let require_key = from_fn_with_state(auth.clone(), require_api_key);
+    let limited = |routes: Router<AppState>| match &limit {
+        Some(limit) => routes.route_layer(from_fn_with_state(limit.clone(), rate_limit)),
+        None => routes,
+    };
     let guard = |routes: Router<AppState>, protect: bool| {
-        if protect && !auth.keys.is_empty() {
+        let routes = limited(routes);
+        if protect && !auth.keys().is_empty() {
             routes.route_layer(require_key.clone())
         } else {
             routes
@@ -59,14 +69,24 @@ pub fn router(state: AppState, auth: AuthPolicy) -> Router {
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
         .route("/sessions/{session_id}/complete", post(complete_session));
     let metrics = Router::new().route("/metrics", get(metrics));
-    let public = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/openapi.json", get(openapi_json));
+    // Writes that fail on storage make `/ready` answer 503 until one succeeds.
+    let storage_health = StorageHealth::default();
+    let sessions = sessions.route_layer(from_fn_with_state(
+        storage_health.clone(),
+        health::track_writes,
+    ));
+    let probes = Router::new()
+        .route(
+            "/ready",
+            get(ready).route_layer(from_fn_with_state(storage_health, health::ready_gate)),
+        )
+        .route("/health", get(health));
+    let public = Router::new().route("/openapi.json", get(openapi_json));
     Router::new()
         .merge(guard(sessions, true))
         .merge(guard(metrics, auth.protect_metrics))
-        .merge(public)
+        .merge(guard(public, false))
+        .merge(probes)
         .fallback(|| async { AppError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state)

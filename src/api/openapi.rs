@@ -39,8 +39,8 @@ problem_response! {
     NotJson: 415
 }
 problem_response! {
-    /// Storage is unavailable (`storage_unavailable`, with Retry-After) or the request timed out
-    /// (`request_timeout`)
+    /// Storage is unavailable (`storage_unavailable`) or full (`storage_full`), both with
+    /// Retry-After, or the request timed out (`request_timeout`)
     Unavailable: 503
 }
 
@@ -71,7 +71,13 @@ problem_response! {
     ),
     // Schemas reached only through parameters are not collected by themselves.
     components(schemas(super::query::SortOrder)),
-    modifiers(&OptionalApiKeys, &PublicRoutes, &ClosedRequestBodies, &WrongMethods),
+    modifiers(
+        &OptionalApiKeys,
+        &PublicRoutes,
+        &ClosedRequestBodies,
+        &WrongMethods,
+        &RateLimits
+    ),
     tags(
         (name = "sessions", description = "Calls and their events"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
@@ -79,8 +85,9 @@ problem_response! {
 )]
 pub struct ApiDoc;
 
-/// Documents the optional API keys: a bearer scheme, and the 401 that `/sessions` routes (and
-/// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured.
+/// Documents the optional API keys: a bearer scheme, the 401 that `/sessions` routes (and
+/// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured, and the 403
+/// of the writes (POST needs `write`, DELETE `admin`) for a key without that scope.
 struct OptionalApiKeys;
 
 impl utoipa::Modify for OptionalApiKeys {
@@ -96,7 +103,9 @@ impl utoipa::Modify for OptionalApiKeys {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "Required when the service runs with API_KEYS or API_KEYS_FILE set",
+                        "Required when the service runs with API_KEYS or API_KEYS_FILE set. \
+                         A key has a scope: `read` (every GET), `write` (also POST: create, \
+                         append, complete; the default) or `admin` (also DELETE)",
                     ))
                     .build(),
             ),
@@ -113,9 +122,29 @@ impl utoipa::Modify for OptionalApiKeys {
                     .build(),
             )
             .build();
+        let forbidden = |scope: &str| {
+            ResponseBuilder::new()
+                .description(format!(
+                    "The API key is valid but its scope does not allow this request; it needs \
+                     `{scope}` (`forbidden`)"
+                ))
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
         for (path, item) in openapi.paths.paths.iter_mut() {
             if !(path.starts_with("/sessions") || path == "/metrics") {
                 continue;
+            }
+            for (op, scope) in [(&mut item.post, "write"), (&mut item.delete, "admin")] {
+                let Some(op) = op else { continue };
+                op.responses
+                    .responses
+                    .insert("403".into(), forbidden(scope).into());
             }
             for op in [&mut item.get, &mut item.post, &mut item.delete]
                 .into_iter()
@@ -177,6 +206,50 @@ impl utoipa::Modify for WrongMethods {
                 op.responses
                     .responses
                     .insert("405".into(), response.clone().into());
+            }
+        }
+    }
+}
+
+/// With RATE_LIMIT_PER_SECOND set, every route but `/health` and `/ready` answers a client over
+/// its limit with 429 `rate_limited` and `Retry-After`.
+struct RateLimits;
+
+impl utoipa::Modify for RateLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(
+                "Rate limits are configured (RATE_LIMIT_PER_SECOND) and this client (its API key, \
+                 or its IP address without keys) is over its limit (`rate_limited`)",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until a retry may succeed (rounded up)"))
+                    .build(),
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/health" || path == "/ready" {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                op.responses
+                    .responses
+                    .insert("429".into(), response.clone().into());
             }
         }
     }

@@ -32,6 +32,26 @@ pub enum RepoError {
     Backend(#[source] BoxError),
 }
 
+/// The source of a [`RepoError::Unavailable`] when the store is out of space (SQLite's
+/// `SQLITE_FULL`, MongoDB's `OutOfDiskSpace`): writes fail until space is freed; reads still
+/// work. Carried inside `Unavailable` (a retry may help once space is freed), so it needs no
+/// match arm of its own; `AppError::from_repo` answers it with 503 `storage_full`.
+#[derive(Debug, thiserror::Error)]
+#[error("storage is full")]
+pub struct StorageFull(#[source] pub BoxError);
+
+impl RepoError {
+    /// The store is out of space.
+    pub fn full(source: impl Into<BoxError>) -> RepoError {
+        RepoError::Unavailable(Box::new(StorageFull(source.into())))
+    }
+
+    /// Whether this is the store being out of space.
+    pub fn is_full(&self) -> bool {
+        matches!(self, RepoError::Unavailable(source) if source.is::<StorageFull>())
+    }
+}
+
 /// The outcome of [`SessionRepository::create_or_get`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateOutcome {

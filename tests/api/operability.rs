@@ -37,13 +37,16 @@ backend_test! { async fn the_served_openapi_document_is_the_one_in_the_repositor
 backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_problem_types(s: StoreCtx) {
     let _app = spawn_app(s).await;
     let doc = committed_openapi();
-    // 401 appears on the routes API keys protect (when keys are configured); 405 on every one
-    // (a method the path does not serve); 410 on every route of one session.
+    // 401 appears on the routes API keys protect (when keys are configured), 403 on the writes
+    // a key's scope may not allow; 405 on every one (a method the path does not serve); 410 on
+    // every route of one session.
     let expected: &[(&str, &str, &[&str])] = &[
         (
             "/sessions",
             "post",
-            &["200", "201", "400", "401", "405", "409", "413", "415", "503"],
+            &[
+                "200", "201", "400", "401", "403", "405", "409", "413", "415", "503",
+            ],
         ),
         ("/sessions", "get", &["200", "400", "401", "405", "503"]),
         (
@@ -54,13 +57,14 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
         (
             "/sessions/{sessionId}",
             "delete",
-            &["204", "400", "401", "404", "405", "503"],
+            &["204", "400", "401", "403", "404", "405", "503"],
         ),
         (
             "/sessions/{sessionId}/events",
             "post",
             &[
-                "200", "201", "400", "401", "404", "405", "409", "410", "413", "415", "503",
+                "200", "201", "400", "401", "403", "404", "405", "409", "410", "413", "415",
+                "503",
             ],
         ),
         (
@@ -77,7 +81,7 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
             "/sessions/{sessionId}/complete",
             "post",
             &[
-                "200", "400", "401", "404", "405", "409", "410", "413", "415", "503",
+                "200", "400", "401", "403", "404", "405", "409", "410", "413", "415", "503",
             ],
         ),
         ("/health", "get", &["200", "405"]),
@@ -96,7 +100,11 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} is described");
         let got: BTreeSet<String> = keys(&op["responses"]);
-        let want: BTreeSet<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let mut want: BTreeSet<String> = statuses.iter().map(|s| s.to_string()).collect();
+        // 429 (rate limits) on every route but the probes.
+        if !matches!(*path, "/health" | "/ready") {
+            want.insert("429".into());
+        }
         assert_eq!(got, want, "{method} {path}");
         for (status, response) in op["responses"].as_object().unwrap() {
             if status.starts_with('4') || status.starts_with('5') {

@@ -419,8 +419,36 @@ fn is_unreachable(err: &mongodb::error::Error) -> bool {
     )
 }
 
+/// MongoDB's `OutOfDiskSpace` (14031), as a command, write or write-concern error.
+const OUT_OF_DISK_SPACE: i32 = 14031;
+
+/// The server reported it is out of disk space.
+fn is_out_of_space(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Command(e) => e.code == OUT_OF_DISK_SPACE,
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == OUT_OF_DISK_SPACE,
+        ErrorKind::Write(WriteFailure::WriteConcernError(e)) => e.code == OUT_OF_DISK_SPACE,
+        _ => false,
+    }
+}
+
+/// The server could not apply or acknowledge a write for a reason a retry may fix: a write
+/// concern that timed out or could not be satisfied, a primary that stepped down.
+fn is_write_unavailable(err: &mongodb::error::Error) -> bool {
+    matches!(
+        err.kind.as_ref(),
+        ErrorKind::Write(WriteFailure::WriteConcernError(_))
+    ) || err.contains_label("RetryableWriteError")
+}
+
 pub(crate) fn map_err(err: mongodb::error::Error) -> RepoError {
-    if is_unreachable(&err) || err.contains_label(TRANSIENT_TRANSACTION_ERROR) {
+    if is_out_of_space(&err) {
+        return RepoError::full(err);
+    }
+    if is_unreachable(&err)
+        || is_write_unavailable(&err)
+        || err.contains_label(TRANSIENT_TRANSACTION_ERROR)
+    {
         RepoError::Unavailable(Box::new(err))
     } else {
         RepoError::Backend(Box::new(err))

@@ -166,10 +166,18 @@ fn unavailable(message: &'static str) -> RepoError {
     RepoError::Unavailable(message.into())
 }
 
+/// Busy, locked, unopenable or failing I/O: retry may help (503 `storage_unavailable`); the disk
+/// (or `max_page_count`) full: 503 `storage_full`. Nothing acknowledged is affected by either:
+/// the failed command's savepoint (or the batch) is rolled back.
 pub(crate) fn map_err(err: rusqlite::Error) -> RepoError {
-    use rusqlite::ErrorCode::{CannotOpen, DatabaseBusy, DatabaseLocked};
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly, SystemIoFailure,
+    };
     match err.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | CannotOpen) => RepoError::Unavailable(Box::new(err)),
+        Some(DiskFull) => RepoError::full(err),
+        Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | ReadOnly) => {
+            RepoError::Unavailable(Box::new(err))
+        }
         _ => RepoError::Backend(Box::new(err)),
     }
 }
