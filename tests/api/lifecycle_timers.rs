@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use session_service::domain::{SessionId, Timestamp};
 
+use crate::lifecycle_support::eventually;
 use crate::support::StoreCtx;
 use crate::support::app::{TestApp, spawn_app_with};
 
@@ -26,21 +27,8 @@ async fn create_with(app: &TestApp, id: &str, extra: Value) -> crate::support::a
     app.post_json("/sessions", &body).await
 }
 
-/// Polls `check` every 50 ms for up to `seconds`; panics with `what` if it never holds.
-async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {seconds} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// How often [`eventually`] checks in this file.
+const POLL: Duration = Duration::from_millis(50);
 
 backend_test! { async fn a_new_session_shows_its_default_timers_and_when_it_expires(app: TestApp) {
     let s = app.create_session("call-1").await;
@@ -276,7 +264,7 @@ backend_test! { async fn the_sweeper_records_expired_sessions_so_status_filters_
         create_with(&app, id, json!({"inactivityTimeoutSeconds": 1})).await;
     }
     app.create_session("long").await;
-    eventually(10, "the sweeper ends the three short sessions", || async {
+    eventually(POLL, 10, "the sweeper ends the three short sessions", || async {
         failed_ids(&app).await.len() == 3
     })
     .await;
@@ -319,7 +307,7 @@ backend_test! { async fn two_instances_sweeping_one_store_record_each_end_once(s
         let r = create_with(app, id, json!({"inactivityTimeoutSeconds": 1})).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
-    eventually(15, "both sweepers end all 20 sessions", || async {
+    eventually(POLL, 15, "both sweepers end all 20 sessions", || async {
         failed_ids(&one).await.len() == 20 && failed_ids(&two).await.len() == 20
     })
     .await;
