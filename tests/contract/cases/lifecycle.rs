@@ -27,6 +27,11 @@ fn timed_session(id: &str, inactivity: u32, max_duration: u32) -> NewSession {
     new
 }
 
+/// `expire` of session `id` at `now`, which must succeed.
+async fn expire(repos: &Repositories, id: &str, now: Timestamp) -> EndOutcome {
+    repos.sessions.expire(&sid(id), now).await.unwrap()
+}
+
 async fn create_timed(repos: &Repositories, id: &str, inactivity: u32, max_duration: u32) {
     let outcome = repos
         .sessions
@@ -95,29 +100,19 @@ backend_test! { async fn each_stored_event_moves_the_inactivity_deadline(s: Stor
     assert_eq!(stored.last_event_at, Some(at(4_000)));
     assert_eq!(stored.deadline().unwrap().at, at(14_000));
     // Not expired at 12 s: it would have been without the event.
-    let early = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(12_000))
-        .await
-        .unwrap();
+    let early = expire(&s.repos, "c", at(12_000)).await;
     assert!(!early.ended_now);
     assert_eq!(early.session.status, Status::Active);
 }}
 
 backend_test! { async fn expire_records_the_timer_end_once_with_the_deadline_as_ended_at(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let before = s.repos.sessions.expire(&sid("c"), at(9_999)).await.unwrap();
+    let before = expire(&s.repos, "c", at(9_999)).await;
     assert!(!before.ended_now);
     assert_eq!(before.session.status, Status::Initiated);
     assert_eq!(before.session.ended_at, None);
 
-    let ended = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(25_000))
-        .await
-        .unwrap();
+    let ended = expire(&s.repos, "c", at(25_000)).await;
     assert!(ended.ended_now);
     assert_eq!(ended.session.status, Status::Failed);
     assert_eq!(reason_of(&ended), Some("inactivity_timeout"));
@@ -127,12 +122,7 @@ backend_test! { async fn expire_records_the_timer_end_once_with_the_deadline_as_
         ended.session
     );
 
-    let again = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(99_000))
-        .await
-        .unwrap();
+    let again = expire(&s.repos, "c", at(99_000)).await;
     assert!(!again.ended_now);
     assert_eq!(again.session, ended.session);
 }}
@@ -146,12 +136,7 @@ backend_test! { async fn the_maximum_duration_ends_a_busy_session(s: StoreCtx) {
             Appended::New(_)
         ));
     }
-    let ended = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(31_000))
-        .await
-        .unwrap();
+    let ended = expire(&s.repos, "c", at(31_000)).await;
     assert!(ended.ended_now);
     assert_eq!(reason_of(&ended), Some("max_duration_exceeded"));
     assert_eq!(ended.session.ended_at, Some(at(30_000)));
@@ -274,12 +259,7 @@ backend_test! { async fn end_after_the_deadline_records_the_timer_end_instead(s:
     assert_eq!(reason_of(&outcome), Some("inactivity_timeout"));
     assert_eq!(outcome.session.ended_at, Some(at(10_000)));
     // The sweeper coming later finds it ended.
-    let swept = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(16_000))
-        .await
-        .unwrap();
+    let swept = expire(&s.repos, "c", at(16_000)).await;
     assert!(!swept.ended_now);
     assert_eq!(swept.session, outcome.session);
 }}
@@ -299,12 +279,7 @@ backend_test! { async fn end_before_the_deadline_keeps_the_first_reason(s: Store
     assert!(!again.ended_now);
     assert_eq!(again.session, outcome.session);
     // Its old deadline passing changes nothing.
-    let swept = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(60_000))
-        .await
-        .unwrap();
+    let swept = expire(&s.repos, "c", at(60_000)).await;
     assert!(!swept.ended_now);
     assert_eq!(swept.session, outcome.session);
 }}
@@ -351,11 +326,7 @@ backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_de
     );
 
     // Once recorded, an expired session is not returned again.
-    s.repos
-        .sessions
-        .expire(&sid("first"), at(50_000))
-        .await
-        .unwrap();
+    expire(&s.repos, "first", at(50_000)).await;
     assert_eq!(
         ids(s.repos.sessions.expired(at(50_000), 100).await.unwrap()),
         ["busy", "second"]
