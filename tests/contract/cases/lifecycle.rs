@@ -47,6 +47,20 @@ fn event_at(session: &str, event: &str, received: Timestamp) -> NewEvent {
     new
 }
 
+/// `append` of [`event_at`], which must not fail.
+async fn append_at(
+    repos: &Repositories,
+    session: &str,
+    event: &str,
+    received: Timestamp,
+) -> Appended {
+    repos
+        .events
+        .append(event_at(session, event, received))
+        .await
+        .unwrap()
+}
+
 fn end_with(status: TerminalStatus, when: Timestamp, reason: &str) -> EndRequest {
     EndRequest {
         status,
@@ -89,12 +103,7 @@ backend_test! { async fn a_session_keeps_its_timers_and_counts_them_from_its_sta
 
 backend_test! { async fn each_stored_event_moves_the_inactivity_deadline(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let r = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(4_000)))
-        .await
-        .unwrap();
+    let r = append_at(&s.repos, "c", "e1", at(4_000)).await;
     assert!(matches!(r, Appended::New(_)), "{r:?}");
     let stored = s.repos.sessions.get(&sid("c")).await.unwrap();
     assert_eq!(stored.last_event_at, Some(at(4_000)));
@@ -146,11 +155,7 @@ backend_test! { async fn the_maximum_duration_ends_a_busy_session(s: StoreCtx) {
 backend_test! { async fn sixteen_concurrent_expires_record_exactly_one_end(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
     let outcomes = concurrently(&s.repos, 0..16, |repos, i| async move {
-        repos
-            .sessions
-            .expire(&sid("c"), at(20_000 + i))
-            .await
-            .unwrap()
+        expire(&repos, "c", at(20_000 + i)).await
     })
     .await;
     assert_eq!(outcomes.iter().filter(|o| o.ended_now).count(), 1);
@@ -161,21 +166,11 @@ backend_test! { async fn sixteen_concurrent_expires_record_exactly_one_end(s: St
 
 backend_test! { async fn an_append_after_the_deadline_records_the_expiry_and_is_not_stored(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let r = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(2_000)))
-        .await
-        .unwrap();
+    let r = append_at(&s.repos, "c", "e1", at(2_000)).await;
     assert!(matches!(r, Appended::New(_)), "{r:?}");
 
     // Its deadline is 2 s + 10 s; the event comes a second later.
-    let late = s
-        .repos
-        .events
-        .append(event_at("c", "e2", at(13_000)))
-        .await
-        .unwrap();
+    let late = append_at(&s.repos, "c", "e2", at(13_000)).await;
     let Appended::Expired(session) = late else {
         panic!("expected the expiry to be recorded, got {late:?}");
     };
@@ -186,24 +181,14 @@ backend_test! { async fn an_append_after_the_deadline_records_the_expiry_and_is_
     assert_eq!(session.event_count, 1);
     assert_eq!(s.repos.sessions.get(&sid("c")).await.unwrap(), session);
 
-    let later = s
-        .repos
-        .events
-        .append(event_at("c", "e3", at(13_000)))
-        .await
-        .unwrap();
+    let later = append_at(&s.repos, "c", "e3", at(13_000)).await;
     assert_eq!(later, Appended::SessionEnded(Status::Failed));
     // The refused event was not stored; a retry of the stored one still finds it.
     assert!(matches!(
         get_event(&s.repos, "c", "e2").await,
         Err(RepoError::NotFound)
     ));
-    let retry = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(14_000)))
-        .await
-        .unwrap();
+    let retry = append_at(&s.repos, "c", "e1", at(14_000)).await;
     assert!(
         matches!(retry, Appended::Existing(ref e) if e.seq == 1),
         "{retry:?}"
@@ -212,12 +197,7 @@ backend_test! { async fn an_append_after_the_deadline_records_the_expiry_and_is_
 
 backend_test! { async fn an_append_exactly_at_the_deadline_is_too_late(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let r = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(10_000)))
-        .await
-        .unwrap();
+    let r = append_at(&s.repos, "c", "e1", at(10_000)).await;
     assert!(
         matches!(r, Appended::Expired(ref session) if session.ended_at == Some(at(10_000))),
         "{r:?}"
@@ -297,11 +277,7 @@ backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_de
         .await
         .unwrap();
     // An event at 9 s puts busy's deadline at 19 s.
-    s.repos
-        .events
-        .append(event_at("busy", "e1", at(9_000)))
-        .await
-        .unwrap();
+    append_at(&s.repos, "busy", "e1", at(9_000)).await;
 
     let ids = |v: Vec<SessionId>| v.iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>();
     assert!(
