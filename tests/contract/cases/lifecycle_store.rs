@@ -114,21 +114,13 @@ backend_test! { async fn list_walks_the_keyset_in_both_orders_ties_broken_by_id(
 backend_test! { async fn list_applies_status_and_start_time_ranges(s: StoreCtx) {
     ten_sessions(&s.repos).await;
     let end = |status| end_as(status, at(60_000));
-    s.repos
-        .sessions
-        .end(&sid("s2"), end(TerminalStatus::Completed))
-        .await
-        .unwrap();
-    s.repos
-        .sessions
-        .end(&sid("s7"), end(TerminalStatus::Failed))
-        .await
-        .unwrap();
-    s.repos
-        .sessions
-        .end(&sid("t5"), end(TerminalStatus::Completed))
-        .await
-        .unwrap();
+    for (id, status) in [
+        ("s2", TerminalStatus::Completed),
+        ("s7", TerminalStatus::Failed),
+        ("t5", TerminalStatus::Completed),
+    ] {
+        s.repos.sessions.end(&sid(id), end(status)).await.unwrap();
+    }
     append_new(&s.repos, "s4", "e1").await;
 
     let mut completed = scan(Order::Asc, 100);
