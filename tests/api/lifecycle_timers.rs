@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use session_service::domain::{SessionId, Timestamp};
 
-use crate::lifecycle_support::eventually;
+use crate::lifecycle_support::{assert_listed_first, eventually};
 use crate::support::StoreCtx;
 use crate::support::app::{TestApp, spawn_app_with};
 
@@ -263,12 +263,7 @@ backend_test! { async fn the_sweeper_records_expired_sessions_so_status_filters_
             "{id}"
         );
     }
-    let listed = app.get("/sessions?status=initiated").await;
-    assert_eq!(
-        listed.body["sessions"][0]["sessionId"], "long",
-        "{}",
-        listed.text
-    );
+    assert_listed_first(&app, "/sessions?status=initiated", "long").await;
 }}
 
 backend_test! { async fn two_instances_sweeping_one_store_record_each_end_once(s: StoreCtx) {
