@@ -156,11 +156,7 @@ backend_test! { async fn a_deleted_session_is_a_tombstone_to_every_call(s: Store
     assert!(matches!(r, Err(RepoError::Deleted)), "{r:?}");
     let r = get_event(&s.repos, "gone", "e1").await;
     assert!(matches!(r, Err(RepoError::Deleted)), "{r:?}");
-    let r = s
-        .repos
-        .events
-        .page(&sid("gone"), range(Order::Asc, Start::Offset(0), 10))
-        .await;
+    let r = try_page(&s.repos, "gone", range(Order::Asc, Start::Offset(0), 10)).await;
     assert!(matches!(r, Err(RepoError::Deleted)), "{r:?}");
     let r = s
         .repos
