@@ -73,6 +73,22 @@ fn reason_of(outcome: &EndOutcome) -> Option<&str> {
     outcome.session.ended_reason.as_ref().map(EndReason::as_str)
 }
 
+/// Asserts that this call ended the session, with `status` and `reason` at `ended_at`.
+#[track_caller]
+fn assert_ended_now(outcome: &EndOutcome, status: Status, reason: &str, ended_at: Timestamp) {
+    assert!(outcome.ended_now);
+    assert_eq!(outcome.session.status, status);
+    assert_eq!(reason_of(outcome), Some(reason));
+    assert_eq!(outcome.session.ended_at, Some(ended_at));
+}
+
+/// Asserts that this call found the session as `first` had ended it, and changed nothing.
+#[track_caller]
+fn assert_already_ended(outcome: &EndOutcome, first: &EndOutcome) {
+    assert!(!outcome.ended_now);
+    assert_eq!(outcome.session, first.session);
+}
+
 backend_test! { async fn a_session_keeps_its_timers_and_counts_them_from_its_start(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 600).await;
     let stored = s.repos.sessions.get(&sid("c")).await.unwrap();
@@ -122,18 +138,14 @@ backend_test! { async fn expire_records_the_timer_end_once_with_the_deadline_as_
     assert_eq!(before.session.ended_at, None);
 
     let ended = expire(&s.repos, "c", at(25_000)).await;
-    assert!(ended.ended_now);
-    assert_eq!(ended.session.status, Status::Failed);
-    assert_eq!(reason_of(&ended), Some("inactivity_timeout"));
-    assert_eq!(ended.session.ended_at, Some(at(10_000)));
+    assert_ended_now(&ended, Status::Failed, "inactivity_timeout", at(10_000));
     assert_eq!(
         s.repos.sessions.get(&sid("c")).await.unwrap(),
         ended.session
     );
 
     let again = expire(&s.repos, "c", at(99_000)).await;
-    assert!(!again.ended_now);
-    assert_eq!(again.session, ended.session);
+    assert_already_ended(&again, &ended);
 }}
 
 backend_test! { async fn the_maximum_duration_ends_a_busy_session(s: StoreCtx) {
@@ -234,34 +246,25 @@ backend_test! { async fn end_after_the_deadline_records_the_timer_end_instead(s:
     create_timed(&s.repos, "c", 10, 0).await;
     let request = end_with(TerminalStatus::Completed, at(15_000), "caller_hangup");
     let outcome = s.repos.sessions.end(&sid("c"), request).await.unwrap();
-    assert!(outcome.ended_now);
-    assert_eq!(outcome.session.status, Status::Failed);
-    assert_eq!(reason_of(&outcome), Some("inactivity_timeout"));
-    assert_eq!(outcome.session.ended_at, Some(at(10_000)));
+    assert_ended_now(&outcome, Status::Failed, "inactivity_timeout", at(10_000));
     // The sweeper coming later finds it ended.
     let swept = expire(&s.repos, "c", at(16_000)).await;
-    assert!(!swept.ended_now);
-    assert_eq!(swept.session, outcome.session);
+    assert_already_ended(&swept, &outcome);
 }}
 
 backend_test! { async fn end_before_the_deadline_keeps_the_first_reason(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
     let first = end_with(TerminalStatus::Completed, at(5_000), "caller_hangup");
     let outcome = s.repos.sessions.end(&sid("c"), first).await.unwrap();
-    assert!(outcome.ended_now);
-    assert_eq!(outcome.session.status, Status::Completed);
-    assert_eq!(reason_of(&outcome), Some("caller_hangup"));
-    assert_eq!(outcome.session.ended_at, Some(at(5_000)));
+    assert_ended_now(&outcome, Status::Completed, "caller_hangup", at(5_000));
     assert_eq!(outcome.session.deadline(), None);
 
     let second = end_with(TerminalStatus::Completed, at(6_000), "transferred");
     let again = s.repos.sessions.end(&sid("c"), second).await.unwrap();
-    assert!(!again.ended_now);
-    assert_eq!(again.session, outcome.session);
+    assert_already_ended(&again, &outcome);
     // Its old deadline passing changes nothing.
     let swept = expire(&s.repos, "c", at(60_000)).await;
-    assert!(!swept.ended_now);
-    assert_eq!(swept.session, outcome.session);
+    assert_already_ended(&swept, &outcome);
 }}
 
 backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_deadline(s: StoreCtx) {
