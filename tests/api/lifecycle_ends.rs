@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::lifecycle_support::assert_listed_first;
 use crate::support::StoreCtx;
 use crate::support::app::{TestApp, spawn_app_with};
 
@@ -75,14 +76,7 @@ backend_test! { async fn complete_as_failed_with_a_reason_before_the_deadline_ke
     app.complete("call-1", None)
         .await
         .assert_problem(409, "session_already_ended");
-    let listed = app
-        .get("/sessions?endedReason=network_error&status=failed")
-        .await;
-    assert_eq!(
-        listed.body["sessions"][0]["sessionId"], "call-1",
-        "{}",
-        listed.text
-    );
+    assert_listed_first(&app, "/sessions?endedReason=network_error&status=failed", "call-1").await;
 }}
 
 backend_test! { async fn a_create_retry_after_the_timer_ended_the_session_shows_it_ended(s: StoreCtx) {

@@ -10,6 +10,7 @@ use session_service::config::DatabaseConfig;
 use session_service::domain::{EventId, EventType, JsonObject, NewEvent, SessionId, Timestamp};
 use session_service::repo::Appended;
 
+use crate::lifecycle_support::eventually;
 use crate::support::StoreCtx;
 use crate::support::app::{TestApp, spawn_app_with};
 
@@ -27,21 +28,8 @@ async fn delete(app: &TestApp, id: &str) -> u16 {
     r.status
 }
 
-/// Polls `check` every 100 ms for up to `seconds`; panics with `what` if it never holds.
-async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {seconds} s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// How often [`eventually`] checks in this file.
+const POLL: Duration = Duration::from_millis(100);
 
 /// How many events of `session` the store still holds, counted in its own tables.
 async fn stored_events(store: &StoreCtx, session: &str) -> u64 {
@@ -163,6 +151,7 @@ backend_test! { async fn a_long_session_deleted_loses_all_its_events_from_storag
         .await
         .assert_problem(410, "session_deleted");
     eventually(
+        POLL,
         30,
         "the background work removes the 3,000 events",
         || async { stored_events(&app.store, "long").await == 0 },
@@ -186,6 +175,7 @@ backend_test! { async fn once_its_tombstone_expires_the_id_is_free_again(s: Stor
         .assert_problem(410, "session_deleted");
     let create = json!({"sessionId": "call-1", "language": "fr"});
     eventually(
+        POLL,
         15,
         "the tombstone expires and the id can be created again",
         || async {
@@ -217,7 +207,7 @@ backend_test! { async fn retention_erases_ended_sessions_and_keeps_open_ones(s: 
         .complete("ended", Some(&json!({"reason": "caller_hangup"})))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    eventually(15, "retention erases the ended session", || async {
+    eventually(POLL, 15, "retention erases the ended session", || async {
         app.get("/sessions/ended").await.status == 410
     })
     .await;
@@ -235,7 +225,7 @@ backend_test! { async fn retention_also_erases_sessions_their_timer_ended(s: Sto
     let timed = json!({"sessionId": "timed", "language": "en", "inactivityTimeoutSeconds": 1});
     assert_eq!(app.post_json("/sessions", &timed).await.status, 201);
     app.add_event("timed", "e-1").await;
-    eventually(15, "the timer ends the session and retention erases it", || async {
+    eventually(POLL, 15, "the timer ends the session and retention erases it", || async {
         app.get("/sessions/timed").await.status == 410
     })
     .await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use session_service::domain::{SessionId, Timestamp};
 
+use crate::lifecycle_support::{assert_listed_first, eventually};
 use crate::support::StoreCtx;
 use crate::support::app::{TestApp, spawn_app_with};
 
@@ -26,21 +27,28 @@ async fn create_with(app: &TestApp, id: &str, extra: Value) -> crate::support::a
     app.post_json("/sessions", &body).await
 }
 
-/// Polls `check` every 50 ms for up to `seconds`; panics with `what` if it never holds.
-async fn eventually<F, Fut>(seconds: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {seconds} s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Creates `id` with both timers set to the given JSON values.
+async fn create_timed(
+    app: &TestApp,
+    id: &str,
+    inactivity: impl serde::Serialize,
+    max_duration: impl serde::Serialize,
+) -> crate::support::app::Reply {
+    let timers =
+        json!({"inactivityTimeoutSeconds": inactivity, "maxDurationSeconds": max_duration});
+    create_with(app, id, timers).await
 }
+
+/// The session's two timers, as (inactivity, maximum duration).
+fn timers_of(session: &Value) -> (Value, Value) {
+    (
+        session["inactivityTimeoutSeconds"].clone(),
+        session["maxDurationSeconds"].clone(),
+    )
+}
+
+/// How often [`eventually`] checks in this file.
+const POLL: Duration = Duration::from_millis(50);
 
 backend_test! { async fn a_new_session_shows_its_default_timers_and_when_it_expires(app: TestApp) {
     let s = app.create_session("call-1").await;
@@ -61,39 +69,18 @@ backend_test! { async fn a_new_session_shows_its_default_timers_and_when_it_expi
 }}
 
 backend_test! { async fn timers_set_on_create_are_kept_and_a_second_create_never_changes_them(app: TestApp) {
-    let r = create_with(
-        &app,
-        "call-1",
-        json!({"inactivityTimeoutSeconds": 0, "maxDurationSeconds": 31536000}),
-    )
-    .await;
+    let r = create_timed(&app, "call-1", 0, 31536000).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!(
-        (
-            r.body["inactivityTimeoutSeconds"].clone(),
-            r.body["maxDurationSeconds"].clone()
-        ),
-        (json!(0), json!(31536000))
-    );
+    assert_eq!(timers_of(&r.body), (json!(0), json!(31536000)));
     assert_eq!(
         time(&r.body["expiresAt"]),
         time(&r.body["startedAt"]).plus_seconds(31536000)
     );
 
-    let again = create_with(
-        &app,
-        "call-1",
-        json!({"inactivityTimeoutSeconds": 5, "maxDurationSeconds": 5}),
-    )
-    .await;
+    let again = create_timed(&app, "call-1", 5, 5).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.body, r.body);
-    let off = create_with(
-        &app,
-        "call-2",
-        json!({"inactivityTimeoutSeconds": 0, "maxDurationSeconds": 0}),
-    )
-    .await;
+    let off = create_timed(&app, "call-2", 0, 0).await;
     assert_eq!(off.status, 201, "{}", off.text);
     assert_eq!(off.body["expiresAt"], Value::Null);
 }}
@@ -107,12 +94,7 @@ backend_test! { async fn invalid_timers_are_a_400_listing_every_problem_and_crea
         json!(true),
     ];
     for value in &bad {
-        let r = create_with(
-            &app,
-            "call-1",
-            json!({"inactivityTimeoutSeconds": value, "maxDurationSeconds": value}),
-        )
-        .await;
+        let r = create_timed(&app, "call-1", value, value).await;
         r.assert_problem(400, "validation_failed");
         let mut fields = r.error_fields();
         fields.sort();
@@ -143,25 +125,13 @@ backend_test! { async fn the_server_defaults_come_from_the_environment(s: StoreC
     ];
     let app = spawn_app_with(s, &vars).await;
     let body = app.create_session("call-1").await;
-    assert_eq!(
-        (
-            body["inactivityTimeoutSeconds"].clone(),
-            body["maxDurationSeconds"].clone()
-        ),
-        (json!(7), json!(9))
-    );
+    assert_eq!(timers_of(&body), (json!(7), json!(9)));
     assert_eq!(
         time(&body["expiresAt"]),
         time(&body["startedAt"]).plus_seconds(7)
     );
     let own = create_with(&app, "call-2", json!({"maxDurationSeconds": 0})).await;
-    assert_eq!(
-        (
-            own.body["inactivityTimeoutSeconds"].clone(),
-            own.body["maxDurationSeconds"].clone()
-        ),
-        (json!(7), json!(0))
-    );
+    assert_eq!(timers_of(&own.body), (json!(7), json!(0)));
 }}
 
 backend_test! { async fn from_its_deadline_on_a_session_has_ended_even_unswept(s: StoreCtx) {
@@ -222,12 +192,7 @@ backend_test! { async fn from_its_deadline_on_a_session_has_ended_even_unswept(s
 
 backend_test! { async fn the_maximum_duration_ends_a_session_however_busy(s: StoreCtx) {
     let app = spawn_app_with(s, NO_SWEEP).await;
-    let r = create_with(
-        &app,
-        "call-1",
-        json!({"inactivityTimeoutSeconds": 3600, "maxDurationSeconds": 1}),
-    )
-    .await;
+    let r = create_timed(&app, "call-1", 3600, 1).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let deadline = time(&r.body["startedAt"]).plus_seconds(1);
     assert_eq!(time(&r.body["expiresAt"]), deadline);
@@ -276,7 +241,7 @@ backend_test! { async fn the_sweeper_records_expired_sessions_so_status_filters_
         create_with(&app, id, json!({"inactivityTimeoutSeconds": 1})).await;
     }
     app.create_session("long").await;
-    eventually(10, "the sweeper ends the three short sessions", || async {
+    eventually(POLL, 10, "the sweeper ends the three short sessions", || async {
         failed_ids(&app).await.len() == 3
     })
     .await;
@@ -298,12 +263,7 @@ backend_test! { async fn the_sweeper_records_expired_sessions_so_status_filters_
             "{id}"
         );
     }
-    let listed = app.get("/sessions?status=initiated").await;
-    assert_eq!(
-        listed.body["sessions"][0]["sessionId"], "long",
-        "{}",
-        listed.text
-    );
+    assert_listed_first(&app, "/sessions?status=initiated", "long").await;
 }}
 
 backend_test! { async fn two_instances_sweeping_one_store_record_each_end_once(s: StoreCtx) {
@@ -319,7 +279,7 @@ backend_test! { async fn two_instances_sweeping_one_store_record_each_end_once(s
         let r = create_with(app, id, json!({"inactivityTimeoutSeconds": 1})).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
-    eventually(15, "both sweepers end all 20 sessions", || async {
+    eventually(POLL, 15, "both sweepers end all 20 sessions", || async {
         failed_ids(&one).await.len() == 20 && failed_ids(&two).await.len() == 20
     })
     .await;

@@ -14,6 +14,7 @@ mod lifecycle_erasure;
 mod lifecycle_export;
 mod lifecycle_list_filters;
 mod lifecycle_listing;
+mod lifecycle_support;
 mod lifecycle_timers;
 mod operability;
 mod outage;

@@ -27,6 +27,11 @@ fn timed_session(id: &str, inactivity: u32, max_duration: u32) -> NewSession {
     new
 }
 
+/// `expire` of session `id` at `now`, which must succeed.
+async fn expire(repos: &Repositories, id: &str, now: Timestamp) -> EndOutcome {
+    repos.sessions.expire(&sid(id), now).await.unwrap()
+}
+
 async fn create_timed(repos: &Repositories, id: &str, inactivity: u32, max_duration: u32) {
     let outcome = repos
         .sessions
@@ -42,6 +47,20 @@ fn event_at(session: &str, event: &str, received: Timestamp) -> NewEvent {
     new
 }
 
+/// `append` of [`event_at`], which must not fail.
+async fn append_at(
+    repos: &Repositories,
+    session: &str,
+    event: &str,
+    received: Timestamp,
+) -> Appended {
+    repos
+        .events
+        .append(event_at(session, event, received))
+        .await
+        .unwrap()
+}
+
 fn end_with(status: TerminalStatus, when: Timestamp, reason: &str) -> EndRequest {
     EndRequest {
         status,
@@ -52,6 +71,22 @@ fn end_with(status: TerminalStatus, when: Timestamp, reason: &str) -> EndRequest
 
 fn reason_of(outcome: &EndOutcome) -> Option<&str> {
     outcome.session.ended_reason.as_ref().map(EndReason::as_str)
+}
+
+/// Asserts that this call ended the session, with `status` and `reason` at `ended_at`.
+#[track_caller]
+fn assert_ended_now(outcome: &EndOutcome, status: Status, reason: &str, ended_at: Timestamp) {
+    assert!(outcome.ended_now);
+    assert_eq!(outcome.session.status, status);
+    assert_eq!(reason_of(outcome), Some(reason));
+    assert_eq!(outcome.session.ended_at, Some(ended_at));
+}
+
+/// Asserts that this call found the session as `first` had ended it, and changed nothing.
+#[track_caller]
+fn assert_already_ended(outcome: &EndOutcome, first: &EndOutcome) {
+    assert!(!outcome.ended_now);
+    assert_eq!(outcome.session, first.session);
 }
 
 backend_test! { async fn a_session_keeps_its_timers_and_counts_them_from_its_start(s: StoreCtx) {
@@ -84,57 +119,33 @@ backend_test! { async fn a_session_keeps_its_timers_and_counts_them_from_its_sta
 
 backend_test! { async fn each_stored_event_moves_the_inactivity_deadline(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let r = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(4_000)))
-        .await
-        .unwrap();
+    let r = append_at(&s.repos, "c", "e1", at(4_000)).await;
     assert!(matches!(r, Appended::New(_)), "{r:?}");
     let stored = s.repos.sessions.get(&sid("c")).await.unwrap();
     assert_eq!(stored.last_event_at, Some(at(4_000)));
     assert_eq!(stored.deadline().unwrap().at, at(14_000));
     // Not expired at 12 s: it would have been without the event.
-    let early = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(12_000))
-        .await
-        .unwrap();
+    let early = expire(&s.repos, "c", at(12_000)).await;
     assert!(!early.ended_now);
     assert_eq!(early.session.status, Status::Active);
 }}
 
 backend_test! { async fn expire_records_the_timer_end_once_with_the_deadline_as_ended_at(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let before = s.repos.sessions.expire(&sid("c"), at(9_999)).await.unwrap();
+    let before = expire(&s.repos, "c", at(9_999)).await;
     assert!(!before.ended_now);
     assert_eq!(before.session.status, Status::Initiated);
     assert_eq!(before.session.ended_at, None);
 
-    let ended = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(25_000))
-        .await
-        .unwrap();
-    assert!(ended.ended_now);
-    assert_eq!(ended.session.status, Status::Failed);
-    assert_eq!(reason_of(&ended), Some("inactivity_timeout"));
-    assert_eq!(ended.session.ended_at, Some(at(10_000)));
+    let ended = expire(&s.repos, "c", at(25_000)).await;
+    assert_ended_now(&ended, Status::Failed, "inactivity_timeout", at(10_000));
     assert_eq!(
         s.repos.sessions.get(&sid("c")).await.unwrap(),
         ended.session
     );
 
-    let again = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(99_000))
-        .await
-        .unwrap();
-    assert!(!again.ended_now);
-    assert_eq!(again.session, ended.session);
+    let again = expire(&s.repos, "c", at(99_000)).await;
+    assert_already_ended(&again, &ended);
 }}
 
 backend_test! { async fn the_maximum_duration_ends_a_busy_session(s: StoreCtx) {
@@ -146,12 +157,7 @@ backend_test! { async fn the_maximum_duration_ends_a_busy_session(s: StoreCtx) {
             Appended::New(_)
         ));
     }
-    let ended = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(31_000))
-        .await
-        .unwrap();
+    let ended = expire(&s.repos, "c", at(31_000)).await;
     assert!(ended.ended_now);
     assert_eq!(reason_of(&ended), Some("max_duration_exceeded"));
     assert_eq!(ended.session.ended_at, Some(at(30_000)));
@@ -161,11 +167,7 @@ backend_test! { async fn the_maximum_duration_ends_a_busy_session(s: StoreCtx) {
 backend_test! { async fn sixteen_concurrent_expires_record_exactly_one_end(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
     let outcomes = concurrently(&s.repos, 0..16, |repos, i| async move {
-        repos
-            .sessions
-            .expire(&sid("c"), at(20_000 + i))
-            .await
-            .unwrap()
+        expire(&repos, "c", at(20_000 + i)).await
     })
     .await;
     assert_eq!(outcomes.iter().filter(|o| o.ended_now).count(), 1);
@@ -176,21 +178,11 @@ backend_test! { async fn sixteen_concurrent_expires_record_exactly_one_end(s: St
 
 backend_test! { async fn an_append_after_the_deadline_records_the_expiry_and_is_not_stored(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let r = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(2_000)))
-        .await
-        .unwrap();
+    let r = append_at(&s.repos, "c", "e1", at(2_000)).await;
     assert!(matches!(r, Appended::New(_)), "{r:?}");
 
     // Its deadline is 2 s + 10 s; the event comes a second later.
-    let late = s
-        .repos
-        .events
-        .append(event_at("c", "e2", at(13_000)))
-        .await
-        .unwrap();
+    let late = append_at(&s.repos, "c", "e2", at(13_000)).await;
     let Appended::Expired(session) = late else {
         panic!("expected the expiry to be recorded, got {late:?}");
     };
@@ -201,24 +193,14 @@ backend_test! { async fn an_append_after_the_deadline_records_the_expiry_and_is_
     assert_eq!(session.event_count, 1);
     assert_eq!(s.repos.sessions.get(&sid("c")).await.unwrap(), session);
 
-    let later = s
-        .repos
-        .events
-        .append(event_at("c", "e3", at(13_000)))
-        .await
-        .unwrap();
+    let later = append_at(&s.repos, "c", "e3", at(13_000)).await;
     assert_eq!(later, Appended::SessionEnded(Status::Failed));
     // The refused event was not stored; a retry of the stored one still finds it.
     assert!(matches!(
         get_event(&s.repos, "c", "e2").await,
         Err(RepoError::NotFound)
     ));
-    let retry = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(14_000)))
-        .await
-        .unwrap();
+    let retry = append_at(&s.repos, "c", "e1", at(14_000)).await;
     assert!(
         matches!(retry, Appended::Existing(ref e) if e.seq == 1),
         "{retry:?}"
@@ -227,12 +209,7 @@ backend_test! { async fn an_append_after_the_deadline_records_the_expiry_and_is_
 
 backend_test! { async fn an_append_exactly_at_the_deadline_is_too_late(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
-    let r = s
-        .repos
-        .events
-        .append(event_at("c", "e1", at(10_000)))
-        .await
-        .unwrap();
+    let r = append_at(&s.repos, "c", "e1", at(10_000)).await;
     assert!(
         matches!(r, Appended::Expired(ref session) if session.ended_at == Some(at(10_000))),
         "{r:?}"
@@ -269,44 +246,25 @@ backend_test! { async fn end_after_the_deadline_records_the_timer_end_instead(s:
     create_timed(&s.repos, "c", 10, 0).await;
     let request = end_with(TerminalStatus::Completed, at(15_000), "caller_hangup");
     let outcome = s.repos.sessions.end(&sid("c"), request).await.unwrap();
-    assert!(outcome.ended_now);
-    assert_eq!(outcome.session.status, Status::Failed);
-    assert_eq!(reason_of(&outcome), Some("inactivity_timeout"));
-    assert_eq!(outcome.session.ended_at, Some(at(10_000)));
+    assert_ended_now(&outcome, Status::Failed, "inactivity_timeout", at(10_000));
     // The sweeper coming later finds it ended.
-    let swept = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(16_000))
-        .await
-        .unwrap();
-    assert!(!swept.ended_now);
-    assert_eq!(swept.session, outcome.session);
+    let swept = expire(&s.repos, "c", at(16_000)).await;
+    assert_already_ended(&swept, &outcome);
 }}
 
 backend_test! { async fn end_before_the_deadline_keeps_the_first_reason(s: StoreCtx) {
     create_timed(&s.repos, "c", 10, 0).await;
     let first = end_with(TerminalStatus::Completed, at(5_000), "caller_hangup");
     let outcome = s.repos.sessions.end(&sid("c"), first).await.unwrap();
-    assert!(outcome.ended_now);
-    assert_eq!(outcome.session.status, Status::Completed);
-    assert_eq!(reason_of(&outcome), Some("caller_hangup"));
-    assert_eq!(outcome.session.ended_at, Some(at(5_000)));
+    assert_ended_now(&outcome, Status::Completed, "caller_hangup", at(5_000));
     assert_eq!(outcome.session.deadline(), None);
 
     let second = end_with(TerminalStatus::Completed, at(6_000), "transferred");
     let again = s.repos.sessions.end(&sid("c"), second).await.unwrap();
-    assert!(!again.ended_now);
-    assert_eq!(again.session, outcome.session);
+    assert_already_ended(&again, &outcome);
     // Its old deadline passing changes nothing.
-    let swept = s
-        .repos
-        .sessions
-        .expire(&sid("c"), at(60_000))
-        .await
-        .unwrap();
-    assert!(!swept.ended_now);
-    assert_eq!(swept.session, outcome.session);
+    let swept = expire(&s.repos, "c", at(60_000)).await;
+    assert_already_ended(&swept, &outcome);
 }}
 
 backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_deadline(s: StoreCtx) {
@@ -322,11 +280,7 @@ backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_de
         .await
         .unwrap();
     // An event at 9 s puts busy's deadline at 19 s.
-    s.repos
-        .events
-        .append(event_at("busy", "e1", at(9_000)))
-        .await
-        .unwrap();
+    append_at(&s.repos, "busy", "e1", at(9_000)).await;
 
     let ids = |v: Vec<SessionId>| v.iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>();
     assert!(
@@ -351,11 +305,7 @@ backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_de
     );
 
     // Once recorded, an expired session is not returned again.
-    s.repos
-        .sessions
-        .expire(&sid("first"), at(50_000))
-        .await
-        .unwrap();
+    expire(&s.repos, "first", at(50_000)).await;
     assert_eq!(
         ids(s.repos.sessions.expired(at(50_000), 100).await.unwrap()),
         ["busy", "second"]

@@ -38,6 +38,18 @@ fn ids(sessions: &[Session]) -> Vec<String> {
         .collect()
 }
 
+/// The ids `ended_before(at(cutoff_ms), limit)` returns, sorted.
+async fn ended_before(repos: &Repositories, cutoff_ms: i64, limit: u32) -> Vec<String> {
+    let found = repos
+        .sessions
+        .ended_before(at(cutoff_ms), limit)
+        .await
+        .unwrap();
+    let mut v: Vec<String> = found.iter().map(|i| i.as_str().to_owned()).collect();
+    v.sort();
+    v
+}
+
 /// Every session `base` selects, `page` at a time, following the keyset from the last one.
 async fn walk(repos: &Repositories, base: &SessionScan, page: u32) -> Vec<String> {
     let mut all = Vec::new();
@@ -102,21 +114,13 @@ backend_test! { async fn list_walks_the_keyset_in_both_orders_ties_broken_by_id(
 backend_test! { async fn list_applies_status_and_start_time_ranges(s: StoreCtx) {
     ten_sessions(&s.repos).await;
     let end = |status| end_as(status, at(60_000));
-    s.repos
-        .sessions
-        .end(&sid("s2"), end(TerminalStatus::Completed))
-        .await
-        .unwrap();
-    s.repos
-        .sessions
-        .end(&sid("s7"), end(TerminalStatus::Failed))
-        .await
-        .unwrap();
-    s.repos
-        .sessions
-        .end(&sid("t5"), end(TerminalStatus::Completed))
-        .await
-        .unwrap();
+    for (id, status) in [
+        ("s2", TerminalStatus::Completed),
+        ("s7", TerminalStatus::Failed),
+        ("t5", TerminalStatus::Completed),
+    ] {
+        s.repos.sessions.end(&sid(id), end(status)).await.unwrap();
+    }
     append_new(&s.repos, "s4", "e1").await;
 
     let mut completed = scan(Order::Asc, 100);
@@ -152,11 +156,7 @@ backend_test! { async fn a_deleted_session_is_a_tombstone_to_every_call(s: Store
     assert!(matches!(r, Err(RepoError::Deleted)), "{r:?}");
     let r = get_event(&s.repos, "gone", "e1").await;
     assert!(matches!(r, Err(RepoError::Deleted)), "{r:?}");
-    let r = s
-        .repos
-        .events
-        .page(&sid("gone"), range(Order::Asc, Start::Offset(0), 10))
-        .await;
+    let r = try_page(&s.repos, "gone", range(Order::Asc, Start::Offset(0), 10)).await;
     assert!(matches!(r, Err(RepoError::Deleted)), "{r:?}");
     let r = s
         .repos
@@ -244,67 +244,17 @@ backend_test! { async fn ended_before_finds_the_sessions_that_ended_before_the_c
         created(&s.repos, id).await;
     }
     let end = |ms| end_as(TerminalStatus::Completed, at(ms));
-    s.repos
-        .sessions
-        .end(&sid("early"), end(10_000))
-        .await
-        .unwrap();
-    s.repos
-        .sessions
-        .end(&sid("erased"), end(10_000))
-        .await
-        .unwrap();
-    s.repos
-        .sessions
-        .end(&sid("late"), end(30_000))
-        .await
-        .unwrap();
+    for (id, ended_ms) in [("early", 10_000), ("erased", 10_000), ("late", 30_000)] {
+        s.repos.sessions.end(&sid(id), end(ended_ms)).await.unwrap();
+    }
     s.repos
         .sessions
         .delete(&sid("erased"), at(20_000))
         .await
         .unwrap();
 
-    let found = |v: Vec<SessionId>| {
-        let mut v: Vec<String> = v.iter().map(|i| i.as_str().to_owned()).collect();
-        v.sort();
-        v
-    };
-    assert!(
-        s.repos
-            .sessions
-            .ended_before(at(10_000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        found(
-            s.repos
-                .sessions
-                .ended_before(at(10_001), 100)
-                .await
-                .unwrap()
-        ),
-        ["early"]
-    );
-    assert_eq!(
-        found(
-            s.repos
-                .sessions
-                .ended_before(at(99_000), 100)
-                .await
-                .unwrap()
-        ),
-        ["early", "late"]
-    );
-    assert_eq!(
-        s.repos
-            .sessions
-            .ended_before(at(99_000), 1)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(ended_before(&s.repos, 10_000, 100).await.is_empty());
+    assert_eq!(ended_before(&s.repos, 10_001, 100).await, ["early"]);
+    assert_eq!(ended_before(&s.repos, 99_000, 100).await, ["early", "late"]);
+    assert_eq!(ended_before(&s.repos, 99_000, 1).await.len(), 1);
 }}

@@ -89,9 +89,18 @@ async fn get_event(repos: &Repositories, session: &str, event: &str) -> Result<E
         .await
 }
 
+/// The page `range` of `session`'s events, or the repository's error.
+async fn try_page(
+    repos: &Repositories,
+    session: &str,
+    range: EventRange,
+) -> Result<EventPage, RepoError> {
+    repos.events.page(&sid(session), range).await
+}
+
 /// The page `range` of `session`'s events.
 async fn read_page(repos: &Repositories, session: &str, range: EventRange) -> EventPage {
-    repos.events.page(&sid(session), range).await.unwrap()
+    try_page(repos, session, range).await.unwrap()
 }
 
 /// The first `limit` events of `session` in ascending order.

@@ -46,11 +46,7 @@ backend_test! { async fn concurrent_creates_make_exactly_one_session(s: StoreCtx
 backend_test! { async fn unknown_sessions_are_not_found(s: StoreCtx) {
     let r = s.repos.sessions.get(&sid("nobody")).await;
     assert!(matches!(r, Err(RepoError::NotFound)), "{r:?}");
-    let r = s
-        .repos
-        .events
-        .page(&sid("nobody"), range(Order::Asc, Start::Offset(0), 20))
-        .await;
+    let r = try_page(&s.repos, "nobody", range(Order::Asc, Start::Offset(0), 20)).await;
     assert!(matches!(r, Err(RepoError::NotFound)), "{r:?}");
 }}
 
