@@ -170,15 +170,21 @@ fn unavailable(message: &'static str) -> RepoError {
 /// (or `max_page_count`) full: 503 `storage_full`. Nothing acknowledged is affected by either:
 /// the failed command's savepoint (or the batch) is rolled back.
 pub(crate) fn map_err(err: rusqlite::Error) -> RepoError {
+    let code = err.sqlite_error_code();
+    classify(code, Box::new(err))
+}
+
+/// What an SQLite error code means to a caller: full, unavailable (retry may help) or other.
+pub(crate) fn classify(code: Option<rusqlite::ErrorCode>, source: super::BoxError) -> RepoError {
     use rusqlite::ErrorCode::{
         CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, ReadOnly, SystemIoFailure,
     };
-    match err.sqlite_error_code() {
-        Some(DiskFull) => RepoError::full(err),
+    match code {
+        Some(DiskFull) => RepoError::full(source),
         Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | ReadOnly) => {
-            RepoError::Unavailable(Box::new(err))
+            RepoError::Unavailable(source)
         }
-        _ => RepoError::Backend(Box::new(err)),
+        _ => RepoError::Backend(source),
     }
 }
 

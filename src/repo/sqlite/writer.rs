@@ -72,12 +72,16 @@ enum Answer {
 }
 
 impl Answer {
-    fn send(self, commit: &Result<(), String>) {
+    fn send(self, commit: &Result<(), CommitFailed>) {
         // A caller that went away no longer wants its answer; that is not an error here.
-        fn deliver<T>(reply: Reply<T>, result: Result<T, RepoError>, commit: &Result<(), String>) {
+        fn deliver<T>(
+            reply: Reply<T>,
+            result: Result<T, RepoError>,
+            commit: &Result<(), CommitFailed>,
+        ) {
             let result = match commit {
                 Ok(()) => result,
-                Err(e) => Err(RepoError::Backend(e.clone().into())),
+                Err(failed) => Err(failed.error()),
             };
             let _ = reply.send(result);
         }
@@ -99,6 +103,19 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.raw_execute().map(|_| ())
 }
 
+/// Why a batch's transaction failed, kept so every caller in the batch gets the same classified
+/// error: a full disk at COMMIT is `storage_full` (503), not an internal error.
+struct CommitFailed {
+    message: String,
+    code: Option<rusqlite::ErrorCode>,
+}
+
+impl CommitFailed {
+    fn error(&self) -> RepoError {
+        super::classify(self.code, self.message.clone().into())
+    }
+}
+
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) {
     let mut answers = Vec::with_capacity(batch.len());
     let commit = (|| {
@@ -108,9 +125,12 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) {
         }
         exec(conn, "COMMIT")
     })()
-    .map_err(|e| e.to_string());
+    .map_err(|e| CommitFailed {
+        code: e.sqlite_error_code(),
+        message: e.to_string(),
+    });
     if let Err(e) = &commit {
-        tracing::error!(error = %e, "sqlite commit failed; answering the batch with errors");
+        tracing::error!(error = %e.message, "sqlite commit failed; answering the batch with errors");
         if !conn.is_autocommit() {
             // Nothing of this batch may stay: the next batch must begin from a clean state.
             if let Err(e) = exec(conn, "ROLLBACK") {
@@ -539,4 +559,28 @@ fn adopt(conn: &Connection, defaults: Timers, now: Timestamp) -> Result<u64, Rep
         )
         .map_err(map_err)?;
     Ok(changed as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch whose COMMIT fails for lack of space answers every caller `storage_full`, and a
+    /// failing disk `storage_unavailable`, never a plain backend error (which would be a 500).
+    #[test]
+    fn a_failed_commit_keeps_what_sqlite_said() {
+        let failed = |code| CommitFailed {
+            message: "commit failed".into(),
+            code: Some(code),
+        };
+        assert!(failed(rusqlite::ErrorCode::DiskFull).error().is_full());
+        assert!(matches!(
+            failed(rusqlite::ErrorCode::SystemIoFailure).error(),
+            RepoError::Unavailable(_)
+        ));
+        assert!(matches!(
+            failed(rusqlite::ErrorCode::ConstraintViolation).error(),
+            RepoError::Backend(_)
+        ));
+    }
 }
