@@ -766,3 +766,41 @@ impl EventRepository for MongoStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error as the driver builds it from a server reply (deserialized, as the driver does).
+    fn server_error(kind: &str, code: i32) -> mongodb::error::Error {
+        let reply = doc! { "code": code, "codeName": "Test", "errmsg": "test", "index": 0 };
+        let kind = match kind {
+            "command" => ErrorKind::Command(bson::from_document(reply).unwrap()),
+            "write" => ErrorKind::Write(WriteFailure::WriteError(
+                bson::from_document(reply).unwrap(),
+            )),
+            _ => ErrorKind::Write(WriteFailure::WriteConcernError(
+                bson::from_document(reply).unwrap(),
+            )),
+        };
+        mongodb::error::Error::from(kind)
+    }
+
+    #[test]
+    fn out_of_disk_space_is_full_and_write_concern_failures_are_unavailable() {
+        for kind in ["command", "write", "write_concern"] {
+            assert!(
+                map_err(server_error(kind, OUT_OF_DISK_SPACE)).is_full(),
+                "{kind}"
+            );
+        }
+        assert!(matches!(
+            map_err(server_error("write_concern", 64)),
+            RepoError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map_err(server_error("command", 2)),
+            RepoError::Backend(_)
+        ));
+    }
+}
