@@ -1,10 +1,16 @@
 //! Whether writes are failing, for `/ready`: a write answered with a storage failure (503
 //! `storage_full` or `storage_unavailable`) marks storage as failing, the next write that
-//! succeeds clears it, and `/ready` answers 503 `storage_full` / `storage_unavailable` meanwhile.
-//! A ping alone cannot tell: a full disk still answers pings (and reads).
+//! succeeds clears it, and `/ready` answers 503 `storage_full` / `storage_unavailable` meanwhile
+//! (a ping alone cannot tell: a full disk still answers pings and reads).
+//!
+//! Like a circuit breaker, the mark holds for [`HOLD`] after the last failed write; then `/ready`
+//! asks storage again (its ping). Without that, an instance taken out of rotation for a failed
+//! write would get no more writes, so nothing would ever clear the mark: it would stay unready
+//! after the outage ended. While writes keep failing, each failure renews the mark.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::Method;
@@ -17,8 +23,35 @@ const HEALTHY: u8 = 0;
 const UNAVAILABLE: u8 = 1;
 const FULL: u8 = 2;
 
+/// How long a failed write keeps `/ready` at 503 before storage is asked again.
+pub const HOLD: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Default)]
-pub struct StorageHealth(Arc<AtomicU8>);
+pub struct StorageHealth(Arc<(AtomicU8, AtomicU64)>);
+
+impl StorageHealth {
+    fn now_millis() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn mark(&self, state: u8) {
+        self.0.1.store(Self::now_millis(), Ordering::Relaxed);
+        self.0.0.store(state, Ordering::Relaxed);
+    }
+
+    /// The failure recorded less than [`HOLD`] ago, if any.
+    fn recent_failure(&self) -> u8 {
+        let state = self.0.0.load(Ordering::Relaxed);
+        let age = Self::now_millis().saturating_sub(self.0.1.load(Ordering::Relaxed));
+        if state != HEALTHY && age < HOLD.as_millis() as u64 {
+            state
+        } else {
+            HEALTHY
+        }
+    }
+}
 
 /// Middleware on the session routes: records how each write ended.
 pub async fn track_writes(
@@ -30,18 +63,18 @@ pub async fn track_writes(
     let response = next.run(req).await;
     if write {
         if response.status().is_success() {
-            health.0.store(HEALTHY, Ordering::Relaxed);
+            health.0.0.store(HEALTHY, Ordering::Relaxed);
         } else if let Some(StorageFailed { full }) = response.extensions().get() {
-            let state = if *full { FULL } else { UNAVAILABLE };
-            health.0.store(state, Ordering::Relaxed);
+            health.mark(if *full { FULL } else { UNAVAILABLE });
         }
     }
     response
 }
 
-/// Middleware on `/ready`: 503 while the last write failed on storage.
+/// Middleware on `/ready`: 503 while a write failed on storage less than [`HOLD`] ago; after
+/// that, `/ready` asks storage itself.
 pub async fn ready_gate(State(health): State<StorageHealth>, req: Request, next: Next) -> Response {
-    match health.0.load(Ordering::Relaxed) {
+    match health.recent_failure() {
         FULL => AppError::StorageFull("the last write found storage full".into()).into_response(),
         UNAVAILABLE => {
             AppError::Unavailable("the last write found storage unavailable".into()).into_response()

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -177,4 +178,42 @@ async fn a_full_store_answers_503_storage_full_and_ready_recovers_with_the_first
     let expected: Vec<String> = acknowledged.iter().map(|n| format!("e-{n}")).collect();
     assert_eq!(ids, expected);
     assert_eq!(app.get("/sessions/full-2").await.status, 404);
+}
+
+/// An instance taken out of rotation after a failed write gets no more writes, so readiness must
+/// come back by itself once storage does: after the hold, `/ready` asks storage again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ready_recovers_by_itself_after_the_hold_without_any_write() {
+    let store = TestStore::open(Backend::Sqlite).await;
+    let ctx = store.ctx();
+    let mode = Arc::new(AtomicU8::new(OK));
+    let faulty = Faulty {
+        inner: ctx.repos.clone(),
+        mode: mode.clone(),
+    };
+    let app = spawn_app(StoreCtx {
+        backend: ctx.backend,
+        config: ctx.config.clone(),
+        repos: Repositories {
+            sessions: Arc::new(faulty.clone()),
+            events: Arc::new(faulty),
+        },
+    })
+    .await;
+    app.create_session("full-1").await;
+    mode.store(FULL, Ordering::SeqCst);
+    app.post_json("/sessions/full-1/events", &event(1))
+        .await
+        .assert_problem(503, "storage_full");
+    app.get("/ready").await.assert_problem(503, "storage_full");
+
+    mode.store(OK, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while app.get("/ready").await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready did not recover by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
