@@ -474,4 +474,32 @@ mod tests {
         );
         assert!(pending.contains("sessions_purge_pending"), "{pending}");
     }
+
+    /// A real SQLITE_FULL (a database held to a few pages by `max_page_count`) is the store
+    /// being full; once the limit is raised the same connection writes again.
+    #[test]
+    fn sqlite_full_is_storage_full_and_passes_once_space_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("full.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 8;")
+            .unwrap();
+        let blob = vec![7u8; 4096];
+        let err = (0..100)
+            .find_map(|_| conn.execute("INSERT INTO t VALUES (?1)", [&blob]).err())
+            .expect("the database fills up");
+        let repo = map_err(err);
+        assert!(repo.is_full(), "{repo:?}");
+        conn.execute_batch("PRAGMA max_page_count = 100000")
+            .unwrap();
+        conn.execute("INSERT INTO t VALUES (?1)", [&blob]).unwrap();
+    }
+
+    #[test]
+    fn io_failures_are_unavailable() {
+        let err = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_WRITE),
+            None,
+        );
+        assert!(matches!(map_err(err), RepoError::Unavailable(_)));
+    }
 }
