@@ -85,6 +85,29 @@ problem_response! {
 )]
 pub struct ApiDoc;
 
+/// A problem-JSON response with `description`, as the modifiers below add them.
+fn problem(description: impl Into<String>) -> utoipa::openapi::ResponseBuilder {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new().description(description).content(
+        "application/problem+json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
+/// Every operation of the document (this API serves GET, POST and DELETE), with its path.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (&str, &mut utoipa::openapi::path::Operation)> {
+    openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [&mut item.get, &mut item.post, &mut item.delete]
+            .into_iter()
+            .flatten()
+            .map(move |op| (path.as_str(), op))
+    })
+}
+
 /// Documents the optional API keys: a bearer scheme, the 401 that `/sessions` routes (and
 /// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured, and the 403
 /// of the writes (POST needs `write`, DELETE `admin`) for a key without that scope.
@@ -95,7 +118,6 @@ impl utoipa::Modify for OptionalApiKeys {
         use utoipa::openapi::security::{
             HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
         };
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "apiKey",
@@ -110,54 +132,39 @@ impl utoipa::Modify for OptionalApiKeys {
                     .build(),
             ),
         );
-        let unauthorized = ResponseBuilder::new()
-            .description(
-                "API keys are configured and the request has no valid `Authorization: Bearer` \
-                 key (`unauthorized`, with `WWW-Authenticate`)",
-            )
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
+        let unauthorized = problem(
+            "API keys are configured and the request has no valid `Authorization: Bearer` key \
+             (`unauthorized`, with `WWW-Authenticate`)",
+        )
+        .build();
         let forbidden = |scope: &str| {
-            ResponseBuilder::new()
-                .description(format!(
-                    "The API key is valid but its scope does not allow this request; it needs \
-                     `{scope}` (`forbidden`)"
-                ))
-                .content(
-                    "application/problem+json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Problem")))
-                        .build(),
-                )
-                .build()
+            problem(format!(
+                "The API key is valid but its scope does not allow this request; it needs \
+                 `{scope}` (`forbidden`)"
+            ))
+            .build()
         };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !(path.starts_with("/sessions") || path == "/metrics") {
-                continue;
-            }
+        for item in openapi.paths.paths.iter_mut().filter_map(|(path, item)| {
+            (path.starts_with("/sessions") || path == "/metrics").then_some(item)
+        }) {
             for (op, scope) in [(&mut item.post, "write"), (&mut item.delete, "admin")] {
-                let Some(op) = op else { continue };
-                op.responses
-                    .responses
-                    .insert("403".into(), forbidden(scope).into());
+                if let Some(op) = op {
+                    op.responses
+                        .responses
+                        .insert("403".into(), forbidden(scope).into());
+                }
             }
-            for op in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                op.responses
-                    .responses
-                    .insert("401".into(), unauthorized.clone().into());
-                op.security = Some(vec![
-                    SecurityRequirement::default(),
-                    SecurityRequirement::new("apiKey", Vec::<String>::new()),
-                ]);
-            }
+        }
+        for (_, op) in operations(openapi)
+            .filter(|(path, _)| path.starts_with("/sessions") || *path == "/metrics")
+        {
+            op.responses
+                .responses
+                .insert("401".into(), unauthorized.clone().into());
+            op.security = Some(vec![
+                SecurityRequirement::default(),
+                SecurityRequirement::new("apiKey", Vec::<String>::new()),
+            ]);
         }
     }
 }
@@ -168,14 +175,9 @@ struct PublicRoutes;
 impl utoipa::Modify for PublicRoutes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::SecurityRequirement;
-        for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                op.security
-                    .get_or_insert_with(|| vec![SecurityRequirement::default()]);
-            }
+        for (_, op) in operations(openapi) {
+            op.security
+                .get_or_insert_with(|| vec![SecurityRequirement::default()]);
         }
     }
 }
@@ -186,27 +188,13 @@ struct WrongMethods;
 
 impl utoipa::Modify for WrongMethods {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let response = ResponseBuilder::new()
-            .description(
-                "This path does not serve that method (`method_not_allowed`, with `Allow`)",
-            )
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
-        for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                op.responses
-                    .responses
-                    .insert("405".into(), response.clone().into());
-            }
+        let response =
+            problem("This path does not serve that method (`method_not_allowed`, with `Allow`)")
+                .build();
+        for (_, op) in operations(openapi) {
+            op.responses
+                .responses
+                .insert("405".into(), response.clone().into());
         }
     }
 }
@@ -219,38 +207,24 @@ impl utoipa::Modify for RateLimits {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::header::HeaderBuilder;
         use utoipa::openapi::schema::{ObjectBuilder, Type};
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let response = ResponseBuilder::new()
-            .description(
-                "Rate limits are configured (RATE_LIMIT_PER_SECOND) and this client (its API key, \
-                 or its IP address without keys) is over its limit (`rate_limited`)",
-            )
-            .header(
-                "Retry-After",
-                HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
-                    .description(Some("Seconds until a retry may succeed (rounded up)"))
-                    .build(),
-            )
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if path == "/health" || path == "/ready" {
-                continue;
-            }
-            for op in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                op.responses
-                    .responses
-                    .insert("429".into(), response.clone().into());
-            }
+        let response = problem(
+            "Rate limits are configured (RATE_LIMIT_PER_SECOND) and this client (its API key, or \
+             its IP address without keys) is over its limit (`rate_limited`)",
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds until a retry may succeed (rounded up)"))
+                .build(),
+        )
+        .build();
+        for (_, op) in
+            operations(openapi).filter(|(path, _)| !matches!(*path, "/health" | "/ready"))
+        {
+            op.responses
+                .responses
+                .insert("429".into(), response.clone().into());
         }
     }
 }
