@@ -158,18 +158,10 @@ impl MongoStore {
             // A limit of 0 means none to the server.
             return Ok(Vec::new());
         }
-        let docs: Vec<Document> = self
-            .sessions
-            .find(filter)
-            .sort(sort)
-            .limit(i64::from(limit))
-            .projection(doc! { "_id": 0, "sessionId": 1 })
-            .hint(Hint::Name(index.into()))
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
+        let projection = doc! { "_id": 0, "sessionId": 1 };
+        let docs = self
+            .find_sessions(filter, sort, i64::from(limit), index, Some(projection))
+            .await?;
         docs.iter().map(session_id_of).collect()
     }
 
@@ -287,18 +279,33 @@ impl MongoStore {
         limit: i64,
         index: &str,
     ) -> Result<Vec<Session>, RepoError> {
-        let docs: Vec<Document> = self
+        let docs = self.find_sessions(filter, sort, limit, index, None).await?;
+        docs.iter().map(session_from).collect()
+    }
+
+    /// Session documents matching `filter`, in `sort` order, read through the named index.
+    async fn find_sessions(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: i64,
+        index: &str,
+        projection: Option<Document>,
+    ) -> Result<Vec<Document>, RepoError> {
+        let mut find = self
             .sessions
             .find(filter)
             .sort(sort)
             .limit(limit)
-            .hint(Hint::Name(index.into()))
-            .await
+            .hint(Hint::Name(index.into()));
+        if let Some(projection) = projection {
+            find = find.projection(projection);
+        }
+        find.await
             .map_err(map_err)?
             .try_collect()
             .await
-            .map_err(map_err)?;
-        docs.iter().map(session_from).collect()
+            .map_err(map_err)
     }
 
     /// Replaces the session by its tombstone in one conditional write on the event count read
