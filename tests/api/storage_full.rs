@@ -17,7 +17,7 @@ use session_service::repo::{
     EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
 };
 
-use crate::support::app::spawn_app;
+use crate::support::app::{TestApp, spawn_app};
 use crate::support::{Backend, StoreCtx, TestStore};
 
 const OK: u8 = 0;
@@ -108,12 +108,9 @@ impl EventRepository for Faulty {
     }
 }
 
-fn event(n: usize) -> serde_json::Value {
-    json!({"eventId": format!("e-{n}"), "type": "user_speech", "payload": {"n": n}})
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_store_answers_503_storage_full_and_ready_recovers_with_the_first_good_write() {
+/// The application over a real SQLite store behind [`Faulty`], and the switch of its fault. The
+/// store is returned so that it lives as long as the test.
+async fn app_over_faulty_sqlite() -> (TestApp, Arc<AtomicU8>, TestStore) {
     let store = TestStore::open(Backend::Sqlite).await;
     let ctx = store.ctx();
     let mode = Arc::new(AtomicU8::new(OK));
@@ -130,6 +127,16 @@ async fn a_full_store_answers_503_storage_full_and_ready_recovers_with_the_first
         },
     })
     .await;
+    (app, mode, store)
+}
+
+fn event(n: usize) -> serde_json::Value {
+    json!({"eventId": format!("e-{n}"), "type": "user_speech", "payload": {"n": n}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_answers_503_storage_full_and_ready_recovers_with_the_first_good_write() {
+    let (app, mode, _store) = app_over_faulty_sqlite().await;
     app.create_session("full-1").await;
     let mut acknowledged = Vec::new();
     for n in 0..5 {
@@ -184,22 +191,7 @@ async fn a_full_store_answers_503_storage_full_and_ready_recovers_with_the_first
 /// come back by itself once storage does: after the hold, `/ready` asks storage again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ready_recovers_by_itself_after_the_hold_without_any_write() {
-    let store = TestStore::open(Backend::Sqlite).await;
-    let ctx = store.ctx();
-    let mode = Arc::new(AtomicU8::new(OK));
-    let faulty = Faulty {
-        inner: ctx.repos.clone(),
-        mode: mode.clone(),
-    };
-    let app = spawn_app(StoreCtx {
-        backend: ctx.backend,
-        config: ctx.config.clone(),
-        repos: Repositories {
-            sessions: Arc::new(faulty.clone()),
-            events: Arc::new(faulty),
-        },
-    })
-    .await;
+    let (app, mode, _store) = app_over_faulty_sqlite().await;
     app.create_session("full-1").await;
     mode.store(FULL, Ordering::SeqCst);
     app.post_json("/sessions/full-1/events", &event(1))
