@@ -42,3 +42,7 @@ CREATE INDEX sessions_tombstones ON sessions (deleted_at) WHERE status = 'delete
 -- Tombstones whose events are still being removed (their event_count counts what is left).
 CREATE INDEX sessions_purge_pending ON sessions (session_id)
     WHERE status = 'deleted' AND event_count > 0;
+-- Sessions from before timers, until the service adopts them at startup (then it is empty).
+-- (Tombstones also have no timers; they are left out.)
+CREATE INDEX sessions_legacy_timers ON sessions (session_id)
+    WHERE inactivity_timeout_seconds IS NULL AND status <> 'deleted';

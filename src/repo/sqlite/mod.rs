@@ -473,6 +473,11 @@ mod tests {
              WHERE status = 'deleted' AND event_count > 0 LIMIT 1",
         );
         assert!(pending.contains("sessions_purge_pending"), "{pending}");
+        let legacy = plan(
+            "SELECT session_id FROM sessions INDEXED BY sessions_legacy_timers
+             WHERE inactivity_timeout_seconds IS NULL AND status <> 'deleted'",
+        );
+        assert!(legacy.contains("sessions_legacy_timers"), "{legacy}");
     }
 
     /// A real SQLITE_FULL (a database held to a few pages by `max_page_count`) is the store

@@ -541,7 +541,9 @@ fn purge(conn: &Connection, max_events: u64, cutoff: Timestamp) -> Result<PurgeO
     Ok(outcome)
 }
 
-/// Gives sessions from before timers the `defaults`, counted from `now`.
+/// Gives sessions from before timers the `defaults`, counted from `now`. Runs at every start;
+/// the partial index holds only sessions still without timers, so once they are adopted it
+/// costs nothing however many sessions are stored.
 fn adopt(conn: &Connection, defaults: Timers, now: Timestamp) -> Result<u64, RepoError> {
     let deadline = crate::domain::deadline(defaults, now, None).map(|d| d.at.millis());
     let changed = conn
@@ -549,7 +551,8 @@ fn adopt(conn: &Connection, defaults: Timers, now: Timestamp) -> Result<u64, Rep
             "UPDATE sessions SET inactivity_timeout_seconds = ?1, max_duration_seconds = ?2,
                  timers_since = ?3,
                  expires_at = CASE WHEN status IN ('initiated', 'active') THEN ?4 END
-             WHERE inactivity_timeout_seconds IS NULL AND status <> 'deleted'",
+             WHERE session_id IN (SELECT session_id FROM sessions INDEXED BY sessions_legacy_timers
+                                  WHERE inactivity_timeout_seconds IS NULL AND status <> 'deleted')",
             params![
                 defaults.inactivity_seconds,
                 defaults.max_duration_seconds,
