@@ -1,6 +1,7 @@
 //! The HTTP API: routes, handlers and the extractors and bodies they use.
 
 mod auth;
+mod console;
 mod dto;
 mod error;
 mod extract;
@@ -81,7 +82,13 @@ pub fn router(state: AppState, auth: AuthPolicy, limit: Option<RateLimit>) -> Ro
             get(ready).route_layer(from_fn_with_state(storage_health, health::ready_gate)),
         )
         .route("/health", get(health));
-    let public = Router::new().route("/openapi.json", get(openapi_json));
+    // The console is a page and its files, not an API: public (the page holds no data; the
+    // calls it makes need the key) and not in openapi.json.
+    let public = Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/", get(console::root))
+        .route(console::CONSOLE_PATH, get(console::page))
+        .route("/console/{file}", get(console::asset));
     Router::new()
         .merge(guard(sessions, true))
         .merge(guard(metrics, auth.protect_metrics))

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod console;
 mod errors;
 mod events;
 mod hardening;

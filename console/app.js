@@ -1,0 +1,103 @@
+// The console's entry point: the hash router (#/ the list, #/calls/ID one call), the API key
+// dialog, and the header's key controls.
+
+import { apiKey, forgetApiKey, onAuthProblem, setApiKey } from "./api.js";
+import { renderCall } from "./call.js";
+import { clearNotice, el, showNotice, showPendingNotice } from "./dom.js";
+import { renderList } from "./list.js";
+
+const main = document.getElementById("main");
+const keyDialog = document.getElementById("key-dialog");
+const keyForm = document.getElementById("key-form");
+const keyInput = document.getElementById("key-input");
+const keyMessage = document.getElementById("key-message");
+const keyState = document.getElementById("key-state");
+const keyChange = document.getElementById("key-change");
+const keyForget = document.getElementById("key-forget");
+
+let view = null;
+
+/** Shows the view the hash names, ending the previous one (its timers and streams). */
+function route({ focus = false } = {}) {
+  view?.abort();
+  view = new AbortController();
+  const hash = location.hash || "#/";
+  const call = /^#\/calls\/([^?#]+)$/.exec(hash);
+  let sessionId = null;
+  if (call) {
+    try {
+      sessionId = decodeURIComponent(call[1]);
+    } catch {
+      sessionId = null;
+    }
+  }
+  if (sessionId !== null) {
+    document.title = `${sessionId} · session-service console`;
+    renderCall(main, sessionId, view.signal);
+  } else {
+    document.title = "Calls · session-service console";
+    const query = hash.startsWith("#/?") ? hash.slice(3) : "";
+    renderList(main, new URLSearchParams(query), view.signal);
+  }
+  showKeyState();
+  if (focus) main.focus({ preventScroll: true });
+}
+
+function showKeyState() {
+  const has = apiKey() !== null;
+  keyState.textContent = has ? "API key: entered" : "";
+  keyChange.hidden = !has;
+  keyForget.hidden = !has;
+}
+
+/** Opens the key dialog with `message` (a dialog already open keeps the stronger message). */
+function askForKey(message) {
+  keyMessage.textContent = message;
+  if (!keyDialog.open) {
+    keyInput.value = "";
+    keyDialog.showModal();
+  }
+}
+
+onAuthProblem((error, sentKey) => {
+  const detail = error.problem?.detail ? ` ${error.problem.detail}` : "";
+  if (error.status === 403) {
+    showNotice(
+      `Your API key may not do this (403 forbidden).${detail}`,
+      "error",
+      el("button", { type: "button", text: "Use another key", onclick: () => askForKey("Enter a key with a wider scope.") }),
+    );
+  } else if (sentKey) {
+    askForKey(`The service refused this key (401 unauthorized): it is not one of its API keys. Check it and try again.`);
+  } else if (!keyDialog.open || keyMessage.dataset.kind !== "refused") {
+    askForKey("This service needs an API key. Enter one to continue.");
+  }
+  keyMessage.dataset.kind = sentKey ? "refused" : "needed";
+});
+
+keyForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = keyInput.value.trim();
+  if (!key) {
+    keyMessage.textContent = "Enter a key.";
+    return;
+  }
+  setApiKey(key);
+  keyInput.value = "";
+  keyDialog.close();
+  clearNotice();
+  route();
+});
+document.getElementById("key-cancel").addEventListener("click", () => keyDialog.close());
+keyChange.addEventListener("click", () => askForKey("Enter the key to use from now on."));
+keyForget.addEventListener("click", () => {
+  forgetApiKey();
+  route();
+});
+
+window.addEventListener("hashchange", () => {
+  clearNotice();
+  route({ focus: true });
+  showPendingNotice();
+});
+route();

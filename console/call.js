@@ -1,0 +1,290 @@
+// One call: its fields, metadata and timers, and its transcript as a conversation, followed
+// live over the event stream. The newest events come from one JSON page; older ones on demand
+// ("Load earlier"); new ones from the stream, opened after the last seq shown.
+
+import { ApiError, describe, getJson, request, sessionPath } from "./api.js";
+import { definitions, el, noticeAfterNavigation, replace, showNotice } from "./dom.js";
+import { TERMINAL, callDuration, formatDateTime, formatTime, formatTimer, relative, valueText } from "./format.js";
+import { listHash } from "./list.js";
+import { follow } from "./sse.js";
+
+const PAGE_SIZE = 50;
+const SPEAKERS = { user_speech: "Caller", bot_speech: "Bot" };
+const STATE_TEXT = {
+  connecting: "Connecting…",
+  live: "Live",
+  reconnecting: "Reconnecting…",
+  ended: "Ended",
+  deleted: "Erased",
+  stopped: "Not following",
+};
+
+/** What a turn says: the payload's `text` if it is a string, else the payload as JSON. */
+function spokenText(payload) {
+  return typeof payload?.text === "string" ? payload.text : JSON.stringify(payload);
+}
+
+/** One event as a list item: a bubble for speech (caller left, bot right), a note for system. */
+function turn(event) {
+  const speaker = SPEAKERS[event.type];
+  const extra = Object.keys(event.payload || {}).some((k) => k !== "text");
+  const time = el("time", { datetime: event.timestamp, text: formatTime(event.timestamp) });
+  const details = extra
+    ? el("details", { class: "payload" }, el("summary", { text: "payload" }), el("pre", { text: JSON.stringify(event.payload, null, 2) }))
+    : null;
+  if (!speaker) {
+    return el(
+      "li",
+      { class: "turn turn-system", dataset: { seq: event.seq } },
+      el("div", { class: "note" }, el("span", { class: "note-label", text: `${event.type === "system" ? "System" : event.type} · ` }), time, el("span", { class: "text", text: ` ${spokenText(event.payload)}` }), details),
+    );
+  }
+  return el(
+    "li",
+    { class: `turn turn-${event.type === "user_speech" ? "user" : "bot"}`, dataset: { seq: event.seq } },
+    el(
+      "div",
+      { class: "bubble" },
+      el("p", { class: "who" }, el("span", { class: "speaker", text: speaker }), " ", time, el("span", { class: "seq", text: ` #${event.seq}` })),
+      el("p", { class: "text", text: spokenText(event.payload) }),
+      details,
+    ),
+  );
+}
+
+function metadataList(metadata) {
+  const entries = Object.entries(metadata || {});
+  if (entries.length === 0) return el("p", { class: "muted", text: "No metadata." });
+  return definitions(entries.map(([k, v]) => [k, valueText(v)]), "fields metadata");
+}
+
+function sessionFields(s, now) {
+  return definitions([
+    ["Status", el("span", { class: `badge status-${["initiated", "active", "completed", "failed"].includes(s.status) ? s.status : "unknown"}`, text: s.status })],
+    ["Language", s.language],
+    ["Started", formatDateTime(s.startedAt)],
+    ["Ended", formatDateTime(s.endedAt)],
+    ["Duration", callDuration(s, now)],
+    ["Events", String(s.eventCount)],
+    ["End reason", s.endedReason ?? "—"],
+    ["Last event", formatDateTime(s.lastEventAt)],
+  ]);
+}
+
+function timerFields(s, now) {
+  return definitions([
+    ["Inactivity timeout", formatTimer(s.inactivityTimeoutSeconds)],
+    ["Maximum duration", formatTimer(s.maxDurationSeconds)],
+    ["Expires", s.expiresAt ? `${formatDateTime(s.expiresAt)} (${relative(s.expiresAt, now)})` : "—"],
+  ]);
+}
+
+/** Saves every event of the call as NDJSON (fetched with the key, saved from a Blob). */
+async function exportNdjson(sessionId, button) {
+  button.disabled = true;
+  try {
+    const response = await request(sessionPath(sessionId, "/events"), { accept: "application/x-ndjson" });
+    const blob = new Blob([await response.blob()], { type: "application/x-ndjson" });
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: `${sessionId}.ndjson`, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (error) {
+    showNotice(`Export failed: ${describe(error)}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** Asks for confirmation in the delete dialog, then erases the call and goes back to the list. */
+function confirmDelete(sessionId, signal) {
+  const dialog = document.getElementById("delete-dialog");
+  const form = document.getElementById("delete-form");
+  const message = document.getElementById("delete-message");
+  document.getElementById("delete-id").textContent = sessionId;
+  message.textContent = "";
+  const submit = async (event) => {
+    event.preventDefault();
+    try {
+      await request(sessionPath(sessionId), { method: "DELETE", signal });
+      dialog.close();
+      noticeAfterNavigation(`The call ${sessionId} was erased.`);
+      location.hash = listHash();
+    } catch (error) {
+      message.textContent =
+        error instanceof ApiError && error.status === 403
+          ? `Your key may not erase calls (erasing needs an admin key): ${describe(error)}`
+          : `Could not erase the call: ${describe(error)}`;
+    }
+  };
+  form.addEventListener("submit", submit);
+  document.getElementById("delete-cancel").onclick = () => dialog.close();
+  dialog.addEventListener("close", () => form.removeEventListener("submit", submit), { once: true });
+  dialog.showModal();
+}
+
+/** Renders the call `sessionId` into `main`, and follows it until `signal` aborts. */
+export async function renderCall(main, sessionId, signal) {
+  const heading = el("h1", { class: "call-title", text: sessionId });
+  const indicator = el("p", { class: "live", role: "status", dataset: { state: "connecting" } }, el("span", { class: "dot", "aria-hidden": "true" }), el("span", { class: "live-text", text: "Loading…" }));
+  const exportButton = el("button", { type: "button", text: "Export NDJSON" });
+  const deleteButton = el("button", { type: "button", class: "danger", text: "Delete call" });
+  const fields = el("div");
+  const metadata = el("div");
+  const timers = el("div");
+  const earlier = el("button", { type: "button", class: "earlier", text: "Load earlier events", hidden: true });
+  const transcript = el("ol", { class: "transcript", "aria-label": "Transcript", "aria-live": "polite", "aria-relevant": "additions" });
+  const empty = el("p", { class: "muted empty-transcript", text: "No events yet." });
+  const problem = el("p", { class: "call-problem", role: "alert" });
+
+  replace(
+    main,
+    el("nav", { class: "crumbs" }, el("a", { href: listHash(), text: "← All calls" })),
+    el("div", { class: "call-head" }, heading, indicator),
+    el("div", { class: "call-actions" }, exportButton, deleteButton),
+    problem,
+    el(
+      "div",
+      { class: "call-grid" },
+      el(
+        "section",
+        { class: "details", "aria-label": "Call details" },
+        el("h2", { text: "Call" }), fields,
+        el("h2", { text: "Metadata" }), metadata,
+        el("h2", { text: "Timers" }), timers,
+      ),
+      el("section", { class: "conversation", "aria-label": "Transcript" }, el("h2", { text: "Transcript" }), earlier, empty, transcript),
+    ),
+  );
+  exportButton.addEventListener("click", () => exportNdjson(sessionId, exportButton));
+  deleteButton.addEventListener("click", () => confirmDelete(sessionId, signal));
+
+  let session;
+  let olderCursor = null;
+  let lastSeq = 0;
+  const shown = new Set();
+  const setIndicator = (state, note) => {
+    indicator.dataset.state = state;
+    indicator.querySelector(".live-text").textContent = note ?? STATE_TEXT[state] ?? state;
+  };
+  const showSession = () => {
+    const now = Date.now();
+    replace(fields, sessionFields(session, now));
+    replace(metadata, metadataList(session.metadata));
+    replace(timers, timerFields(session, now));
+  };
+  const nearBottom = () => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
+  const addEvents = (events, where) => {
+    const fresh = events.filter((e) => !shown.has(e.seq)).sort((a, b) => a.seq - b.seq);
+    if (fresh.length === 0) return;
+    for (const e of fresh) shown.add(e.seq);
+    empty.hidden = true;
+    if (where === "before") {
+      const height = document.documentElement.scrollHeight;
+      transcript.prepend(...fresh.map(turn));
+      window.scrollBy(0, document.documentElement.scrollHeight - height);
+    } else {
+      const follow = nearBottom();
+      transcript.append(...fresh.map(turn));
+      if (follow) transcript.lastElementChild.scrollIntoView({ block: "end" });
+    }
+  };
+
+  // The session's fields (lastEventAt, expiresAt) are re-read shortly after events arrive.
+  let refreshTimer = null;
+  const refreshSoon = () => {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      try {
+        const fresh = await getJson(sessionPath(sessionId, "?limit=1"), { signal });
+        if (!signal.aborted && !(TERMINAL.has(session.status) && !TERMINAL.has(fresh.status))) {
+          session = { ...fresh, eventCount: Math.max(fresh.eventCount, session.eventCount) };
+          showSession();
+        }
+      } catch {
+        // the stream goes on; the next event tries again
+      }
+    }, 1000);
+  };
+
+  try {
+    const page = await getJson(sessionPath(sessionId, `?order=desc&limit=${PAGE_SIZE}`), { signal });
+    const { events, pagination, ...fields } = page;
+    session = fields;
+    olderCursor = pagination.nextCursor;
+    showSession();
+    addEvents(events, "after");
+    lastSeq = events.length ? Math.max(...events.map((e) => e.seq)) : 0;
+    earlier.hidden = !olderCursor;
+    if (events.length) transcript.lastElementChild.scrollIntoView({ block: "end" });
+  } catch (error) {
+    if (signal.aborted || error.name === "AbortError") return;
+    const gone = error instanceof ApiError && (error.status === 404 || error.status === 410);
+    setIndicator("stopped", gone ? (error.status === 410 ? "Erased" : "Not found") : "Not loaded");
+    problem.textContent = gone
+      ? error.status === 410 ? "This call was erased." : "There is no call with this id."
+      : `Could not read the call: ${describe(error)}`;
+    exportButton.disabled = true;
+    deleteButton.disabled = error instanceof ApiError && error.status === 410;
+    return;
+  }
+
+  earlier.addEventListener("click", async () => {
+    earlier.disabled = true;
+    try {
+      const path = sessionPath(sessionId, `/events?order=desc&limit=${PAGE_SIZE}&after=${encodeURIComponent(olderCursor)}`);
+      const older = await getJson(path, { signal });
+      addEvents(older.events, "before");
+      olderCursor = older.pagination.nextCursor;
+      earlier.hidden = !olderCursor;
+    } catch (error) {
+      if (error.name !== "AbortError") problem.textContent = `Could not read earlier events: ${describe(error)}`;
+    } finally {
+      earlier.disabled = false;
+    }
+  });
+
+  const ticker = setInterval(() => {
+    if (!TERMINAL.has(session.status)) showSession();
+  }, 1000);
+  signal.addEventListener("abort", () => {
+    clearInterval(ticker);
+    clearTimeout(refreshTimer);
+  }, { once: true });
+
+  if (TERMINAL.has(session.status)) {
+    setIndicator("ended");
+    return;
+  }
+  await follow(sessionId, lastSeq, {
+    onEvent: (event) => {
+      addEvents([event], "after");
+      session.eventCount = Math.max(session.eventCount, event.seq);
+      if (session.status === "initiated") session.status = "active";
+      showSession();
+      refreshSoon();
+    },
+    onCaughtUp: (seq) => {
+      indicator.dataset.caughtUp = String(seq);
+    },
+    onEnded: (ended) => {
+      session = ended;
+      showSession();
+    },
+    onDeleted: () => {
+      problem.textContent = "This call was erased.";
+      exportButton.disabled = true;
+      deleteButton.disabled = true;
+    },
+    onState: (state) => {
+      if (signal.aborted) return;
+      setIndicator(state);
+    },
+    onError: (error) => {
+      problem.textContent = `Live updates stopped: ${describe(error)}`;
+    },
+  }, signal);
+}
