@@ -9,8 +9,12 @@
 # Arguments are passed to `cargo test`. Builds go wherever cargo puts them (CARGO_TARGET_DIR,
 # build.target-dir): the binaries are found through cargo, never by a fixed path.
 #
-# Environment: FUZZ=0 skips the fuzz pass; OPENAPI_CHECK=0 skips tools/openapi/check.sh (both
-# say so in the output).
+# After `cargo test`, tools/browser/run.sh tests the web console in a real browser (Debian's
+# chromium, installed by that script when missing and run as root, driven by playwright-core from
+# npm) against the service binary built here.
+#
+# Environment: FUZZ=0 skips the fuzz pass; OPENAPI_CHECK=0 skips tools/openapi/check.sh;
+# BROWSER_TESTS=0 skips the browser tests (each says so in the output).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -61,6 +65,16 @@ done
 log "running the tests"
 cargo test --locked "${targets[@]}" "$@"
 
+# The web console in a real browser, against the binary built above. A failure here is
+# reported at the end, after the fuzz pass ran.
+browser_rc=0
+if [ "${BROWSER_TESTS:-1}" != "0" ]; then
+    log "testing the web console in a browser (tools/browser/run.sh)"
+    tools/browser/run.sh || browser_rc=$?
+else
+    log "BROWSER_TESTS=0: NOT testing the web console in a browser"
+fi
+
 # The HTTP fuzz pass (schemathesis, driven by openapi.json) on both backends: zero 5xx, zero
 # dropped connections. Bounded: a fixed seed and example count. Skip with FUZZ=0.
 if [ "${FUZZ:-1}" != "0" ]; then
@@ -70,7 +84,13 @@ else
     log "FUZZ=0: NOT fuzzing the HTTP API"
 fi
 
+failed=0
+if [ "$browser_rc" -ne 0 ]; then
+    log "FAILED: the browser tests of the web console (tools/browser/run.sh, output above)"
+    failed=1
+fi
 if [ "$openapi_rc" -ne 0 ]; then
     log "FAILED: the OpenAPI checks of openapi.json (tools/openapi/check.sh, output above)"
-    exit 1
+    failed=1
 fi
+exit "$failed"

@@ -148,9 +148,11 @@ export async function renderCall(main, sessionId, signal) {
     el(
       "div",
       { class: "call-grid" },
+      // Open beside the transcript on a wide screen; folded above it on a narrow one.
       el(
-        "section",
-        { class: "details", "aria-label": "Call details" },
+        "details",
+        { class: "details", open: !window.matchMedia("(max-width: 720px)").matches },
+        el("summary", { text: "Call details" }),
         el("h2", { text: "Call" }), fields,
         el("h2", { text: "Metadata" }), metadata,
         el("h2", { text: "Timers" }), timers,
