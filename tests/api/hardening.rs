@@ -13,6 +13,8 @@ async fn every_response_says_nosniff_and_no_store() {
         "/ready",
         "/metrics",
         "/openapi.json",
+        "/console",
+        "/console/app.js",
         "/sessions",
         "/sessions/hdr-1",
         "/sessions/hdr-1/events",
