@@ -64,18 +64,22 @@ function sessionFields(s, now) {
     ["Language", s.language],
     ["Started", formatDateTime(s.startedAt)],
     ["Ended", formatDateTime(s.endedAt)],
-    ["Duration", callDuration(s, now)],
+    ["Duration", el("span", { dataset: { clock: "duration" }, text: callDuration(s, now) })],
     ["Events", String(s.eventCount)],
     ["End reason", s.endedReason ?? "—"],
     ["Last event", formatDateTime(s.lastEventAt)],
   ]);
 }
 
+function expiresText(s, now) {
+  return s.expiresAt ? `${formatDateTime(s.expiresAt)} (${relative(s.expiresAt, now)})` : "—";
+}
+
 function timerFields(s, now) {
   return definitions([
     ["Inactivity timeout", formatTimer(s.inactivityTimeoutSeconds)],
     ["Maximum duration", formatTimer(s.maxDurationSeconds)],
-    ["Expires", s.expiresAt ? `${formatDateTime(s.expiresAt)} (${relative(s.expiresAt, now)})` : "—"],
+    ["Expires", el("span", { dataset: { clock: "expires" }, text: expiresText(s, now) })],
   ]);
 }
 
@@ -171,11 +175,25 @@ export async function renderCall(main, sessionId, signal) {
     indicator.dataset.state = state;
     indicator.querySelector(".live-text").textContent = note ?? STATE_TEXT[state] ?? state;
   };
+  // Metadata is drawn again only when it changed, so a selection in it survives updates.
+  let shownMetadata = null;
   const showSession = () => {
     const now = Date.now();
     replace(fields, sessionFields(session, now));
-    replace(metadata, metadataList(session.metadata));
     replace(timers, timerFields(session, now));
+    const metadataJson = JSON.stringify(session.metadata ?? {});
+    if (metadataJson !== shownMetadata) {
+      replace(metadata, metadataList(session.metadata));
+      shownMetadata = metadataJson;
+    }
+  };
+  // Every second: only the running duration and the time left change.
+  const tick = () => {
+    const now = Date.now();
+    const duration = fields.querySelector("[data-clock='duration']");
+    const expires = timers.querySelector("[data-clock='expires']");
+    if (duration) duration.textContent = callDuration(session, now);
+    if (expires) expires.textContent = expiresText(session, now);
   };
   const nearBottom = () => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
   const addEvents = (events, where) => {
@@ -250,7 +268,7 @@ export async function renderCall(main, sessionId, signal) {
   });
 
   const ticker = setInterval(() => {
-    if (!TERMINAL.has(session.status)) showSession();
+    if (!TERMINAL.has(session.status)) tick();
   }, 1000);
   signal.addEventListener("abort", () => {
     clearInterval(ticker);

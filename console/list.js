@@ -181,9 +181,20 @@ export function renderList(main, params, signal) {
     }
   };
 
+  let shownJson = null;
   const showRows = (sessions, hasMore, empty) => {
-    const focused = document.activeElement?.closest?.("tr")?.dataset.sessionId;
     const now = Date.now();
+    const json = JSON.stringify([sessions, hasMore, empty]);
+    if (json === shownJson) {
+      // Nothing changed: only the running calls' durations move (selections and focus stay).
+      sessions.forEach((s, i) => {
+        const cell = tbody.rows[i]?.querySelector("td[data-label='Duration']");
+        if (cell) cell.textContent = callDuration(s, now);
+      });
+      return;
+    }
+    shownJson = json;
+    const focused = document.activeElement?.closest?.("tr")?.dataset.sessionId;
     if (sessions.length === 0) {
       const text = empty ?? (hasMore
         ? "No match among the calls examined for this page; “Older →” looks further."
