@@ -293,7 +293,7 @@ mod tests {
     fn event(session: &str, seq: u64) -> Event {
         Event {
             session_id: id(session),
-            event_id: EventId::parse(&format!("e-{seq}")).unwrap(),
+            event_id: EventId::parse(format!("e-{seq}")).unwrap(),
             seq,
             event_type: EventType::System,
             payload: JsonObject::default(),
