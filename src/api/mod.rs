@@ -13,6 +13,7 @@ mod observe;
 pub mod openapi;
 mod query;
 mod stream;
+pub use stream::LiveStream;
 
 pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};

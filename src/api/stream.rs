@@ -15,6 +15,11 @@ use crate::domain::SessionId;
 use crate::service::live::{LiveFrame, Start};
 use crate::service::{PageRequest, ServiceError};
 
+/// Marks a live stream's response, so the server loop can close its connection on shutdown
+/// even when the client has stopped reading (a graceful end would wait for it).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveStream;
+
 /// How long a client waits before it reconnects (the SSE `retry` field), in milliseconds.
 pub const RETRY_MS: u32 = 2000;
 const LAST_EVENT_ID: &str = "last-event-id";
@@ -61,6 +66,7 @@ pub async fn follow(
         .chain(frames.map(|frame| encode(&frame)))
         .map(Ok::<_, Infallible>);
     let mut response = Body::from_stream(body).into_response();
+    response.extensions_mut().insert(LiveStream);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

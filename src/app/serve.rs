@@ -5,13 +5,15 @@
 //! - a connection must deliver a complete request head within `header_read_timeout` of its
 //!   first byte (or of being accepted), or it is closed;
 //! - a connection idle between requests for `keepalive_timeout` is closed;
-//! - on shutdown: stop accepting, let in-flight requests finish, close idle connections.
+//! - on shutdown: stop accepting, let in-flight requests finish, close idle connections; a
+//!   connection serving a live stream gets `STREAM_CLOSE_GRACE` to send the stream's end, then is
+//!   closed (a client that stopped reading would otherwise hold the drain).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,6 +31,18 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub max_connections: usize,
+}
+
+/// How long a live stream's connection may take to finish after shutdown begins.
+const STREAM_CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Set while a connection sends a live stream's body; cleared when hyper drops the body.
+struct Streaming(Arc<AtomicBool>);
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Where a connection is between requests, as its reads and the service see it.
@@ -151,14 +165,20 @@ async fn serve_connection(
     });
     let service_phase = Arc::clone(&phase);
     let service_activity = Arc::clone(&activity);
+    let streaming = Arc::new(AtomicBool::new(false));
+    let service_streaming = Arc::clone(&streaming);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         service_phase.store(IN_REQUEST, Ordering::SeqCst);
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         let phase = Arc::clone(&service_phase);
         let activity = Arc::clone(&service_activity);
+        let streaming = Arc::clone(&service_streaming);
         async move {
-            let response = router.oneshot(req.map(axum::body::Body::new)).await;
+            let response = router
+                .oneshot(req.map(axum::body::Body::new))
+                .await
+                .map(|response| track_stream(response, streaming));
             // The head of the next request may already be buffered; hyper reads it next.
             phase.store(IDLE, Ordering::SeqCst);
             activity.notify_one();
@@ -175,6 +195,13 @@ async fn serve_connection(
     tokio::pin!(connection);
     let mut shutting_down = false;
     loop {
+        let stream_grace = async {
+            if shutting_down && streaming.load(Ordering::SeqCst) {
+                tokio::time::sleep(STREAM_CLOSE_GRACE).await;
+            } else {
+                std::future::pending().await
+            }
+        };
         let deadline = match phase.load(Ordering::SeqCst) {
             AWAITING_HEAD => Some(limits.header_read_timeout),
             IDLE => Some(limits.keepalive_timeout),
@@ -193,6 +220,8 @@ async fn serve_connection(
                 connection.as_mut().graceful_shutdown();
             }
             () = activity.notified() => {}
+            // The stream's end could not be sent in time (its client is not reading): close.
+            () = stream_grace => if streaming.load(Ordering::SeqCst) { return },
             () = timer => {
                 match phase.load(Ordering::SeqCst) {
                     // A request head that did not arrive in time: nothing is in flight.
@@ -206,4 +235,23 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// A live stream's response, with its body noting while it is being sent.
+fn track_stream(
+    response: axum::response::Response,
+    streaming: Arc<AtomicBool>,
+) -> axum::response::Response {
+    use futures_util::StreamExt;
+    if response.extensions().get::<crate::api::LiveStream>().is_none() {
+        return response;
+    }
+    streaming.store(true, Ordering::SeqCst);
+    let guard = Streaming(streaming);
+    response.map(|body| {
+        axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _ = &guard;
+            chunk
+        }))
+    })
 }
