@@ -17,6 +17,7 @@ use crate::api::AppError;
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
+use crate::service::live::LiveSettings;
 use crate::service::{Lifecycle, Maintenance, ServiceError, SessionService};
 
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +203,11 @@ impl Application {
             tombstone_retention_seconds: config.tombstone_retention_seconds,
             retention_seconds: config.retention_seconds,
         };
-        let service = SessionService::new(repos, lifecycle);
+        let service = SessionService::new(repos, lifecycle).with_live(LiveSettings {
+            max_streams: config.max_streams,
+            keepalive: config.stream_keepalive,
+            poll_interval: config.stream_poll_interval,
+        });
         let adopted = service
             .adopt_legacy_sessions()
             .await
@@ -287,12 +292,17 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
+        let watchers = self.service.watch_changes();
+        let hub = self.service.hub().clone();
         let key_reload = self.key_reload.and_then(KeyReload::spawn);
         let limiter_cleanup = self.rate_limit.as_ref().map(api::RateLimit::spawn_cleanup);
         drop(self.service);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
+            // Live streams end now (clients resume elsewhere with Last-Event-ID), so they do
+            // not hold the drain.
+            hub.close();
             let _ = stopping_tx.send(());
         };
         let drained = {
@@ -316,6 +326,7 @@ impl Application {
             }
         };
         maintenance.stop().await;
+        drop(watchers);
         for task in [key_reload, limiter_cleanup].into_iter().flatten() {
             task.abort();
         }

@@ -48,6 +48,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Requests per second and burst per API key (per client IP without keys); `None`: off.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Live streams open at most; beyond it 503 `too_many_streams`.
+    pub max_streams: usize,
+    /// An idle live stream sends a comment this often.
+    pub stream_keepalive: Duration,
+    /// How often watched sessions are read for other processes' writes when no change feed
+    /// reports them (SQLite; MongoDB while its change stream is down).
+    pub stream_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +312,21 @@ pub const VARIABLES: &[Var] = &[
         help: "open connections at most (capped by the open files limit); more wait in the backlog",
     },
     Var {
+        name: "MAX_STREAMS",
+        default: "10000",
+        help: "live event streams open at most; beyond it 503 too_many_streams",
+    },
+    Var {
+        name: "STREAM_KEEPALIVE_SECONDS",
+        default: "15",
+        help: "an idle live event stream sends a comment this often",
+    },
+    Var {
+        name: "STREAM_POLL_INTERVAL_MS",
+        default: "1000",
+        help: "how often live streams look for other processes' writes without a change feed",
+    },
+    Var {
         name: "RATE_LIMIT_PER_SECOND",
         default: "0",
         help: "requests per second per API key (per client IP without keys), beyond it 429; 0: off",
@@ -508,6 +530,22 @@ impl Config {
             .ok()
             .filter(|n| (1..=1_000_000).contains(n))
             .ok_or_else(|| bad(max.clone(), "expected a whole number from 1 to 1000000"))?;
+        let max = var("MAX_STREAMS");
+        let max_streams = max
+            .1
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| bad(max.clone(), "expected a whole number from 1 to 1000000"))?;
+        let keepalive = var("STREAM_KEEPALIVE_SECONDS");
+        let stream_keepalive = keepalive
+            .1
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (1..=3600).contains(s))
+            .map(Duration::from_secs)
+            .ok_or_else(|| bad(keepalive.clone(), "expected whole seconds from 1 to 3600"))?;
+        let stream_poll_interval = millis("STREAM_POLL_INTERVAL_MS")?;
         let count = |name: &'static str| {
             let raw = var(name);
             raw.1
@@ -524,6 +562,9 @@ impl Config {
         });
 
         Ok(Config {
+            max_streams,
+            stream_keepalive,
+            stream_poll_interval,
             default_timers,
             retention_seconds,
             tombstone_retention_seconds,
@@ -682,6 +723,9 @@ mod tests {
             ("HEADER_READ_TIMEOUT_MS", "0"),
             ("KEEPALIVE_TIMEOUT_MS", "x"),
             ("MAX_CONNECTIONS", "0"),
+            ("MAX_STREAMS", "0"),
+            ("STREAM_KEEPALIVE_SECONDS", "0"),
+            ("STREAM_POLL_INTERVAL_MS", "never"),
             ("RATE_LIMIT_BURST", "lots"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();

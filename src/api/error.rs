@@ -79,6 +79,9 @@ pub enum AppError {
     /// The client is over RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST; it may retry after this long.
     #[error("rate limit exceeded; retry in {0:?}")]
     RateLimited(std::time::Duration),
+    /// `MAX_STREAMS` live streams are open; the client may retry shortly.
+    #[error("{0} live streams are open, the most this instance serves")]
+    TooManyStreams(usize),
     /// The request took longer than the configured request timeout.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
@@ -144,9 +147,10 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) | AppError::StorageFull(_) | AppError::Timeout(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::Unavailable(_)
+            | AppError::StorageFull(_)
+            | AppError::Timeout(_)
+            | AppError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -167,6 +171,7 @@ impl AppError {
             AppError::Unavailable(_) => "storage_unavailable",
             AppError::StorageFull(_) => "storage_full",
             AppError::Timeout(_) => "request_timeout",
+            AppError::TooManyStreams(_) => "too_many_streams",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -190,6 +195,9 @@ impl AppError {
                 "storage is full; nothing was written; retry with the same request later".into()
             }
             AppError::Internal(_) => "an internal error occurred".into(),
+            AppError::TooManyStreams(limit) => format!(
+                "{limit} live streams are open, the most this instance serves (MAX_STREAMS); retry shortly"
+            ),
             AppError::Timeout(limit) => format!(
                 "the request did not finish within {} ms; retry with the same request",
                 limit.as_millis()
@@ -228,6 +236,9 @@ impl From<ServiceError> for AppError {
             },
             ServiceError::SessionIdDeleted(_) => AppError::conflict("session_deleted", detail),
             ServiceError::CursorOrderMismatch => AppError::invalid("after", detail),
+            ServiceError::TooManyStreams(limit) => AppError::TooManyStreams(limit),
+            // The stream handler names the parameter the start came from; this is the fallback.
+            ServiceError::StartAfterLastEvent { .. } => AppError::invalid("Last-Event-ID", detail),
             ServiceError::Storage(e) => AppError::from_repo(e),
         }
     }
@@ -249,7 +260,8 @@ pub struct Problem<'a> {
     /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
     /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
     /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
-    /// `rate_limited`, `storage_unavailable`, `storage_full`, `request_timeout`, `internal_error`.
+    /// `rate_limited`, `storage_unavailable`, `storage_full`, `request_timeout`,
+    /// `too_many_streams`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
     /// Every violation, for `validation_failed`.
@@ -264,7 +276,7 @@ pub struct Problem<'a> {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, AppError::TooManyStreams(_)) {
             let mut chain = String::new();
             let mut source = self.source();
             while let Some(cause) = source {

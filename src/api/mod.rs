@@ -11,6 +11,7 @@ mod list_query;
 mod observe;
 pub mod openapi;
 mod query;
+mod stream;
 
 pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};
@@ -319,18 +320,23 @@ const EXPORT_CHUNK: u32 = 500;
     get,
     path = "/sessions/{sessionId}/events",
     tag = "sessions",
-    summary = "Read or export a session's events",
-    description = "One page of the session's events, without the session: `limit`, `order`, `after` and `page` as on `GET /sessions/{sessionId}`. With `Accept: application/x-ndjson`, every event from `after` (an ascending cursor; default: the first) to the last one stored when the export began, one JSON object per line, streamed in constant memory; only `after` may be given then.",
-    params(dto::SessionPath, query::PageQuery),
+    summary = "Read, export or follow a session's events",
+    description = "One page of the session's events, without the session: `limit`, `order`, `after` and `page` as on `GET /sessions/{sessionId}`.\n\nWith `Accept: application/x-ndjson`: every event from `after` (an ascending cursor; default: the first) to the last one stored when the export began, one JSON object per line, streamed in constant memory; only `after` may be given then.\n\nWith `Accept: text/event-stream`: the live transcript as Server-Sent Events. It starts after the seq in `Last-Event-ID`, else after `after`, else at the first event; sends `retry: 2000`, then each stored event as `id: <seq>`, `event: event`, `data: <event JSON>`; then `event: caught-up` with `data: {\"seq\": N}` once; then new events as they are stored (by any instance); a `: keepalive` comment every STREAM_KEEPALIVE_SECONDS while idle. When the session ends: every event up to the last, then `event: session-ended` with the session JSON, and the stream closes (so does a stream opened on an ended session, after its replay). When it is erased: `event: session-deleted`, and the stream closes. A client that resumes with the last `id` it saw receives every event exactly once, in seq order. Only `after` may be given as a query parameter.",
+    params(
+        dto::SessionPath,
+        query::PageQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "With `Accept: text/event-stream`: the `id` (seq) of the last event received; the stream resumes after it"),
+    ),
     responses(
-        (status = 200, description = "A page of events, or with Accept: application/x-ndjson, the export", content(
+        (status = 200, description = "A page of events; with Accept: application/x-ndjson, the export; with Accept: text/event-stream, the live transcript", content(
             (dto::EventPageBody = "application/json"),
             (dto::EventBody = "application/x-ndjson"),
+            (String = "text/event-stream", example = json!("retry: 2000\n\nid: 1\nevent: event\ndata: {\"sessionId\":\"call-1\",\"eventId\":\"e-1\",\"seq\":1,\"type\":\"user_speech\",\"payload\":{\"text\":\"Hello\"},\"timestamp\":\"2026-12-01T10:00:00.000Z\"}\n\nevent: caught-up\ndata: {\"seq\":1}\n\n")),
         )),
-        (status = 400, description = "Invalid path or query parameters (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid path or query parameters or Last-Event-ID (`validation_failed`), including a start past the last event", body = Problem, content_type = "application/problem+json"),
         openapi::SessionNotFound,
         openapi::SessionDeleted,
-        openapi::Unavailable,
+        (status = 503, description = "Storage is unavailable (`storage_unavailable`), or MAX_STREAMS live streams are open (`too_many_streams`); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn list_events(
@@ -342,20 +348,24 @@ async fn list_events(
     let session_id = dto::path_session_id(path.session_id);
     let request = query::page_request(raw_query.as_deref());
     let (session_id, request) = query::both(session_id, request)?;
-    if wants_ndjson(&headers) {
+    if accepts(&headers, "text/event-stream") {
+        return stream::follow(state, session_id, raw_query.as_deref(), request, &headers).await;
+    }
+    if accepts(&headers, "application/x-ndjson") {
         return export(state, session_id, raw_query.as_deref(), request).await;
     }
     let page = state.service.page(&session_id, request).await?;
     Ok(Json(dto::EventPageBody::from(&page)).into_response())
 }
 
-fn wants_ndjson(headers: &axum::http::HeaderMap) -> bool {
+/// Whether `Accept` lists this media type.
+fn accepts(headers: &axum::http::HeaderMap, media_type: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|v| v.split(';').next().unwrap_or_default().trim() == "application/x-ndjson")
+        .any(|v| v.split(';').next().unwrap_or_default().trim() == media_type)
 }
 
 /// Streams the events as NDJSON, one storage read of [`EXPORT_CHUNK`] events at a time. The first
@@ -367,30 +377,7 @@ async fn export(
     raw_query: Option<&str>,
     request: service::PageRequest,
 ) -> Result<Response, AppError> {
-    let others: Vec<String> = form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes())
-        .map(|(k, _)| k.into_owned())
-        .filter(|k| k != "after")
-        .collect();
-    if !others.is_empty() {
-        return Err(AppError::Validation(
-            others
-                .into_iter()
-                .map(|k| {
-                    FieldError::new(
-                        k,
-                        "is not used by an application/x-ndjson export; only after is",
-                    )
-                })
-                .collect(),
-        ));
-    }
-    let after = match request.mode {
-        service::PageMode::After(cursor) if cursor.order != crate::domain::Order::Asc => {
-            return Err(service::ServiceError::CursorOrderMismatch.into());
-        }
-        service::PageMode::After(cursor) => cursor.seq,
-        service::PageMode::Page(_) => 0,
-    };
+    let after = query::ascending_after(raw_query, &request, "an application/x-ndjson export")?;
     let service = state.service.clone();
     let first = match service
         .export_chunk(&session_id, after, None, EXPORT_CHUNK)

@@ -143,6 +143,31 @@ impl PageQuery {
     }
 }
 
+/// For the whole-session reads (the NDJSON export, the live stream): the seq to start after,
+/// from an ascending `after` cursor (`0`: from the first event). Every other parameter is refused,
+/// naming `what` does not use it.
+pub fn ascending_after(
+    raw: Option<&str>,
+    request: &PageRequest,
+    what: &str,
+) -> Result<u64, AppError> {
+    let others: Vec<FieldError> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .filter(|k| k != "after")
+        .map(|k| FieldError::new(k, format!("is not used by {what}; only after is")))
+        .collect();
+    if !others.is_empty() {
+        return Err(AppError::Validation(others));
+    }
+    match &request.mode {
+        PageMode::After(cursor) if cursor.order != Order::Asc => {
+            Err(crate::service::ServiceError::CursorOrderMismatch.into())
+        }
+        PageMode::After(cursor) => Ok(cursor.seq),
+        PageMode::Page(_) => Ok(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,6 +149,7 @@ impl Repositories {
                 backend,
                 inner: self.events,
             }),
+            changes: self.changes,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Storage seams. Services see only these traits and types; each backend maps its own errors into
 //! [`RepoError`], and no driver type crosses them.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::Stream;
 
 use crate::domain::{
     EndReason, Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status,
@@ -254,11 +256,38 @@ pub trait EventRepository: Send + Sync {
     -> Result<EventPage, RepoError>;
 }
 
+/// A change committed to the store by anyone (this process or another), as a [`ChangeFeed`]
+/// reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// An event was stored.
+    Event(Event),
+    /// The session ended or was erased; read it to learn which.
+    SessionEnded(SessionId),
+}
+
+/// Changes in commit order, until the store ends the feed (an `Err`, or the stream ending).
+pub type ChangeStream = Pin<Box<dyn Stream<Item = Result<Change, RepoError>> + Send>>;
+
+/// A feed of every change committed to the store, whoever wrote it: what lets one process learn of
+/// another's writes without polling (MongoDB change streams). A backend without one has
+/// `Repositories::changes` set to `None`.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// Opens the feed. Once this returns, every change committed afterwards is reported. A later
+    /// call resumes right after the last change the previous stream delivered when the store
+    /// still holds it, or starts from now when it does not: callers that must miss nothing
+    /// re-read what they follow after every open.
+    async fn open(&self) -> Result<ChangeStream, RepoError>;
+}
+
 /// The repositories the service runs on, all backed by one store.
 #[derive(Clone)]
 pub struct Repositories {
     pub sessions: Arc<dyn SessionRepository>,
     pub events: Arc<dyn EventRepository>,
+    /// Changes by any writer, if the store can report them.
+    pub changes: Option<Arc<dyn ChangeFeed>>,
 }
 
 /// The window of seqs a page reads from, for a session holding `count` events. Seqs are dense

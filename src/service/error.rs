@@ -49,6 +49,12 @@ pub enum ServiceError {
         "this cursor was made for the other order; pass the same order as the page it came from"
     )]
     CursorOrderMismatch,
+    /// `MAX_STREAMS` live streams are open already.
+    #[error("{0} live streams are open, the most this instance serves; retry shortly")]
+    TooManyStreams(usize),
+    /// A live stream asked to start after a seq the session has not reached.
+    #[error("the session has {last} events; there is no event {requested} to resume after")]
+    StartAfterLastEvent { requested: u64, last: u64 },
     /// Storage failed; whether a retry can help is the [`RepoError`]'s to say.
     #[error(transparent)]
     Storage(#[from] RepoError),

@@ -4,6 +4,7 @@
 
 mod cursor;
 mod error;
+pub mod live;
 mod maintenance;
 
 use crate::domain::{
@@ -51,6 +52,8 @@ impl Default for Lifecycle {
 pub struct SessionService {
     repos: Repositories,
     lifecycle: Lifecycle,
+    /// Live streams' announcements: every write through this service is announced here.
+    hub: live::Hub,
 }
 
 /// Whether a write stored something new or found it already stored.
@@ -131,7 +134,40 @@ fn count_end(session: &Session) {
 
 impl SessionService {
     pub fn new(repos: Repositories, lifecycle: Lifecycle) -> Self {
-        Self { repos, lifecycle }
+        Self {
+            repos,
+            lifecycle,
+            hub: live::Hub::new(live::LiveSettings::default()),
+        }
+    }
+
+    /// The same service with live streams run by `settings`.
+    pub fn with_live(self, settings: live::LiveSettings) -> Self {
+        Self {
+            hub: live::Hub::new(settings),
+            ..self
+        }
+    }
+
+    /// The hub of this service's live streams.
+    pub fn hub(&self) -> &live::Hub {
+        &self.hub
+    }
+
+    /// Starts what tells the live streams of other writers' changes (stopped when dropped).
+    pub fn watch_changes(&self) -> live::Watchers {
+        live::Watchers::start(self.hub.clone(), self.repos.clone())
+    }
+
+    /// Opens a live stream of the session's events from `start` on: stored ones, then new ones as
+    /// they are stored by anyone, then its end. Refused when too many streams are open, when the
+    /// session does not exist or was erased, and when `start` is past its last event.
+    pub async fn follow(
+        &self,
+        id: &SessionId,
+        start: live::Start,
+    ) -> Result<live::Follow, ServiceError> {
+        self.hub.follow(&self.repos, id, start).await
     }
 
     pub fn repositories(&self) -> &Repositories {
@@ -177,6 +213,7 @@ impl SessionService {
         let (refused, reason) = match appended {
             Appended::New(event) => {
                 metrics::counter!("events_stored_total").increment(1);
+                self.hub.publish(&event);
                 return Ok((event, Written::Created));
             }
             Appended::Existing(event) if new.matches(&event) => {
@@ -192,6 +229,7 @@ impl SessionService {
             ),
             Appended::Expired(session) => {
                 count_end(&session);
+                self.hub.poke(&session.session_id);
                 (
                     ServiceError::SessionEnded {
                         session_id: new.session_id,
@@ -235,6 +273,7 @@ impl SessionService {
         let session = outcome.session;
         if outcome.ended_now {
             count_end(&session);
+            self.hub.poke(id);
         }
         if session.status != status.status() {
             return Err(ServiceError::SessionAlreadyEnded {
@@ -258,6 +297,7 @@ impl SessionService {
             })?;
         if outcome.deleted_now {
             metrics::counter!("sessions_erased_total", "cause" => "request").increment(1);
+            self.hub.poke(id);
         }
         Ok(())
     }
@@ -455,6 +495,7 @@ impl SessionService {
                 Ok(outcome) if outcome.ended_now => {
                     ended += 1;
                     count_end(&outcome.session);
+                    self.hub.poke(&id);
                 }
                 Ok(_) | Err(RepoError::NotFound | RepoError::Deleted) => {}
                 Err(e) => return Err(ServiceError::Storage(e)),
@@ -488,6 +529,7 @@ impl SessionService {
                     Ok(outcome) if outcome.deleted_now => {
                         metrics::counter!("sessions_erased_total", "cause" => "retention")
                             .increment(1);
+                        self.hub.poke(&id);
                     }
                     Ok(_) | Err(RepoError::NotFound) => {}
                     Err(e) => return Err(ServiceError::Storage(e)),

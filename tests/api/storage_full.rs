@@ -124,6 +124,7 @@ async fn app_over_faulty_sqlite() -> (TestApp, Arc<AtomicU8>, TestStore) {
         repos: Repositories {
             sessions: Arc::new(faulty.clone()),
             events: Arc::new(faulty),
+            changes: None,
         },
     })
     .await;

@@ -10,6 +10,7 @@
 //! - Writes use write concern `majority` with journaling unless the URI says otherwise.
 
 mod convert;
+mod feed;
 mod lifecycle;
 mod migrations;
 
@@ -123,6 +124,7 @@ impl MongoStore {
         Repositories {
             sessions: Arc::new(self.clone()),
             events: Arc::new(self.clone()),
+            changes: Some(Arc::new(feed::MongoFeed::new(self.db.clone()))),
         }
     }
 

@@ -97,6 +97,8 @@ impl SqliteStore {
         Repositories {
             sessions: Arc::new(self.clone()),
             events: Arc::new(self.clone()),
+            // Another process's writes are found by polling (`service::live`).
+            changes: None,
         }
     }
 
