@@ -253,7 +253,10 @@ impl SseStream {
     /// The next frame (comments included), the end, or a timeout after `limit`. Safe to call
     /// again after a timeout: nothing read is lost.
     pub async fn next(&mut self, limit: Duration) -> Next {
-        let deadline = tokio::time::Instant::now() + limit;
+        self.next_by(tokio::time::Instant::now() + limit).await
+    }
+
+    async fn next_by(&mut self, deadline: tokio::time::Instant) -> Next {
         loop {
             if let Some(frame) = self.parser.frame(self.ended.is_some()) {
                 self.seen.push(frame.clone());
@@ -267,6 +270,18 @@ impl SseStream {
                 Ok(Some(Ok(chunk))) => self.parser.push(&chunk),
                 Ok(Some(Err(e))) => self.ended = Some(Err(e.to_string())),
                 Ok(None) => self.ended = Some(Ok(())),
+            }
+        }
+    }
+
+    /// The next frame that is not only comments, the end, or a timeout after `limit`: keepalive
+    /// comments do not restart the clock, so they cannot stretch a hang detector.
+    pub async fn next_significant(&mut self, limit: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.next_by(deadline).await {
+                Next::Frame(frame) if frame.is_comment_only() => continue,
+                other => return other,
             }
         }
     }
@@ -288,15 +303,12 @@ impl SseStream {
     /// The next frame that is not only comments, within [`FRAME_LIMIT`]; panics on a timeout or
     /// the end, saying what was seen.
     pub async fn expect_frame(&mut self) -> Frame {
-        loop {
-            match self.next(FRAME_LIMIT).await {
-                Next::Frame(frame) if frame.is_comment_only() => continue,
-                Next::Frame(frame) => return frame,
-                other => panic!(
-                    "expected a frame, got {other:?} after {:?}",
-                    names_of(&self.seen)
-                ),
-            }
+        match self.next_significant(FRAME_LIMIT).await {
+            Next::Frame(frame) => frame,
+            other => panic!(
+                "expected a frame within {FRAME_LIMIT:?}, got {other:?} after {:?}",
+                names_of(&self.seen)
+            ),
         }
     }
 
@@ -313,17 +325,21 @@ impl SseStream {
         );
     }
 
-    /// Reads frames until `stop` holds for one (included), each within `limit`; panics on a
-    /// timeout or the end before that.
+    /// Reads frames (comments included) until `stop` holds for one (included); panics on the
+    /// end before that, or when no frame other than comments arrives for `limit`.
     pub async fn collect_until(
         &mut self,
         limit: Duration,
         mut stop: impl FnMut(&Frame) -> bool,
     ) -> Vec<Frame> {
         let mut frames = Vec::new();
+        let mut deadline = tokio::time::Instant::now() + limit;
         loop {
-            match self.next(limit).await {
+            match self.next_by(deadline).await {
                 Next::Frame(frame) => {
+                    if !frame.is_comment_only() {
+                        deadline = tokio::time::Instant::now() + limit;
+                    }
                     let done = stop(&frame);
                     frames.push(frame);
                     if done {
@@ -331,7 +347,8 @@ impl SseStream {
                     }
                 }
                 other => panic!(
-                    "the stream gave {other:?} before the awaited frame; read so far: {:?}",
+                    "the stream gave {other:?} before the awaited frame (limit {limit:?}); read \
+                     so far: {:?}",
                     names_of(&self.seen)
                 ),
             }
@@ -349,34 +366,30 @@ impl SseStream {
     /// Asserts that the server ends the response cleanly within [`FRAME_LIMIT`] without
     /// sending anything more (comments aside) and without a partial frame.
     pub async fn expect_end(&mut self) {
-        loop {
-            match self.next(FRAME_LIMIT).await {
-                Next::Frame(frame) if frame.is_comment_only() => continue,
-                Next::Frame(frame) => panic!("expected the end of the stream, got {frame:?}"),
-                Next::TimedOut => panic!(
-                    "the server did not end the stream within {FRAME_LIMIT:?} after {:?}",
-                    names_of(&self.seen)
-                ),
-                Next::Ended(end) => {
-                    assert_eq!(end, Ok(()), "the stream did not end cleanly");
-                    assert!(
-                        !self.parser.has_partial(),
-                        "the stream ended inside a frame: {:?}",
-                        String::from_utf8_lossy(&self.parser.buffer)
-                    );
-                    return;
-                }
+        match self.next_significant(FRAME_LIMIT).await {
+            Next::Frame(frame) => panic!("expected the end of the stream, got {frame:?}"),
+            Next::TimedOut => panic!(
+                "the server did not end the stream within {FRAME_LIMIT:?} after {:?}",
+                names_of(&self.seen)
+            ),
+            Next::Ended(end) => {
+                assert_eq!(end, Ok(()), "the stream did not end cleanly");
+                assert!(
+                    !self.parser.has_partial(),
+                    "the stream ended inside a frame: {:?}",
+                    String::from_utf8_lossy(&self.parser.buffer)
+                );
             }
         }
     }
 
-    /// Reads everything up to the end of the response (each frame within `limit`); panics on a
-    /// timeout. The frames read, comment-only ones left out.
+    /// Reads everything up to the end of the response; panics when neither a frame other than
+    /// comments nor the end arrives for `limit`. The frames read, comment-only ones left out
+    /// ([`Self::ended`] tells whether the end was clean).
     pub async fn read_to_end(&mut self, limit: Duration) -> Vec<Frame> {
         let mut frames = Vec::new();
         loop {
-            match self.next(limit).await {
-                Next::Frame(frame) if frame.is_comment_only() => {}
+            match self.next_significant(limit).await {
                 Next::Frame(frame) => frames.push(frame),
                 Next::Ended(_) => return frames,
                 Next::TimedOut => panic!(
