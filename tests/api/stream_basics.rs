@@ -154,6 +154,27 @@ backend_test! { async fn a_session_ended_by_its_inactivity_timer_while_streaming
     stream.expect_end().await;
 }}
 
+backend_test! { async fn a_session_ended_by_its_maximum_duration_ends_the_stream_even_with_the_sweeper_off(s: StoreCtx) {
+    let app = spawn_app_with(s, &[("SWEEP_INTERVAL_MS", "3600000")]).await;
+    let body = json!({"sessionId": "call-1", "language": "en-US", "maxDurationSeconds": 2});
+    let r = app.post_json("/sessions", &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut stream = app.sse("call-1").open().await;
+    stream.expect_retry().await;
+    assert_eq!(stream.expect_frame().await.caught_up_seq(), 0);
+    app.add_event("call-1", "e1").await;
+    assert_eq!(stream.expect_frame().await.event_json()["eventId"], "e1");
+
+    let rest = stream.until_event("session-ended").await;
+    assert_eq!(names_of(&rest), ["session-ended"]);
+    let ended = rest[0].json();
+    assert_eq!(ended["status"], "failed", "{ended}");
+    assert_eq!(ended["endedReason"], "max_duration_exceeded", "{ended}");
+    assert_eq!(ended["endedAt"], r.body["expiresAt"], "{ended}");
+    assert_eq!(ended, app.session_part("call-1").await);
+    stream.expect_end().await;
+}}
+
 backend_test! { async fn deleting_a_session_while_streaming_sends_session_deleted_then_closes(app: TestApp) {
     app.create_session("call-1").await;
     app.add_events("call-1", "e", 2).await;

@@ -1,6 +1,10 @@
 //! Two instances on one store (MongoDB: one database; SQLite: one file, opened twice as a second
 //! process would): a stream on one delivers what is written through the other, exactly once and
-//! in order, also when the subscriber reconnects to either instance at random points.
+//! in order, also when the subscriber reconnects to either instance at random points; and a
+//! deletion through the other instance ends the stream with `session-deleted`.
+
+use reqwest::Method;
+use serde_json::json;
 
 use crate::stream_support::{
     Rng, assert_received_everything, reconnecting_subscriber, write_concurrently,
@@ -63,4 +67,22 @@ backend_test! { async fn a_subscriber_reconnecting_to_either_instance_while_writ
     assert_eq!(r.status, 200, "{}", r.text);
     let received = subscriber.await.expect("the subscriber");
     assert_received_everything(&one, "shared", &received, &acked, seed).await;
+}}
+
+backend_test! { async fn a_session_deleted_through_another_instance_ends_the_stream_with_session_deleted(s: StoreCtx) {
+    let (writer, reader) = two_instances(s, &[]).await;
+    writer.create_session("call-1").await;
+    writer.add_event("call-1", "e1").await;
+    let mut stream = reader.sse("call-1").open().await;
+    stream.expect_retry().await;
+    assert_eq!(
+        names_of(&stream.until_event("caught-up").await),
+        ["event", "caught-up"]
+    );
+    let r = writer.request(Method::DELETE, "/sessions/call-1").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let rest = stream.until_event("session-deleted").await;
+    assert_eq!(names_of(&rest), ["session-deleted"]);
+    assert_eq!(rest[0].json(), json!({"sessionId": "call-1"}));
+    stream.expect_end().await;
 }}

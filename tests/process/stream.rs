@@ -1,5 +1,5 @@
-//! The live-transcript stream in the real binary: SIGTERM ends open streams so the process exits
-//! without waiting for its drain limit; a consumer that stops reading does not make the
+//! The live-transcript stream in the real binary: SIGTERM ends open streams (also one whose
+//! consumer stopped reading) so the process exits without waiting for its drain limit; a consumer that stops reading does not make the
 //! service's memory grow with what it has not read, and gets everything once it reads on; two
 //! processes on one SQLite file (the poller); and the stream metrics, exactly, in a process of
 //! their own.
@@ -173,6 +173,8 @@ const PAYLOAD_BYTES: usize = 8 * 1024;
 const WARM_UP_EVENTS: usize = 100;
 /// Concurrent writers.
 const WRITERS: usize = 8;
+/// Events written for a stalled consumer before SIGTERM: far more than socket buffers hold.
+const STALLED_SHUTDOWN_EVENTS: usize = 2_000;
 
 /// The resident memory of process `pid`, in bytes (`VmRSS` of `/proc/<pid>/status`).
 fn resident_bytes(pid: u32) -> u64 {
@@ -274,6 +276,35 @@ async fn a_stalled_consumer_does_not_grow_the_services_memory_and_gets_every_eve
     );
     assert_eq!(ids, walk(&http, &service, "big").await);
     service.stop(EXIT_LIMIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_even_a_stream_whose_consumer_stopped_reading_without_waiting_for_the_drain_limit()
+ {
+    let store = ServiceStore::new(Backend::Sqlite, "stream_stalled_shutdown");
+    let vars = [
+        ("SQLITE_SYNCHRONOUS", "normal"),
+        ("SHUTDOWN_TIMEOUT_MS", "60000"),
+    ];
+    let mut service = start(&store, &vars).await;
+    let http = client();
+    create(&http, &service, "big").await;
+    // Open, then read nothing more; enough is written to fill the socket buffers both ends.
+    let stream = open_caught_up(&service, "big").await;
+    append_big(&service, "big", 0..STALLED_SHUTDOWN_EVENTS).await;
+
+    service.sigterm();
+    // A hang detector far below the 60 s drain limit.
+    let status = service.wait_exit(EXIT_LIMIT).await;
+    assert_eq!(status.code(), Some(0), "{}", service.output());
+    assert!(
+        !service.json_logs().iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not finish in time"))),
+        "the drain waited for its limit; its output:\n{}",
+        service.output()
+    );
+    drop(stream);
 }
 
 // ---------------------------------------------------------------------------------------------
