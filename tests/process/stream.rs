@@ -1,8 +1,8 @@
 //! The live-transcript stream in the real binary: SIGTERM ends open streams (also one whose
-//! consumer stopped reading) so the process exits without waiting for its drain limit; a consumer that stops reading does not make the
-//! service's memory grow with what it has not read, and gets everything once it reads on; two
-//! processes on one SQLite file (the poller); and the stream metrics, exactly, in a process of
-//! their own.
+//! consumer stopped reading) so the process exits without waiting for its drain limit; a
+//! consumer that stops reading does not make the service's memory grow with what it has not
+//! read, and gets everything once it reads on; two processes on one SQLite file (the poller);
+//! and the stream metrics, exactly, in a process of their own.
 
 use std::collections::HashSet;
 use std::future::Future;
