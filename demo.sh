@@ -404,6 +404,40 @@ call "An event after the deadline: 409 session_ended" 409 POST "/sessions/$TIMED
 check "code" "$(field code)" session_ended
 
 echo
+echo "${YELLOW}${BOLD}### Live transcript (Server-Sent Events)${RESET}"
+LIVE="$SID-live"
+call "A call to follow live" 201 POST /sessions "{\"sessionId\":\"$LIVE\",\"language\":\"en-US\"}"
+call "Its first event" 201 POST "/sessions/$LIVE/events" \
+    '{"eventId":"live-1","type":"user_speech","payload":{"text":"Is anyone there?"}}'
+STEPS=$((STEPS + 1))
+echo
+echo "${CYAN}${BOLD}== $STEPS. Follow it: replay, caught-up, then events as they come, then the end${RESET}  ${DIM}(expect 2 events, caught-up, session-ended)${RESET}"
+echo "${DIM}\$ curl -N -H 'Accept: text/event-stream' '$BASE/sessions/$LIVE/events' &${RESET}"
+STREAM_OUT=$(mktemp)
+curl -sS -N --max-time 20 -H 'Accept: text/event-stream' "$BASE/sessions/$LIVE/events" >"$STREAM_OUT" &
+STREAM_PID=$!
+for _ in $(seq 1 100); do grep -q '^event: caught-up' "$STREAM_OUT" && break; sleep 0.1; done
+QUIET=1
+call "An event while the stream is open" 201 POST "/sessions/$LIVE/events" \
+    '{"eventId":"live-2","type":"bot_speech","payload":{"text":"Yes, I am here."}}'
+call "End the call: the stream sends session-ended and closes" 200 POST "/sessions/$LIVE/complete"
+QUIET=0
+wait "$STREAM_PID" || true
+cat "$STREAM_OUT"
+check "events streamed" "$(grep -c '^event: event' "$STREAM_OUT")" 2
+check "ids" "$(grep '^id: ' "$STREAM_OUT" | tr -d 'id: ' | tr '\n' ' ')" "1 2 "
+check "caught-up after" "$(grep -A1 '^event: caught-up' "$STREAM_OUT" | tail -n 1)" 'data: {"seq":1}'
+check "last frame" "$(grep '^event: ' "$STREAM_OUT" | tail -n 1)" "event: session-ended"
+STEPS=$((STEPS + 1))
+echo
+echo "${CYAN}${BOLD}== $STEPS. Resume after id 1 (what EventSource does after a drop)${RESET}  ${DIM}(expect only event 2)${RESET}"
+echo "${DIM}\$ curl -N -H 'Accept: text/event-stream' -H 'Last-Event-ID: 1' '$BASE/sessions/$LIVE/events'${RESET}"
+curl -sS -N --max-time 10 -H 'Accept: text/event-stream' -H 'Last-Event-ID: 1' "$BASE/sessions/$LIVE/events" >"$STREAM_OUT" || true
+((QUIET)) || cat "$STREAM_OUT"
+check "ids after resuming" "$(grep '^id: ' "$STREAM_OUT" | tr -d 'id: ' | tr '\n' ' ')" "2 "
+rm -f "$STREAM_OUT"
+
+echo
 echo "${YELLOW}${BOLD}### Export and erasure${RESET}"
 STEPS=$((STEPS + 1))
 echo

@@ -131,3 +131,42 @@ fn encode(frame: &LiveFrame) -> Bytes {
     out.push_str("\n\n");
     Bytes::from(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(LAST_EVENT_ID, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn last_event_id_is_a_decimal_seq_and_empty_means_none() {
+        assert_eq!(last_event_id(&headers(&[])).unwrap(), None);
+        assert_eq!(last_event_id(&headers(&[""])).unwrap(), None);
+        assert_eq!(last_event_id(&headers(&["42"])).unwrap(), Some(42));
+        assert_eq!(last_event_id(&headers(&[" 7 "])).unwrap(), Some(7));
+        for bad in ["abc", "-1", "1.5", "+3", "0x10", "99999999999999999999"] {
+            assert!(last_event_id(&headers(&[bad])).is_err(), "{bad}");
+        }
+        assert!(last_event_id(&headers(&["1", "2"])).is_err());
+    }
+
+    #[test]
+    fn frames_follow_the_event_stream_format() {
+        assert_eq!(
+            &encode(&LiveFrame::CaughtUp(12))[..],
+            b"event: caught-up\ndata: {\"seq\":12}\n\n"
+        );
+        assert_eq!(&encode(&LiveFrame::Keepalive)[..], b": keepalive\n\n");
+        let deleted = encode(&LiveFrame::Deleted(SessionId::parse("call-1").unwrap()));
+        assert_eq!(
+            &deleted[..],
+            b"event: session-deleted\ndata: {\"sessionId\":\"call-1\"}\n\n"
+        );
+    }
+}

@@ -280,3 +280,94 @@ impl Drop for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventId, EventType, JsonObject, Timestamp};
+
+    fn id(raw: &str) -> SessionId {
+        SessionId::parse(raw).unwrap()
+    }
+
+    fn event(session: &str, seq: u64) -> Event {
+        Event {
+            session_id: id(session),
+            event_id: EventId::parse(format!("e-{seq}")).unwrap(),
+            seq,
+            event_type: EventType::System,
+            payload: JsonObject::default(),
+            timestamp: Timestamp::now(),
+        }
+    }
+
+    fn hub(max_streams: usize) -> Hub {
+        Hub::new(LiveSettings {
+            max_streams,
+            ..LiveSettings::default()
+        })
+    }
+
+    #[test]
+    fn no_more_than_max_streams_are_open_and_a_closed_one_frees_its_place() {
+        let hub = hub(2);
+        let first = hub.try_open().unwrap();
+        let _second = hub.try_open().unwrap();
+        assert!(hub.try_open().is_none());
+        assert_eq!(hub.open_streams(), 2);
+        drop(first);
+        assert!(hub.try_open().is_some());
+    }
+
+    #[test]
+    fn no_stream_opens_once_the_hub_is_closing() {
+        let hub = hub(10);
+        hub.close();
+        assert!(hub.try_open().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_is_watched_while_it_has_a_subscription_and_hears_its_own_events_only() {
+        let hub = hub(10);
+        let mut a = hub.subscribe(&id("a"));
+        let second_a = hub.subscribe(&id("a"));
+        assert_eq!(hub.watched().len(), 1);
+        hub.publish(&event("b", 1));
+        hub.publish(&event("a", 7));
+        match a.recv().await.unwrap() {
+            Signal::Event(e) => assert_eq!((e.session_id.as_str(), e.seq), ("a", 7)),
+            other => panic!("expected the event, got {other:?}"),
+        }
+        drop(second_a);
+        assert_eq!(hub.watched(), vec![(id("a"), 7)]);
+        drop(a);
+        assert!(hub.watched().is_empty());
+        // Nobody listens: announcing costs nothing and creates nothing.
+        hub.publish(&event("a", 8));
+        assert!(hub.watched().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_it_lagged_instead_of_buffering_more() {
+        let hub = hub(10);
+        let mut slow = hub.subscribe(&id("a"));
+        for seq in 1..=(ANNOUNCEMENTS_PER_SESSION as u64 + 10) {
+            hub.publish(&event("a", seq));
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(10))
+        ));
+    }
+
+    #[test]
+    fn the_poller_announces_only_what_is_new() {
+        let hub = hub(10);
+        let _sub = hub.subscribe(&id("a"));
+        hub.publish(&event("a", 3));
+        assert!(!hub.announce_up_to(&id("a"), 3));
+        assert!(hub.announce_up_to(&id("a"), 5));
+        assert!(!hub.announce_up_to(&id("a"), 5));
+        assert!(!hub.announce_up_to(&id("unwatched"), 9));
+    }
+}

@@ -1,0 +1,230 @@
+//! Measures live transcripts (driven by `bench/stream.sh`):
+//!
+//!   idle    --addr A --streams N --sessions K [--pid PID]
+//!           opens N streams spread over K new sessions, waits until every one is caught up, and
+//!           prints the service's RSS before and with them open (VmRSS of PID).
+//!   latency --write A --read B --events N [--gap-ms G]
+//!           one subscriber on B; N events posted one at a time to A; for each, the delay from
+//!           the 201 reaching the writer to the event reaching the subscriber (negative: the
+//!           event arrived first). Prints p50, p90, p99 and max in milliseconds.
+//!
+//! Streams are read with reqwest; frames are parsed just enough to find `id:` and `event:` lines.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+type Res<T> = Result<T, String>;
+
+fn args() -> (String, HashMap<String, String>) {
+    let mut raw = std::env::args().skip(1);
+    let command = raw.next().unwrap_or_default();
+    let mut map = HashMap::new();
+    while let Some(key) = raw.next() {
+        let value = raw.next().unwrap_or_default();
+        map.insert(key.trim_start_matches("--").to_owned(), value);
+    }
+    (command, map)
+}
+
+fn get<T: std::str::FromStr>(
+    map: &HashMap<String, String>,
+    key: &str,
+    default: Option<T>,
+) -> Res<T> {
+    match map.get(key) {
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("--{key}: cannot parse {v:?}")),
+        None => default.ok_or_else(|| format!("--{key} is required")),
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn create_session(client: &reqwest::Client, addr: &str, id: &str) -> Res<()> {
+    let r = client
+        .post(format!("http://{addr}/sessions"))
+        .json(&json!({"sessionId": id, "language": "en"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("create {id}: {}", r.status()))
+    }
+}
+
+/// A frame's `id` (if any) and `event` name, as they arrive.
+type Frames = mpsc::UnboundedReceiver<(Option<u64>, String)>;
+
+/// Opens a stream and forwards its frames until it ends.
+async fn open_stream(client: &reqwest::Client, addr: &str, session: &str) -> Res<Frames> {
+    let response = client
+        .get(format!("http://{addr}/sessions/{session}/events"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("stream {session}: {}", response.status()));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let mut id = None;
+                let mut event = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned();
+                    }
+                }
+                if !event.is_empty() && tx.send((id, event)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+async fn wait_for(frames: &mut Frames, event: &str, limit: Duration) -> Res<Option<u64>> {
+    let started = Instant::now();
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, frames.recv()).await {
+            Ok(Some((id, name))) if name == event => return Ok(id),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(format!("the stream ended before {event}")),
+            Err(_) => return Err(format!("no {event} within {limit:?}")),
+        }
+    }
+}
+
+async fn idle(map: &HashMap<String, String>) -> Res<()> {
+    let addr: String = get(map, "addr", None)?;
+    let streams: usize = get(map, "streams", Some(1000))?;
+    let sessions: usize = get(map, "sessions", Some(100))?;
+    let pid: Option<u32> = map.get("pid").and_then(|p| p.parse().ok());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let tag = std::process::id();
+    for s in 0..sessions {
+        create_session(&client, &addr, &format!("idle-{tag}-{s}")).await?;
+    }
+    let before = pid.and_then(rss_kib);
+    let mut open = Vec::with_capacity(streams);
+    for n in 0..streams {
+        let mut frames =
+            open_stream(&client, &addr, &format!("idle-{tag}-{}", n % sessions)).await?;
+        wait_for(&mut frames, "caught-up", Duration::from_secs(30)).await?;
+        open.push(frames);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with = pid.and_then(rss_kib);
+    let kib = |v: Option<u64>| v.map_or("?".to_owned(), |v| v.to_string());
+    println!(
+        "{{\"streams\": {streams}, \"sessions\": {sessions}, \"rss_before_kib\": {}, \"rss_with_streams_kib\": {}}}",
+        kib(before),
+        kib(with)
+    );
+    drop(open);
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+async fn latency(map: &HashMap<String, String>) -> Res<()> {
+    let write: String = get(map, "write", None)?;
+    let read: String = get(map, "read", None)?;
+    let events: u64 = get(map, "events", Some(200))?;
+    let gap = Duration::from_millis(get(map, "gap-ms", Some(10))?);
+    let client = reqwest::Client::new();
+    let session = format!("latency-{}", std::process::id());
+    create_session(&client, &write, &session).await?;
+    let mut frames = open_stream(&client, &read, &session).await?;
+    wait_for(&mut frames, "caught-up", Duration::from_secs(30)).await?;
+    let mut delays = Vec::with_capacity(events as usize);
+    for seq in 1..=events {
+        let r = client
+            .post(format!("http://{write}/sessions/{session}/events"))
+            .json(&json!({"eventId": format!("e-{seq}"), "type": "user_speech", "payload": {"text": "hello"}}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let acknowledged = Instant::now();
+        if r.status().as_u16() != 201 {
+            return Err(format!("event {seq}: {}", r.status()));
+        }
+        // The frame may already be waiting: it was received before the 201 was.
+        let (id, received) = loop {
+            let (id, name) = tokio::time::timeout(Duration::from_secs(30), frames.recv())
+                .await
+                .map_err(|_| format!("event {seq} did not arrive within 30 s"))?
+                .ok_or("the stream ended")?;
+            if name == "event" {
+                break (id, Instant::now());
+            }
+        };
+        if id != Some(seq) {
+            return Err(format!("expected event {seq}, got {id:?}"));
+        }
+        let ms = if received >= acknowledged {
+            received.duration_since(acknowledged).as_secs_f64() * 1000.0
+        } else {
+            -(acknowledged.duration_since(received).as_secs_f64() * 1000.0)
+        };
+        delays.push(ms);
+        tokio::time::sleep(gap).await;
+    }
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "{{\"events\": {events}, \"p50_ms\": {:.2}, \"p90_ms\": {:.2}, \"p99_ms\": {:.2}, \"max_ms\": {:.2}}}",
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.9),
+        percentile(&delays, 0.99),
+        percentile(&delays, 1.0)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (command, map) = args();
+    let result = match command.as_str() {
+        "idle" => idle(&map).await,
+        "latency" => latency(&map).await,
+        _ => Err("usage: bench_stream idle|latency --options (see the file's header)".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_stream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
