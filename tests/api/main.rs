@@ -23,3 +23,8 @@ mod races;
 mod reads;
 mod sessions;
 mod storage_full;
+mod stream_basics;
+mod stream_instances;
+mod stream_limits;
+mod stream_resume;
+mod stream_support;

@@ -1,6 +1,7 @@
 //! The real binary as a child process: `kill -9` mid-ingest and restart ([`crash`]), SIGTERM
-//! under load ([`shutdown`]), the access log ([`access_log`]) and the command line ([`cli`]). One
-//! binary, one process launcher: `support::process`.
+//! under load ([`shutdown`]), the live-transcript stream ([`stream`]), the access log
+//! ([`access_log`]) and the command line ([`cli`]). One binary, one process launcher:
+//! `support::process`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,6 +10,7 @@ mod access_log;
 mod cli;
 mod crash;
 mod shutdown;
+mod stream;
 
 use std::time::Duration;
 

@@ -3,7 +3,8 @@
 //! when the test panics ([`store`]), the macro that runs one case on every backend
 //! ([`backend_test!`]), the in-process application ([`app`]), the real binary as a child process
 //! ([`process`]), the cursor walker ([`walk`]), raw sockets for half-sent requests ([`raw_http`]),
-//! a chaos proxy ([`proxy`]) and JSON strategies ([`json_strategy`]).
+//! a chaos proxy ([`proxy`]), JSON strategies ([`json_strategy`]) and a client for the
+//! live-transcript stream ([`sse`]).
 //!
 //! Library types that are about to move inside the crate are imported in tests/support only
 //! (`domain::Order` re-exported here, `repo::mongo::MongoSettings` in [`store`]), so that a move touches
@@ -15,6 +16,7 @@ pub mod json_strategy;
 pub mod process;
 pub mod proxy;
 pub mod raw_http;
+pub mod sse;
 pub mod store;
 pub mod walk;
 
