@@ -243,7 +243,11 @@ fn track_stream(
     streaming: Arc<AtomicBool>,
 ) -> axum::response::Response {
     use futures_util::StreamExt;
-    if response.extensions().get::<crate::api::LiveStream>().is_none() {
+    if response
+        .extensions()
+        .get::<crate::api::LiveStream>()
+        .is_none()
+    {
         return response;
     }
     streaming.store(true, Ordering::SeqCst);
