@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod batch;
 mod errors;
 mod events;
 mod hardening;
