@@ -112,7 +112,10 @@ pub enum BatchAppended {
     SessionEnded { status: Status, new: Vec<usize> },
     /// The batch arrived at or after the session's deadline with these new events: this call
     /// recorded the timer's end (the session as now stored).
-    Expired { session: Session, new: Vec<usize> },
+    Expired {
+        session: Box<Session>,
+        new: Vec<usize>,
+    },
 }
 
 /// Where a page of events starts, counted in the page's order.

@@ -148,7 +148,7 @@ impl MongoStore {
                 .await?;
             return Ok(if recorded.matched_count == 1 {
                 Decided::Commit(BatchAppended::Expired {
-                    session: state,
+                    session: Box::new(state),
                     new,
                 })
             } else {

@@ -377,7 +377,7 @@ fn append_batch(
         let ended = expire(conn, id, batch.received_at())?;
         return Ok(if ended.ended_now {
             BatchAppended::Expired {
-                session: ended.session,
+                session: Box::new(ended.session),
                 new,
             }
         } else {
