@@ -117,6 +117,9 @@ fn open(path: &str) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // As the service's writer: checkpoints every 10,000 WAL pages, every statement kept prepared.
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    conn.set_prepared_statement_cache_capacity(32);
     let tx = conn.transaction()?;
     let fresh: bool = tx.query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'events')",
