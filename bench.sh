@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark: builds in release mode, then measures the service (embedded SQLite by default) and
-# a bare Axum baseline with the same load generator on loopback. Prints a table and writes JSON to
+# The benchmark: builds in release mode, then measures the service (embedded SQLite by default), a
+# bare Axum baseline (no storage) and a durable baseline (only the durable SQLite insert and the raw
+# page query) with the same load generator on loopback. Prints a table and writes JSON to
 # bench-results/ (git-ignored). See bench/README.md.
 #
 # Settings (environment):
@@ -9,6 +10,7 @@
 #   BENCH_SESSIONS=1000     sessions in the many-sessions ingest
 #   BENCH_SEED_EVENTS=1000000  events in the long session (scenarios 3 to 5)
 #   BENCH_MIX_EVENTS=20     events per call in the call-like mix
+#   BENCH_BATCHES="20 100"  batch sizes of the batch-ingest scenarios (events:batch)
 #   BENCH_CLIENT_THREADS=2  the load generator's runtime threads
 #   BENCH_BACKEND=sqlite    or mongo, with MONGODB_URI=mongodb://HOST:PORT/?opts (each scenario
 #                           uses its own database, bench_<stamp>_<scenario>); the long session is
@@ -23,6 +25,7 @@ CONNS=${BENCH_CONNS:-32}
 SESSIONS=${BENCH_SESSIONS:-1000}
 SEED_EVENTS=${BENCH_SEED_EVENTS:-1000000}
 MIX_EVENTS=${BENCH_MIX_EVENTS:-20}
+BATCHES=${BENCH_BATCHES:-20 100}
 THREADS=${BENCH_CLIENT_THREADS:-2}
 BACKEND=${BENCH_BACKEND:-sqlite}
 MONGO_SEED_EVENTS=${BENCH_MONGO_SEED_EVENTS:-20000}
@@ -42,10 +45,12 @@ case "$BACKEND" in
 esac
 
 log "building (release)"
-cargo build --release --locked --bin session-service --example bench_load --example bench_baseline
+cargo build --release --locked --bin session-service --example bench_load --example bench_baseline \
+    --example bench_durable
 TARGET=${CARGO_TARGET_DIR:-target}/release
 SERVICE=$TARGET/session-service
 BASELINE=$TARGET/examples/bench_baseline
+DURABLE=$TARGET/examples/bench_durable
 LOAD=$TARGET/examples/bench_load
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -120,7 +125,22 @@ start_server baseline "$BASELINE"
 load base-post "baseline: POST event" ingest --target baseline --kind POST --sessions 1 --verify false
 load base-get "baseline: GET page (20 events)" read --target baseline --kind GET --session bench-baseline
 load base-mix "baseline: call mix" mix --target baseline --kind MIX --events-per-call "$MIX_EVENTS"
+for n in $BATCHES; do
+    load "base-batch$n" "baseline: POST batch of $n events" ingest --target baseline --kind POST \
+        --sessions 1 --batch "$n" --verify false
+done
 stop_server
+
+# --- the durable baseline: the same ingest routes, only the durable SQLite work -------------------
+start_server durable-post "$DURABLE" DATABASE_PATH="$WORK/durable-post.db"
+load dur-post "durable: POST event" ingest --target durable --kind POST --sessions 1
+stop_server
+for n in $BATCHES; do
+    start_server "durable-batch$n" "$DURABLE" DATABASE_PATH="$WORK/durable-batch$n.db"
+    load "dur-batch$n" "durable: POST batch of $n events" ingest --target durable --kind POST \
+        --sessions 1 --batch "$n"
+    stop_server
+done
 
 # --- 1, 2, 6 on an empty store --------------------------------------------------------------------
 start_service ingest-1 ingest-1
@@ -132,6 +152,13 @@ if [ "$BACKEND" = sqlite ]; then
     load ingest-1-normal "1' ingest: 1 session, synchronous=normal" ingest --kind POST --sessions 1
     stop_server
 fi
+
+for n in $BATCHES; do
+    start_service "ingest-batch$n" "ingest-batch$n"
+    load "ingest-batch$n" "1b ingest: batches of $n events, 1 session" ingest --kind POST --sessions 1 \
+        --batch "$n"
+    stop_server
+done
 
 start_service ingest-many ingest-many
 load ingest-many "2 ingest: $SESSIONS sessions" ingest --kind POST --sessions "$SESSIONS"
@@ -165,6 +192,15 @@ fi
 start_service read-first deep
 load read-first "3 read: first page, $SEEDED-event session" read --kind GET --session bench-deep --at first --note "$NOTE"
 stop_server
+
+if [ "$BACKEND" = sqlite ]; then
+    # The durable baseline reads a copy of the very same database (it uses the service's schema).
+    cp "$WORK/deep.db" "$WORK/durable-deep.db"
+    start_server durable-read "$DURABLE" DATABASE_PATH="$WORK/durable-deep.db"
+    load dur-get "durable: GET first page, $SEEDED-event session" read --target durable --kind GET \
+        --session bench-deep --at first --note "$NOTE"
+    stop_server
+fi
 
 start_service read-deep-cursor deep
 load read-deep-cursor "4 read: page near the end, by cursor" read --kind GET --session bench-deep --at cursor-near-end --note "$NOTE"

@@ -206,6 +206,15 @@ seqs() {
     fi
 }
 
+# first_error_field: errors[0].field of the last (problem) response, or "".
+first_error_field() {
+    if ((HAVE_JQ)); then
+        jq -r '.errors[0].field // ""' "$RESP" 2>/dev/null || true
+    else
+        { grep -oE '"field":"[^"]*"' "$RESP" || true; } | head -n 1 | sed -E 's/^"field":"//; s/"$//'
+    fi
+}
+
 # next_cursor: pagination.nextCursor of the last response, or "null".
 # Cursors are URL-safe base64, so they go into a query string as they are.
 next_cursor() {
@@ -295,6 +304,22 @@ check "seq of e-004" "$(field seq)" 4
 
 call "Read an event that does not exist: 404 event_not_found" 404 GET "/sessions/$SID/events/e-999"
 check "code" "$(field code)" event_not_found
+
+echo
+echo "${YELLOW}${BOLD}### Batches: several events at once, all or nothing${RESET}"
+BSID="$SID-batch"
+call "Create a session for batches" 201 POST /sessions "{\"sessionId\":\"$BSID\",\"language\":\"en-US\"}"
+BATCH='{"events":[{"eventId":"b-1","type":"user_speech","payload":{"text":"Two things, actually."}},{"eventId":"b-2","type":"bot_speech","payload":{"text":"Go ahead."}},{"eventId":"b-3","type":"system","payload":{"event":"hold_music_off"}}]}'
+call "Add a batch of 3 events: 201, consecutive seqs in request order" 201 POST "/sessions/$BSID/events:batch" "$BATCH"
+check "seqs of the batch" "$(seqs)" "[1,2,3]"
+call "Send the same batch again (a retry after a lost answer): 200, the same seqs" 200 POST "/sessions/$BSID/events:batch" "$BATCH"
+check "seqs of the replayed batch" "$(seqs)" "[1,2,3]"
+call "A batch reusing b-2 with other content: 409 naming it, nothing stored" 409 POST "/sessions/$BSID/events:batch" \
+    '{"events":[{"eventId":"b-4","type":"user_speech","payload":{"text":"New."}},{"eventId":"b-2","type":"bot_speech","payload":{"text":"Changed."}}]}'
+check "code" "$(field code)" event_id_conflict
+check "the offending event" "$(first_error_field)" "events[1].eventId"
+call "The session still holds 3 events (b-4 was not stored either)" 200 GET "/sessions/$BSID?limit=1"
+check "eventCount" "$(field eventCount)" 3
 
 echo
 echo "${YELLOW}${BOLD}### Reading a session: pagination by page number${RESET}"

@@ -88,32 +88,66 @@ async fn create_session(Json(body): Json<Map<String, Value>>) -> Response {
     )
 }
 
-async fn add_event(
-    State(state): State<Baseline>,
-    Path(session_id): Path<String>,
-    Json(mut body): Json<Map<String, Value>>,
-) -> Response {
+/// The event echoed back with the next `seq` and a timestamp, or why it is not one.
+fn echo_event(
+    state: &Baseline,
+    session_id: &str,
+    mut body: Map<String, Value>,
+) -> Result<(String, Value), &'static str> {
     let (Some(event_id), Some(event_type)) = (
         string_field(&body, "eventId").map(str::to_owned),
         string_field(&body, "type").map(str::to_owned),
     ) else {
-        return bad_request("eventId and type are required");
+        return Err("eventId and type are required");
     };
     let Some(payload @ Value::Object(_)) = body.remove("payload") else {
-        return bad_request("payload must be an object");
+        return Err("payload must be an object");
     };
     let seq = state.seq.fetch_add(1, Ordering::Relaxed) + 1;
-    created(
-        format!("/sessions/{session_id}/events/{event_id}"),
-        json!({
-            "sessionId": session_id,
-            "eventId": event_id,
-            "seq": seq,
-            "type": event_type,
-            "payload": payload,
-            "timestamp": now(),
-        }),
-    )
+    let event = json!({
+        "sessionId": session_id,
+        "eventId": event_id,
+        "seq": seq,
+        "type": event_type,
+        "payload": payload,
+        "timestamp": now(),
+    });
+    Ok((event_id, event))
+}
+
+async fn add_event(
+    State(state): State<Baseline>,
+    Path(session_id): Path<String>,
+    Json(body): Json<Map<String, Value>>,
+) -> Response {
+    match echo_event(&state, &session_id, body) {
+        Ok((event_id, event)) => {
+            created(format!("/sessions/{session_id}/events/{event_id}"), event)
+        }
+        Err(refused) => bad_request(refused),
+    }
+}
+
+/// `events:batch`: every event echoed back, in order, as `{"events": [...]}`.
+async fn add_events(
+    State(state): State<Baseline>,
+    Path(session_id): Path<String>,
+    Json(mut body): Json<Map<String, Value>>,
+) -> Response {
+    let Some(Value::Array(items)) = body.remove("events") else {
+        return bad_request("events must be an array");
+    };
+    let mut events = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(item) = item else {
+            return bad_request("every event must be an object");
+        };
+        match echo_event(&state, &session_id, item) {
+            Ok((_, event)) => events.push(event),
+            Err(refused) => return bad_request(refused),
+        }
+    }
+    (StatusCode::CREATED, Json(json!({ "events": events }))).into_response()
 }
 
 async fn get_session(State(state): State<Baseline>) -> Response {
@@ -199,6 +233,7 @@ async fn main() {
         .route("/sessions", post(create_session))
         .route("/sessions/{session_id}", get(get_session))
         .route("/sessions/{session_id}/events", post(add_event))
+        .route("/sessions/{session_id}/events:batch", post(add_events))
         .route("/sessions/{session_id}/complete", post(complete_session))
         .route("/health", get(health))
         .with_state(state);

@@ -5,7 +5,8 @@
 //!   wait        --addr A [--timeout S]          wait until GET /health answers 200
 //!   ingest      --addr A --scenario NAME ...    POST distinct events into --sessions K new sessions
 //!                                               (or into the existing --session ID), then check
-//!                                               each session's stored eventCount
+//!                                               each session's stored eventCount; --batch N (1)
+//!                                               sends N events per request to events:batch
 //!   read        --addr A --session ID --at first|page-near-end|cursor-near-end ...
 //!   mix         --addr A ...                    call-like: create, --events-per-call events, read,
 //!                                               complete, over and over
@@ -15,7 +16,8 @@
 //!
 //! Load options: --conns N (32), --duration S (10), --warmup S (1), --requests N (a fixed count
 //! instead of a duration), --threads N (client runtime workers, 2), --pid PID (the server, for its
-//! peak RSS and CPU time), --out FILE (append the run's JSON line), --target service|baseline, --kind POST|GET|MIX.
+//! peak RSS and CPU time), --out FILE (append the run's JSON line), --target
+//! service|baseline|durable, --kind POST|GET|MIX.
 //!
 //! Every connection is one task with its own keep-alive HTTP/1.1 connection (hyper), sending one
 //! request at a time; latencies go to per-task hdrhistograms merged at the end. Every eventId is
@@ -394,6 +396,8 @@ enum Work {
 
 struct IngestShared {
     prefix: String,
+    /// Events per request: 1 posts to `/events`, more to `/events:batch`.
+    batch: u64,
     sessions: Vec<String>,
     paths: Vec<String>,
     /// 201s per session.
@@ -423,7 +427,14 @@ impl Work {
                     return false;
                 }
                 let k = (i % s.sessions.len() as u64) as usize;
-                let body = event_body(&load_event_id(&s.prefix, i), i);
+                let body = if s.batch > 1 {
+                    let events: Vec<String> = (i * s.batch..(i + 1) * s.batch)
+                        .map(|n| event_body(&load_event_id(&s.prefix, n), n))
+                        .collect();
+                    format!(r#"{{"events":[{}]}}"#, events.join(","))
+                } else {
+                    event_body(&load_event_id(&s.prefix, i), i)
+                };
                 if timed(
                     client,
                     rec,
@@ -435,7 +446,7 @@ impl Work {
                 .await
                 .is_some()
                 {
-                    s.created[k].fetch_add(1, Ordering::Relaxed);
+                    s.created[k].fetch_add(s.batch, Ordering::Relaxed);
                 }
                 true
             }
@@ -637,6 +648,7 @@ fn result_json(
     let pid = args.opt_num::<u32>("pid")?;
     let h = &m.rec.hist;
     let secs = m.elapsed.as_secs_f64().max(1e-9);
+    let batch = extra["batch"].as_u64().unwrap_or(1) as f64;
     Ok(json!({
         "id": args.str_or("id", ""),
         "scenario": args.str("scenario")?,
@@ -653,6 +665,8 @@ fn result_json(
         "warmup_errors": m.rec.warm_errors,
         "first_error": m.rec.first_error,
         "rps": m.rec.requests as f64 / secs,
+        // Events per request: the ingest's --batch, else 1 (reads and the mix count requests).
+        "events_per_s": m.rec.requests as f64 / secs * batch,
         "p50_ms": ms(h.value_at_quantile(0.50)),
         "p90_ms": ms(h.value_at_quantile(0.90)),
         "p99_ms": ms(h.value_at_quantile(0.99)),
@@ -688,11 +702,12 @@ fn emit(args: &Args, result: &Value) -> Res<()> {
     }
     let f = |k: &str| result[k].as_f64().unwrap_or(f64::NAN);
     eprintln!(
-        "  {:<52} {:>8} req  {:>3} err  {:>9.0} req/s  p50 {:.2}  p99 {:.2}  max {:.2} ms  rss {} MB  cpu {} us/req  {}",
+        "  {:<52} {:>8} req  {:>3} err  {:>9.0} req/s {:>9.0} ev/s  p50 {:.2}  p99 {:.2}  max {:.2} ms  rss {} MB  cpu {} us/req  {}",
         result["scenario"].as_str().unwrap_or_default(),
         result["requests"].as_u64().unwrap_or(0),
         result["errors"].as_u64().unwrap_or(0),
         f("rps"),
+        f("events_per_s"),
         f("p50_ms"),
         f("p99_ms"),
         f("max_ms"),
@@ -813,10 +828,13 @@ async fn cmd_ingest(args: &Args) -> Res<()> {
             (sessions, vec![0; k])
         }
     };
+    let batch: u64 = args.num("batch", 1)?;
+    let route = if batch > 1 { "events:batch" } else { "events" };
     let shared = Arc::new(IngestShared {
+        batch: batch.max(1),
         paths: sessions
             .iter()
-            .map(|s| format!("/sessions/{s}/events"))
+            .map(|s| format!("/sessions/{s}/{route}"))
             .collect(),
         created: sessions.iter().map(|_| AtomicU64::new(0)).collect(),
         sessions,
@@ -846,7 +864,7 @@ async fn cmd_ingest(args: &Args) -> Res<()> {
             .count();
         let ok = bad == 0 && stored == total_201;
         json!({
-            "what": "sum over sessions of (eventCount after - before) == 201s",
+            "what": "sum over sessions of (eventCount after - before) == events in 201s",
             "sessions": shared.sessions.len(),
             "created_201": total_201,
             "stored": stored,
@@ -863,7 +881,7 @@ async fn cmd_ingest(args: &Args) -> Res<()> {
         &spec,
         &m,
         check,
-        json!({ "sessions": shared.sessions.len() }),
+        json!({ "sessions": shared.sessions.len(), "batch": shared.batch }),
     )?;
     // A failed check is reported in the table (and fails `report`), not here, so the run goes on.
     emit(args, &result)
@@ -1131,25 +1149,37 @@ fn cmd_report(args: &Args) -> Res<()> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).map_err(|e| format!("{runs_path}: {e}")))
         .collect::<Res<_>>()?;
-    let baseline = |kind: &str| {
-        runs.iter()
-            .find(|r| r["target"] == "baseline" && r["kind"] == kind)
-            .and_then(|r| r["rps"].as_f64())
+    // A run is compared with the baselines' run of the same kind of load and batch size: the
+    // bare-Axum baseline (no storage) and the durable baseline (only the durable SQLite work).
+    let load_of = |r: &Value| {
+        (
+            r["kind"].as_str().unwrap_or_default().to_owned(),
+            r["extra"]["batch"].as_u64().unwrap_or(1),
+        )
     };
-    let base: HashMap<&str, Option<f64>> = ["POST", "GET", "MIX"]
-        .into_iter()
-        .map(|k| (k, baseline(k)))
+    let rates: HashMap<(String, (String, u64)), f64> = runs
+        .iter()
+        .filter(|r| r["target"] == "baseline" || r["target"] == "durable")
+        .filter_map(|r| {
+            let target = r["target"].as_str().unwrap_or_default().to_owned();
+            Some(((target, load_of(r)), r["rps"].as_f64()?))
+        })
         .collect();
     for r in &mut runs {
-        let kind = r["kind"].as_str().unwrap_or_default().to_owned();
-        let ratio = match (
-            r["rps"].as_f64(),
-            base.get(kind.as_str()).copied().flatten(),
-        ) {
-            (Some(rps), Some(b)) if b > 0.0 => Some(rps / b),
-            _ => None,
-        };
-        r["ratio_to_baseline"] = json!(ratio);
+        let load = load_of(r);
+        for (target, key) in [
+            ("baseline", "ratio_to_baseline"),
+            ("durable", "ratio_to_durable"),
+        ] {
+            let ratio = match (
+                r["rps"].as_f64(),
+                rates.get(&(target.to_owned(), load.clone())),
+            ) {
+                (Some(rps), Some(b)) if *b > 0.0 => Some(rps / b),
+                _ => None,
+            };
+            r[key] = json!(ratio);
+        }
     }
 
     let meta = |k: &str| args.str_or(&format!("meta-{k}"), "?");
@@ -1172,13 +1202,15 @@ fn cmd_report(args: &Args) -> Res<()> {
         meta("warmup"),
     );
     let header = format!(
-        "{:<52} {:>5} {:>9} {:>6} {:>9} {:>6} {:>7} {:>7} {:>8} {:>8} {:>10} {:>10}  {}",
+        "{:<52} {:>5} {:>9} {:>6} {:>9} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>10} {:>10}  {}",
         "scenario",
         "kind",
         "requests",
         "errors",
         "req/s",
+        "events/s",
         "ratio",
+        "durable",
         "p50",
         "p99",
         "max(ms)",
@@ -1194,13 +1226,17 @@ fn cmd_report(args: &Args) -> Res<()> {
     for r in &runs {
         let f = |k: &str| r[k].as_f64();
         out.push_str(&format!(
-            "{:<52} {:>5} {:>9} {:>6} {:>9.0} {:>6} {:>7.2} {:>7.2} {:>8.2} {:>8} {:>10} {:>10}  {}\n",
+            "{:<52} {:>5} {:>9} {:>6} {:>9.0} {:>9.0} {:>6} {:>7} {:>7.2} {:>7.2} {:>8.2} {:>8} {:>10} {:>10}  {}\n",
             r["scenario"].as_str().unwrap_or_default(),
             r["kind"].as_str().unwrap_or_default(),
             r["requests"].as_u64().unwrap_or(0),
             r["errors"].as_u64().unwrap_or(0),
             f("rps").unwrap_or(0.0),
+            f("events_per_s").unwrap_or(0.0),
             f("ratio_to_baseline")
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or("-".into()),
+            f("ratio_to_durable")
                 .map(|v| format!("{v:.2}"))
                 .unwrap_or("-".into()),
             f("p50_ms").unwrap_or(0.0),

@@ -150,5 +150,54 @@ async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_ca
         after.contains("sqlite_write_batch_size_bucket"),
         "batch sizes are a histogram"
     );
+
+    // Batches count their events like single appends, and themselves by outcome.
+    let speech = |id: &str| json!({"eventId": id, "type": "system", "payload": {}});
+    assert_eq!(
+        post("/sessions", json!({"sessionId": "m2", "language": "en"})).await,
+        201
+    );
+    let batch = json!({"events": [speech("b1"), speech("b2"), speech("b3")]});
+    let mixed = json!({"events": [speech("b1"), speech("b4")]});
+    let conflicting =
+        json!({"events": [speech("b5"), {"eventId": "b1", "type": "system", "payload": {"n": 1}}]});
+    for (body, status) in [
+        (&batch, 201),
+        (&batch, 200),
+        (&mixed, 201),
+        (&conflicting, 409),
+    ] {
+        assert_eq!(
+            post("/sessions/m2/events:batch", body.clone()).await,
+            status,
+            "{body}"
+        );
+    }
+    let batched = scrape().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        metric(&batched, name, labels) - metric(&after, name, labels)
+    };
+    assert_eq!(delta("events_stored_total", &[]), 4.0);
+    assert_eq!(delta("event_replays_total", &[]), 4.0);
+    assert_eq!(
+        delta("event_conflicts_total", &[("reason", "event_id_conflict")]),
+        1.0
+    );
+    for (outcome, n) in [("stored", 2.0), ("replayed", 1.0), ("refused", 1.0)] {
+        assert_eq!(
+            delta("event_batches_total", &[("outcome", outcome)]),
+            n,
+            "{outcome}"
+        );
+    }
+    assert_eq!(delta("event_batch_size_count", &[]), 4.0);
+    assert_eq!(delta("event_batch_size_sum", &[]), 10.0);
+    assert_eq!(
+        delta(
+            "storage_operation_duration_seconds_count",
+            &[("backend", "sqlite"), ("operation", "append_event_batch")]
+        ),
+        4.0
+    );
     store.cleanup().await;
 }

@@ -8,11 +8,11 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::error::AppError;
+use super::error::{AppError, FieldError};
 use super::extract::Fields;
 use crate::domain::{
-    EndReason, Event, EventId, EventType, Invalid, JsonObject, Language, NewEvent, NewSession,
-    Session, SessionId, Status, TerminalStatus, Timers, Timestamp,
+    EndReason, Event, EventId, EventType, Invalid, JsonObject, Language, MAX_BATCH_EVENTS,
+    NewEvent, NewSession, Session, SessionId, Status, TerminalStatus, Timers, Timestamp,
 };
 use crate::service::{SessionList, SessionPage};
 
@@ -160,6 +160,13 @@ impl AddEvent {
         }
     }
 
+    /// Whether `other` says the same as this: type, payload and timestamp (or none).
+    fn same_content(&self, other: &AddEvent) -> bool {
+        self.event_type == other.event_type
+            && self.payload == other.payload
+            && self.timestamp == other.timestamp
+    }
+
     pub fn into_new(self, session_id: SessionId, received_at: Timestamp) -> NewEvent {
         NewEvent {
             session_id,
@@ -169,6 +176,94 @@ impl AddEvent {
             client_timestamp: self.timestamp,
             received_at,
         }
+    }
+}
+
+/// `POST /sessions/{sessionId}/events:batch`: stored atomically, in this order. The same
+/// `eventId` twice is stored once if both copies are identical.
+#[derive(Debug, ToSchema)]
+pub struct AddEvents {
+    /// 1 to 100 events, each as `POST /sessions/{sessionId}/events` takes it.
+    #[schema(min_items = 1, max_items = 100)]
+    pub events: Vec<AddEvent>,
+}
+
+impl AddEvents {
+    /// Reads every event as [`AddEvent::parse`] does, naming each violation by its path
+    /// (`events[3].eventId`), all at once; the same `eventId` twice with different content is
+    /// one of them.
+    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
+        let mut f = Fields::new(body);
+        let mut errors = Vec::new();
+        let mut events = Vec::new();
+        match f.required_value("events") {
+            Some(Value::Array(items)) if items.is_empty() || items.len() > MAX_BATCH_EVENTS => {
+                errors.push(FieldError::new(
+                    "events",
+                    format!(
+                        "must hold 1 to {MAX_BATCH_EVENTS} events, not {}",
+                        items.len()
+                    ),
+                ));
+            }
+            Some(Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let parsed = match item {
+                        Value::Object(map) => AddEvent::parse(map),
+                        _ => Err(AppError::invalid("", "must be an object")),
+                    };
+                    match parsed {
+                        Ok(event) => events.push((i, event)),
+                        Err(AppError::Validation(found)) => {
+                            errors.extend(found.into_iter().map(|e| {
+                                let field = if e.field.is_empty() {
+                                    format!("events[{i}]")
+                                } else {
+                                    format!("events[{i}].{}", e.field)
+                                };
+                                FieldError::new(field, e.message)
+                            }));
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+            }
+            Some(_) => errors.push(FieldError::new("events", "must be an array")),
+            None => {}
+        }
+        for (at, (i, event)) in events.iter().enumerate() {
+            let first = events[..at]
+                .iter()
+                .find(|(_, earlier)| earlier.event_id == event.event_id);
+            if let Some((j, earlier)) = first
+                && !earlier.same_content(event)
+            {
+                errors.push(FieldError::new(
+                    format!("events[{i}].eventId"),
+                    format!("repeats events[{j}].eventId with different content"),
+                ));
+            }
+        }
+        let finished = f.finish();
+        if let Err(AppError::Validation(found)) = finished {
+            errors.extend(found);
+        } else {
+            finished?;
+        }
+        if !errors.is_empty() {
+            return Err(AppError::Validation(errors));
+        }
+        Ok(Self {
+            events: events.into_iter().map(|(_, e)| e).collect(),
+        })
+    }
+
+    /// The events to add, all received now.
+    pub fn into_new(self, session_id: &SessionId, received_at: Timestamp) -> Vec<NewEvent> {
+        self.events
+            .into_iter()
+            .map(|e| e.into_new(session_id.clone(), received_at))
+            .collect()
     }
 }
 
@@ -378,6 +473,21 @@ impl<'a> From<&'a Event> for EventBody<'a> {
             event_type: e.event_type.into(),
             payload: e.payload.as_map(),
             timestamp: e.timestamp,
+        }
+    }
+}
+
+/// The answer of a batch: the stored event for each event of the request, in its order.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventBatch)]
+pub struct EventBatchBody<'a> {
+    events: Vec<EventBody<'a>>,
+}
+
+impl<'a> From<&'a [Event]> for EventBatchBody<'a> {
+    fn from(events: &'a [Event]) -> Self {
+        EventBatchBody {
+            events: events.iter().map(EventBody::from).collect(),
         }
     }
 }

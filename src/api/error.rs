@@ -62,9 +62,14 @@ pub enum AppError {
     /// The resource existed and was erased.
     #[error("{detail}")]
     Gone { code: &'static str, detail: String },
-    /// The request contradicts what is stored.
+    /// The request contradicts what is stored; `errors` names the offending items of a batch
+    /// (empty otherwise).
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     Unauthorized(&'static str),
     /// A valid API key whose scope does not allow the request.
@@ -107,6 +112,20 @@ impl AppError {
         AppError::Conflict {
             code,
             detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A conflict naming the offending items (`events[2].eventId`, …).
+    pub fn conflict_items(
+        code: &'static str,
+        detail: impl Into<String>,
+        errors: Vec<FieldError>,
+    ) -> Self {
+        AppError::Conflict {
+            code,
+            detail: detail.into(),
+            errors,
         }
     }
 
@@ -227,6 +246,33 @@ impl From<ServiceError> for AppError {
             ServiceError::EventNotFound { .. } => AppError::not_found("event_not_found", detail),
             ServiceError::EventIdConflict { .. } => AppError::conflict("event_id_conflict", detail),
             ServiceError::SessionEnded { .. } => AppError::conflict("session_ended", detail),
+            ServiceError::BatchConflicts { items, .. } => AppError::conflict_items(
+                "event_id_conflict",
+                detail,
+                items
+                    .into_iter()
+                    .map(|(i, _)| {
+                        FieldError::new(
+                            format!("events[{i}].eventId"),
+                            "is already stored with different content",
+                        )
+                    })
+                    .collect(),
+            ),
+            ServiceError::BatchSessionEnded { status, items, .. } => AppError::conflict_items(
+                "session_ended",
+                detail,
+                items
+                    .into_iter()
+                    .map(|i| {
+                        FieldError::new(
+                            format!("events[{i}].eventId"),
+                            format!("is a new event, and the session has ended ({status})"),
+                        )
+                    })
+                    .collect(),
+            ),
+            ServiceError::InvalidBatch(e) => AppError::invalid("events", e.0),
             ServiceError::SessionAlreadyEnded { .. } => {
                 AppError::conflict("session_already_ended", detail)
             }
@@ -264,7 +310,9 @@ pub struct Problem<'a> {
     /// `too_many_streams`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
-    /// Every violation, for `validation_failed`.
+    /// Every violation, for `validation_failed`; for a batch's 409 (`event_id_conflict`,
+    /// `session_ended`), every offending item, named by its `eventId` field
+    /// (`events[2].eventId`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
@@ -296,6 +344,7 @@ impl IntoResponse for AppError {
             code: self.code(),
             errors: match &self {
                 AppError::Validation(errors) => Some(errors),
+                AppError::Conflict { errors, .. } if !errors.is_empty() => Some(errors),
                 _ => None,
             },
             request_id: current_request_id(),

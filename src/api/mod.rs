@@ -69,6 +69,7 @@ pub fn router(state: AppState, auth: AuthPolicy, limit: Option<RateLimit>) -> Ro
             "/sessions/{session_id}/events",
             post(add_event).get(list_events),
         )
+        .route("/sessions/{session_id}/events:batch", post(add_events))
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
         .route("/sessions/{session_id}/complete", post(complete_session));
     let metrics = Router::new().route("/metrics", get(metrics));
@@ -204,6 +205,41 @@ async fn add_event(
     let (event, written) = state.service.add_event(new).await?;
     let location = format!("/sessions/{}/events/{}", event.session_id, event.event_id);
     Ok(respond(written, location, dto::EventBody::from(&event)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/sessions/{sessionId}/events:batch",
+    tag = "sessions",
+    summary = "Add a batch of events to a session, atomically",
+    description = "Adds 1 to 100 events at once: every new one is stored, with consecutive seqs in request order, or none is. Each event is validated and is idempotent as on `POST /sessions/{sessionId}/events`: an event whose eventId is stored with the same content is a replay, answered as stored; the same eventId twice in one batch is stored once if both are identical (else 400). Nothing is stored, and the answer is 409 naming the offending events in `errors` (`events[2].eventId`), when any eventId is stored with other content (`event_id_conflict`), or when the session has ended, also by its timer, and any event is new (`session_ended`). A retried batch after a lost answer gets 200 with the same seqs.",
+    request_body(content = dto::AddEvents, content_type = "application/json"),
+    params(dto::SessionPath),
+    responses(
+        (status = 201, description = "Stored: every event of the request, in its order (new ones with their new seqs, replays as stored)", body = dto::EventBatchBody),
+        (status = 200, description = "Every event was a replay: the stored events, unchanged", body = dto::EventBatchBody),
+        (status = 400, description = "Invalid fields (`validation_failed`, every violation in `errors`, named by path such as `events[3].eventId`), including 0 or more than 100 events and one eventId twice with different content; malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`)", body = Problem, content_type = "application/problem+json"),
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
+        openapi::SessionNotFound,
+        openapi::SessionDeleted,
+        (status = 409, description = "Nothing was stored: some eventIds exist with other content (`event_id_conflict`), or the session has ended and some events are new (`session_ended`); `errors` lists each offending event as `{field: \"events[i].eventId\", message}`", body = Problem, content_type = "application/problem+json"),
+        openapi::Unavailable,
+    )
+)]
+async fn add_events(
+    State(state): State<AppState>,
+    PathParams(path): PathParams<dto::SessionPath>,
+    JsonObjectBody(body): JsonObjectBody,
+) -> Result<Response, AppError> {
+    let (session_id, batch) = query::both(
+        dto::path_session_id(path.session_id),
+        dto::AddEvents::parse(body),
+    )?;
+    let new = batch.into_new(&session_id, Timestamp::now());
+    let (events, written) = state.service.add_events(new).await?;
+    let body = dto::EventBatchBody::from(events.as_slice());
+    Ok((status_for(written), Json(body)).into_response())
 }
 
 #[utoipa::path(

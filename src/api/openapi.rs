@@ -61,6 +61,7 @@ problem_response! {
         super::delete_session,
         super::list_events,
         super::add_event,
+        super::add_events,
         super::get_session,
         super::get_event,
         super::complete_session,
@@ -244,6 +245,7 @@ impl utoipa::Modify for ClosedRequestBodies {
         for name in [
             super::dto::CreateSession::name(),
             super::dto::AddEvent::name(),
+            super::dto::AddEvents::name(),
             super::dto::CompleteSession::name(),
         ] {
             if let Some(RefOr::T(Schema::Object(object))) =

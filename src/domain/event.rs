@@ -65,3 +65,80 @@ pub struct Event {
     pub payload: JsonObject,
     pub timestamp: Timestamp,
 }
+
+/// The most events one batch append takes.
+pub const MAX_BATCH_EVENTS: usize = 100;
+
+/// Events to append to one session at once, in request order: 1 to [`MAX_BATCH_EVENTS`] of
+/// them, all for the same session, received at the same instant, with distinct `eventId`s.
+/// (Identical copies of one event in a request are the service's to fold into one.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvents {
+    events: Vec<NewEvent>,
+}
+
+impl NewEvents {
+    /// Checks the invariants above.
+    pub fn new(events: Vec<NewEvent>) -> Result<Self, Invalid> {
+        let Some(first) = events.first() else {
+            return Err(Invalid::new("must hold at least one event"));
+        };
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(Invalid::new(format!(
+                "must hold at most {MAX_BATCH_EVENTS} events"
+            )));
+        }
+        if events
+            .iter()
+            .any(|e| e.session_id != first.session_id || e.received_at != first.received_at)
+        {
+            return Err(Invalid::new(
+                "must be for one session, received at one instant",
+            ));
+        }
+        let mut ids: Vec<&EventId> = events.iter().map(|e| &e.event_id).collect();
+        ids.sort();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Invalid::new("must not name one eventId twice"));
+        }
+        Ok(Self { events })
+    }
+
+    /// Folds identical copies of one event (same `eventId`, type, payload and timestamp or none)
+    /// into its first, for [`Self::new`]; also returns, for each of `events`, the position of its
+    /// event in the batch. Copies with other content are refused.
+    pub fn folding_copies(events: Vec<NewEvent>) -> Result<(Self, Vec<usize>), Invalid> {
+        let mut unique: Vec<NewEvent> = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        for event in events {
+            match unique.iter().position(|u| u.event_id == event.event_id) {
+                Some(at) if unique[at] == event => positions.push(at),
+                Some(_) => {
+                    return Err(Invalid::new(format!(
+                        "eventId {:?} is sent twice with different content",
+                        event.event_id.as_str()
+                    )));
+                }
+                None => {
+                    positions.push(unique.len());
+                    unique.push(event);
+                }
+            }
+        }
+        Ok((Self::new(unique)?, positions))
+    }
+
+    pub fn session_id(&self) -> &SessionId {
+        &self.events[0].session_id
+    }
+
+    /// When the batch arrived: the instant its timers are checked at.
+    pub fn received_at(&self) -> Timestamp {
+        self.events[0].received_at
+    }
+
+    /// The events, in request order (never empty).
+    pub fn events(&self) -> &[NewEvent] {
+        &self.events
+    }
+}

@@ -8,7 +8,7 @@ mod order;
 mod session;
 mod timestamp;
 
-pub use event::{Event, EventType, NewEvent};
+pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};
 pub use ids::{EventId, Language, SessionId};
 pub use json::{JsonObject, MAX_JSON_DEPTH, MAX_OBJECT_KEYS};
 pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};

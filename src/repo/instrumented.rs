@@ -7,10 +7,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage, EventRange,
-    EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
+    Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
+    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
+    SessionScan,
 };
-use crate::domain::{Event, EventId, NewEvent, NewSession, Session, SessionId, Timers, Timestamp};
+use crate::domain::{
+    Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, Timers, Timestamp,
+};
 
 struct Timed<R: ?Sized> {
     backend: &'static str,
@@ -112,6 +115,11 @@ impl SessionRepository for Timed<dyn SessionRepository> {
 impl EventRepository for Timed<dyn EventRepository> {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
         timed(self.backend, "append_event", self.inner.append(new)).await
+    }
+
+    async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
+        let call = self.inner.append_batch(batch);
+        timed(self.backend, "append_event_batch", call).await
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures_util::Stream;
 
 use crate::domain::{
-    EndReason, Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status,
+    EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status,
     TerminalStatus, Timers, Timestamp,
 };
 
@@ -82,6 +82,42 @@ pub enum Appended {
     /// The event id is new and arrived at or after the session's deadline: this call recorded
     /// the timer's end (the session as now stored); the event was not stored.
     Expired(Session),
+}
+
+/// One event of a batch that was stored, in the batch's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchItem {
+    /// Stored by this batch.
+    New(Event),
+    /// Already stored with the same content (a replay): returned as stored.
+    Replay(Event),
+}
+
+impl BatchItem {
+    pub fn event(&self) -> &Event {
+        match self {
+            BatchItem::New(e) | BatchItem::Replay(e) => e,
+        }
+    }
+}
+
+/// The outcome of [`EventRepository::append_batch`]. Every refusal changed nothing but, for
+/// `Expired`, the session's recorded end. Positions index the batch's events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchAppended {
+    /// Every new event was stored, with consecutive seqs in batch order; one item per event of
+    /// the batch, in its order.
+    Stored(Vec<BatchItem>),
+    /// These events' `eventId`s are stored with other content (see [`NewEvent::matches`]).
+    Conflicts(Vec<usize>),
+    /// The session has ended with this status, and these events are new.
+    SessionEnded { status: Status, new: Vec<usize> },
+    /// The batch arrived at or after the session's deadline with these new events: this call
+    /// recorded the timer's end (the session as now stored).
+    Expired {
+        session: Box<Session>,
+        new: Vec<usize>,
+    },
 }
 
 /// Where a page of events starts, counted in the page's order.
@@ -245,6 +281,20 @@ pub trait EventRepository: Send + Sync {
     /// event sets the session's `last_event_at` to `new.received_at`. `NotFound` if the session
     /// does not exist, `Deleted` for a tombstone.
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError>;
+
+    /// Appends a batch atomically: either every event of `batch` whose `eventId` is not stored
+    /// yet is stored, with consecutive seqs `event_count + 1 ..` in batch order (and the session
+    /// counts them, becomes `active`, and takes `batch.received_at()` as `last_event_at`, as
+    /// [`Self::append`] does), or nothing is. Events already stored with the same content are
+    /// replays, returned as stored; if every event is one, nothing is written (also on an ended
+    /// session). Nothing is stored, in this order of precedence, when any `eventId` is stored
+    /// with other content (`Conflicts`), when the session has ended and any event is new
+    /// (`SessionEnded`), or when any event is new and the batch arrived at or after the
+    /// session's deadline: then the timer's end is recorded (`Expired` for the one call that
+    /// recorded it; later ones see `SessionEnded(Failed)`). Concurrent batches and appends with
+    /// the same ids store each event once; the store's unique `(session_id, event_id)` decides.
+    /// `NotFound` if the session does not exist, `Deleted` for a tombstone.
+    async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError>;
 
     /// One event, or `NotFound` (also when the session does not exist); `Deleted` for a tombstone.
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError>;

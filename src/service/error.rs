@@ -23,6 +23,31 @@ pub enum ServiceError {
         session_id: SessionId,
         event_id: EventId,
     },
+    /// Events of a batch whose `eventId`s are stored with other content (their positions in the
+    /// request, with their ids); nothing of the batch was stored.
+    #[error(
+        "{} event(s) of the batch already exist in session {:?} with different content; nothing was stored",
+        .items.len(),
+        .session_id.as_str()
+    )]
+    BatchConflicts {
+        session_id: SessionId,
+        items: Vec<(usize, EventId)>,
+    },
+    /// New events of a batch (their positions in the request) for a session that has ended;
+    /// nothing of the batch was stored.
+    #[error(
+        "session {:?} has ended ({status}) and accepts no new events; nothing of the batch was stored",
+        .session_id.as_str()
+    )]
+    BatchSessionEnded {
+        session_id: SessionId,
+        status: Status,
+        items: Vec<usize>,
+    },
+    /// A batch that breaks the rules [`crate::domain::NewEvents`] states.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(crate::domain::Invalid),
     /// A new event for a session that has ended.
     #[error("session {:?} has ended ({status}) and accepts no new events", .session_id.as_str())]
     SessionEnded {

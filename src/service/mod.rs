@@ -8,10 +8,13 @@ pub mod live;
 mod maintenance;
 
 use crate::domain::{
-    EndReason, Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status,
+    EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status,
     TerminalStatus, Timers, Timestamp,
 };
-use crate::repo::{Appended, EndRequest, EventRange, RepoError, Repositories, SessionScan, Start};
+use crate::repo::{
+    Appended, BatchAppended, BatchItem, EndRequest, EventRange, RepoError, Repositories,
+    SessionScan, Start,
+};
 
 pub use cursor::{Cursor, SessionCursor};
 pub use error::ServiceError;
@@ -247,6 +250,96 @@ impl SessionService {
             ),
         };
         metrics::counter!("event_conflicts_total", "reason" => reason).increment(1);
+        Err(refused)
+    }
+
+    /// Adds a batch of events to one session atomically: every new one is stored, with
+    /// consecutive seqs in request order, or none is. Identical copies of one event in the batch
+    /// are stored once. The answer holds the stored event for each of `events`, in order, and is
+    /// `Created` if anything was stored, `Existing` if every event was a replay. Refused as a
+    /// whole when any `eventId` is stored with other content, or when any event is new and the
+    /// session has ended (also by its timer, which this then records).
+    pub async fn add_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<(Vec<Event>, Written), ServiceError> {
+        let (batch, positions) =
+            NewEvents::folding_copies(events).map_err(ServiceError::InvalidBatch)?;
+        let session_id = batch.session_id().clone();
+        let ids: Vec<EventId> = batch.events().iter().map(|e| e.event_id.clone()).collect();
+        metrics::histogram!("event_batch_size").record(positions.len() as f64);
+        // The request positions of the batch's events at `at`.
+        let requested = |at: &[usize]| -> Vec<usize> {
+            (0..positions.len())
+                .filter(|&i| at.contains(&positions[i]))
+                .collect()
+        };
+        let appended = self
+            .repos
+            .events
+            .append_batch(batch)
+            .await
+            .map_err(session_error(&session_id))?;
+        let (refused, reason) = match appended {
+            BatchAppended::Stored(items) => {
+                let stored = items
+                    .iter()
+                    .filter(|i| matches!(i, BatchItem::New(_)))
+                    .count() as u64;
+                metrics::counter!("events_stored_total").increment(stored);
+                metrics::counter!("event_replays_total").increment(items.len() as u64 - stored);
+                let (outcome, written) = if stored > 0 {
+                    ("stored", Written::Created)
+                } else {
+                    ("replayed", Written::Existing)
+                };
+                metrics::counter!("event_batches_total", "outcome" => outcome).increment(1);
+                // The new events, in seq order, to the session's live streams.
+                for item in &items {
+                    if let BatchItem::New(event) = item {
+                        self.hub.publish(event);
+                    }
+                }
+                let events = positions
+                    .iter()
+                    .map(|&at| items.get(at).map(|i| i.event().clone()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| ServiceError::contract_broken("a batch answer lacks events"))?;
+                return Ok((events, written));
+            }
+            BatchAppended::Conflicts(at) => (
+                ServiceError::BatchConflicts {
+                    items: requested(&at)
+                        .into_iter()
+                        .map(|i| (i, ids[positions[i]].clone()))
+                        .collect(),
+                    session_id,
+                },
+                "event_id_conflict",
+            ),
+            BatchAppended::SessionEnded { status, new } => (
+                ServiceError::BatchSessionEnded {
+                    session_id,
+                    status,
+                    items: requested(&new),
+                },
+                "session_ended",
+            ),
+            BatchAppended::Expired { session, new } => {
+                count_end(&session);
+                self.hub.poke(&session.session_id);
+                (
+                    ServiceError::BatchSessionEnded {
+                        session_id,
+                        status: session.status,
+                        items: requested(&new),
+                    },
+                    "session_ended",
+                )
+            }
+        };
+        metrics::counter!("event_conflicts_total", "reason" => reason).increment(1);
+        metrics::counter!("event_batches_total", "outcome" => "refused").increment(1);
         Err(refused)
     }
 

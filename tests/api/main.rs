@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod batch;
 mod console;
 mod errors;
 mod events;
@@ -24,6 +25,7 @@ mod reads;
 mod sessions;
 mod storage_full;
 mod stream_basics;
+mod stream_batch;
 mod stream_instances;
 mod stream_limits;
 mod stream_resume;

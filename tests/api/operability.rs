@@ -68,6 +68,14 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
             ],
         ),
         (
+            "/sessions/{sessionId}/events:batch",
+            "post",
+            &[
+                "200", "201", "400", "401", "403", "404", "405", "409", "410", "413", "415",
+                "503",
+            ],
+        ),
+        (
             "/sessions/{sessionId}/events",
             "get",
             &["200", "400", "401", "404", "405", "410", "503"],

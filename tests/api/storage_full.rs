@@ -10,11 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use session_service::domain::{
-    Event, EventId, NewEvent, NewSession, Session, SessionId, Timers, Timestamp,
+    Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, Timers, Timestamp,
 };
 use session_service::repo::{
-    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage, EventRange,
-    EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
+    Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
+    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
+    SessionScan,
 };
 
 use crate::support::app::{TestApp, spawn_app};
@@ -96,6 +97,10 @@ impl EventRepository for Faulty {
         self.check()?;
         self.inner.events.append(new).await
     }
+    async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
+        self.check()?;
+        self.inner.events.append_batch(batch).await
+    }
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {
         self.inner.events.get(session_id, event_id).await
     }
@@ -154,6 +159,10 @@ async fn a_full_store_answers_503_storage_full_and_ready_recovers_with_the_first
             r.assert_problem(503, code);
             assert_eq!(r.header("retry-after"), Some("1"));
         }
+        let batch = json!({"events": [event(200), event(201)]});
+        let r = app.post_json("/sessions/full-1/events:batch", &batch).await;
+        r.assert_problem(503, code);
+        assert_eq!(r.header("retry-after"), Some("1"));
         let r = app
             .post_json(
                 "/sessions",

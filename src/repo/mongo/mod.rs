@@ -9,6 +9,7 @@
 //! - Ending: a conditional update filtered on a non-terminal status, so one `endedAt` wins.
 //! - Writes use write concern `majority` with journaling unless the URI says otherwise.
 
+mod batch;
 mod convert;
 mod feed;
 mod lifecycle;
@@ -28,13 +29,13 @@ use mongodb::options::{Acknowledgment, ClientOptions, Hint, ReturnDocument, Writ
 use mongodb::{Client, ClientSession, Collection, Database};
 
 use super::{
-    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage, EventRange,
-    EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
-    seq_bounds,
+    Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
+    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
+    SessionScan, seq_bounds,
 };
 use crate::domain::{
-    EndReason, Event, EventId, EventType, Language, NewEvent, NewSession, Order, Session,
-    SessionId, Status, Timers, Timestamp,
+    EndReason, Event, EventId, EventType, Language, NewEvent, NewEvents, NewSession, Order,
+    Session, SessionId, Status, Timers, Timestamp,
 };
 use convert::{corrupt, from_document, to_document};
 
@@ -126,6 +127,14 @@ impl MongoStore {
             events: Arc::new(self.clone()),
             changes: Some(Arc::new(feed::MongoFeed::new(self.db.clone()))),
         }
+    }
+
+    /// The lock that appends (single or batch) to `id` queue on in this instance.
+    fn append_lock(&self, id: &SessionId) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        &self.append_locks[(hasher.finish() % self.append_locks.len() as u64) as usize]
     }
 
     /// The append transaction, retried while the server calls its failures transient (write
@@ -405,6 +414,11 @@ fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
     match err.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
         ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|e| e.code == DUPLICATE_KEY),
         _ => false,
     }
 }
@@ -430,6 +444,15 @@ fn is_out_of_space(err: &mongodb::error::Error) -> bool {
         ErrorKind::Command(e) => e.code == OUT_OF_DISK_SPACE,
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == OUT_OF_DISK_SPACE,
         ErrorKind::Write(WriteFailure::WriteConcernError(e)) => e.code == OUT_OF_DISK_SPACE,
+        ErrorKind::InsertMany(e) => {
+            e.write_errors
+                .iter()
+                .flatten()
+                .any(|e| e.code == OUT_OF_DISK_SPACE)
+                || e.write_concern_error
+                    .as_ref()
+                    .is_some_and(|e| e.code == OUT_OF_DISK_SPACE)
+        }
         _ => false,
     }
 }
@@ -703,13 +726,7 @@ impl EventRepository for MongoStore {
             self.require_live(&new.session_id).await?;
             return Ok(Appended::Existing(event_from(&existing)?));
         }
-        let stripe = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            new.session_id.hash(&mut hasher);
-            (hasher.finish() % self.append_locks.len() as u64) as usize
-        };
-        let _queued = self.append_locks[stripe].lock().await;
+        let _queued = self.append_lock(&new.session_id).lock().await;
         match self.append_in_transaction(&new).await {
             Ok(appended) => Ok(appended),
             // A concurrent append with the same eventId committed first.
@@ -721,6 +738,10 @@ impl EventRepository for MongoStore {
             Err(TxnError::Driver(e)) => Err(map_err(e)),
             Err(TxnError::Repo(e)) => Err(e),
         }
+    }
+
+    async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
+        self.append_batch_in_transaction(&batch).await
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {

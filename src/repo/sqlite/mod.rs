@@ -19,12 +19,13 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage, EventRange,
-    EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository, SessionScan,
-    seq_bounds,
+    Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
+    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
+    SessionScan, seq_bounds,
 };
 use crate::domain::{
-    Event, EventId, NewEvent, NewSession, Order, Session, SessionId, Status, Timers, Timestamp,
+    Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status, Timers,
+    Timestamp,
 };
 use writer::Command;
 
@@ -291,6 +292,17 @@ impl EventRepository for SqliteStore {
         // JSON text is made here, on the caller's thread: every write waits for the writer's time.
         let payload = rows::json_text(&new.payload)?;
         self.write(|reply| Command::Append(new, payload, reply))
+            .await
+    }
+
+    async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
+        // As for one event: the JSON text is made here, off the writer.
+        let payloads = batch
+            .events()
+            .iter()
+            .map(|e| rows::json_text(&e.payload))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(|reply| Command::AppendBatch(batch, payloads, reply))
             .await
     }
 

@@ -5,10 +5,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{map_err, rows};
 use crate::domain::{
-    EndReason, Event, NewEvent, NewSession, Session, SessionId, Status, Timers, Timestamp,
+    EndReason, Event, NewEvent, NewEvents, NewSession, Session, SessionId, Status, Timers,
+    Timestamp,
 };
 use crate::repo::{
-    Appended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, PurgeOutcome, RepoError,
+    Appended, BatchAppended, BatchItem, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest,
+    PurgeOutcome, RepoError,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, RepoError>>;
@@ -18,6 +20,8 @@ pub enum Command {
     Create(NewSession, String, Reply<CreateOutcome>),
     /// The event and its payload as JSON text, serialized by the caller (off the writer).
     Append(NewEvent, String, Reply<Appended>),
+    /// The batch and its payloads as JSON text (in batch order), serialized by the caller.
+    AppendBatch(NewEvents, Vec<String>, Reply<BatchAppended>),
     End(SessionId, EndRequest, Reply<EndOutcome>),
     Expire(SessionId, Timestamp, Reply<EndOutcome>),
     Delete(SessionId, Timestamp, Reply<DeleteOutcome>),
@@ -64,6 +68,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
 enum Answer {
     Create(Reply<CreateOutcome>, Result<CreateOutcome, RepoError>),
     Append(Reply<Appended>, Result<Appended, RepoError>),
+    AppendBatch(Reply<BatchAppended>, Result<BatchAppended, RepoError>),
     End(Reply<EndOutcome>, Result<EndOutcome, RepoError>),
     Delete(Reply<DeleteOutcome>, Result<DeleteOutcome, RepoError>),
     Purge(Reply<PurgeOutcome>, Result<PurgeOutcome, RepoError>),
@@ -88,6 +93,7 @@ impl Answer {
         match self {
             Answer::Create(reply, r) => deliver(reply, r, commit),
             Answer::Append(reply, r) => deliver(reply, r, commit),
+            Answer::AppendBatch(reply, r) => deliver(reply, r, commit),
             Answer::End(reply, r) => deliver(reply, r, commit),
             Answer::Delete(reply, r) => deliver(reply, r, commit),
             Answer::Purge(reply, r) => deliver(reply, r, commit),
@@ -154,6 +160,7 @@ fn apply_failed(cmd: Command) -> Answer {
     match cmd {
         Command::Create(_, _, reply) => Answer::Create(reply, failed()),
         Command::Append(_, _, reply) => Answer::Append(reply, failed()),
+        Command::AppendBatch(_, _, reply) => Answer::AppendBatch(reply, failed()),
         Command::End(_, _, reply) | Command::Expire(_, _, reply) => Answer::End(reply, failed()),
         Command::Delete(_, _, reply) => Answer::Delete(reply, failed()),
         Command::Purge(_, _, reply) => Answer::Purge(reply, failed()),
@@ -185,6 +192,10 @@ fn apply(conn: &Connection, cmd: Command) -> rusqlite::Result<Answer> {
         Command::Append(new, payload, reply) => {
             Answer::Append(reply, in_savepoint(conn, |c| append(c, new, payload))?)
         }
+        Command::AppendBatch(batch, payloads, reply) => Answer::AppendBatch(
+            reply,
+            in_savepoint(conn, |c| append_batch(c, &batch, payloads))?,
+        ),
         Command::End(id, request, reply) => {
             Answer::End(reply, in_savepoint(conn, |c| end(c, &id, request))?)
         }
@@ -323,6 +334,102 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
         payload: new.payload,
         timestamp,
     }))
+}
+
+/// A batch in one savepoint (the caller's): every lookup first, then either every new event is
+/// inserted and the session updated once, or nothing is written (a refusal, or an error that
+/// rolls the savepoint back). The writer being the only one, nothing changes in between.
+fn append_batch(
+    conn: &Connection,
+    batch: &NewEvents,
+    payloads: Vec<String>,
+) -> Result<BatchAppended, RepoError> {
+    let id = batch.session_id();
+    let state = open_state(conn, id)?;
+    let mut stored = Vec::with_capacity(batch.events().len());
+    for new in batch.events() {
+        stored.push(rows::event_by_id(conn, id, &new.event_id)?);
+    }
+    let conflicts: Vec<usize> = batch
+        .events()
+        .iter()
+        .zip(&stored)
+        .enumerate()
+        .filter(|(_, (new, stored))| stored.as_ref().is_some_and(|s| !new.matches(s)))
+        .map(|(i, _)| i)
+        .collect();
+    if !conflicts.is_empty() {
+        return Ok(BatchAppended::Conflicts(conflicts));
+    }
+    let new: Vec<usize> = (0..stored.len()).filter(|&i| stored[i].is_none()).collect();
+    if new.is_empty() {
+        let replays = stored.into_iter().flatten().map(BatchItem::Replay);
+        return Ok(BatchAppended::Stored(replays.collect()));
+    }
+    if state.status.is_terminal() {
+        let status = state.status;
+        return Ok(BatchAppended::SessionEnded { status, new });
+    }
+    if state
+        .deadline()
+        .is_some_and(|d| d.at <= batch.received_at())
+    {
+        let ended = expire(conn, id, batch.received_at())?;
+        return Ok(if ended.ended_now {
+            BatchAppended::Expired {
+                session: Box::new(ended.session),
+                new,
+            }
+        } else {
+            BatchAppended::SessionEnded {
+                status: ended.session.status,
+                new,
+            }
+        });
+    }
+    let mut seq = state.event_count;
+    let mut items = Vec::with_capacity(stored.len());
+    for ((new, stored), payload) in batch.events().iter().zip(stored).zip(payloads) {
+        if let Some(existing) = stored {
+            items.push(BatchItem::Replay(existing));
+            continue;
+        }
+        seq += 1;
+        let timestamp = new.timestamp();
+        conn.prepare_cached(
+            "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.as_str(),
+                seq,
+                new.event_id.as_str(),
+                new.event_type.as_str(),
+                payload,
+                timestamp.millis(),
+            ])
+        })
+        .map_err(map_err)?;
+        items.push(BatchItem::New(Event {
+            session_id: id.clone(),
+            event_id: new.event_id.clone(),
+            seq: seq as u64,
+            event_type: new.event_type,
+            payload: new.payload.clone(),
+            timestamp,
+        }));
+    }
+    let received_at = batch.received_at();
+    let expires_at = crate::domain::deadline(state.timers, state.timers_since, Some(received_at))
+        .map(|d| d.at.millis());
+    conn.prepare_cached(
+        "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4,
+             status = 'active' WHERE session_id = ?1",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id.as_str(), seq, received_at.millis(), expires_at]))
+    .map_err(map_err)?;
+    Ok(BatchAppended::Stored(items))
 }
 
 /// What an append needs of its session, without reading (and parsing) its metadata.

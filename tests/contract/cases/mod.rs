@@ -128,6 +128,7 @@ where
     results
 }
 
+mod batch;
 mod lifecycle;
 mod lifecycle_store;
 mod reads;

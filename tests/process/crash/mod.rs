@@ -6,6 +6,7 @@
 //! Both backends: a SQLite file in a temp directory, and a MongoDB database of its own on the
 //! server `MONGODB_URI` names (dropped at the end, also when the test fails).
 
+mod batch;
 mod ingest;
 mod verify;
 

@@ -29,11 +29,11 @@ async fn get(client: &reqwest::Client, service: &ServiceProcess, path: &str) -> 
 
 /// One event as a cursor walk returned it.
 #[derive(Debug, Clone)]
-struct Walked {
-    event_id: String,
-    seq: u64,
-    payload: Value,
-    event_type: Value,
+pub struct Walked {
+    pub event_id: String,
+    pub seq: u64,
+    pub payload: Value,
+    pub event_type: Value,
 }
 
 /// Follows `nextCursor` through the whole session in `order`; checks each page's pagination.
@@ -67,7 +67,7 @@ async fn walk(
 /// Walks `session` ascending (and descending) and checks that it is whole: seqs exactly
 /// 1..=eventCount in order, no eventId twice, status matching the count. Returns the events by
 /// eventId.
-async fn check_session(
+pub async fn check_session(
     client: &reqwest::Client,
     service: &ServiceProcess,
     session: &str,

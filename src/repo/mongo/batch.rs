@@ -1,0 +1,220 @@
+//! Batch appends: one transaction reads the session and every stored event the batch names,
+//! decides, and then either inserts every new event with one `insertMany` and moves the session's
+//! `eventCount` by their number, or writes nothing (but a timer's end). The session document's
+//! update is conditional on the `eventCount` read, and any write to it by a concurrent append
+//! conflicts, so seqs stay dense; a concurrent batch that stored one of the ids first makes the
+//! unique `(sessionId, eventId)` index refuse the insert, and the transaction is run again, now
+//! seeing that event.
+
+use bson::{Document, doc};
+
+use super::{
+    MongoStore, OPEN, TRANSACTION_RETRY_BUDGET, TxnError, backoff, commit, date, end_update,
+    event_from, event_to_document, is_duplicate_key, is_unreachable, map_err, optional_date,
+    session_from, timer_end_filter, timers_of,
+};
+use crate::domain::{Event, NewEvents, Status};
+use crate::repo::{BatchAppended, BatchItem, RepoError};
+use mongodb::ClientSession;
+use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
+
+impl MongoStore {
+    /// The batch transaction, retried on transient failures (write conflicts with concurrent
+    /// appends to the session) and on a duplicate `eventId` stored meanwhile, within the append
+    /// retry budget.
+    pub(super) async fn append_batch_in_transaction(
+        &self,
+        batch: &NewEvents,
+    ) -> Result<BatchAppended, RepoError> {
+        let _queued = self.append_lock(batch.session_id()).lock().await;
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut session = self.client.start_session().await.map_err(map_err)?;
+            let outcome = self.try_append_batch(&mut session, batch).await;
+            let again = started.elapsed() < TRANSACTION_RETRY_BUDGET;
+            match outcome {
+                Ok(None) if again => backoff(attempt).await,
+                Ok(None) => {
+                    return Err(RepoError::Unavailable(
+                        "the session kept changing during the batch".into(),
+                    ));
+                }
+                Err(TxnError::Driver(e))
+                    if (is_duplicate_key(&e)
+                        || (e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                            && !is_unreachable(&e)))
+                        && again =>
+                {
+                    backoff(attempt).await;
+                }
+                Err(TxnError::Driver(e)) => return Err(map_err(e)),
+                Err(TxnError::Repo(e)) => return Err(e),
+                Ok(Some(outcome)) => return Ok(outcome),
+            }
+        }
+    }
+
+    /// One run of the transaction; `None` when it must run again.
+    async fn try_append_batch(
+        &self,
+        session: &mut ClientSession,
+        batch: &NewEvents,
+    ) -> Result<Option<BatchAppended>, TxnError> {
+        session
+            .start_transaction()
+            .write_concern(self.write_concern.clone())
+            .await?;
+        match self.decide_batch(session, batch).await {
+            Ok(Decided::Commit(outcome)) => {
+                commit(session).await?;
+                Ok(Some(outcome))
+            }
+            Ok(Decided::Abort(outcome)) => {
+                session.abort_transaction().await?;
+                Ok(Some(outcome))
+            }
+            Ok(Decided::Again) => {
+                let _ = session.abort_transaction().await;
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = session.abort_transaction().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn decide_batch(
+        &self,
+        session: &mut ClientSession,
+        batch: &NewEvents,
+    ) -> Result<Decided, TxnError> {
+        let sid = batch.session_id().as_str();
+        let Some(stored) = self
+            .sessions
+            .find_one(doc! { "sessionId": sid })
+            .session(&mut *session)
+            .await?
+        else {
+            return Err(RepoError::NotFound.into());
+        };
+        let mut state = session_from(&stored)?;
+        let ids: Vec<&str> = batch.events().iter().map(|e| e.event_id.as_str()).collect();
+        let mut cursor = self
+            .events
+            .find(doc! { "sessionId": sid, "eventId": { "$in": ids } })
+            .session(&mut *session)
+            .await?;
+        let mut found: Vec<Event> = Vec::new();
+        while let Some(doc) = cursor.next(&mut *session).await {
+            found.push(event_from(&doc?)?);
+        }
+        let stored_events: Vec<Option<Event>> = batch
+            .events()
+            .iter()
+            .map(|new| found.iter().find(|e| e.event_id == new.event_id).cloned())
+            .collect();
+        let conflicts: Vec<usize> = batch
+            .events()
+            .iter()
+            .zip(&stored_events)
+            .enumerate()
+            .filter(|(_, (new, stored))| stored.as_ref().is_some_and(|s| !new.matches(s)))
+            .map(|(i, _)| i)
+            .collect();
+        if !conflicts.is_empty() {
+            return Ok(Decided::Abort(BatchAppended::Conflicts(conflicts)));
+        }
+        let new: Vec<usize> = (0..stored_events.len())
+            .filter(|&i| stored_events[i].is_none())
+            .collect();
+        if new.is_empty() {
+            let replays = stored_events.into_iter().flatten().map(BatchItem::Replay);
+            return Ok(Decided::Abort(BatchAppended::Stored(replays.collect())));
+        }
+        if state.status.is_terminal() {
+            let status = state.status;
+            return Ok(Decided::Abort(BatchAppended::SessionEnded { status, new }));
+        }
+        let received_at = batch.received_at();
+        if let Some(deadline) = state.expired_at(received_at) {
+            state.end_by(deadline);
+            let recorded = self
+                .sessions
+                .update_one(timer_end_filter(&stored), end_update(&state))
+                .session(&mut *session)
+                .await?;
+            return Ok(if recorded.matched_count == 1 {
+                Decided::Commit(BatchAppended::Expired {
+                    session: Box::new(state),
+                    new,
+                })
+            } else {
+                Decided::Abort(BatchAppended::SessionEnded {
+                    status: Status::Failed,
+                    new,
+                })
+            });
+        }
+        let count = stored
+            .get_i64("eventCount")
+            .map_err(|_| super::corrupt("eventCount"))?;
+        let (timers, since) = timers_of(&stored)?;
+        let expires_at = crate::domain::deadline(timers, since, Some(received_at));
+        let counted = self
+            .sessions
+            .update_one(
+                doc! {
+                    "sessionId": sid,
+                    "status": { "$in": OPEN.as_slice() },
+                    "eventCount": count,
+                },
+                doc! {
+                    "$inc": { "eventCount": new.len() as i64 },
+                    "$set": {
+                        "status": "active",
+                        "lastEventAt": date(received_at),
+                        "expiresAt": optional_date(expires_at.map(|d| d.at)),
+                    },
+                },
+            )
+            .session(&mut *session)
+            .await?;
+        if counted.matched_count != 1 {
+            // Changed since it was read in this transaction (on a server that does not report
+            // that as a write conflict): run the transaction again.
+            return Ok(Decided::Again);
+        }
+        let mut seq = count;
+        let mut items = Vec::with_capacity(stored_events.len());
+        let mut docs: Vec<Document> = Vec::with_capacity(new.len());
+        for (new_event, stored) in batch.events().iter().zip(stored_events) {
+            if let Some(existing) = stored {
+                items.push(BatchItem::Replay(existing));
+                continue;
+            }
+            seq += 1;
+            let event = Event {
+                session_id: new_event.session_id.clone(),
+                event_id: new_event.event_id.clone(),
+                seq: u64::try_from(seq).map_err(|_| super::corrupt("negative eventCount"))?,
+                event_type: new_event.event_type,
+                payload: new_event.payload.clone(),
+                timestamp: new_event.timestamp(),
+            };
+            docs.push(event_to_document(&event, seq));
+            items.push(BatchItem::New(event));
+        }
+        self.events.insert_many(docs).session(&mut *session).await?;
+        Ok(Decided::Commit(BatchAppended::Stored(items)))
+    }
+}
+
+/// What the transaction found: commit its writes, abort (nothing was written), or run again.
+enum Decided {
+    Commit(BatchAppended),
+    Abort(BatchAppended),
+    Again,
+}
