@@ -111,7 +111,11 @@ pub async fn spawn_app_with(store: StoreCtx, vars: &[(&str, &str)]) -> TestApp {
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        // An API test sees every status as sent: no redirect is followed behind its back.
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client"),
         store,
     }
 }
