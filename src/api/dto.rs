@@ -398,7 +398,7 @@ pub struct SessionBody<'a> {
     language: &'a str,
     /// Free-form JSON object, stored and returned exactly.
     #[schema(value_type = Object)]
-    metadata: &'a Map<String, Value>,
+    metadata: &'a JsonObject,
     #[schema(value_type = String, format = DateTime, example = "2025-12-21T15:30:15.123Z")]
     started_at: Timestamp,
     /// `null` until the session ends.
@@ -430,7 +430,7 @@ impl<'a> From<&'a Session> for SessionBody<'a> {
             session_id: s.session_id.as_str(),
             status: s.status.into(),
             language: s.language.as_str(),
-            metadata: s.metadata.as_map(),
+            metadata: &s.metadata,
             started_at: s.started_at,
             ended_at: s.ended_at,
             event_count: s.event_count,
@@ -458,7 +458,7 @@ pub struct EventBody<'a> {
     #[serde(rename = "type")]
     event_type: EventKind,
     #[schema(value_type = Object)]
-    payload: &'a Map<String, Value>,
+    payload: &'a JsonObject,
     /// The client's timestamp if it sent one, else when the server accepted the event.
     #[schema(value_type = String, format = DateTime, example = "2025-12-21T15:30:15.123Z")]
     timestamp: Timestamp,
@@ -471,7 +471,7 @@ impl<'a> From<&'a Event> for EventBody<'a> {
             event_id: e.event_id.as_str(),
             seq: e.seq,
             event_type: e.event_type.into(),
-            payload: e.payload.as_map(),
+            payload: &e.payload,
             timestamp: e.timestamp,
         }
     }

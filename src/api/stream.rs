@@ -115,7 +115,7 @@ fn encode(frame: &LiveFrame) -> Bytes {
         LiveFrame::Ended(session) => (
             None,
             "session-ended",
-            serde_json::to_string(&dto::SessionBody::from(session)),
+            serde_json::to_string(&dto::SessionBody::from(session.as_ref())),
         ),
         LiveFrame::Deleted(id) => (
             None,

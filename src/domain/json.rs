@@ -1,3 +1,8 @@
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::Invalid;
@@ -12,8 +17,17 @@ pub const MAX_JSON_BYTES: usize = 1_048_576;
 /// A JSON object that every backend stores and returns exactly: nested at most [`MAX_JSON_DEPTH`]
 /// deep, at most [`MAX_OBJECT_KEYS`] keys per object, integers within the signed 64-bit range, keys
 /// without NUL and not starting with `$` (BSON cannot hold the first, MongoDB reserves the second).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct JsonObject(Map<String, Value>);
+///
+/// It holds the object as a tree, as its compact JSON text, or both; each is made from the other
+/// once, when first asked for. A request's object is parsed once and its text kept (storage and
+/// the answer reuse it); an object read back as text (SQLite) is sent on as that text without
+/// being parsed into a tree, unless something needs its values. Equality compares the values
+/// (key order aside), like `serde_json::Map`.
+#[derive(Clone, Default)]
+pub struct JsonObject {
+    map: OnceLock<Map<String, Value>>,
+    text: OnceLock<Box<RawValue>>,
+}
 
 impl JsonObject {
     pub fn parse(value: Value) -> Result<Self, Invalid> {
@@ -21,28 +35,95 @@ impl JsonObject {
             return Err(Invalid::new("must be a JSON object"));
         };
         check_object(&map, 1)?;
-        let size = serde_json::to_vec(&map)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_JSON_BYTES {
+        let text = serde_json::to_string(&map).map_err(|e| Invalid::new(e.to_string()))?;
+        if text.len() > MAX_JSON_BYTES {
             return Err(Invalid::new(format!(
                 "must be at most {MAX_JSON_BYTES} bytes as JSON"
             )));
         }
-        Ok(Self(map))
+        let raw = RawValue::from_string(text).map_err(|e| Invalid::new(e.to_string()))?;
+        Ok(Self {
+            map: OnceLock::from(map),
+            text: OnceLock::from(raw),
+        })
     }
 
     pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
+        self.map.get_or_init(|| {
+            // The text was made from an object or checked to be one when this was built.
+            self.text
+                .get()
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or_default()
+        })
     }
 
     pub fn into_map(self) -> Map<String, Value> {
-        self.0
+        self.as_map();
+        self.map.into_inner().unwrap_or_default()
+    }
+
+    /// The compact JSON text (what `serde_json::to_string` makes of the tree).
+    pub fn json(&self) -> &str {
+        self.raw().get()
+    }
+
+    fn raw(&self) -> &RawValue {
+        self.text.get_or_init(|| {
+            let text = serde_json::to_string(self.as_map()).unwrap_or_else(|_| "{}".to_owned());
+            RawValue::from_string(text).unwrap_or_else(|_| empty_object())
+        })
     }
 
     /// Wraps an object read back from storage, which was validated when it was written.
     pub fn from_stored(map: Map<String, Value>) -> Self {
-        Self(map)
+        Self {
+            map: OnceLock::from(map),
+            text: OnceLock::new(),
+        }
+    }
+
+    /// Wraps the JSON text of an object read back from storage, checking only that it is one
+    /// JSON object (the rules were checked when it was written); it is parsed into a tree only
+    /// if its values are asked for.
+    pub fn from_stored_json(text: &str) -> Result<Self, Invalid> {
+        if !text.trim_start().starts_with('{') {
+            return Err(Invalid::new("stored JSON is not an object"));
+        }
+        let raw = serde_json::from_str::<&RawValue>(text)
+            .map_err(|e| Invalid::new(e.to_string()))?
+            .to_owned();
+        Ok(Self {
+            map: OnceLock::new(),
+            text: OnceLock::from(raw),
+        })
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+}
+
+impl PartialEq for JsonObject {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.text.get(), other.text.get()) {
+            // The same text is the same object; different text may still be (key order).
+            (Some(a), Some(b)) if a.get() == b.get() => true,
+            _ => self.as_map() == other.as_map(),
+        }
+    }
+}
+
+impl fmt::Debug for JsonObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+/// Serialized as its text, verbatim: no tree is walked to answer a read.
+impl Serialize for JsonObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.raw().serialize(serializer)
     }
 }
 
@@ -117,6 +198,38 @@ mod tests {
         assert!(JsonObject::parse(json!({"a\u{0}b": 1})).is_err());
         assert!(JsonObject::parse(json!({"x": {"$set": 1}})).is_err());
         assert!(JsonObject::parse(json!({"a.b": 1, "a$": 2})).is_ok());
+    }
+
+    #[test]
+    fn the_tree_and_the_text_agree_however_the_object_was_made() {
+        let value = json!({"b": 1, "a": [true, null, 1.5, "x\n"], "c": {"d": -3}});
+        let parsed = JsonObject::parse(value.clone()).unwrap();
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(parsed.json(), text);
+        let stored = JsonObject::from_stored_json(&text).unwrap();
+        assert_eq!(serde_json::to_string(&stored).unwrap(), text);
+        assert_eq!(stored.as_map(), value.as_object().unwrap());
+        let from_map = JsonObject::from_stored(value.as_object().unwrap().clone());
+        assert_eq!(from_map.json(), text);
+        assert_eq!(parsed, stored);
+        assert_eq!(stored, from_map);
+        assert_eq!(JsonObject::default().json(), "{}");
+    }
+
+    #[test]
+    fn equality_is_by_value_not_by_key_order() {
+        let one = JsonObject::from_stored_json(r#"{"a":1,"b":2}"#).unwrap();
+        let other = JsonObject::from_stored_json(r#"{"b":2,"a":1}"#).unwrap();
+        let different = JsonObject::from_stored_json(r#"{"a":1,"b":3}"#).unwrap();
+        assert_eq!(one, other);
+        assert_ne!(one, different);
+    }
+
+    #[test]
+    fn stored_text_that_is_not_one_object_is_refused() {
+        for bad in ["[]", "1", "{", "{\"a\":1} x", ""] {
+            assert!(JsonObject::from_stored_json(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! is reported as a backend error, never passed on.
 
 use rusqlite::{Connection, Row, params};
-use serde_json::{Map, Value};
 
 use super::map_err;
 use crate::domain::{
@@ -15,15 +14,14 @@ pub fn corrupt(what: impl Into<String>) -> RepoError {
     RepoError::Backend(format!("stored row does not parse: {}", what.into()).into())
 }
 
-/// Compact JSON text of the object, serialized in place (no copy of the map).
+/// Compact JSON text of the object (kept since the request was parsed: not serialized again).
 pub fn json_text(object: &JsonObject) -> Result<String, RepoError> {
-    serde_json::to_string(object.as_map()).map_err(|e| RepoError::Backend(Box::new(e)))
+    Ok(object.json().to_owned())
 }
 
+/// The stored text, checked to be one JSON object but not parsed into a tree.
 fn json_object(text: &str) -> Result<JsonObject, RepoError> {
-    serde_json::from_str::<Map<String, Value>>(text)
-        .map(JsonObject::from_stored)
-        .map_err(|e| corrupt(e.to_string()))
+    JsonObject::from_stored_json(text).map_err(|e| corrupt(e.0))
 }
 
 fn timestamp(millis: i64) -> Result<Timestamp, RepoError> {

@@ -37,7 +37,7 @@ pub enum LiveFrame {
     /// Everything stored when the stream opened has been sent; the last seq sent.
     CaughtUp(u64),
     /// The session ended after the last of its events was sent.
-    Ended(Session),
+    Ended(Box<Session>),
     /// The session was erased.
     Deleted(SessionId),
     Keepalive,
@@ -95,7 +95,7 @@ struct Follower {
     /// When the session's timer would end it, as last read.
     deadline: Option<Instant>,
     /// The session, once a catch-up found it ended with every event sent.
-    ended: Option<Session>,
+    ended: Option<Box<Session>>,
     _permit: StreamPermit,
 }
 
@@ -199,7 +199,7 @@ impl Follower {
                 let session = page.session.as_of(Timestamp::now());
                 self.deadline = session.deadline().map(|d| instant_of(d.at));
                 self.ended = (session.status.is_terminal() && self.last >= session.event_count)
-                    .then_some(session);
+                    .then(|| Box::new(session));
                 return Ok(());
             }
         }
