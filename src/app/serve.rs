@@ -13,7 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,12 +36,19 @@ pub struct ConnectionLimits {
 /// How long a live stream's connection may take to finish after shutdown begins.
 const STREAM_CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// Set while a connection sends a live stream's body; cleared when hyper drops the body.
-struct Streaming(Arc<AtomicBool>);
+/// Held by a live stream's body while hyper sends it: the connection is busy (no idle timer
+/// runs) until the body is dropped, and then it is idle.
+struct Streaming {
+    phase: Arc<AtomicU8>,
+    activity: Arc<tokio::sync::Notify>,
+}
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
+        let _ = self
+            .phase
+            .compare_exchange(STREAMING, IDLE, Ordering::SeqCst, Ordering::SeqCst);
+        self.activity.notify_one();
     }
 }
 
@@ -49,6 +56,8 @@ impl Drop for Streaming {
 const AWAITING_HEAD: u8 = 0;
 const IN_REQUEST: u8 = 1;
 const IDLE: u8 = 2;
+/// Sending a live stream: busy until its body ends, however long that takes.
+const STREAMING: u8 = 3;
 
 /// The socket, noting when a new request starts arriving on an idle connection.
 struct Watched {
@@ -165,22 +174,17 @@ async fn serve_connection(
     });
     let service_phase = Arc::clone(&phase);
     let service_activity = Arc::clone(&activity);
-    let streaming = Arc::new(AtomicBool::new(false));
-    let service_streaming = Arc::clone(&streaming);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         service_phase.store(IN_REQUEST, Ordering::SeqCst);
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         let phase = Arc::clone(&service_phase);
         let activity = Arc::clone(&service_activity);
-        let streaming = Arc::clone(&service_streaming);
         async move {
-            let response = router
-                .oneshot(req.map(axum::body::Body::new))
-                .await
-                .map(|response| track_stream(response, streaming));
+            let response = router.oneshot(req.map(axum::body::Body::new)).await;
+            let response = response.map(|response| track_stream(response, &phase, &activity));
             // The head of the next request may already be buffered; hyper reads it next.
-            phase.store(IDLE, Ordering::SeqCst);
+            let _ = phase.compare_exchange(IN_REQUEST, IDLE, Ordering::SeqCst, Ordering::SeqCst);
             activity.notify_one();
             response
         }
@@ -193,10 +197,11 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
-    let mut shutting_down = false;
+    let mut closing_seen = false;
     loop {
+        let streaming = || phase.load(Ordering::SeqCst) == STREAMING;
         let stream_grace = async {
-            if shutting_down && streaming.load(Ordering::SeqCst) {
+            if closing_seen && streaming() {
                 tokio::time::sleep(STREAM_CLOSE_GRACE).await;
             } else {
                 std::future::pending().await
@@ -215,20 +220,19 @@ async fn serve_connection(
         };
         tokio::select! {
             _ = connection.as_mut() => return,
-            _ = closing.changed(), if !shutting_down => {
-                shutting_down = true;
+            _ = closing.changed(), if !closing_seen => {
+                closing_seen = true;
                 connection.as_mut().graceful_shutdown();
             }
             () = activity.notified() => {}
             // The stream's end could not be sent in time (its client is not reading): close.
-            () = stream_grace => if streaming.load(Ordering::SeqCst) { return },
+            () = stream_grace => if streaming() { return },
             () = timer => {
                 match phase.load(Ordering::SeqCst) {
                     // A request head that did not arrive in time: nothing is in flight.
                     AWAITING_HEAD => return,
                     IDLE => {
                         connection.as_mut().graceful_shutdown();
-                        shutting_down = true;
                     }
                     _ => {}
                 }
@@ -237,10 +241,11 @@ async fn serve_connection(
     }
 }
 
-/// A live stream's response, with its body noting while it is being sent.
+/// A live stream's response, with the connection marked busy until its body is dropped.
 fn track_stream(
     response: axum::response::Response,
-    streaming: Arc<AtomicBool>,
+    phase: &Arc<AtomicU8>,
+    activity: &Arc<tokio::sync::Notify>,
 ) -> axum::response::Response {
     use futures_util::StreamExt;
     if response
@@ -250,8 +255,11 @@ fn track_stream(
     {
         return response;
     }
-    streaming.store(true, Ordering::SeqCst);
-    let guard = Streaming(streaming);
+    phase.store(STREAMING, Ordering::SeqCst);
+    let guard = Streaming {
+        phase: Arc::clone(phase),
+        activity: Arc::clone(activity),
+    };
     response.map(|body| {
         axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {
             let _ = &guard;

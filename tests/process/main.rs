@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod shutdown;
 mod stream;
+mod stream_connection;
 
 use std::time::Duration;
 
