@@ -280,24 +280,7 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
     }
     let seq = state.event_count + 1;
     let timestamp = new.timestamp();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (session_id, event_id) DO NOTHING",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                new.session_id.as_str(),
-                seq,
-                new.event_id.as_str(),
-                new.event_type.as_str(),
-                payload,
-                timestamp.millis(),
-            ])
-        })
-        .map_err(map_err)?;
-    if inserted == 0 {
+    if !insert_event(conn, &new, seq, payload)? {
         let existing =
             rows::event_by_id(conn, &new.session_id, &new.event_id)?.ok_or_else(|| {
                 RepoError::Backend("event vanished after a conflicting insert".into())
@@ -334,6 +317,34 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
         payload: new.payload,
         timestamp,
     }))
+}
+
+/// Inserts the event with `seq` unless its `(session_id, event_id)` is stored already; whether it
+/// was inserted.
+fn insert_event(
+    conn: &Connection,
+    new: &NewEvent,
+    seq: i64,
+    payload: String,
+) -> Result<bool, RepoError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (session_id, event_id) DO NOTHING",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                new.session_id.as_str(),
+                seq,
+                new.event_id.as_str(),
+                new.event_type.as_str(),
+                payload,
+                new.timestamp().millis(),
+            ])
+        })
+        .map_err(map_err)?;
+    Ok(inserted == 1)
 }
 
 /// A batch in one savepoint (the caller's): every lookup first, then either every new event is
@@ -396,21 +407,12 @@ fn append_batch(
         }
         seq += 1;
         let timestamp = new.timestamp();
-        conn.prepare_cached(
-            "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                id.as_str(),
-                seq,
-                new.event_id.as_str(),
-                new.event_type.as_str(),
-                payload,
-                timestamp.millis(),
-            ])
-        })
-        .map_err(map_err)?;
+        if !insert_event(conn, new, seq, payload)? {
+            // Every id was looked up in this savepoint, and this writer is the only one.
+            return Err(RepoError::Backend(
+                "an event id looked up as new was already stored".into(),
+            ));
+        }
         items.push(BatchItem::New(Event {
             session_id: id.clone(),
             event_id: new.event_id.clone(),
