@@ -203,8 +203,9 @@ impl Application {
             tombstone_retention_seconds: config.tombstone_retention_seconds,
             retention_seconds: config.retention_seconds,
         };
+        let limits = connection_limits(config);
         let service = SessionService::new(repos, lifecycle).with_live(LiveSettings {
-            max_streams: config.max_streams,
+            max_streams: stream_cap(config.max_streams, limits.max_connections),
             keepalive: config.stream_keepalive,
             poll_interval: config.stream_poll_interval,
         });
@@ -273,7 +274,7 @@ impl Application {
             sweep_interval: config.sweep_interval,
             key_reload,
             rate_limit,
-            connection_limits: connection_limits(config),
+            connection_limits: limits,
         })
     }
 
@@ -392,6 +393,25 @@ fn connection_limits(config: &Config) -> serve::ConnectionLimits {
     }
 }
 
+/// Live streams hold their connection for as long as they run: at most all but a tenth of the
+/// connections (and at least 16 left over) may be streams, so probes, reads and writes always
+/// find a connection.
+fn stream_cap(max_streams: usize, max_connections: usize) -> usize {
+    let room = max_connections
+        .saturating_sub((max_connections / 10).max(16))
+        .max(1);
+    if max_streams > room {
+        tracing::warn!(
+            max_streams,
+            max_connections,
+            capped = room,
+            "MAX_STREAMS would leave too few connections for other requests; capped"
+        );
+        return room;
+    }
+    max_streams
+}
+
 /// On every response: no MIME sniffing, and no caching of session data by browsers or proxies.
 async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
@@ -422,6 +442,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,
+                HeaderName::from_static("last-event-id"),
                 request_id.clone(),
             ])
             .expose_headers([header::LOCATION, request_id]),
@@ -449,4 +470,17 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; draining in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_cap;
+
+    #[test]
+    fn streams_always_leave_connections_for_other_requests() {
+        assert_eq!(stream_cap(10_000, 10_000), 9_000);
+        assert_eq!(stream_cap(100, 10_000), 100);
+        assert_eq!(stream_cap(10_000, 100), 84);
+        assert_eq!(stream_cap(5, 10), 1);
+    }
 }

@@ -126,7 +126,7 @@ fn session_error(id: &SessionId) -> impl FnOnce(RepoError) -> ServiceError + '_ 
     }
 }
 
-fn count_end(session: &Session) {
+pub(crate) fn count_end(session: &Session) {
     metrics::counter!("sessions_ended_total", "status" => session.status.as_str()).increment(1);
     let reason = session
         .ended_reason

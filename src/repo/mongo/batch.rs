@@ -49,6 +49,10 @@ impl MongoStore {
                 {
                     backoff(attempt).await;
                 }
+                // Other instances kept storing the same ids: a retry will see them as replays.
+                Err(TxnError::Driver(e)) if is_duplicate_key(&e) => {
+                    return Err(RepoError::Unavailable(Box::new(e)));
+                }
                 Err(TxnError::Driver(e)) => return Err(map_err(e)),
                 Err(TxnError::Repo(e)) => return Err(e),
                 Ok(Some(outcome)) => return Ok(outcome),

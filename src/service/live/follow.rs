@@ -157,8 +157,13 @@ impl Follower {
                 }
                 Woke::Signal(Ok(Signal::Event(event))) if event.seq <= self.last => continue,
                 Woke::Signal(Err(broadcast::error::RecvError::Closed)) => return Err(Stop::Gone),
-                // A gap, another change, lost announcements, or the timer: storage knows.
-                Woke::Signal(_) | Woke::Deadline => {
+                // A gap, another change, lost announcements: storage knows.
+                Woke::Signal(_) => {
+                    self.catch_up().await?;
+                    self.end_if_over().await?;
+                }
+                Woke::Deadline => {
+                    self.record_timer_end().await;
                     self.catch_up().await?;
                     self.end_if_over().await?;
                 }
@@ -196,11 +201,29 @@ impl Follower {
                 self.send(LiveFrame::Event(Arc::new(event))).await?;
             }
             if !page.has_more {
-                let session = page.session.as_of(Timestamp::now());
+                // Only a recorded end ends the stream: until the timer's end is written, an
+                // append that arrived before the deadline may still commit after it.
+                let session = page.session;
                 self.deadline = session.deadline().map(|d| instant_of(d.at));
                 self.ended = (session.status.is_terminal() && self.last >= session.event_count)
                     .then(|| Box::new(session));
                 return Ok(());
+            }
+        }
+    }
+
+    /// At the session's deadline: records the timer's end, as the sweeper would (a conditional
+    /// write: an append that got in first wins, and moves the deadline). Failures leave it to
+    /// the sweeper; the next catch-up reads what is stored either way.
+    async fn record_timer_end(&self) {
+        match self.repos.sessions.expire(&self.id, Timestamp::now()).await {
+            Ok(outcome) if outcome.ended_now => {
+                crate::service::count_end(&outcome.session);
+                self.subscription.hub.poke(&self.id);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, session_id = %self.id, "a live stream could not record a timer end; the sweeper will")
             }
         }
     }
