@@ -117,6 +117,23 @@ pub struct SessionList {
     pub next_cursor: Option<SessionCursor>,
 }
 
+/// Records the timer end of `id` if its deadline has come by `now` (a conditional write, so one
+/// of several callers records it), counts it and tells its live streams; whether this call
+/// recorded it. The sweeper and a live stream at its session's deadline both end sessions so.
+async fn expire(
+    repos: &Repositories,
+    hub: &live::Hub,
+    id: &SessionId,
+    now: Timestamp,
+) -> Result<bool, RepoError> {
+    let outcome = repos.sessions.expire(id, now).await?;
+    if outcome.ended_now {
+        count_end(&outcome.session);
+        hub.poke(id);
+    }
+    Ok(outcome.ended_now)
+}
+
 /// A repository error, with `NotFound` and `Deleted` meaning the session `id`.
 fn session_error(id: &SessionId) -> impl FnOnce(RepoError) -> ServiceError + '_ {
     move |e| match e {
@@ -126,7 +143,7 @@ fn session_error(id: &SessionId) -> impl FnOnce(RepoError) -> ServiceError + '_ 
     }
 }
 
-pub(crate) fn count_end(session: &Session) {
+fn count_end(session: &Session) {
     metrics::counter!("sessions_ended_total", "status" => session.status.as_str()).increment(1);
     let reason = session
         .ended_reason
@@ -584,13 +601,9 @@ impl SessionService {
             .map_err(ServiceError::Storage)?;
         let mut ended = 0;
         for id in ids {
-            match self.repos.sessions.expire(&id, now).await {
-                Ok(outcome) if outcome.ended_now => {
-                    ended += 1;
-                    count_end(&outcome.session);
-                    self.hub.poke(&id);
-                }
-                Ok(_) | Err(RepoError::NotFound | RepoError::Deleted) => {}
+            match expire(&self.repos, &self.hub, &id, now).await {
+                Ok(true) => ended += 1,
+                Ok(false) | Err(RepoError::NotFound | RepoError::Deleted) => {}
                 Err(e) => return Err(ServiceError::Storage(e)),
             }
         }

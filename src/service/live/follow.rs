@@ -216,15 +216,9 @@ impl Follower {
     /// write: an append that got in first wins, and moves the deadline). Failures leave it to
     /// the sweeper; the next catch-up reads what is stored either way.
     async fn record_timer_end(&self) {
-        match self.repos.sessions.expire(&self.id, Timestamp::now()).await {
-            Ok(outcome) if outcome.ended_now => {
-                crate::service::count_end(&outcome.session);
-                self.subscription.hub.poke(&self.id);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, session_id = %self.id, "a live stream could not record a timer end; the sweeper will")
-            }
+        let hub = &self.subscription.hub;
+        if let Err(e) = crate::service::expire(&self.repos, hub, &self.id, Timestamp::now()).await {
+            tracing::debug!(error = %e, session_id = %self.id, "a live stream could not record a timer end; the sweeper will");
         }
     }
 
