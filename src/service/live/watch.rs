@@ -6,7 +6,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::Hub;
-use crate::domain::Timestamp;
 use crate::repo::{Change, RepoError, Repositories};
 
 /// How long a broken change feed waits before it is opened again.
@@ -68,7 +67,8 @@ impl Drop for Watchers {
 }
 
 /// Every `poll_interval`, unless the change feed is up: reads each watched session and tells its
-/// followers to read storage when it has events not yet announced here, or has ended or gone.
+/// followers to read storage when it has events not yet announced here, or its end is stored, or
+/// it is gone.
 async fn poll(hub: Hub, repos: Repositories) {
     let mut ticks = tokio::time::interval(hub.settings().poll_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -81,7 +81,9 @@ async fn poll(hub: Hub, repos: Repositories) {
             match repos.sessions.get(&id).await {
                 Ok(session) => {
                     let news = hub.announce_up_to(&id, session.event_count);
-                    if news || session.as_of(Timestamp::now()).status.is_terminal() {
+                    // A timer end that is not yet stored is the followers' own to record, at
+                    // their deadline: only a stored end is news here.
+                    if news || session.status.is_terminal() {
                         hub.poke(&id);
                     }
                 }
