@@ -194,8 +194,8 @@ pub(crate) fn classify(code: Option<rusqlite::ErrorCode>, source: super::BoxErro
 #[async_trait]
 impl SessionRepository for SqliteStore {
     async fn create_or_get(&self, new: NewSession) -> Result<CreateOutcome, RepoError> {
-        // JSON text is made here, on the caller's thread: every write waits for the writer's time.
-        let metadata = rows::json_text(&new.metadata)?;
+        // The JSON text (kept since the request was parsed) is copied here, off the writer.
+        let metadata = new.metadata.json().to_owned();
         self.write(|reply| Command::Create(new, metadata, reply))
             .await
     }
@@ -289,19 +289,19 @@ impl SessionRepository for SqliteStore {
 #[async_trait]
 impl EventRepository for SqliteStore {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
-        // JSON text is made here, on the caller's thread: every write waits for the writer's time.
-        let payload = rows::json_text(&new.payload)?;
+        // The JSON text (kept since the request was parsed) is copied here, off the writer.
+        let payload = new.payload.json().to_owned();
         self.write(|reply| Command::Append(new, payload, reply))
             .await
     }
 
     async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
-        // As for one event: the JSON text is made here, off the writer.
+        // As for one event: the JSON text is copied here, off the writer.
         let payloads = batch
             .events()
             .iter()
-            .map(|e| rows::json_text(&e.payload))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|e| e.payload.json().to_owned())
+            .collect();
         self.write(|reply| Command::AppendBatch(batch, payloads, reply))
             .await
     }

@@ -14,11 +14,6 @@ pub fn corrupt(what: impl Into<String>) -> RepoError {
     RepoError::Backend(format!("stored row does not parse: {}", what.into()).into())
 }
 
-/// Compact JSON text of the object (kept since the request was parsed: not serialized again).
-pub fn json_text(object: &JsonObject) -> Result<String, RepoError> {
-    Ok(object.json().to_owned())
-}
-
 /// The stored text, checked to be one JSON object but not parsed into a tree.
 fn json_object(text: &str) -> Result<JsonObject, RepoError> {
     JsonObject::from_stored_json(text).map_err(|e| corrupt(e.0))
