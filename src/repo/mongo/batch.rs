@@ -9,9 +9,9 @@
 use bson::{Document, doc};
 
 use super::{
-    MongoStore, OPEN, TRANSACTION_RETRY_BUDGET, TxnError, backoff, commit, date, end_update,
-    event_from, event_to_document, is_duplicate_key, is_unreachable, map_err, optional_date,
-    session_from, timer_end_filter, timers_of,
+    MongoStore, OPEN, TRANSACTION_RETRY_BUDGET, TxnError, backoff, commit, date, event_from,
+    event_to_document, is_duplicate_key, is_unreachable, map_err, optional_date, session_from,
+    timers_of,
 };
 use crate::domain::{Event, NewEvents, Status};
 use crate::repo::{BatchAppended, BatchItem, RepoError};
@@ -144,13 +144,10 @@ impl MongoStore {
         }
         let received_at = batch.received_at();
         if let Some(deadline) = state.expired_at(received_at) {
-            state.end_by(deadline);
             let recorded = self
-                .sessions
-                .update_one(timer_end_filter(&stored), end_update(&state))
-                .session(&mut *session)
+                .record_timer_end(session, &stored, &mut state, deadline)
                 .await?;
-            return Ok(if recorded.matched_count == 1 {
+            return Ok(if recorded {
                 Decided::Commit(BatchAppended::Expired {
                     session: Box::new(state),
                     new,

@@ -287,13 +287,10 @@ impl MongoStore {
             )
             .into());
         };
-        state.end_by(deadline);
-        let recorded = self
-            .sessions
-            .update_one(timer_end_filter(&stored), end_update(&state))
-            .session(&mut *session)
-            .await?;
-        if recorded.matched_count == 1 {
+        if self
+            .record_timer_end(session, &stored, &mut state, deadline)
+            .await?
+        {
             commit(session).await?;
             Ok(Appended::Expired(state))
         } else {
@@ -324,6 +321,25 @@ fn end_update(ended: &Session) -> Document {
 }
 
 impl MongoStore {
+    /// Inside an append's transaction: records the timer end of `state` (the session as read in
+    /// it, as `stored`) at `deadline`, conditional on nobody having changed that deadline or ended
+    /// it meanwhile; whether this write recorded it.
+    async fn record_timer_end(
+        &self,
+        session: &mut ClientSession,
+        stored: &Document,
+        state: &mut Session,
+        deadline: crate::domain::Deadline,
+    ) -> mongodb::error::Result<bool> {
+        state.end_by(deadline);
+        let recorded = self
+            .sessions
+            .update_one(timer_end_filter(stored), end_update(state))
+            .session(session)
+            .await?;
+        Ok(recorded.matched_count == 1)
+    }
+
     async fn stored_event(
         &self,
         session_id: &SessionId,
