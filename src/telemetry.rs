@@ -18,11 +18,18 @@ pub fn init(format: LogFormat, filter: &str) {
     };
 }
 
+static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+/// Whether [`metrics_handle`] has installed the recorder. Until then `metrics::counter!` and
+/// friends hand out no-op handles, which a cache of handles must not keep.
+pub fn recorder_installed() -> bool {
+    HANDLE.get().is_some()
+}
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-        std::sync::OnceLock::new();
     HANDLE.get_or_init(|| {
         const SECONDS: &[f64] = &[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

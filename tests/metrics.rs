@@ -199,5 +199,25 @@ async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_ca
         ),
         4.0
     );
+
+    // An invented method is counted as `other`: clients cannot add series without bound.
+    for method in ["BREW", "WHEN", "BREW"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = client
+            .request(method, format!("{base}/sessions/m2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let invented = scrape().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        metric(&invented, name, labels) - metric(&batched, name, labels)
+    };
+    assert_eq!(
+        delta("http_requests_total", &[("method", "other"), ("status", "405")]),
+        3.0
+    );
+    assert!(!invented.contains("BREW") && !invented.contains("WHEN"));
     store.cleanup().await;
 }

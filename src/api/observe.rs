@@ -2,12 +2,15 @@
 //! in the response, carried by the request's tracing span and put into problem JSON; a bounded
 //! request time; one access log line; and the HTTP metrics.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use super::error::AppError;
@@ -42,21 +45,17 @@ pub async fn observe(State(timeout): State<Duration>, req: Request, next: Next) 
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!("request", %method, route, request_id = %id);
+    let header = HeaderValue::from_str(&id).ok();
     let served = async {
         match tokio::time::timeout(timeout, next.run(req)).await {
             Ok(response) => response,
             Err(_) => AppError::Timeout(timeout).into_response(),
         }
     };
-    let mut response = REQUEST_ID
-        .scope(id.clone(), served.instrument(span.clone()))
-        .await;
+    let mut response = REQUEST_ID.scope(id, served.instrument(span.clone())).await;
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
@@ -67,15 +66,92 @@ pub async fn observe(State(timeout): State<Duration>, req: Request, next: Next) 
             "request served"
         );
     });
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    record(method_label(&method), route, status, elapsed);
+    if let Some(value) = header {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// The method as a metric label: the standard ones by name, any other as `other`, so that a
+/// client inventing methods cannot make the metrics grow without bound.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
+/// The HTTP metrics of one (method, status) on one route.
+struct RouteMetrics {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    fn new(method: &'static str, route: &str, status: u16) -> Self {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        Self {
+            method,
+            status,
+            requests: metrics::counter!("http_requests_total", &labels),
+            duration: metrics::histogram!("http_request_duration_seconds", &labels),
+        }
+    }
+
+    fn record(&self, elapsed: Duration) {
+        self.requests.increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+thread_local! {
+    /// Handles by route, then by (method, status), looked up once per thread: building the
+    /// labels and finding them in the recorder's registry cost more than the rest of a
+    /// request's metrics together. Bounded: routes are the router's own (and `unmatched`),
+    /// methods are the standard ones or `other`, statuses are three digits.
+    static ROUTE_METRICS: RefCell<HashMap<Box<str>, Vec<RouteMetrics>>> =
+        RefCell::new(HashMap::new());
+}
+
+fn record(method: &'static str, route: &str, status: u16, elapsed: Duration) {
+    if !crate::telemetry::recorder_installed() {
+        // No-op handles must not be kept: the recorder may be installed later.
+        RouteMetrics::new(method, route, status).record(elapsed);
+        return;
+    }
+    ROUTE_METRICS.with_borrow_mut(|routes| {
+        let by_route = match routes.get_mut(route) {
+            Some(by_route) => by_route,
+            None => routes.entry(route.into()).or_default(),
+        };
+        match by_route
+            .iter()
+            .find(|m| m.method == method && m.status == status)
+        {
+            Some(metrics) => metrics.record(elapsed),
+            None => {
+                let metrics = RouteMetrics::new(method, route, status);
+                metrics.record(elapsed);
+                by_route.push(metrics);
+            }
+        }
+    });
 }

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -23,8 +23,14 @@ pub const MAX_JSON_BYTES: usize = 1_048_576;
 /// the answer reuse it); an object read back as text (SQLite) is sent on as that text without
 /// being parsed into a tree, unless something needs its values. Equality compares the values
 /// (key order aside), like `serde_json::Map`.
+///
+/// Cloning is one reference count: an event's payload is shared, not copied, between the request,
+/// the write, the answer and live streams.
 #[derive(Clone, Default)]
-pub struct JsonObject {
+pub struct JsonObject(Arc<Forms>);
+
+#[derive(Default)]
+struct Forms {
     map: OnceLock<Map<String, Value>>,
     text: OnceLock<Box<RawValue>>,
 }
@@ -42,16 +48,16 @@ impl JsonObject {
             )));
         }
         let raw = RawValue::from_string(text).map_err(|e| Invalid::new(e.to_string()))?;
-        Ok(Self {
+        Ok(Self(Arc::new(Forms {
             map: OnceLock::from(map),
             text: OnceLock::from(raw),
-        })
+        })))
     }
 
     pub fn as_map(&self) -> &Map<String, Value> {
-        self.map.get_or_init(|| {
+        self.0.map.get_or_init(|| {
             // The text was made from an object or checked to be one when this was built.
-            self.text
+            self.0.text
                 .get()
                 .and_then(|raw| serde_json::from_str(raw.get()).ok())
                 .unwrap_or_default()
@@ -60,7 +66,10 @@ impl JsonObject {
 
     pub fn into_map(self) -> Map<String, Value> {
         self.as_map();
-        self.map.into_inner().unwrap_or_default()
+        match Arc::try_unwrap(self.0) {
+            Ok(forms) => forms.map.into_inner().unwrap_or_default(),
+            Err(shared) => shared.map.get().cloned().unwrap_or_default(),
+        }
     }
 
     /// The compact JSON text (what `serde_json::to_string` makes of the tree).
@@ -69,7 +78,7 @@ impl JsonObject {
     }
 
     fn raw(&self) -> &RawValue {
-        self.text.get_or_init(|| {
+        self.0.text.get_or_init(|| {
             let text = serde_json::to_string(self.as_map()).unwrap_or_else(|_| "{}".to_owned());
             RawValue::from_string(text).unwrap_or_else(|_| empty_object())
         })
@@ -77,10 +86,10 @@ impl JsonObject {
 
     /// Wraps an object read back from storage, which was validated when it was written.
     pub fn from_stored(map: Map<String, Value>) -> Self {
-        Self {
+        Self(Arc::new(Forms {
             map: OnceLock::from(map),
             text: OnceLock::new(),
-        }
+        }))
     }
 
     /// Wraps the JSON text of an object read back from storage, checking only that it is one
@@ -93,10 +102,10 @@ impl JsonObject {
         let raw = serde_json::from_str::<&RawValue>(text)
             .map_err(|e| Invalid::new(e.to_string()))?
             .to_owned();
-        Ok(Self {
+        Ok(Self(Arc::new(Forms {
             map: OnceLock::new(),
             text: OnceLock::from(raw),
-        })
+        })))
     }
 }
 
@@ -106,7 +115,7 @@ fn empty_object() -> Box<RawValue> {
 
 impl PartialEq for JsonObject {
     fn eq(&self, other: &Self) -> bool {
-        match (self.text.get(), other.text.get()) {
+        match (self.0.text.get(), other.0.text.get()) {
             // The same text is the same object; different text may still be (key order).
             (Some(a), Some(b)) if a.get() == b.get() => true,
             _ => self.as_map() == other.as_map(),

@@ -1,10 +1,13 @@
 //! A decorator that times every repository call: `storage_operation_duration_seconds` by backend,
 //! operation and outcome. It forwards everything else untouched.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use metrics::Histogram;
 
 use super::{
     Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
@@ -34,14 +37,38 @@ async fn timed<T>(
         Err(RepoError::Unavailable(_)) => "unavailable",
         Err(RepoError::Backend(_)) => "error",
     };
+    let key = (backend, operation, outcome);
+    let seconds = started.elapsed().as_secs_f64();
+    if !crate::telemetry::recorder_installed() {
+        // No-op handles must not be kept: the recorder may be installed later.
+        histogram(key).record(seconds);
+        return result;
+    }
+    HISTOGRAMS.with_borrow_mut(|cached| {
+        cached
+            .entry(key)
+            .or_insert_with(|| histogram(key))
+            .record(seconds)
+    });
+    result
+}
+
+/// (backend, operation, outcome): all the service's own names, so the cache below is bounded.
+type OperationKey = (&'static str, &'static str, &'static str);
+
+fn histogram((backend, operation, outcome): OperationKey) -> Histogram {
     metrics::histogram!(
         "storage_operation_duration_seconds",
         "backend" => backend,
         "operation" => operation,
         "outcome" => outcome,
     )
-    .record(started.elapsed().as_secs_f64());
-    result
+}
+
+thread_local! {
+    /// Handles looked up once per thread: building the key and finding it in the recorder's
+    /// registry on every call cost more than recording.
+    static HISTOGRAMS: RefCell<HashMap<OperationKey, Histogram>> = RefCell::new(HashMap::new());
 }
 
 #[async_trait]

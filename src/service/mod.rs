@@ -7,6 +7,8 @@ mod error;
 pub mod live;
 mod maintenance;
 
+use std::sync::Arc;
+
 use crate::domain::{
     EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status,
     TerminalStatus, Timers, Timestamp,
@@ -51,12 +53,23 @@ impl Default for Lifecycle {
     }
 }
 
+/// The service: cheap to clone (one reference count), as every request's handler takes a copy.
 #[derive(Clone)]
-pub struct SessionService {
+pub struct SessionService(Arc<Shared>);
+
+pub struct Shared {
     repos: Repositories,
     lifecycle: Lifecycle,
     /// Live streams' announcements: every write through this service is announced here.
     hub: live::Hub,
+}
+
+impl std::ops::Deref for SessionService {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Whether a write stored something new or found it already stored.
@@ -154,19 +167,20 @@ fn count_end(session: &Session) {
 
 impl SessionService {
     pub fn new(repos: Repositories, lifecycle: Lifecycle) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             repos,
             lifecycle,
             hub: live::Hub::new(live::LiveSettings::default()),
-        }
+        }))
     }
 
     /// The same service with live streams run by `settings`.
     pub fn with_live(self, settings: live::LiveSettings) -> Self {
-        Self {
+        Self(Arc::new(Shared {
+            repos: self.repos.clone(),
+            lifecycle: self.lifecycle,
             hub: live::Hub::new(settings),
-            ..self
-        }
+        }))
     }
 
     /// The hub of this service's live streams.
