@@ -218,6 +218,11 @@ fn prebuilt_page() -> Value {
     })
 }
 
+/// The same allocator as the service's binary, so that the ratios compare the work, not the
+/// allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());

@@ -525,6 +525,11 @@ async fn health() -> &'static str {
     r#"{"status":"ok"}"#
 }
 
+/// The same allocator as the service's binary, so that the ratios compare the work, not the
+/// allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());

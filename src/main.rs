@@ -4,6 +4,12 @@ use session_service::app::{Application, shutdown_signal};
 use session_service::config::Config;
 use session_service::telemetry;
 
+/// mimalloc rather than the system allocator: a request makes a few dozen small allocations, often
+/// freed on another thread (a tokio worker, the SQLite writer), where glibc's malloc took ~15 % of
+/// the instructions of an ingest (BENCHMARKS.md, "Profile"). The benchmark's baselines use it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 session-service: records phone-call sessions and their events over HTTP.
 

@@ -34,7 +34,7 @@ use super::{
     SessionScan, seq_bounds,
 };
 use crate::domain::{
-    EndReason, Event, EventId, EventType, Language, NewEvent, NewEvents, NewSession, Order,
+    EndReason, Event, EventId, EventType, JsonObject, Language, NewEvent, NewEvents, NewSession, Order,
     Session, SessionId, Status, Timers, Timestamp,
 };
 use convert::{corrupt, from_document, to_document};
@@ -607,14 +607,29 @@ fn session_to_document(new: &NewSession) -> Document {
     }
 }
 
+/// An event's document. Its payload is kept as the compact JSON text the service validated
+/// (`payloadJson`, a string): the service never queries inside a payload, and a read then sends
+/// that text on as it is, without converting BSON to JSON. Documents written before this hold
+/// `payload` as a BSON document instead; [`event_from`] reads both.
 fn event_to_document(event: &Event, seq: i64) -> Document {
     doc! {
         "sessionId": event.session_id.as_str(),
         "eventId": event.event_id.as_str(),
         "seq": seq,
         "type": event.event_type.as_str(),
-        "payload": to_document(&event.payload),
+        "payloadJson": event.payload.json(),
         "timestamp": DateTime::from_millis(event.timestamp.millis()),
+    }
+}
+
+/// The payload of an event document, in either form (see [`event_to_document`]).
+fn payload_from(doc: &Document) -> Result<JsonObject, RepoError> {
+    match doc.get("payloadJson") {
+        Some(Bson::String(text)) => {
+            JsonObject::from_stored_json(text).map_err(|_| corrupt("payloadJson"))
+        }
+        Some(_) => Err(corrupt("payloadJson")),
+        None => from_document(doc.get_document("payload").map_err(|_| corrupt("payload"))?),
     }
 }
 
@@ -628,10 +643,7 @@ fn event_from(doc: &Document) -> Result<Event, RepoError> {
             .map_err(|_| corrupt("seq"))?,
         event_type: EventType::parse(doc.get_str("type").map_err(|_| corrupt("type"))?)
             .map_err(|_| corrupt("type"))?,
-        payload: from_document(
-            doc.get_document("payload")
-                .map_err(|_| corrupt("payload"))?,
-        )?,
+        payload: payload_from(doc)?,
         timestamp: millis(doc, "timestamp")?,
     })
 }
