@@ -58,6 +58,8 @@ enum Closer {
 
 /// Opens the configured store and runs its migrations.
 pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupError> {
+    // Before any timed repository call: the decorator keeps the handles it is given.
+    crate::telemetry::metrics_handle();
     let storage_error = |source| StartupError::Storage {
         backend: config.redacted(),
         source,
@@ -256,9 +258,7 @@ impl Application {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        let router = router
-            .layer(from_fn_with_state(config.request_timeout, api::observe))
-            .layer(axum::middleware::map_response(security_headers));
+        let router = router.layer(from_fn_with_state(config.request_timeout, api::observe));
         let addr = SocketAddr::new(config.host, config.port);
         let listener = bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let addr = listener
@@ -410,18 +410,6 @@ fn stream_cap(max_streams: usize, max_connections: usize) -> usize {
         return room;
     }
     max_streams
-}
-
-/// On every response: no MIME sniffing, and no caching of session data by browsers or proxies.
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    use axum::http::{HeaderValue, header};
-    let headers = response.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// CORS for the configured origins only; none configured, no CORS headers at all.

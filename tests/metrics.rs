@@ -215,7 +215,10 @@ async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_ca
         metric(&invented, name, labels) - metric(&batched, name, labels)
     };
     assert_eq!(
-        delta("http_requests_total", &[("method", "other"), ("status", "405")]),
+        delta(
+            "http_requests_total",
+            &[("method", "other"), ("status", "405")]
+        ),
         3.0
     );
     assert!(!invented.contains("BREW") && !invented.contains("WHEN"));

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use serde_json::{Value, json};
 use session_service::domain::{
-    EventId, EventType, JsonObject, Language, NewEvent, NewSession, SessionId, Timestamp,
+    EventId, EventType, JsonObject, Language, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, NewEvent,
+    NewSession, SessionId, TextError, Timestamp,
 };
 use session_service::repo::Appended;
 use support::json_strategy::object;
@@ -59,6 +60,57 @@ proptest! {
         prop_assert_eq!(parsed.as_map(), &map);
     }
 
+    /// Request text is read without building a tree; what that accepts and the text it keeps
+    /// must be what the rules say of the parsed tree, and what `serde_json` writes of it.
+    #[test]
+    fn objects_read_from_text_are_judged_and_written_as_their_tree_would_be(
+        map in object(),
+        breaker in prop_oneof![
+            Just(None),
+            Just(Some(json!({"$set": 1}))),
+            Just(Some(json!({"a\u{0}b": [1]}))),
+            Just(Some(json!(u64::MAX))),
+            Just(Some(deep(31))),
+            Just(Some(deep(32))),
+            Just(Some(json!([[[[{"k": "v"}]]]]))),
+        ],
+        pretty in any::<bool>()
+    ) {
+        let mut map = map;
+        if let Some(breaker) = breaker {
+            map.insert("zz-breaker".into(), breaker);
+        }
+        let value = Value::Object(map);
+        let text = if pretty {
+            serde_json::to_string_pretty(&value).unwrap()
+        } else {
+            serde_json::to_string(&value).unwrap()
+        };
+        let read = JsonObject::from_json_text(&text);
+        match (rules_accept(&value, 1), read) {
+            (true, Ok(object)) => {
+                prop_assert_eq!(object.json(), serde_json::to_string(&value).unwrap());
+                prop_assert_eq!(object.as_map(), value.as_object().unwrap());
+            }
+            (false, Err(TextError::Invalid(_))) => {}
+            // In text, an integer beyond 64 signed bits is malformed, as in any request body.
+            (false, Err(TextError::Malformed(why))) if why.contains("outside the signed 64-bit") => {}
+            (expected, got) => prop_assert!(false, "rules say {expected}, text read gave {got:?}"),
+        }
+    }
+
+    #[test]
+    fn a_duplicate_key_at_any_depth_makes_object_text_malformed(map in object(), nest in any::<bool>()) {
+        let body = serde_json::to_string(&Value::Object(map)).unwrap();
+        let duplicated = if nest { r#"{"x":{"d":1,"d":2}}"# } else { r#"{"d":1,"d":2}"# };
+        // Splice the duplicate in as one more member.
+        let text = match body.as_str() {
+            "{}" => format!(r#"{{"dup":{duplicated}}}"#),
+            _ => format!(r#"{},"dup":{duplicated}}}"#, &body[..body.len() - 1]),
+        };
+        prop_assert!(matches!(JsonObject::from_json_text(&text), Err(TextError::Malformed(_))));
+    }
+
     #[test]
     fn objects_with_a_dollar_or_nul_key_anywhere_are_refused(
         map in object(),
@@ -69,6 +121,30 @@ proptest! {
         let injected = if nest { json!({ "inner": { bad: 1 } }) } else { json!({ bad: 1 }) };
         map.insert("zz-injected".into(), injected);
         prop_assert!(JsonObject::parse(Value::Object(map)).is_err());
+    }
+}
+
+/// `depth` objects nested in one another (the innermost empty).
+fn deep(depth: usize) -> Value {
+    (1..depth).fold(json!({}), |inner, _| json!({ "a": inner }))
+}
+
+/// The object rules, as stated in `JsonObject`'s documentation, judged on a tree: the reference
+/// the text reader is held to. `depth` is the nesting level of `value` (the payload is 1).
+fn rules_accept(value: &Value, depth: usize) -> bool {
+    match value {
+        Value::Object(map) => {
+            depth <= MAX_JSON_DEPTH
+                && map.len() <= MAX_OBJECT_KEYS
+                && map.iter().all(|(k, v)| {
+                    !k.contains('\0') && !k.starts_with('$') && rules_accept(v, depth + 1)
+                })
+        }
+        Value::Array(items) => {
+            depth <= MAX_JSON_DEPTH && items.iter().all(|v| rules_accept(v, depth + 1))
+        }
+        Value::Number(n) => !(n.is_u64() && n.as_i64().is_none()),
+        _ => true,
     }
 }
 

@@ -5,7 +5,6 @@
 //! lists every violation; unknown fields are refused.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::error::{AppError, FieldError};
@@ -45,17 +44,16 @@ pub struct CreateSession {
 }
 
 impl CreateSession {
-    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
-        let mut f = Fields::new(body);
+    pub fn parse(mut f: Fields) -> Result<Self, AppError> {
         let session_id = f
             .required_string("sessionId")
             .and_then(|s| f.check("sessionId", SessionId::parse(s)));
         let language = f
             .required_string("language")
             .and_then(|s| f.check("language", Language::parse(s)));
-        let metadata = match f.optional_value("metadata") {
+        let metadata = match f.optional_object("metadata") {
             None => Some(JsonObject::default()),
-            Some(v) => f.check("metadata", JsonObject::parse(v)),
+            Some(object) => object.ok(),
         };
         let inactivity = timer(&mut f, "inactivityTimeoutSeconds");
         let max_duration = timer(&mut f, "maxDurationSeconds");
@@ -133,17 +131,14 @@ pub struct AddEvent {
 }
 
 impl AddEvent {
-    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
-        let mut f = Fields::new(body);
+    pub fn parse(mut f: Fields) -> Result<Self, AppError> {
         let event_id = f
             .required_string("eventId")
             .and_then(|s| f.check("eventId", EventId::parse(s)));
         let event_type = f
             .required_string("type")
             .and_then(|s| f.check("type", EventType::parse(&s)));
-        let payload = f
-            .required_value("payload")
-            .and_then(|v| f.check("payload", JsonObject::parse(v)));
+        let payload = f.required_object("payload");
         let timestamp = match f.optional_string("timestamp") {
             None => Some(None),
             Some(t) => f.check("timestamp", Timestamp::parse(&t)).map(Some),
@@ -192,12 +187,11 @@ impl AddEvents {
     /// Reads every event as [`AddEvent::parse`] does, naming each violation by its path
     /// (`events[3].eventId`), all at once; the same `eventId` twice with different content is
     /// one of them.
-    pub fn parse(body: Map<String, Value>) -> Result<Self, AppError> {
-        let mut f = Fields::new(body);
+    pub fn parse(mut f: Fields) -> Result<Self, AppError> {
         let mut errors = Vec::new();
         let mut events = Vec::new();
-        match f.required_value("events") {
-            Some(Value::Array(items)) if items.is_empty() || items.len() > MAX_BATCH_EVENTS => {
+        match f.required_array("events") {
+            Some(items) if items.is_empty() || items.len() > MAX_BATCH_EVENTS => {
                 errors.push(FieldError::new(
                     "events",
                     format!(
@@ -206,11 +200,15 @@ impl AddEvents {
                     ),
                 ));
             }
-            Some(Value::Array(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    let parsed = match item {
-                        Value::Object(map) => AddEvent::parse(map),
-                        _ => Err(AppError::invalid("", "must be an object")),
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let parsed = match f.nested(item) {
+                        Ok(fields) => AddEvent::parse(fields),
+                        Err(AppError::BadRequest {
+                            code: "body_not_object",
+                            ..
+                        }) => Err(AppError::invalid("", "must be an object")),
+                        Err(other) => Err(other),
                     };
                     match parsed {
                         Ok(event) => events.push((i, event)),
@@ -228,7 +226,6 @@ impl AddEvents {
                     }
                 }
             }
-            Some(_) => errors.push(FieldError::new("events", "must be an array")),
             None => {}
         }
         for (at, (i, event)) in events.iter().enumerate() {
@@ -279,11 +276,10 @@ pub struct CompleteSession {
 }
 
 impl CompleteSession {
-    pub fn parse(body: Option<Map<String, Value>>) -> Result<Self, AppError> {
-        let Some(body) = body else {
+    pub fn parse(body: Option<Fields>) -> Result<Self, AppError> {
+        let Some(mut f) = body else {
             return Ok(Self::default());
         };
-        let mut f = Fields::new(body);
         let status = match f.optional_string("status") {
             None => Some(None),
             Some(s) => f.check("status", EndStatus::parse(&s)).map(Some),

@@ -4,20 +4,26 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserializer as _;
+use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::AppState;
 use super::error::{AppError, FieldError};
 use super::json::parse_strict;
-use crate::domain::Invalid;
+use crate::domain::{Invalid, JsonObject, TextError, integer_beyond_i64};
 
-/// A request body that must be a JSON object, sent as `application/json` (or `application/*+json`).
-pub struct JsonObjectBody(pub Map<String, Value>);
+/// A request body that must be a JSON object, sent as `application/json` (or `application/*+json`),
+/// read into its top-level [`Fields`].
+pub struct JsonObjectBody(pub Fields);
 
 /// Like [`JsonObjectBody`], but an empty body is allowed and gives `None`: with no `Content-Type`,
 /// or with a JSON one (many HTTP clients send `Content-Type: application/json` and no body).
-pub struct OptionalJsonObjectBody(pub Option<Map<String, Value>>);
+pub struct OptionalJsonObjectBody(pub Option<Fields>);
 
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
@@ -47,10 +53,7 @@ async fn read_body(req: Request, state: &AppState) -> Result<(Option<String>, By
     Ok((content_type, bytes))
 }
 
-fn parse_object(
-    content_type: Option<String>,
-    bytes: &[u8],
-) -> Result<Map<String, Value>, AppError> {
+fn parse_object(content_type: Option<String>, bytes: Bytes) -> Result<Fields, AppError> {
     match content_type {
         Some(ct) if is_json(&ct) => {}
         Some(ct) => {
@@ -64,16 +67,7 @@ fn parse_object(
             });
         }
     }
-    let value = parse_strict(bytes).map_err(|e| {
-        AppError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(AppError::bad_request(
-            "body_not_object",
-            "the body must be a JSON object",
-        )),
-    }
+    Fields::parse(bytes)
 }
 
 impl FromRequest<AppState> for JsonObjectBody {
@@ -81,7 +75,7 @@ impl FromRequest<AppState> for JsonObjectBody {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (content_type, bytes) = read_body(req, state).await?;
-        parse_object(content_type, &bytes).map(JsonObjectBody)
+        parse_object(content_type, bytes).map(JsonObjectBody)
     }
 }
 
@@ -93,7 +87,7 @@ impl FromRequest<AppState> for OptionalJsonObjectBody {
         if bytes.is_empty() && content_type.as_deref().is_none_or(is_json) {
             return Ok(OptionalJsonObjectBody(None));
         }
-        parse_object(content_type, &bytes).map(|m| OptionalJsonObjectBody(Some(m)))
+        parse_object(content_type, bytes).map(|f| OptionalJsonObjectBody(Some(f)))
     }
 }
 
@@ -115,18 +109,62 @@ where
     }
 }
 
-/// Reads the fields of a JSON object one by one, collecting every violation.
+/// The members of a JSON object body, read one by one, collecting every violation.
+///
+/// Only the top level is parsed up front: each member's value stays as its text in the body
+/// until a field asks for it, as a string, a tree ([`Self::optional_value`]) or a stored object
+/// ([`Self::optional_object`], read straight from its text into the compact text that is stored).
+/// What is malformed anywhere (a syntax error, a duplicate key at any depth, an integer beyond 64
+/// signed bits) makes the whole body `malformed_json`, as if it had been parsed at once.
 pub struct Fields {
-    map: Map<String, Value>,
+    body: Bytes,
+    /// Each member in body order: its key and where its value's text is in `body`; `None` once
+    /// a field took it.
+    members: Vec<Member>,
     errors: Vec<FieldError>,
+    /// The first malformed value found in a member (it wins over every other error).
+    malformed: Option<String>,
+}
+
+fn malformed(why: impl fmt::Display) -> AppError {
+    AppError::bad_request(
+        "malformed_json",
+        format!("the body is not valid JSON: {why}"),
+    )
 }
 
 impl Fields {
-    pub fn new(map: Map<String, Value>) -> Self {
-        Self {
-            map,
-            errors: Vec::new(),
+    /// Reads the top level of a body that must be one JSON object.
+    pub fn parse(body: Bytes) -> Result<Self, AppError> {
+        let members = match top_level_members(&body) {
+            Ok(members) => members,
+            // Not an object: malformed JSON says so first, as a full parse would.
+            Err(None) => {
+                return Err(match parse_strict(&body) {
+                    Err(e) => malformed(e),
+                    Ok(_) => {
+                        AppError::bad_request("body_not_object", "the body must be a JSON object")
+                    }
+                });
+            }
+            Err(Some(e)) => return Err(malformed(e)),
+        };
+        if let Some(literal) = integer_beyond_i64(&body) {
+            return Err(malformed(format!(
+                "the integer {literal} is outside the signed 64-bit range"
+            )));
         }
+        Ok(Self {
+            body,
+            members,
+            errors: Vec::new(),
+            malformed: None,
+        })
+    }
+
+    /// The fields of one member's value, which must itself be an object (a batch's events).
+    pub fn nested(&self, value: &RawText) -> Result<Self, AppError> {
+        Self::parse(self.body.slice(value.0.clone()))
     }
 
     /// Keeps a parsed value, or records why `name` did not parse.
@@ -136,28 +174,44 @@ impl Fields {
             .ok()
     }
 
+    /// The text of member `name`, taken; `None` if absent or `null`.
+    fn take(&mut self, name: &str) -> Option<&str> {
+        let range = self
+            .members
+            .iter_mut()
+            .find(|(key, range)| key == name && range.is_some())
+            .and_then(|(_, range)| range.take())?;
+        // The range came from parsing this very body as UTF-8 text.
+        let text = std::str::from_utf8(&self.body[range]).unwrap_or("null");
+        (text != "null").then_some(text)
+    }
+
+    fn note_malformed(&mut self, why: impl fmt::Display) {
+        if self.malformed.is_none() {
+            self.malformed = Some(why.to_string());
+        }
+    }
+
     /// A field that must be present and a string.
     pub fn required_string(&mut self, name: &str) -> Option<String> {
-        match self.map.remove(name) {
-            Some(Value::String(s)) => Some(s),
-            None | Some(Value::Null) => {
-                self.errors.push(FieldError::new(name, "is required"));
-                None
-            }
-            Some(_) => {
-                self.errors.push(FieldError::new(name, "must be a string"));
-                None
-            }
+        let value = self.optional_string(name);
+        if value.is_none() && !self.errors.iter().any(|e| e.field == name) {
+            self.errors.push(FieldError::new(name, "is required"));
         }
+        value
     }
 
     /// A field that may be absent or null, and otherwise must be a string.
     pub fn optional_string(&mut self, name: &str) -> Option<String> {
-        match self.map.remove(name) {
-            Some(Value::String(s)) => Some(s),
-            None | Some(Value::Null) => None,
-            Some(_) => {
-                self.errors.push(FieldError::new(name, "must be a string"));
+        let text = self.take(name)?;
+        if !text.starts_with('"') {
+            self.errors.push(FieldError::new(name, "must be a string"));
+            return None;
+        }
+        match serde_json::from_str::<String>(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.note_malformed(e);
                 None
             }
         }
@@ -165,29 +219,169 @@ impl Fields {
 
     /// A field of any JSON type; `None` if absent or null.
     pub fn optional_value(&mut self, name: &str) -> Option<Value> {
-        self.map.remove(name).filter(|v| !v.is_null())
-    }
-
-    /// A field of any JSON type that must be present.
-    pub fn required_value(&mut self, name: &str) -> Option<Value> {
-        let value = self.optional_value(name);
-        if value.is_none() {
-            self.errors.push(FieldError::new(name, "is required"));
+        let text = self.take(name)?;
+        match parse_strict(text.as_bytes()) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.note_malformed(e);
+                None
+            }
         }
-        value
     }
 
-    /// Records the fields nobody asked for, then fails if anything was wrong.
+    /// A field that must be present and an array: where each item's text is (for [`Self::nested`]).
+    pub fn required_array(&mut self, name: &str) -> Option<Vec<RawText>> {
+        let base = self.body.as_ptr() as usize;
+        let Some(text) = self.take(name) else {
+            self.errors.push(FieldError::new(name, "is required"));
+            return None;
+        };
+        if !text.starts_with('[') {
+            self.errors.push(FieldError::new(name, "must be an array"));
+            return None;
+        }
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) => Some(
+                items
+                    .into_iter()
+                    .map(|item| {
+                        let start = item.get().as_ptr() as usize - base;
+                        RawText(start..start + item.get().len())
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                self.note_malformed(e);
+                None
+            }
+        }
+    }
+
+    /// A field that, if present and not null, must be a JSON object that [`JsonObject`] accepts,
+    /// read straight from its text.
+    pub fn optional_object(&mut self, name: &str) -> Option<Result<JsonObject, ()>> {
+        let text = self.take(name)?;
+        Some(match JsonObject::from_json_text(text) {
+            Ok(object) => Ok(object),
+            Err(TextError::Invalid(rule)) => {
+                self.errors.push(FieldError::new(name, rule.0));
+                Err(())
+            }
+            Err(TextError::Malformed(why)) => {
+                self.note_malformed(why);
+                Err(())
+            }
+        })
+    }
+
+    /// Like [`Self::optional_object`], but the field must be present.
+    pub fn required_object(&mut self, name: &str) -> Option<JsonObject> {
+        match self.optional_object(name) {
+            Some(object) => object.ok(),
+            None => {
+                self.errors.push(FieldError::new(name, "is required"));
+                None
+            }
+        }
+    }
+
+    /// Records the fields nobody asked for, then fails if anything was wrong: malformed JSON
+    /// first (also inside a member nobody asked for), then every violation.
     pub fn finish(mut self) -> Result<(), AppError> {
-        for key in self.map.keys() {
+        for (key, range) in std::mem::take(&mut self.members) {
+            let Some(range) = range else { continue };
+            if let Err(e) = parse_strict(&self.body[range]) {
+                self.note_malformed(e);
+            }
             self.errors
-                .push(FieldError::new(key.clone(), "is not a known field"));
+                .push(FieldError::new(key, "is not a known field"));
+        }
+        if let Some(why) = self.malformed {
+            return Err(malformed(why));
         }
         if self.errors.is_empty() {
             Ok(())
         } else {
             Err(AppError::Validation(self.errors))
         }
+    }
+}
+
+/// A member's key and where its value's text is in the body; `None` once taken.
+type Member = (String, Option<Range<usize>>);
+
+/// Where one value's text is in a body (an item of [`Fields::required_array`]).
+pub struct RawText(Range<usize>);
+
+/// The top-level members of `body` with where each value's text is, refusing duplicate keys.
+/// `Err(None)`: the body is not an object (or not JSON at all; the caller tells which).
+fn top_level_members(body: &[u8]) -> Result<Vec<Member>, Option<String>> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let members = de
+        .deserialize_any(Members {
+            base: body.as_ptr() as usize,
+        })
+        .map_err(|e| (!e.to_string().starts_with(NOT_OBJECT)).then(|| e.to_string()))?;
+    de.end().map_err(|e| Some(e.to_string()))?;
+    Ok(members)
+}
+
+const NOT_OBJECT: &str = "not an object";
+
+struct Members {
+    base: usize,
+}
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Vec<Member>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(NOT_OBJECT)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut members: Self::Value = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = access.next_key::<String>()? {
+            // A set only for long objects: most bodies have a handful of members.
+            let duplicate = if members.len() < 16 {
+                members.iter().any(|(k, _)| *k == key)
+            } else {
+                if seen.is_empty() {
+                    seen.extend(members.iter().map(|(k, _)| k.clone()));
+                }
+                !seen.insert(key.clone())
+            };
+            if duplicate {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let value: &RawValue = access.next_value()?;
+            let start = value.get().as_ptr() as usize - self.base;
+            members.push((key, Some(start..start + value.get().len())));
+        }
+        Ok(members)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(E::custom(NOT_OBJECT))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(de::Error::custom(NOT_OBJECT))
     }
 }
 

@@ -7,6 +7,8 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::domain::integer_beyond_i64;
+
 /// Parses `bytes` as one JSON value, refusing duplicate object keys and integer literals outside
 /// the signed 64-bit range. Nesting is bounded by serde_json's recursion limit (128), so deep input
 /// is an error, not a stack overflow.
@@ -94,39 +96,6 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Object(map))
     }
-}
-
-/// The first integer literal (no fraction, no exponent) in valid JSON text that does not fit in an
-/// `i64`; serde_json would otherwise read it as a lossy float.
-fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                i += 1;
-                while i < bytes.len()
-                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-                {
-                    i += 1;
-                }
-                let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
-                let is_integer = !literal.contains(['.', 'e', 'E']);
-                if is_integer && literal.parse::<i64>().is_err() {
-                    return Some(literal.to_owned());
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
 }
 
 #[cfg(test)]

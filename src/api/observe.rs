@@ -1,13 +1,15 @@
 //! Per-request observation: a request id (taken from `x-request-id` or generated) that is echoed
 //! in the response, carried by the request's tracing span and put into problem JSON; a bounded
-//! request time; one access log line; and the HTTP metrics.
+//! request time; one access log line; the HTTP metrics; and the security headers of every
+//! response. One layer does all of it: each layer costs a boxed future and a clone of the
+//! service below it on every request.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
@@ -67,10 +69,21 @@ pub async fn observe(State(timeout): State<Duration>, req: Request, next: Next) 
         );
     });
     record(method_label(&method), route, status, elapsed);
+    let headers = response.headers_mut();
     if let Some(value) = header {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        headers.insert(REQUEST_ID_HEADER, value);
     }
+    security_headers(headers);
     response
+}
+
+/// On every response: no MIME sniffing, and no caching of session data by browsers or proxies.
+fn security_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// The method as a metric label: the standard ones by name, any other as `other`, so that a

@@ -5,6 +5,10 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+mod text;
+
+pub use text::{TextError, integer_beyond_i64};
+
 use super::Invalid;
 
 /// How deep objects and arrays may nest inside `metadata` and `payload` (the object itself is depth 1).
@@ -36,20 +40,35 @@ struct Forms {
 }
 
 impl JsonObject {
+    /// Checks a tree against the rules and keeps its compact text. It goes through the same
+    /// reader as request text ([`Self::from_json_text`]), so one set of rules decides both.
     pub fn parse(value: Value) -> Result<Self, Invalid> {
-        let Value::Object(map) = value else {
+        if !value.is_object() {
             return Err(Invalid::new("must be a JSON object"));
-        };
-        check_object(&map, 1)?;
-        let text = serde_json::to_string(&map).map_err(|e| Invalid::new(e.to_string()))?;
-        if text.len() > MAX_JSON_BYTES {
-            return Err(Invalid::new(format!(
-                "must be at most {MAX_JSON_BYTES} bytes as JSON"
-            )));
         }
-        let raw = RawValue::from_string(text).map_err(|e| Invalid::new(e.to_string()))?;
+        let text = serde_json::to_string(&value).map_err(|e| Invalid::new(e.to_string()))?;
+        Self::from_json_text(&text).map_err(|e| match e {
+            TextError::Invalid(rule) => rule,
+            TextError::Malformed(why) => Invalid::new(why),
+        })
+    }
+
+    /// Reads an object from request text: checked against the rules and kept as its compact
+    /// text (what [`Self::json`] gives), in one pass, without building a tree. The tree is made
+    /// only if something asks for the values.
+    pub fn from_json_text(text: &str) -> Result<Self, TextError> {
+        let compact = text::compact_object(text)?;
+        if compact.len() > MAX_JSON_BYTES {
+            return Err(TextError::Invalid(Invalid::new(format!(
+                "must be at most {MAX_JSON_BYTES} bytes as JSON"
+            ))));
+        }
+        let raw = String::from_utf8(compact)
+            .map_err(|e| e.to_string())
+            .and_then(|text| RawValue::from_string(text).map_err(|e| e.to_string()))
+            .map_err(TextError::Malformed)?;
         Ok(Self(Arc::new(Forms {
-            map: OnceLock::from(map),
+            map: OnceLock::new(),
             text: OnceLock::from(raw),
         })))
     }
@@ -57,7 +76,8 @@ impl JsonObject {
     pub fn as_map(&self) -> &Map<String, Value> {
         self.0.map.get_or_init(|| {
             // The text was made from an object or checked to be one when this was built.
-            self.0.text
+            self.0
+                .text
                 .get()
                 .and_then(|raw| serde_json::from_str(raw.get()).ok())
                 .unwrap_or_default()
@@ -134,52 +154,6 @@ impl Serialize for JsonObject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.raw().serialize(serializer)
     }
-}
-
-fn check_value(value: &Value, depth: usize) -> Result<(), Invalid> {
-    match value {
-        Value::Object(map) => check_object(map, depth),
-        Value::Array(items) => {
-            check_depth(depth)?;
-            items
-                .iter()
-                .try_for_each(|item| check_value(item, depth + 1))
-        }
-        Value::Number(n) if n.is_u64() && n.as_i64().is_none() => Err(Invalid::new(
-            "holds an integer outside the signed 64-bit range",
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn check_depth(depth: usize) -> Result<(), Invalid> {
-    if depth > MAX_JSON_DEPTH {
-        return Err(Invalid::new(format!(
-            "nests deeper than {MAX_JSON_DEPTH} levels"
-        )));
-    }
-    Ok(())
-}
-
-fn check_object(map: &Map<String, Value>, depth: usize) -> Result<(), Invalid> {
-    check_depth(depth)?;
-    if map.len() > MAX_OBJECT_KEYS {
-        return Err(Invalid::new(format!(
-            "has an object with more than {MAX_OBJECT_KEYS} keys"
-        )));
-    }
-    for (key, value) in map {
-        if key.contains('\0') {
-            return Err(Invalid::new("has a key containing a NUL character"));
-        }
-        if key.starts_with('$') {
-            return Err(Invalid::new(format!(
-                "has a key starting with '$': {key:?}"
-            )));
-        }
-        check_value(value, depth + 1)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -39,11 +39,6 @@ async fn timed<T>(
     };
     let key = (backend, operation, outcome);
     let seconds = started.elapsed().as_secs_f64();
-    if !crate::telemetry::recorder_installed() {
-        // No-op handles must not be kept: the recorder may be installed later.
-        histogram(key).record(seconds);
-        return result;
-    }
     HISTOGRAMS.with_borrow_mut(|cached| {
         cached
             .entry(key)
@@ -67,7 +62,9 @@ fn histogram((backend, operation, outcome): OperationKey) -> Histogram {
 
 thread_local! {
     /// Handles looked up once per thread: building the key and finding it in the recorder's
-    /// registry on every call cost more than recording.
+    /// registry on every call cost more than recording. A handle is kept for good, so the
+    /// process's recorder must be installed before the first timed call (`open_storage` does it
+    /// before it wraps the store).
     static HISTOGRAMS: RefCell<HashMap<OperationKey, Histogram>> = RefCell::new(HashMap::new());
 }
 
@@ -173,7 +170,8 @@ impl EventRepository for Timed<dyn EventRepository> {
 }
 
 impl Repositories {
-    /// The same repositories, with every call timed under `backend`.
+    /// The same repositories, with every call timed under `backend`. Call it once the metrics
+    /// recorder is installed: the metric handles it takes are kept.
     pub fn instrumented(self, backend: &'static str) -> Repositories {
         Repositories {
             sessions: Arc::new(Timed {

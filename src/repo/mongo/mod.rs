@@ -34,8 +34,8 @@ use super::{
     SessionScan, seq_bounds,
 };
 use crate::domain::{
-    EndReason, Event, EventId, EventType, JsonObject, Language, NewEvent, NewEvents, NewSession, Order,
-    Session, SessionId, Status, Timers, Timestamp,
+    EndReason, Event, EventId, EventType, JsonObject, Language, NewEvent, NewEvents, NewSession,
+    Order, Session, SessionId, Status, Timers, Timestamp,
 };
 use convert::{corrupt, from_document, to_document};
 
@@ -629,7 +629,10 @@ fn payload_from(doc: &Document) -> Result<JsonObject, RepoError> {
             JsonObject::from_stored_json(text).map_err(|_| corrupt("payloadJson"))
         }
         Some(_) => Err(corrupt("payloadJson")),
-        None => from_document(doc.get_document("payload").map_err(|_| corrupt("payload"))?),
+        None => from_document(
+            doc.get_document("payload")
+                .map_err(|_| corrupt("payload"))?,
+        ),
     }
 }
 

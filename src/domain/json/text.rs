@@ -1,0 +1,295 @@
+//! Reading a JSON object from request text into the compact text that is stored, in one pass and
+//! without building a tree: each value is checked against the object rules and written out as it
+//! is read. The output is exactly what `serde_json::to_string` makes of the parsed tree (same key
+//! order, number and string forms), so stored text does not depend on which path made it.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::Serializer as _;
+
+use super::{Invalid, MAX_JSON_DEPTH, MAX_OBJECT_KEYS};
+
+/// Why request text is not a stored object.
+#[derive(Debug)]
+pub enum TextError {
+    /// Not the JSON this service accepts at all: a syntax error, a duplicate key, an integer
+    /// beyond 64 signed bits. The whole request is malformed.
+    Malformed(String),
+    /// JSON, but it breaks an object rule (not an object, too deep, too many keys, a key with
+    /// NUL or `$`): the field is invalid.
+    Invalid(Invalid),
+}
+
+/// Checks `text` and writes its compact form; the first rule broken (in document order) is the
+/// one reported, but only once the whole text is known to be well-formed JSON.
+pub fn compact_object(text: &str) -> Result<Vec<u8>, TextError> {
+    if let Some(literal) = integer_beyond_i64(text.as_bytes()) {
+        return Err(TextError::Malformed(format!(
+            "the integer {literal} is outside the signed 64-bit range"
+        )));
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut broken = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    Transcode {
+        out: &mut out,
+        depth: 1,
+        broken: &mut broken,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .map_err(|e| TextError::Malformed(e.to_string()))?;
+    match broken {
+        Some(rule) => Err(TextError::Invalid(rule)),
+        None => Ok(out),
+    }
+}
+
+/// The first integer literal (no fraction, no exponent) in valid JSON text that does not fit in an
+/// `i64`; serde_json would otherwise read it as a lossy float.
+pub fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let literal = std::str::from_utf8(&bytes[start..i]).unwrap_or_default();
+                let is_integer = !literal.contains(['.', 'e', 'E']);
+                if is_integer && literal.parse::<i64>().is_err() {
+                    return Some(literal.to_owned());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// One value at `depth` (the top object is depth 1), written to `out`. A broken rule is kept in
+/// `broken` (the first one) and reading goes on, so a later syntax error still wins.
+struct Transcode<'a> {
+    out: &'a mut Vec<u8>,
+    depth: usize,
+    broken: &'a mut Option<Invalid>,
+}
+
+impl Transcode<'_> {
+    fn child(&mut self) -> Transcode<'_> {
+        Transcode {
+            out: self.out,
+            depth: self.depth + 1,
+            broken: self.broken,
+        }
+    }
+
+    fn break_rule(&mut self, rule: impl FnOnce() -> Invalid) {
+        if self.broken.is_none() {
+            *self.broken = Some(rule());
+        }
+    }
+
+    fn check_depth(&mut self) {
+        if self.depth > MAX_JSON_DEPTH {
+            self.break_rule(|| Invalid::new(format!("nests deeper than {MAX_JSON_DEPTH} levels")));
+        }
+    }
+
+    /// Outside any object (`depth` 1 is the top): only an object is one.
+    fn scalar(&mut self) {
+        if self.depth == 1 {
+            self.break_rule(|| Invalid::new("must be a JSON object"));
+        }
+    }
+
+    fn writer(&mut self) -> serde_json::Serializer<&mut Vec<u8>> {
+        serde_json::Serializer::new(&mut *self.out)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Transcode<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// Writes can only fail on an I/O error, which a `Vec` never has.
+fn written<E: de::Error>(r: Result<(), serde_json::Error>) -> Result<(), E> {
+    r.map_err(E::custom)
+}
+
+impl<'de> Visitor<'de> for Transcode<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.scalar();
+        written(self.writer().serialize_bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
+        self.scalar();
+        written(self.writer().serialize_i64(v))
+    }
+
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
+        self.scalar();
+        if i64::try_from(v).is_err() {
+            self.break_rule(|| Invalid::new("holds an integer outside the signed 64-bit range"));
+        }
+        written(self.writer().serialize_u64(v))
+    }
+
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
+        self.scalar();
+        written(self.writer().serialize_f64(v))
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.scalar();
+        written(self.writer().serialize_str(v))
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.scalar();
+        written(self.writer().serialize_unit())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        self.scalar();
+        self.check_depth();
+        self.out.push(b'[');
+        let mut first = true;
+        loop {
+            let at = self.out.len();
+            if !first {
+                self.out.push(b',');
+            }
+            if seq.next_element_seed(self.child())?.is_none() {
+                self.out.truncate(at);
+                break;
+            }
+            first = false;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut access: A) -> Result<(), A::Error> {
+        self.check_depth();
+        self.out.push(b'{');
+        let mut keys = Keys::default();
+        while let Some(key) = access.next_key_seed(KeySeed)? {
+            if !keys.insert(key.clone()) {
+                return Err(de::Error::custom(format!(
+                    "duplicate key {:?}",
+                    key.as_ref()
+                )));
+            }
+            if keys.len() > MAX_OBJECT_KEYS {
+                self.break_rule(|| {
+                    Invalid::new(format!(
+                        "has an object with more than {MAX_OBJECT_KEYS} keys"
+                    ))
+                });
+            }
+            if key.contains('\0') {
+                self.break_rule(|| Invalid::new("has a key containing a NUL character"));
+            } else if key.starts_with('$') {
+                self.break_rule(|| {
+                    Invalid::new(format!("has a key starting with '$': {:?}", key.as_ref()))
+                });
+            }
+            if keys.len() > 1 {
+                self.out.push(b',');
+            }
+            written(self.writer().serialize_str(&key))?;
+            self.out.push(b':');
+            access.next_value_seed(self.child())?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+}
+
+/// The keys of one object so far: a short list, or a set once it is long (an object may hold
+/// up to the body limit's worth of keys, and a list would make that quadratic).
+#[derive(Default)]
+struct Keys<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: HashSet<Cow<'de, str>>,
+}
+
+impl<'de> Keys<'de> {
+    const FEW: usize = 16;
+
+    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+        if self.many.is_empty() {
+            if self.few.contains(&key) {
+                return false;
+            }
+            self.few.push(key);
+            if self.few.len() > Self::FEW {
+                self.many.extend(self.few.drain(..));
+            }
+            true
+        } else {
+            self.many.insert(key)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.few.len() + self.many.len()
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
