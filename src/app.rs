@@ -247,18 +247,28 @@ impl Application {
             );
             api::RateLimit::new(limit.per_second, limit.burst)
         });
-        let router = api::router(state, auth.clone(), rate_limit.clone())
-            .layer(DefaultBodyLimit::max(config.max_body_bytes))
-            .layer(CatchPanicLayer::custom(|_| {
-                axum::response::IntoResponse::into_response(AppError::Internal(
-                    "a request handler panicked".into(),
-                ))
-            }));
+        let storage_health = api::StorageHealth::default();
+        let router = api::router(
+            state,
+            auth.clone(),
+            rate_limit.clone(),
+            storage_health.clone(),
+        )
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(AppError::Internal(
+                "a request handler panicked".into(),
+            ))
+        }));
         let router = match cors_layer(&config.cors_allowed_origins) {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        let router = router.layer(from_fn_with_state(config.request_timeout, api::observe));
+        let observe = api::Observe {
+            timeout: config.request_timeout,
+            storage_health,
+        };
+        let router = router.layer(from_fn_with_state(observe, api::observe));
         let addr = SocketAddr::new(config.host, config.port);
         let listener = bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let addr = listener

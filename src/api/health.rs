@@ -53,22 +53,20 @@ impl StorageHealth {
     }
 }
 
-/// Middleware on the session routes: records how each write ended.
-pub async fn track_writes(
-    State(health): State<StorageHealth>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let response = next.run(req).await;
-    if write {
+impl StorageHealth {
+    /// Records how a request ended, if it was a write: a success clears the mark, a storage
+    /// failure sets it. Called by the `observe` layer on every response (only the session routes
+    /// take writes; nothing else answers a write with success or a storage failure).
+    pub fn record(&self, method: &Method, response: &Response) {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return;
+        }
         if response.status().is_success() {
-            health.0.0.store(HEALTHY, Ordering::Relaxed);
+            self.0.0.store(HEALTHY, Ordering::Relaxed);
         } else if let Some(StorageFailed { full }) = response.extensions().get() {
-            health.mark(if *full { FULL } else { UNAVAILABLE });
+            self.mark(if *full { FULL } else { UNAVAILABLE });
         }
     }
-    response
 }
 
 /// Middleware on `/ready`: 503 while a write failed on storage less than [`HOLD`] ago; after

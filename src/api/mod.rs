@@ -19,7 +19,7 @@ pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};
 pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
-pub use observe::{REQUEST_ID_HEADER, current_request_id, observe};
+pub use observe::{Observe, REQUEST_ID_HEADER, current_request_id, observe};
 
 use axum::Json;
 use axum::Router;
@@ -45,7 +45,12 @@ pub struct AppState {
 /// keys configured, the session routes (and `/metrics`, if the policy says so) need one; the
 /// rest stays open. With a rate limit, every route but `/health` and `/ready` is limited, after
 /// the key check (so a client with a key is counted by its key).
-pub fn router(state: AppState, auth: AuthPolicy, limit: Option<RateLimit>) -> Router {
+pub fn router(
+    state: AppState,
+    auth: AuthPolicy,
+    limit: Option<RateLimit>,
+    storage_health: StorageHealth,
+) -> Router {
     let require_key = from_fn_with_state(auth.clone(), require_api_key);
     let limited = |routes: Router<AppState>| match &limit {
         Some(limit) => routes.route_layer(from_fn_with_state(limit.clone(), rate_limit)),
@@ -73,12 +78,8 @@ pub fn router(state: AppState, auth: AuthPolicy, limit: Option<RateLimit>) -> Ro
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
         .route("/sessions/{session_id}/complete", post(complete_session));
     let metrics = Router::new().route("/metrics", get(metrics));
-    // Writes that fail on storage make `/ready` answer 503 until one succeeds.
-    let storage_health = StorageHealth::default();
-    let sessions = sessions.route_layer(from_fn_with_state(
-        storage_health.clone(),
-        health::track_writes,
-    ));
+    // Writes that fail on storage make `/ready` answer 503 until one succeeds (the `observe`
+    // layer records how each write ended in `storage_health`).
     let probes = Router::new()
         .route(
             "/ready",

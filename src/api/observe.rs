@@ -1,7 +1,7 @@
 //! Per-request observation: a request id (taken from `x-request-id` or generated) that is echoed
 //! in the response, carried by the request's tracing span and put into problem JSON; a bounded
-//! request time; one access log line; the HTTP metrics; and the security headers of every
-//! response. One layer does all of it: each layer costs a boxed future and a clone of the
+//! request time; one access log line; the HTTP metrics; how each write ended, for `/ready`
+//! ([`StorageHealth`]); and the security headers of every response. One layer does all of it: each layer costs a boxed future and a clone of the
 //! service below it on every request.
 
 use std::cell::RefCell;
@@ -16,6 +16,7 @@ use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 use super::error::AppError;
+use super::health::StorageHealth;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -43,7 +44,15 @@ fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-pub async fn observe(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+/// What the `observe` layer needs: the request time limit, and where write outcomes go.
+#[derive(Clone)]
+pub struct Observe {
+    pub timeout: Duration,
+    pub storage_health: StorageHealth,
+}
+
+pub async fn observe(State(observe): State<Observe>, req: Request, next: Next) -> Response {
+    let timeout = observe.timeout;
     let started = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
@@ -69,6 +78,7 @@ pub async fn observe(State(timeout): State<Duration>, req: Request, next: Next) 
         );
     });
     record(method_label(&method), route, status, elapsed);
+    observe.storage_health.record(&method, &response);
     let headers = response.headers_mut();
     if let Some(value) = header {
         headers.insert(REQUEST_ID_HEADER, value);
