@@ -51,6 +51,17 @@ pub fn compact_object(text: &str) -> Result<Vec<u8>, TextError> {
 /// The first integer literal (no fraction, no exponent) in valid JSON text that does not fit in an
 /// `i64`; serde_json would otherwise read it as a lossy float.
 pub fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
+    // Such a literal has at least 19 digits in a row. Most text has no such run at all, and this
+    // check is one cheap pass; only text that has one is scanned token by token.
+    const SHORTEST: usize = 19;
+    let mut run = 0;
+    let has_long_run = bytes.iter().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run >= SHORTEST
+    });
+    if !has_long_run {
+        return None;
+    }
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
