@@ -122,33 +122,56 @@ impl CommitFailed {
     }
 }
 
+/// Runs the batch in one transaction. First every command runs as is, with no savepoint (they
+/// cost a statement each and a copy of every page a command changes). Only if one fails is the
+/// transaction rolled back and the batch run again with each command in its own savepoint, so
+/// that the failed one's writes are undone and the others still commit.
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) {
-    let mut answers = Vec::with_capacity(batch.len());
-    let commit = (|| {
+    let outcomes = (|| {
         exec(conn, "BEGIN IMMEDIATE")?;
-        for cmd in batch.drain(..) {
-            answers.push(apply(conn, cmd)?);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for cmd in batch.iter() {
+            let outcome = execute(conn, cmd);
+            if outcome.failed() {
+                break;
+            }
+            outcomes.push(outcome);
         }
-        exec(conn, "COMMIT")
+        if outcomes.len() < batch.len() {
+            exec(conn, "ROLLBACK")?;
+            exec(conn, "BEGIN IMMEDIATE")?;
+            outcomes.clear();
+            for cmd in batch.iter() {
+                outcomes.push(in_savepoint(conn, cmd)?);
+            }
+        }
+        exec(conn, "COMMIT")?;
+        Ok(outcomes)
     })()
-    .map_err(|e| CommitFailed {
+    .map_err(|e: rusqlite::Error| CommitFailed {
         code: e.sqlite_error_code(),
         message: e.to_string(),
     });
-    if let Err(e) = &commit {
-        tracing::error!(error = %e.message, "sqlite commit failed; answering the batch with errors");
-        if !conn.is_autocommit() {
-            // Nothing of this batch may stay: the next batch must begin from a clean state.
-            if let Err(e) = exec(conn, "ROLLBACK") {
-                tracing::error!(error = %e, "sqlite rollback after a failed batch failed");
+    let (outcomes, commit) = match outcomes {
+        Ok(outcomes) => (outcomes, Ok(())),
+        Err(failed) => {
+            tracing::error!(error = %failed.message, "sqlite commit failed; answering the batch with errors");
+            if !conn.is_autocommit() {
+                // Nothing of this batch may stay: the next batch must begin from a clean state.
+                if let Err(e) = exec(conn, "ROLLBACK") {
+                    tracing::error!(error = %e, "sqlite rollback after a failed batch failed");
+                }
             }
+            (Vec::new(), Err(failed))
         }
-    }
+    };
+    let mut outcomes = outcomes.into_iter();
     for cmd in batch.drain(..) {
-        // Only reached if the transaction failed before these commands were applied.
-        answers.push(apply_failed(cmd));
-    }
-    for answer in answers {
+        let answer = match outcomes.next() {
+            Some(outcome) => outcome.answer(cmd),
+            // The transaction failed: every command gets its error (see `Answer::send`).
+            None => apply_failed(cmd),
+        };
         answer.send(&commit);
     }
 }
@@ -169,58 +192,86 @@ fn apply_failed(cmd: Command) -> Answer {
     }
 }
 
-/// Runs one command inside its own savepoint: if it fails, only its own writes are undone. An
-/// error managing the savepoint itself (the outer `Err`) fails the whole batch, since what the
-/// transaction then holds is unknown.
-fn apply(conn: &Connection, cmd: Command) -> rusqlite::Result<Answer> {
-    fn in_savepoint<T>(
-        conn: &Connection,
-        f: impl FnOnce(&Connection) -> Result<T, RepoError>,
-    ) -> rusqlite::Result<Result<T, RepoError>> {
-        exec(conn, "SAVEPOINT cmd")?;
-        let result = f(conn);
-        if result.is_err() {
-            exec(conn, "ROLLBACK TO cmd")?;
-        }
-        exec(conn, "RELEASE cmd")?;
-        Ok(result)
-    }
-    Ok(match cmd {
-        Command::Create(new, metadata, reply) => {
-            Answer::Create(reply, in_savepoint(conn, |c| create(c, new, metadata))?)
-        }
-        Command::Append(new, payload, reply) => {
-            Answer::Append(reply, in_savepoint(conn, |c| append(c, new, payload))?)
-        }
-        Command::AppendBatch(batch, payloads, reply) => Answer::AppendBatch(
-            reply,
-            in_savepoint(conn, |c| append_batch(c, &batch, payloads))?,
-        ),
-        Command::End(id, request, reply) => {
-            Answer::End(reply, in_savepoint(conn, |c| end(c, &id, request))?)
-        }
-        Command::Expire(id, now, reply) => {
-            Answer::End(reply, in_savepoint(conn, |c| expire(c, &id, now))?)
-        }
-        Command::Delete(id, at, reply) => {
-            Answer::Delete(reply, in_savepoint(conn, |c| delete(c, &id, at))?)
-        }
-        Command::Purge(max_events, cutoff, reply) => {
-            Answer::Purge(reply, in_savepoint(conn, |c| purge(c, max_events, cutoff))?)
-        }
-        Command::Adopt(defaults, now, reply) => {
-            Answer::Adopt(reply, in_savepoint(conn, |c| adopt(c, defaults, now))?)
-        }
-        Command::Ping(reply) => Answer::Ping(reply),
-    })
+/// What a command did, not yet paired with its reply (the batch may run it twice).
+enum Outcome {
+    Create(Result<CreateOutcome, RepoError>),
+    Append(Result<Appended, RepoError>),
+    AppendBatch(Result<BatchAppended, RepoError>),
+    End(Result<EndOutcome, RepoError>),
+    Delete(Result<DeleteOutcome, RepoError>),
+    Purge(Result<PurgeOutcome, RepoError>),
+    Adopt(Result<u64, RepoError>),
+    Ping,
 }
 
-fn create(
-    conn: &Connection,
-    new: NewSession,
-    metadata: String,
-) -> Result<CreateOutcome, RepoError> {
-    let session = new.into_session();
+impl Outcome {
+    /// Whether the command failed, so what it wrote must be undone.
+    fn failed(&self) -> bool {
+        match self {
+            Outcome::Create(r) => r.is_err(),
+            Outcome::Append(r) => r.is_err(),
+            Outcome::AppendBatch(r) => r.is_err(),
+            Outcome::End(r) => r.is_err(),
+            Outcome::Delete(r) => r.is_err(),
+            Outcome::Purge(r) => r.is_err(),
+            Outcome::Adopt(r) => r.is_err(),
+            Outcome::Ping => false,
+        }
+    }
+
+    /// Pairs the outcome with the reply of `cmd`, the command that produced it.
+    fn answer(self, cmd: Command) -> Answer {
+        match (self, cmd) {
+            (Outcome::Create(r), Command::Create(_, _, reply)) => Answer::Create(reply, r),
+            (Outcome::Append(r), Command::Append(_, _, reply)) => Answer::Append(reply, r),
+            (Outcome::AppendBatch(r), Command::AppendBatch(_, _, reply)) => {
+                Answer::AppendBatch(reply, r)
+            }
+            (Outcome::End(r), Command::End(_, _, reply) | Command::Expire(_, _, reply)) => {
+                Answer::End(reply, r)
+            }
+            (Outcome::Delete(r), Command::Delete(_, _, reply)) => Answer::Delete(reply, r),
+            (Outcome::Purge(r), Command::Purge(_, _, reply)) => Answer::Purge(reply, r),
+            (Outcome::Adopt(r), Command::Adopt(_, _, reply)) => Answer::Adopt(reply, r),
+            (Outcome::Ping, Command::Ping(reply)) => Answer::Ping(reply),
+            // Outcomes are made from their own command, in order; this is never reached.
+            (_, cmd) => apply_failed(cmd),
+        }
+    }
+}
+
+/// Runs one command in the open transaction.
+fn execute(conn: &Connection, cmd: &Command) -> Outcome {
+    match cmd {
+        Command::Create(new, metadata, _) => Outcome::Create(create(conn, new, metadata)),
+        Command::Append(new, payload, _) => Outcome::Append(append(conn, new, payload)),
+        Command::AppendBatch(batch, payloads, _) => {
+            Outcome::AppendBatch(append_batch(conn, batch, payloads))
+        }
+        Command::End(id, request, _) => Outcome::End(end(conn, id, request)),
+        Command::Expire(id, now, _) => Outcome::End(expire(conn, id, *now)),
+        Command::Delete(id, at, _) => Outcome::Delete(delete(conn, id, *at)),
+        Command::Purge(max_events, cutoff, _) => Outcome::Purge(purge(conn, *max_events, *cutoff)),
+        Command::Adopt(defaults, now, _) => Outcome::Adopt(adopt(conn, *defaults, *now)),
+        Command::Ping(_) => Outcome::Ping,
+    }
+}
+
+/// Runs one command inside its own savepoint: if it fails, only its own writes are undone. An
+/// error managing the savepoint itself fails the whole batch, since what the transaction then
+/// holds is unknown.
+fn in_savepoint(conn: &Connection, cmd: &Command) -> rusqlite::Result<Outcome> {
+    exec(conn, "SAVEPOINT cmd")?;
+    let outcome = execute(conn, cmd);
+    if outcome.failed() {
+        exec(conn, "ROLLBACK TO cmd")?;
+    }
+    exec(conn, "RELEASE cmd")?;
+    Ok(outcome)
+}
+
+fn create(conn: &Connection, new: &NewSession, metadata: &str) -> Result<CreateOutcome, RepoError> {
+    let session = new.clone().into_session();
     let inserted = conn
         .prepare_cached(
             "INSERT INTO sessions (session_id, status, language, metadata, started_at, event_count,
@@ -259,7 +310,7 @@ fn create(
 /// (the usual case) costs no lookup. `seq = event_count + 1` is used only by an insert that
 /// happened; the unique `(session_id, event_id)` index decides a duplicate, and the primary key
 /// `(session_id, seq)` stays the backstop against a reused seq.
-fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended, RepoError> {
+fn append(conn: &Connection, new: &NewEvent, payload: &str) -> Result<Appended, RepoError> {
     let state = open_state(conn, &new.session_id)?;
     let expired = state.deadline().filter(|d| d.at <= new.received_at);
     if state.status.is_terminal() || expired.is_some() {
@@ -280,7 +331,7 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
     }
     let seq = state.event_count + 1;
     let timestamp = new.timestamp();
-    if !insert_event(conn, &new, seq, payload)? {
+    if !insert_event(conn, new, seq, payload)? {
         let existing =
             rows::event_by_id(conn, &new.session_id, &new.event_id)?.ok_or_else(|| {
                 RepoError::Backend("event vanished after a conflicting insert".into())
@@ -310,11 +361,11 @@ fn append(conn: &Connection, new: NewEvent, payload: String) -> Result<Appended,
         })
         .map_err(map_err)?;
     Ok(Appended::New(Event {
-        session_id: new.session_id,
-        event_id: new.event_id,
+        session_id: new.session_id.clone(),
+        event_id: new.event_id.clone(),
         seq: seq as u64,
         event_type: new.event_type,
-        payload: new.payload,
+        payload: new.payload.clone(),
         timestamp,
     }))
 }
@@ -325,7 +376,7 @@ fn insert_event(
     conn: &Connection,
     new: &NewEvent,
     seq: i64,
-    payload: String,
+    payload: &str,
 ) -> Result<bool, RepoError> {
     let inserted = conn
         .prepare_cached(
@@ -353,7 +404,7 @@ fn insert_event(
 fn append_batch(
     conn: &Connection,
     batch: &NewEvents,
-    payloads: Vec<String>,
+    payloads: &[String],
 ) -> Result<BatchAppended, RepoError> {
     let id = batch.session_id();
     let state = open_state(conn, id)?;
@@ -529,7 +580,7 @@ fn record_end(
     Ok(changed == 1)
 }
 
-fn end(conn: &Connection, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError> {
+fn end(conn: &Connection, id: &SessionId, request: &EndRequest) -> Result<EndOutcome, RepoError> {
     let mut session = rows::session(conn, id)?.ok_or(RepoError::NotFound)?;
     if session.status.is_terminal() {
         return Ok(EndOutcome {
@@ -542,7 +593,7 @@ fn end(conn: &Connection, id: &SessionId, request: EndRequest) -> Result<EndOutc
         None => {
             session.status = request.status.status();
             session.ended_at = Some(request.at);
-            session.ended_reason = request.reason;
+            session.ended_reason = request.reason.clone();
         }
     }
     let ended_now = store_end(conn, &session)?;
@@ -676,6 +727,85 @@ fn adopt(conn: &Connection, defaults: Timers, now: Timestamp) -> Result<u64, Rep
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{EventType, JsonObject, Language};
+
+    fn id(raw: &str) -> SessionId {
+        SessionId::parse(raw).unwrap()
+    }
+
+    fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
+        NewEvent {
+            session_id: id(session),
+            event_id: crate::domain::EventId::parse(event).unwrap(),
+            event_type: EventType::System,
+            payload: JsonObject::parse(serde_json::json!({"e": event})).unwrap(),
+            client_timestamp: None,
+            received_at: at,
+        }
+    }
+
+    /// One batch runs without savepoints; a failing command sends it back to run each command in
+    /// its own. Either way the others commit and only the failed one's writes are undone.
+    #[test]
+    fn a_failing_command_in_a_batch_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("w.db")).unwrap();
+        super::super::migrations::migrate(&mut conn).unwrap();
+        let now = Timestamp::now();
+        let (created, created_rx) = oneshot::channel();
+        let session = NewSession {
+            session_id: id("s1"),
+            language: Language::parse("en").unwrap(),
+            metadata: JsonObject::default(),
+            started_at: now,
+            timers: Timers::default(),
+        };
+        commit_batch(
+            &mut conn,
+            &mut vec![Command::Create(session, "{}".into(), created)],
+        );
+        assert!(created_rx.blocking_recv().unwrap().unwrap().created);
+
+        let append = |new: NewEvent| {
+            let (reply, rx) = oneshot::channel();
+            let payload = new.payload.json().to_owned();
+            (Command::Append(new, payload, reply), rx)
+        };
+        // All succeed: the optimistic pass commits them.
+        let (a, a_rx) = append(event("s1", "e1", now));
+        let (b, b_rx) = append(event("s1", "e2", now));
+        commit_batch(&mut conn, &mut vec![a, b]);
+        for (rx, seq) in [(a_rx, 1), (b_rx, 2)] {
+            match rx.blocking_recv().unwrap().unwrap() {
+                Appended::New(e) => assert_eq!(e.seq, seq),
+                other => panic!("expected a new event, got {other:?}"),
+            }
+        }
+        // One fails (an unknown session) between two that succeed.
+        let (c, c_rx) = append(event("s1", "e3", now));
+        let (d, d_rx) = append(event("nobody", "e1", now));
+        let (e, e_rx) = append(event("s1", "e4", now));
+        commit_batch(&mut conn, &mut vec![c, d, e]);
+        assert!(matches!(
+            d_rx.blocking_recv().unwrap(),
+            Err(RepoError::NotFound)
+        ));
+        for (rx, seq) in [(c_rx, 3), (e_rx, 4)] {
+            match rx.blocking_recv().unwrap().unwrap() {
+                Appended::New(e) => assert_eq!(e.seq, seq),
+                other => panic!("expected a new event, got {other:?}"),
+            }
+        }
+        let (events, count): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events), event_count FROM sessions WHERE session_id = 's1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((events, count), (4, 4));
+        assert!(conn.is_autocommit(), "no transaction is left open");
+    }
 
     /// A batch whose COMMIT fails for lack of space answers every caller `storage_full`, and a
     /// failing disk `storage_unavailable`, never a plain backend error (which would be a 500).
