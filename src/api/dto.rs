@@ -8,7 +8,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{AppError, FieldError};
-use super::extract::Fields;
+use super::extract::{Fields, KNOWN_FIELD, REQUIRED};
+use super::read_events::{self, ReadEvent};
 use crate::domain::{
     EndReason, Event, EventId, EventType, Invalid, JsonObject, Language, MAX_BATCH_EVENTS,
     NewEvent, NewSession, Session, SessionId, Status, TerminalStatus, Timers, Timestamp,
@@ -131,28 +132,9 @@ pub struct AddEvent {
 }
 
 impl AddEvent {
-    pub fn parse(mut f: Fields) -> Result<Self, AppError> {
-        let event_id = f
-            .required_string("eventId")
-            .and_then(|s| f.check("eventId", EventId::parse(s)));
-        let event_type = f
-            .required_string("type")
-            .and_then(|s| f.check("type", EventType::parse(&s)));
-        let payload = f.required_object("payload");
-        let timestamp = match f.optional_string("timestamp") {
-            None => Some(None),
-            Some(t) => f.check("timestamp", Timestamp::parse(&t)).map(Some),
-        };
-        f.finish()?;
-        match (event_id, event_type, payload, timestamp) {
-            (Some(event_id), Some(event_type), Some(payload), Some(timestamp)) => Ok(Self {
-                event_id,
-                event_type,
-                payload,
-                timestamp,
-            }),
-            _ => Err(unreachable_invalid()),
-        }
+    /// Reads the body of `POST /sessions/{sessionId}/events` (in one pass: `read_events`).
+    pub fn parse(body: &[u8]) -> Result<Self, AppError> {
+        read_events::event(body)
     }
 
     /// Whether `other` says the same as this: type, payload and timestamp (or none).
@@ -187,46 +169,34 @@ impl AddEvents {
     /// Reads every event as [`AddEvent::parse`] does, naming each violation by its path
     /// (`events[3].eventId`), all at once; the same `eventId` twice with different content is
     /// one of them.
-    pub fn parse(mut f: Fields) -> Result<Self, AppError> {
+    pub fn parse(body: &[u8]) -> Result<Self, AppError> {
+        let read = read_events::batch(body)?;
         let mut errors = Vec::new();
         let mut events = Vec::new();
-        match f.required_array("events") {
-            Some(items) if items.is_empty() || items.len() > MAX_BATCH_EVENTS => {
+        match read.events {
+            None => errors.push(FieldError::new("events", REQUIRED)),
+            Some(Err(not_array)) => errors.push(not_array),
+            Some(Ok(read)) if read.count == 0 || read.count > MAX_BATCH_EVENTS => {
                 errors.push(FieldError::new(
                     "events",
                     format!(
                         "must hold 1 to {MAX_BATCH_EVENTS} events, not {}",
-                        items.len()
+                        read.count
                     ),
                 ));
             }
-            Some(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let parsed = match f.nested(item) {
-                        Ok(fields) => AddEvent::parse(fields),
-                        Err(AppError::BadRequest {
-                            code: "body_not_object",
-                            ..
-                        }) => Err(AppError::invalid("", "must be an object")),
-                        Err(other) => Err(other),
-                    };
-                    match parsed {
-                        Ok(event) => events.push((i, event)),
-                        Err(AppError::Validation(found)) => {
-                            errors.extend(found.into_iter().map(|e| {
-                                let field = if e.field.is_empty() {
-                                    format!("events[{i}]")
-                                } else {
-                                    format!("events[{i}].{}", e.field)
-                                };
-                                FieldError::new(field, e.message)
-                            }));
-                        }
-                        Err(other) => return Err(other),
+            Some(Ok(read)) => {
+                for (i, item) in read.items.into_iter().enumerate() {
+                    match item {
+                        ReadEvent::Event(event) => events.push((i, event)),
+                        ReadEvent::NotObject => errors
+                            .push(FieldError::new(format!("events[{i}]"), "must be an object")),
+                        ReadEvent::Invalid(found) => errors.extend(found.into_iter().map(|e| {
+                            FieldError::new(format!("events[{i}].{}", e.field), e.message)
+                        })),
                     }
                 }
             }
-            None => {}
         }
         for (at, (i, event)) in events.iter().enumerate() {
             let first = events[..at]
@@ -241,12 +211,11 @@ impl AddEvents {
                 ));
             }
         }
-        let finished = f.finish();
-        if let Err(AppError::Validation(found)) = finished {
-            errors.extend(found);
-        } else {
-            finished?;
-        }
+        errors.extend(
+            read.unknown
+                .into_iter()
+                .map(|key| FieldError::new(key, KNOWN_FIELD)),
+        );
         if !errors.is_empty() {
             return Err(AppError::Validation(errors));
         }

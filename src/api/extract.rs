@@ -54,6 +54,11 @@ async fn read_body(req: Request, state: &AppState) -> Result<(Option<String>, By
 }
 
 fn parse_object(content_type: Option<String>, bytes: Bytes) -> Result<Fields, AppError> {
+    require_json(content_type)?;
+    Fields::parse(bytes)
+}
+
+fn require_json(content_type: Option<String>) -> Result<(), AppError> {
     match content_type {
         Some(ct) if is_json(&ct) => {}
         Some(ct) => {
@@ -67,7 +72,21 @@ fn parse_object(content_type: Option<String>, bytes: Bytes) -> Result<Fields, Ap
             });
         }
     }
-    Fields::parse(bytes)
+    Ok(())
+}
+
+/// A request body sent as JSON (`application/json` or `application/*+json`), not yet read: for
+/// the bodies read in one pass (`read_events`).
+pub struct JsonBytes(pub Bytes);
+
+impl FromRequest<AppState> for JsonBytes {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (content_type, bytes) = read_body(req, state).await?;
+        require_json(content_type)?;
+        Ok(JsonBytes(bytes))
+    }
 }
 
 impl FromRequest<AppState> for JsonObjectBody {
@@ -126,11 +145,20 @@ pub struct Fields {
     malformed: Option<String>,
 }
 
-fn malformed(why: impl fmt::Display) -> AppError {
+/// The messages of the field rules, shared by every body reader.
+pub const REQUIRED: &str = "is required";
+pub const MUST_BE_STRING: &str = "must be a string";
+pub const KNOWN_FIELD: &str = "is not a known field";
+
+pub fn malformed(why: impl fmt::Display) -> AppError {
     AppError::bad_request(
         "malformed_json",
         format!("the body is not valid JSON: {why}"),
     )
+}
+
+pub fn body_not_object() -> AppError {
+    AppError::bad_request("body_not_object", "the body must be a JSON object")
 }
 
 impl Fields {
@@ -142,9 +170,7 @@ impl Fields {
             Err(None) => {
                 return Err(match parse_strict(&body) {
                     Err(e) => malformed(e),
-                    Ok(_) => {
-                        AppError::bad_request("body_not_object", "the body must be a JSON object")
-                    }
+                    Ok(_) => body_not_object(),
                 });
             }
             Err(Some(e)) => return Err(malformed(e)),
@@ -160,11 +186,6 @@ impl Fields {
             errors: Vec::new(),
             malformed: None,
         })
-    }
-
-    /// The fields of one member's value, which must itself be an object (a batch's events).
-    pub fn nested(&self, value: &RawText) -> Result<Self, AppError> {
-        Self::parse(self.body.slice(value.0.clone()))
     }
 
     /// Keeps a parsed value, or records why `name` did not parse.
@@ -196,7 +217,7 @@ impl Fields {
     pub fn required_string(&mut self, name: &str) -> Option<String> {
         let value = self.optional_string(name);
         if value.is_none() && !self.errors.iter().any(|e| e.field == name) {
-            self.errors.push(FieldError::new(name, "is required"));
+            self.errors.push(FieldError::new(name, REQUIRED));
         }
         value
     }
@@ -205,7 +226,7 @@ impl Fields {
     pub fn optional_string(&mut self, name: &str) -> Option<String> {
         let text = self.take(name)?;
         if !text.starts_with('"') {
-            self.errors.push(FieldError::new(name, "must be a string"));
+            self.errors.push(FieldError::new(name, MUST_BE_STRING));
             return None;
         }
         match serde_json::from_str::<String>(text) {
@@ -222,34 +243,6 @@ impl Fields {
         let text = self.take(name)?;
         match parse_strict(text.as_bytes()) {
             Ok(value) => Some(value),
-            Err(e) => {
-                self.note_malformed(e);
-                None
-            }
-        }
-    }
-
-    /// A field that must be present and an array: where each item's text is (for [`Self::nested`]).
-    pub fn required_array(&mut self, name: &str) -> Option<Vec<RawText>> {
-        let base = self.body.as_ptr() as usize;
-        let Some(text) = self.take(name) else {
-            self.errors.push(FieldError::new(name, "is required"));
-            return None;
-        };
-        if !text.starts_with('[') {
-            self.errors.push(FieldError::new(name, "must be an array"));
-            return None;
-        }
-        match serde_json::from_str::<Vec<&RawValue>>(text) {
-            Ok(items) => Some(
-                items
-                    .into_iter()
-                    .map(|item| {
-                        let start = item.get().as_ptr() as usize - base;
-                        RawText(start..start + item.get().len())
-                    })
-                    .collect(),
-            ),
             Err(e) => {
                 self.note_malformed(e);
                 None
@@ -274,17 +267,6 @@ impl Fields {
         })
     }
 
-    /// Like [`Self::optional_object`], but the field must be present.
-    pub fn required_object(&mut self, name: &str) -> Option<JsonObject> {
-        match self.optional_object(name) {
-            Some(object) => object.ok(),
-            None => {
-                self.errors.push(FieldError::new(name, "is required"));
-                None
-            }
-        }
-    }
-
     /// Records the fields nobody asked for, then fails if anything was wrong: malformed JSON
     /// first (also inside a member nobody asked for), then every violation.
     pub fn finish(mut self) -> Result<(), AppError> {
@@ -293,8 +275,7 @@ impl Fields {
             if let Err(e) = parse_strict(&self.body[range]) {
                 self.note_malformed(e);
             }
-            self.errors
-                .push(FieldError::new(key, "is not a known field"));
+            self.errors.push(FieldError::new(key, KNOWN_FIELD));
         }
         if let Some(why) = self.malformed {
             return Err(malformed(why));
@@ -309,9 +290,6 @@ impl Fields {
 
 /// A member's key and where its value's text is in the body; `None` once taken.
 type Member = (String, Option<Range<usize>>);
-
-/// Where one value's text is in a body (an item of [`Fields::required_array`]).
-pub struct RawText(Range<usize>);
 
 /// The top-level members of `body` with where each value's text is, refusing duplicate keys.
 /// `Err(None)`: the body is not an object (or not JSON at all; the caller tells which).

@@ -12,6 +12,7 @@ mod list_query;
 mod observe;
 pub mod openapi;
 mod query;
+mod read_events;
 mod stream;
 pub use stream::LiveStream;
 
@@ -32,7 +33,7 @@ use axum::routing::{get, post};
 use crate::domain::Timestamp;
 use crate::service::{self, SessionService, Written};
 use error::Problem;
-use extract::{JsonObjectBody, OptionalJsonObjectBody, PathParams};
+use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -199,10 +200,10 @@ async fn get_session(
 async fn add_event(
     State(state): State<AppState>,
     PathParams(path): PathParams<dto::SessionPath>,
-    JsonObjectBody(body): JsonObjectBody,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let session_id = dto::path_session_id(path.session_id)?;
-    let new = dto::AddEvent::parse(body)?.into_new(session_id, Timestamp::now());
+    let new = dto::AddEvent::parse(&body)?.into_new(session_id, Timestamp::now());
     let (event, written) = state.service.add_event(new).await?;
     let location = format!("/sessions/{}/events/{}", event.session_id, event.event_id);
     Ok(respond(written, location, dto::EventBody::from(&event)))
@@ -231,11 +232,11 @@ async fn add_event(
 async fn add_events(
     State(state): State<AppState>,
     PathParams(path): PathParams<dto::SessionPath>,
-    JsonObjectBody(body): JsonObjectBody,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let (session_id, batch) = query::both(
         dto::path_session_id(path.session_id),
-        dto::AddEvents::parse(body),
+        dto::AddEvents::parse(&body),
     )?;
     let new = batch.into_new(&session_id, Timestamp::now());
     let (events, written) = state.service.add_events(new).await?;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 mod text;
 
-pub use text::{TextError, integer_beyond_i64};
+pub use text::{CompactSeed, KeySeed, Keys, StrictSkip, TextError, integer_beyond_i64};
 
 use super::Invalid;
 
@@ -57,7 +57,11 @@ impl JsonObject {
     /// text (what [`Self::json`] gives), in one pass, without building a tree. The tree is made
     /// only if something asks for the values.
     pub fn from_json_text(text: &str) -> Result<Self, TextError> {
-        let compact = text::compact_object(text)?;
+        Self::from_compact(text::compact_object(text)?)
+    }
+
+    /// Wraps what [`CompactSeed`] wrote, refusing it if it is over [`MAX_JSON_BYTES`].
+    pub fn from_compact(compact: Vec<u8>) -> Result<Self, TextError> {
         if compact.len() > MAX_JSON_BYTES {
             return Err(TextError::Invalid(Invalid::new(format!(
                 "must be at most {MAX_JSON_BYTES} bytes as JSON"

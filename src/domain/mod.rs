@@ -10,7 +10,10 @@ mod timestamp;
 
 pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};
 pub use ids::{EventId, Language, SessionId};
-pub use json::{JsonObject, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, TextError, integer_beyond_i64};
+pub use json::{
+    CompactSeed, JsonObject, KeySeed, Keys, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, StrictSkip, TextError,
+    integer_beyond_i64,
+};
 pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};
 pub use order::Order;
 pub use session::{NewSession, Session, Status, TerminalStatus};

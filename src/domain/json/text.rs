@@ -31,22 +31,92 @@ pub fn compact_object(text: &str) -> Result<Vec<u8>, TextError> {
             "the integer {literal} is outside the signed 64-bit range"
         )));
     }
-    let mut out = Vec::with_capacity(text.len());
-    let mut broken = None;
     let mut de = serde_json::Deserializer::from_str(text);
-    Transcode {
-        out: &mut out,
-        depth: 1,
-        broken: &mut broken,
+    let compact = CompactSeed {
+        capacity: text.len(),
     }
     .deserialize(&mut de)
-    .and_then(|()| de.end())
+    .and_then(|compact| de.end().map(|()| compact))
     .map_err(|e| TextError::Malformed(e.to_string()))?;
-    match broken {
-        Some(rule) => Err(TextError::Invalid(rule)),
-        None => Ok(out),
+    compact.map_err(TextError::Invalid)
+}
+
+/// Reads one value from a deserializer (a member of a larger body) as an object: its compact
+/// text, or the first rule it breaks. Malformed input is the deserializer's error. Integers
+/// beyond 64 signed bits must have been refused in the whole text before (`integer_beyond_i64`):
+/// a deserializer has already turned them into floats.
+pub struct CompactSeed {
+    /// The expected size of the output, to allocate once.
+    pub capacity: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for CompactSeed {
+    type Value = Result<Vec<u8>, Invalid>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let mut out = Vec::with_capacity(self.capacity);
+        let mut broken = None;
+        Transcode {
+            out: &mut out,
+            depth: 1,
+            broken: &mut broken,
+        }
+        .deserialize(d)?;
+        Ok(match broken {
+            Some(rule) => Err(rule),
+            None => Ok(out),
+        })
     }
 }
+
+/// Reads one value strictly (a duplicate key at any depth is the deserializer's error) and keeps
+/// nothing: for members a body does not use, which must still be well-formed.
+pub struct StrictSkip;
+
+impl<'de> DeserializeSeed<'de> for StrictSkip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let mut scratch = Vec::new();
+        let mut broken = None;
+        Transcode {
+            out: &mut scratch,
+            // Below the top, so a value that is not an object breaks no rule here.
+            depth: 2,
+            broken: &mut broken,
+        }
+        .deserialize(d)
+    }
+}
+
+impl StrictSkip {
+    /// Reads the rest of a map a visitor was handed but does not want, strictly.
+    pub fn rest_of_map<'de, A: MapAccess<'de>>(map: A) -> Result<(), A::Error> {
+        let mut scratch = Vec::new();
+        let mut broken = None;
+        Transcode {
+            out: &mut scratch,
+            depth: 2,
+            broken: &mut broken,
+        }
+        .visit_map(map)
+    }
+
+    /// Reads the rest of a sequence a visitor was handed but does not want, strictly.
+    pub fn rest_of_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<(), A::Error> {
+        let mut scratch = Vec::new();
+        let mut broken = None;
+        Transcode {
+            out: &mut scratch,
+            depth: 2,
+            broken: &mut broken,
+        }
+        .visit_seq(seq)
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+pub struct KeySeed;
 
 /// The first integer literal (no fraction, no exponent) in valid JSON text that does not fit in an
 /// `i64`; serde_json would otherwise read it as a lossy float.
@@ -246,7 +316,7 @@ impl<'de> Visitor<'de> for Transcode<'_> {
 /// The keys of one object so far: a short list, or a set once it is long (an object may hold
 /// up to the body limit's worth of keys, and a list would make that quadratic).
 #[derive(Default)]
-struct Keys<'de> {
+pub struct Keys<'de> {
     few: Vec<Cow<'de, str>>,
     many: HashSet<Cow<'de, str>>,
 }
@@ -254,7 +324,8 @@ struct Keys<'de> {
 impl<'de> Keys<'de> {
     const FEW: usize = 16;
 
-    fn insert(&mut self, key: Cow<'de, str>) -> bool {
+    /// Adds `key`; false if it was there already.
+    pub fn insert(&mut self, key: Cow<'de, str>) -> bool {
         if self.many.is_empty() {
             if self.few.contains(&key) {
                 return false;
@@ -273,9 +344,6 @@ impl<'de> Keys<'de> {
         self.few.len() + self.many.len()
     }
 }
-
-/// An object key, borrowed from the text when it has no escapes.
-struct KeySeed;
 
 impl<'de> DeserializeSeed<'de> for KeySeed {
     type Value = Cow<'de, str>;
