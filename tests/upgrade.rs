@@ -6,7 +6,9 @@
 use bson::{Bson, DateTime, doc};
 use session_service::app::open_storage;
 use session_service::config::DatabaseConfig;
-use session_service::domain::{Order, SessionId, Status, Timers, Timestamp};
+use session_service::domain::{
+    EventId, EventType, JsonObject, NewEvent, Order, SessionId, Status, Timers, Timestamp,
+};
 use session_service::repo::mongo::MongoSettings;
 use session_service::repo::sqlite::{SqliteConfig, Synchronous};
 use session_service::repo::{EventRange, Repositories, Start};
@@ -229,6 +231,35 @@ async fn upgrade_and_check(config: DatabaseConfig) {
         .unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].session_id.as_str(), "old-active");
+
+    // A new event next to the old ones: both forms of stored payload read back in one page.
+    let sid = SessionId::parse("old-active").unwrap();
+    let new = NewEvent {
+        session_id: sid.clone(),
+        event_id: EventId::parse("e-new").unwrap(),
+        event_type: EventType::BotSpeech,
+        payload: JsonObject::parse(serde_json::json!({"text": "new", "n": 1})).unwrap(),
+        client_timestamp: None,
+        received_at: Timestamp::now(),
+    };
+    let (stored, _) = service.add_event(new).await.unwrap();
+    assert_eq!(stored.seq, 4);
+    let range = EventRange {
+        order: Order::Asc,
+        start: Start::Offset(0),
+        limit: 100,
+    };
+    let page = repos.events.page(&sid, range).await.unwrap();
+    let texts: Vec<&str> = page.events.iter().map(|e| e.payload.json()).collect();
+    assert_eq!(
+        texts,
+        [
+            r#"{"text":"hi"}"#,
+            r#"{"text":"hi"}"#,
+            r#"{"text":"hi"}"#,
+            r#"{"text":"new","n":1}"#
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +289,30 @@ async fn a_mongodb_database_of_the_previous_release_upgrades_in_place() {
     old_mongo_database(&settings).await;
     let outcome = tokio::spawn(upgrade_and_check(DatabaseConfig::Mongo(settings.clone()))).await;
     let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    client.database(&settings.database).drop().await.unwrap();
+    let db = client.database(&settings.database);
+    // Events written by this release keep the payload as its JSON text, which a read sends on
+    // as it is; the old ones keep their BSON payload, read as before.
+    let raw = |event_id: &'static str| {
+        let events = db.collection::<bson::Document>("events");
+        async move {
+            events
+                .find_one(doc! { "sessionId": "old-active", "eventId": event_id })
+                .await
+                .unwrap()
+        }
+    };
+    let (new, old) = (raw("e-new").await, raw("e-1").await);
+    db.drop().await.unwrap();
+    if outcome.is_ok() {
+        let new = new.expect("the new event is stored");
+        assert_eq!(
+            new.get_str("payloadJson").unwrap(),
+            r#"{"text":"new","n":1}"#
+        );
+        assert!(new.get("payload").is_none(), "{new}");
+        let old = old.expect("the old event is kept");
+        assert!(old.get_document("payload").is_ok() && old.get("payloadJson").is_none());
+    }
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
