@@ -121,15 +121,8 @@ pub struct KeySeed;
 /// The first integer literal (no fraction, no exponent) in valid JSON text that does not fit in an
 /// `i64`; serde_json would otherwise read it as a lossy float.
 pub fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
-    // Such a literal has at least 19 digits in a row. Most text has no such run at all, and this
-    // check is one cheap pass; only text that has one is scanned token by token.
-    const SHORTEST: usize = 19;
-    let mut run = 0;
-    let has_long_run = bytes.iter().any(|b| {
-        run = if b.is_ascii_digit() { run + 1 } else { 0 };
-        run >= SHORTEST
-    });
-    if !has_long_run {
+    if !has_digit_run(bytes, 19) {
+        // Such a literal has at least 19 digits in a row; most text has no such run at all.
         return None;
     }
     let mut i = 0;
@@ -160,6 +153,33 @@ pub fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether `bytes` holds `len` ASCII digits in a row. Any such run covers one of the positions
+/// `len - 1, 2·len - 1, …`, so only those are looked at, and the run is measured around each
+/// digit found there: about one byte in `len` is read in text without long runs.
+fn has_digit_run(bytes: &[u8], len: usize) -> bool {
+    let mut at = len - 1;
+    while at < bytes.len() {
+        if bytes[at].is_ascii_digit() {
+            let before = bytes[..at]
+                .iter()
+                .rev()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let after = bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if before + after >= len {
+                return true;
+            }
+            // No run of `len` covers `at`: the next one starts after this run.
+            at += after;
+        }
+        at += len;
+    }
+    false
 }
 
 /// One value at `depth` (the top object is depth 1), written to `out`. A broken rule is kept in
@@ -370,5 +390,40 @@ impl<'de> Visitor<'de> for KeySeed {
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Cow<'de, str>, E> {
         Ok(Cow::Owned(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_digit_run;
+
+    /// The strided check against the obvious one, on every placement of runs around the stride.
+    #[test]
+    fn digit_runs_are_found_wherever_they_start() {
+        let naive = |bytes: &[u8], len: usize| {
+            bytes
+                .split(|b| !b.is_ascii_digit())
+                .any(|run| run.len() >= len)
+        };
+        for total in 0..60 {
+            for start in 0..total {
+                for run in 0..=(total - start) {
+                    let mut text = vec![b'x'; total];
+                    text[start..start + run].fill(b'7');
+                    // A shorter run just before it, to trip a wrong skip.
+                    if start >= 3 {
+                        text[start - 3..start - 1].fill(b'1');
+                    }
+                    for len in [1, 2, 5, 19] {
+                        assert_eq!(
+                            has_digit_run(&text, len),
+                            naive(&text, len),
+                            "{} / {len}",
+                            String::from_utf8_lossy(&text)
+                        );
+                    }
+                }
+            }
+        }
     }
 }
