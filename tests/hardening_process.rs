@@ -249,6 +249,40 @@ async fn idle_and_half_sent_connections_are_closed_by_the_timeouts_and_good_clie
     ));
     assert!(matches!(idle.await.unwrap(), Held::ClosedByServer));
 
+    // A kept-alive connection that served a request, sat idle, then sends half a head and
+    // stalls is closed by the header timeout (the keep-alive timer does not run mid-head).
+    let stalled = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(
+                buf[..n].starts_with(b"HTTP/1.1 200"),
+                "{:?}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHo")
+                .await
+                .unwrap();
+            loop {
+                match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await {
+                    Err(_) => return Held::StillOpen,
+                    Ok(Ok(0)) | Ok(Err(_)) => return Held::ClosedByServer,
+                    Ok(Ok(_)) => continue,
+                }
+            }
+        }
+    });
+    assert!(matches!(stalled.await.unwrap(), Held::ClosedByServer));
+
     // And the service is fine afterwards.
     let client = reqwest::Client::new();
     let r = client

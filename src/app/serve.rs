@@ -13,9 +13,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -39,16 +39,13 @@ const STREAM_CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Held by a live stream's body while hyper sends it: the connection is busy (no idle timer
 /// runs) until the body is dropped, and then it is idle.
 struct Streaming {
-    phase: Arc<AtomicU8>,
-    activity: Arc<tokio::sync::Notify>,
+    conn: Arc<Conn>,
 }
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        let _ = self
-            .phase
-            .compare_exchange(STREAMING, IDLE, Ordering::SeqCst, Ordering::SeqCst);
-        self.activity.notify_one();
+        self.conn.enter(STREAMING, IDLE);
+        self.conn.activity.notify_one();
     }
 }
 
@@ -59,11 +56,55 @@ const IDLE: u8 = 2;
 /// Sending a live stream: busy until its body ends, however long that takes.
 const STREAMING: u8 = 3;
 
+/// One connection's phase and when it entered it, shared by its socket, its requests and the
+/// loop that times it. Phase changes cost two atomic stores and a clock read; the loop is not
+/// woken for them (see `serve_connection`).
+struct Conn {
+    phase: AtomicU8,
+    /// When the phase began, in microseconds since `opened`.
+    since: AtomicU64,
+    opened: Instant,
+    /// Wakes the loop when a live stream ends (its end may be what a shutdown waits for).
+    activity: tokio::sync::Notify,
+}
+
+impl Conn {
+    fn new() -> Self {
+        Self {
+            phase: AtomicU8::new(AWAITING_HEAD),
+            since: AtomicU64::new(0),
+            opened: Instant::now(),
+            activity: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::SeqCst)
+    }
+
+    /// Moves from `from` to `to` (if the connection is in `from`), noting when.
+    fn enter(&self, from: u8, to: u8) -> bool {
+        let moved = self
+            .phase
+            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if moved {
+            let micros = self.opened.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+            self.since.store(micros, Ordering::SeqCst);
+        }
+        moved
+    }
+
+    /// When the current phase began.
+    fn since(&self) -> Instant {
+        self.opened + Duration::from_micros(self.since.load(Ordering::SeqCst))
+    }
+}
+
 /// The socket, noting when a new request starts arriving on an idle connection.
 struct Watched {
     stream: TcpStream,
-    phase: Arc<AtomicU8>,
-    activity: Arc<tokio::sync::Notify>,
+    conn: Arc<Conn>,
 }
 
 impl AsyncRead for Watched {
@@ -74,13 +115,8 @@ impl AsyncRead for Watched {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && self
-                .phase
-                .compare_exchange(IDLE, AWAITING_HEAD, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
-            self.activity.notify_one();
+        if buf.filled().len() > before {
+            self.conn.enter(IDLE, AWAITING_HEAD);
         }
         polled
     }
@@ -165,27 +201,22 @@ async fn serve_connection(
     limits: ConnectionLimits,
     mut closing: watch::Receiver<bool>,
 ) {
-    let phase = Arc::new(AtomicU8::new(AWAITING_HEAD));
-    let activity = Arc::new(tokio::sync::Notify::new());
+    let conn = Arc::new(Conn::new());
     let io = TokioIo::new(Watched {
         stream,
-        phase: Arc::clone(&phase),
-        activity: Arc::clone(&activity),
+        conn: Arc::clone(&conn),
     });
-    let service_phase = Arc::clone(&phase);
-    let service_activity = Arc::clone(&activity);
+    let service_conn = Arc::clone(&conn);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        service_phase.store(IN_REQUEST, Ordering::SeqCst);
+        service_conn.phase.store(IN_REQUEST, Ordering::SeqCst);
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
-        let phase = Arc::clone(&service_phase);
-        let activity = Arc::clone(&service_activity);
+        let conn = Arc::clone(&service_conn);
         async move {
             let response = router.oneshot(req.map(axum::body::Body::new)).await;
-            let response = response.map(|response| track_stream(response, &phase, &activity));
+            let response = response.map(|response| track_stream(response, &conn));
             // The head of the next request may already be buffered; hyper reads it next.
-            let _ = phase.compare_exchange(IN_REQUEST, IDLE, Ordering::SeqCst, Ordering::SeqCst);
-            activity.notify_one();
+            conn.enter(IN_REQUEST, IDLE);
             response
         }
     });
@@ -197,25 +228,22 @@ async fn serve_connection(
         .keep_alive(true)
         .serve_connection(io, service);
     tokio::pin!(connection);
+    // One timer for the connection's life, not one per request: it is never later than the
+    // deadline of the phase the connection is in, and when it fires it checks that phase and
+    // sets itself again. A phase change therefore needs no wakeup: while idle or busy the timer
+    // looks again at least every `tick` (the shorter timeout), so a request head that begins to
+    // arrive is seen in time for its own deadline, which is then kept exactly.
+    let tick = limits.header_read_timeout.min(limits.keepalive_timeout);
+    let timer = tokio::time::sleep(limits.header_read_timeout);
+    tokio::pin!(timer);
     let mut closing_seen = false;
     loop {
-        let streaming = || phase.load(Ordering::SeqCst) == STREAMING;
+        let streaming = || conn.phase() == STREAMING;
         let stream_grace = async {
             if closing_seen && streaming() {
                 tokio::time::sleep(STREAM_CLOSE_GRACE).await;
             } else {
                 std::future::pending().await
-            }
-        };
-        let deadline = match phase.load(Ordering::SeqCst) {
-            AWAITING_HEAD => Some(limits.header_read_timeout),
-            IDLE => Some(limits.keepalive_timeout),
-            _ => None,
-        };
-        let timer = async {
-            match deadline {
-                Some(after) => tokio::time::sleep(after).await,
-                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -224,29 +252,39 @@ async fn serve_connection(
                 closing_seen = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = activity.notified() => {}
+            () = conn.activity.notified() => {}
             // The stream's end could not be sent in time (its client is not reading): close.
             () = stream_grace => if streaming() { return },
-            () = timer => {
-                match phase.load(Ordering::SeqCst) {
-                    // A request head that did not arrive in time: nothing is in flight.
-                    AWAITING_HEAD => return,
-                    IDLE => {
-                        connection.as_mut().graceful_shutdown();
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                let next = match conn.phase() {
+                    AWAITING_HEAD => {
+                        let due = conn.since() + limits.header_read_timeout;
+                        // A request head that did not arrive in time: nothing is in flight.
+                        if now >= due {
+                            return;
+                        }
+                        due
                     }
-                    _ => {}
-                }
+                    IDLE => {
+                        let due = conn.since() + limits.keepalive_timeout;
+                        if now >= due {
+                            connection.as_mut().graceful_shutdown();
+                            now + tick
+                        } else {
+                            due.min(now + tick)
+                        }
+                    }
+                    _ => now + tick,
+                };
+                timer.as_mut().reset(next.into());
             }
         }
     }
 }
 
 /// A live stream's response, with the connection marked busy until its body is dropped.
-fn track_stream(
-    response: axum::response::Response,
-    phase: &Arc<AtomicU8>,
-    activity: &Arc<tokio::sync::Notify>,
-) -> axum::response::Response {
+fn track_stream(response: axum::response::Response, conn: &Arc<Conn>) -> axum::response::Response {
     use futures_util::StreamExt;
     if response
         .extensions()
@@ -255,10 +293,9 @@ fn track_stream(
     {
         return response;
     }
-    phase.store(STREAMING, Ordering::SeqCst);
+    conn.phase.store(STREAMING, Ordering::SeqCst);
     let guard = Streaming {
-        phase: Arc::clone(phase),
-        activity: Arc::clone(activity),
+        conn: Arc::clone(conn),
     };
     response.map(|body| {
         axum::body::Body::from_stream(body.into_data_stream().map(move |chunk| {

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Instruction counts per request, which do not depend on machine noise: the service (or any
+# binary given) runs under valgrind's callgrind on an embedded SQLite store; a fixed number of
+# requests is measured after an uninstrumented warmup. Prints instructions per request in total,
+# in the tokio workers (HTTP, validation, service) and in the SQLite writer thread, then the
+# functions with the most instructions (inclusive). See BENCHMARKS.md, "Profile".
+#
+#   bench/profile.sh [ingest|read] [SERVICE_BINARY]
+#
+# Settings (environment): PROFILE_REQUESTS=4000, PROFILE_CONNS=4, PROFILE_TOP=40,
+# PROFILE_OUT=bench-results/callgrind.<mode>.out. Needs valgrind (`apt-get install valgrind`).
+# A release build with line tables attributes costs to source lines:
+#   CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release
+# Callgrind runs the program ~50 times slower, so the writer's group commits are smaller than in
+# a real run: compare the tokio side across builds; read the writer's share as an upper bound.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-ingest}
+TARGET=${CARGO_TARGET_DIR:-target}/release
+SERVICE=${2:-$TARGET/session-service}
+LOAD=$TARGET/examples/bench_load
+N=${PROFILE_REQUESTS:-4000}
+CONNS=${PROFILE_CONNS:-4}
+TOP=${PROFILE_TOP:-40}
+OUT=${PROFILE_OUT:-bench-results/callgrind.$MODE.out}
+
+command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 2; }
+case "$MODE" in ingest|read) ;; *) echo "mode must be ingest or read, not $MODE" >&2; exit 2 ;; esac
+[ -x "$LOAD" ] || cargo build --release --locked --example bench_load
+mkdir -p bench-results
+WORK=$(mktemp -d)
+pid=""
+cleanup() {
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+port=$("$LOAD" free-port)
+ADDR=127.0.0.1:$port
+# vgdb (which callgrind_control uses) names its pipes after USER and HOST; HOST is also the
+# service's listen address, so both sides get the same one.
+export USER=${USER:-root} LOGNAME=${LOGNAME:-root}
+env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$WORK/profile.db" \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" "$SERVICE" \
+    >"$WORK/service.log" 2>&1 &
+pid=$!
+"$LOAD" wait --addr "$ADDR" --timeout 120
+
+common=(--addr "$ADDR" --conns "$CONNS" --threads 1)
+if [ "$MODE" = ingest ]; then
+    "$LOAD" ingest "${common[@]}" --scenario warmup --requests 500 --kind POST --sessions 1 \
+        --verify false >/dev/null
+    measure=(ingest "${common[@]}" --scenario measured --requests "$N" --kind POST --sessions 1
+        --verify false)
+else
+    "$LOAD" seed-prepare --addr "$ADDR" --session profile-read >/dev/null
+    "$LOAD" ingest "${common[@]}" --scenario seed --session profile-read --requests 999 \
+        --verify false >/dev/null
+    "$LOAD" read "${common[@]}" --scenario warmup --session profile-read --at first \
+        --requests 500 >/dev/null
+    measure=(read "${common[@]}" --scenario measured --session profile-read --at first
+        --requests "$N")
+fi
+HOST=127.0.0.1 callgrind_control -i on "$pid" >/dev/null
+"$LOAD" "${measure[@]}" | tail -n 1
+HOST=127.0.0.1 callgrind_control -i off "$pid" >/dev/null
+kill -TERM "$pid"
+wait "$pid" || true
+pid=""
+
+callgrind_annotate --inclusive=yes --threshold=100 "$OUT" 2>/dev/null | grep -v '=>' |
+    awk -v n="$N" -v top="$TOP" '
+        /PROGRAM TOTALS/ { gsub(",", "", $1); printf "total        %8.1f k instructions per request\n", $1 / n / 1000 }
+        /worker::Context::run / && !w { gsub(",", "", $1); w = 1; printf "tokio side   %8.1f k\n", $1 / n / 1000 }
+        /sqlite::writer::run / && !s { gsub(",", "", $1); s = 1; printf "writer       %8.1f k\n", $1 / n / 1000 }
+        /^ *[0-9,]+ \(/ && shown < top && $0 !~ /PROGRAM TOTALS/ {
+            if (!header) { print "\ninclusive k/request  function"; header = 1 }
+            v = $1; gsub(",", "", v); $1 = ""; $2 = ""; shown++
+            sub(/^ +/, ""); sub(/ \[[^]]*\]$/, "")
+            printf "%8.1f  %s\n", v / n / 1000, substr($0, 1, 150)
+        }'
+echo "callgrind data: $OUT (callgrind_annotate $OUT)"
