@@ -5,7 +5,10 @@
 # in the tokio workers (HTTP, validation, service) and in the SQLite writer thread, then the
 # functions with the most instructions (inclusive). See BENCHMARKS.md, "Profile".
 #
-#   bench/profile.sh [ingest|read] [SERVICE_BINARY]
+#   bench/profile.sh [SERVICE_BINARY]
+#
+# Single-event ingest only: reads go through the reader threads, which under valgrind (one thread
+# runs at a time) take minutes per thousand requests; profile reads with `perf` instead.
 #
 # Settings (environment): PROFILE_REQUESTS=4000, PROFILE_CONNS=4, PROFILE_TOP=40,
 # PROFILE_OUT=bench-results/callgrind.<mode>.out. Needs valgrind (`apt-get install valgrind`).
@@ -16,9 +19,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=${1:-ingest}
+MODE=ingest
 TARGET=${CARGO_TARGET_DIR:-target}/release
-SERVICE=${2:-$TARGET/session-service}
+SERVICE=${1:-$TARGET/session-service}
 LOAD=$TARGET/examples/bench_load
 N=${PROFILE_REQUESTS:-4000}
 CONNS=${PROFILE_CONNS:-4}
@@ -26,7 +29,6 @@ TOP=${PROFILE_TOP:-40}
 OUT=${PROFILE_OUT:-bench-results/callgrind.$MODE.out}
 
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 2; }
-case "$MODE" in ingest|read) ;; *) echo "mode must be ingest or read, not $MODE" >&2; exit 2 ;; esac
 [ -x "$LOAD" ] || cargo build --release --locked --example bench_load
 mkdir -p bench-results
 WORK=$(mktemp -d)
@@ -49,23 +51,13 @@ pid=$!
 "$LOAD" wait --addr "$ADDR" --timeout 120
 
 common=(--addr "$ADDR" --conns "$CONNS" --threads 1)
-if [ "$MODE" = ingest ]; then
-    "$LOAD" ingest "${common[@]}" --scenario warmup --requests 500 --kind POST --sessions 1 \
-        --verify false >/dev/null
-    measure=(ingest "${common[@]}" --scenario measured --requests "$N" --kind POST --sessions 1
-        --verify false)
-else
-    "$LOAD" seed-prepare --addr "$ADDR" --session profile-read >/dev/null
-    "$LOAD" ingest "${common[@]}" --scenario seed --session profile-read --requests 999 \
-        --verify false >/dev/null
-    "$LOAD" read "${common[@]}" --scenario warmup --session profile-read --at first \
-        --requests 500 >/dev/null
-    measure=(read "${common[@]}" --scenario measured --session profile-read --at first
-        --requests "$N")
-fi
-HOST=127.0.0.1 callgrind_control -i on "$pid" >/dev/null
+"$LOAD" ingest "${common[@]}" --scenario warmup --requests 500 --kind POST --sessions 1 \
+    --verify false >/dev/null
+measure=(ingest "${common[@]}" --scenario measured --requests "$N" --kind POST --sessions 1
+    --verify false)
+HOST=127.0.0.1 callgrind_control -i on "$pid" >/dev/null 2>&1
 "$LOAD" "${measure[@]}" | tail -n 1
-HOST=127.0.0.1 callgrind_control -i off "$pid" >/dev/null
+HOST=127.0.0.1 callgrind_control -i off "$pid" >/dev/null 2>&1
 kill -TERM "$pid"
 wait "$pid" || true
 pid=""
