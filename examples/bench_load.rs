@@ -1323,6 +1323,37 @@ fn cmd_report(args: &Args) -> Res<()> {
             (ratio >= 0.5, format!("ratio {ratio:.2}"))
         }),
     );
+    // The throughput issue's: the service against the durable baseline.
+    goal(
+        "ingest (1 session, full) >= 1.0 x durable, 0 errors, p99 <= 10 ms",
+        find("ingest-1").map(|r| {
+            let ratio = num(r, "ratio_to_durable");
+            let errors = r["errors"].as_u64().unwrap_or(u64::MAX);
+            let p99 = num(r, "p99_ms");
+            (
+                ratio >= 1.0 && errors == 0 && p99 <= 10.0,
+                format!("ratio {ratio:.2}, errors {errors}, p99 {p99:.2} ms"),
+            )
+        }),
+    );
+    goal(
+        "ingest (1 session, normal): 0 errors, p99 <= 10 ms",
+        find("ingest-1-normal").map(|r| {
+            let errors = r["errors"].as_u64().unwrap_or(u64::MAX);
+            let p99 = num(r, "p99_ms");
+            (
+                errors == 0 && p99 <= 10.0,
+                format!("errors {errors}, p99 {p99:.2} ms"),
+            )
+        }),
+    );
+    goal(
+        "first-page read >= 1.0 x durable",
+        find("read-first").map(|r| {
+            let ratio = num(r, "ratio_to_durable");
+            (ratio >= 1.0, format!("ratio {ratio:.2}"))
+        }),
+    );
     goal(
         "deep cursor page within 20% of first page's throughput",
         find("read-first")
