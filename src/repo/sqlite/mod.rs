@@ -1,9 +1,9 @@
 //! The embedded store: SQLite in WAL mode.
 //!
 //! All writes go through one writer thread that owns the only writing connection. It takes every
-//! command waiting in its queue, runs them in one transaction (each inside its own savepoint, so
-//! one failing command does not undo the others), commits once, and only then answers the callers:
-//! group commit. One writer also means every read-check-write of a command is serialized by the
+//! command waiting in its queue, runs them in one transaction (again with a savepoint per
+//! command if one of them fails, so a failing command does not undo the others), commits once, and
+//! only then answers the callers: group commit. One writer also means every read-check-write of a command is serialized by the
 //! store itself. Reads run on a small pool of read-only connections that see WAL snapshots.
 
 mod migrations;
