@@ -14,8 +14,8 @@ use super::dto::AddEvent;
 use super::error::{AppError, FieldError};
 use super::extract::{KNOWN_FIELD, MUST_BE_STRING, REQUIRED, body_not_object, malformed};
 use crate::domain::{
-    CompactSeed, EventId, EventType, Invalid, JsonObject, KeySeed, Keys, MAX_BATCH_EVENTS,
-    StrictSkip, TextError, Timestamp, integer_beyond_i64,
+    CompactSeed, EventId, EventType, Invalid, JsonObject, Keys, MAX_BATCH_EVENTS, StrictSkip,
+    TextError, Timestamp, integer_beyond_i64, next_new_key,
 };
 
 /// One event object of a body, as read.
@@ -177,13 +177,7 @@ fn each_member<'de, A: MapAccess<'de>>(
     mut read: impl FnMut(&str, &mut A) -> Result<(), A::Error>,
 ) -> Result<(), A::Error> {
     let mut keys = Keys::default();
-    while let Some(key) = access.next_key_seed(KeySeed)? {
-        if !keys.insert(key.clone()) {
-            return Err(de::Error::custom(format!(
-                "duplicate key {:?}",
-                key.as_ref()
-            )));
-        }
+    while let Some(key) = next_new_key(&mut access, &mut keys)? {
         read(&key, &mut access)?;
     }
     Ok(())

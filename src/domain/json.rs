@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 mod text;
 
-pub use text::{CompactSeed, KeySeed, Keys, StrictSkip, TextError, integer_beyond_i64};
+pub use text::{CompactSeed, Keys, StrictSkip, TextError, integer_beyond_i64, next_new_key};
 
 use super::Invalid;
 

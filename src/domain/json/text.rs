@@ -77,42 +77,49 @@ impl<'de> DeserializeSeed<'de> for StrictSkip {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let mut scratch = Vec::new();
-        let mut broken = None;
-        Transcode {
-            out: &mut scratch,
-            // Below the top, so a value that is not an object breaks no rule here.
-            depth: 2,
-            broken: &mut broken,
-        }
-        .deserialize(d)
+        StrictSkip::with(|skip| skip.deserialize(d))
     }
 }
 
 impl StrictSkip {
-    /// Reads the rest of a map a visitor was handed but does not want, strictly.
-    pub fn rest_of_map<'de, A: MapAccess<'de>>(map: A) -> Result<(), A::Error> {
+    /// Runs `read` with a transcoder whose output and broken rules are thrown away: below the
+    /// top, so a value that is not an object breaks no rule here.
+    fn with<R>(read: impl FnOnce(Transcode<'_>) -> R) -> R {
         let mut scratch = Vec::new();
         let mut broken = None;
-        Transcode {
+        read(Transcode {
             out: &mut scratch,
             depth: 2,
             broken: &mut broken,
-        }
-        .visit_map(map)
+        })
+    }
+
+    /// Reads the rest of a map a visitor was handed but does not want, strictly.
+    pub fn rest_of_map<'de, A: MapAccess<'de>>(map: A) -> Result<(), A::Error> {
+        StrictSkip::with(|skip| skip.visit_map(map))
     }
 
     /// Reads the rest of a sequence a visitor was handed but does not want, strictly.
     pub fn rest_of_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<(), A::Error> {
-        let mut scratch = Vec::new();
-        let mut broken = None;
-        Transcode {
-            out: &mut scratch,
-            depth: 2,
-            broken: &mut broken,
-        }
-        .visit_seq(seq)
+        StrictSkip::with(|skip| skip.visit_seq(seq))
     }
+}
+
+/// The next key of an object, refusing one seen before in it (malformed JSON); `None` at its end.
+pub fn next_new_key<'de, A: MapAccess<'de>>(
+    access: &mut A,
+    keys: &mut Keys<'de>,
+) -> Result<Option<Cow<'de, str>>, A::Error> {
+    let Some(key) = access.next_key_seed(KeySeed)? else {
+        return Ok(None);
+    };
+    if !keys.insert(key.clone()) {
+        return Err(de::Error::custom(format!(
+            "duplicate key {:?}",
+            key.as_ref()
+        )));
+    }
+    Ok(Some(key))
 }
 
 /// An object key, borrowed from the text when it has no escapes.
@@ -300,13 +307,7 @@ impl<'de> Visitor<'de> for Transcode<'_> {
         self.check_depth();
         self.out.push(b'{');
         let mut keys = Keys::default();
-        while let Some(key) = access.next_key_seed(KeySeed)? {
-            if !keys.insert(key.clone()) {
-                return Err(de::Error::custom(format!(
-                    "duplicate key {:?}",
-                    key.as_ref()
-                )));
-            }
+        while let Some(key) = next_new_key(&mut access, &mut keys)? {
             if keys.len() > MAX_OBJECT_KEYS {
                 self.break_rule(|| {
                     Invalid::new(format!(
