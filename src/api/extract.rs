@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::error::{AppError, FieldError};
 use super::json::parse_strict;
-use crate::domain::{Invalid, JsonObject, TextError, integer_beyond_i64};
+use crate::domain::{Invalid, JsonObject, TextError, integers_fit_i64};
 
 /// A request body that must be a JSON object, sent as `application/json` (or `application/*+json`),
 /// read into its top-level [`Fields`].
@@ -157,6 +157,13 @@ pub fn malformed(why: impl fmt::Display) -> AppError {
     )
 }
 
+/// Keeps a parsed value, or records in `errors` why `name` did not parse.
+pub fn check<T>(errors: &mut Vec<FieldError>, name: &str, parsed: Result<T, Invalid>) -> Option<T> {
+    parsed
+        .map_err(|e| errors.push(FieldError::new(name, e.0)))
+        .ok()
+}
+
 pub fn body_not_object() -> AppError {
     AppError::bad_request("body_not_object", "the body must be a JSON object")
 }
@@ -175,11 +182,7 @@ impl Fields {
             }
             Err(Some(e)) => return Err(malformed(e)),
         };
-        if let Some(literal) = integer_beyond_i64(&body) {
-            return Err(malformed(format!(
-                "the integer {literal} is outside the signed 64-bit range"
-            )));
-        }
+        integers_fit_i64(&body).map_err(malformed)?;
         Ok(Self {
             body,
             members,
@@ -190,9 +193,7 @@ impl Fields {
 
     /// Keeps a parsed value, or records why `name` did not parse.
     pub fn check<T>(&mut self, name: &str, parsed: Result<T, Invalid>) -> Option<T> {
-        parsed
-            .map_err(|e| self.errors.push(FieldError::new(name, e.0)))
-            .ok()
+        check(&mut self.errors, name, parsed)
     }
 
     /// The text of member `name`, taken; `None` if absent or `null`.

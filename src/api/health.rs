@@ -51,9 +51,7 @@ impl StorageHealth {
             HEALTHY
         }
     }
-}
 
-impl StorageHealth {
     /// Records how a request ended, if it was a write: a success clears the mark, a storage
     /// failure sets it. Called by the `observe` layer on every response (only the session routes
     /// take writes; nothing else answers a write with success or a storage failure).

@@ -7,7 +7,7 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::domain::integer_beyond_i64;
+use crate::domain::integers_fit_i64;
 
 /// Parses `bytes` as one JSON value, refusing duplicate object keys and integer literals outside
 /// the signed 64-bit range. Nesting is bounded by serde_json's recursion limit (128), so deep input
@@ -16,11 +16,7 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, String> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = StrictSeed.deserialize(&mut de).map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
-    if let Some(literal) = integer_beyond_i64(bytes) {
-        return Err(format!(
-            "the integer {literal} is outside the signed 64-bit range"
-        ));
-    }
+    integers_fit_i64(bytes)?;
     Ok(value)
 }
 

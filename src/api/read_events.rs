@@ -12,10 +12,10 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::dto::AddEvent;
 use super::error::{AppError, FieldError};
-use super::extract::{KNOWN_FIELD, MUST_BE_STRING, REQUIRED, body_not_object, malformed};
+use super::extract::{KNOWN_FIELD, MUST_BE_STRING, REQUIRED, body_not_object, check, malformed};
 use crate::domain::{
     CompactSeed, EventId, EventType, Invalid, JsonObject, Keys, MAX_BATCH_EVENTS, StrictSkip,
-    TextError, Timestamp, integer_beyond_i64, next_new_key,
+    TextError, Timestamp, integers_fit_i64, next_new_key,
 };
 
 /// One event object of a body, as read.
@@ -55,11 +55,7 @@ pub fn batch(body: &[u8]) -> Result<ReadBatch, AppError> {
 
 /// Reads all of `body` with `seed`: malformed JSON, anywhere, is the answer before anything else.
 fn whole<'de, S: DeserializeSeed<'de>>(body: &'de [u8], seed: S) -> Result<S::Value, AppError> {
-    if let Some(literal) = integer_beyond_i64(body) {
-        return Err(malformed(format!(
-            "the integer {literal} is outside the signed 64-bit range"
-        )));
-    }
+    integers_fit_i64(body).map_err(malformed)?;
     let mut de = serde_json::Deserializer::from_slice(body);
     let read = seed.deserialize(&mut de).map_err(malformed)?;
     de.end().map_err(malformed)?;
@@ -291,13 +287,6 @@ impl<'de> Visitor<'de> for EventSeed {
     fn visit_unit<E: de::Error>(self) -> Result<ReadEvent, E> {
         Ok(ReadEvent::NotObject)
     }
-}
-
-/// Keeps a parsed value, or records why `name` did not parse.
-fn check<T>(errors: &mut Vec<FieldError>, name: &str, parsed: Result<T, Invalid>) -> Option<T> {
-    parsed
-        .map_err(|e| errors.push(FieldError::new(name, e.0)))
-        .ok()
 }
 
 /// A batch body: its `events` and the members nobody asked for. `None` if it is not an object.

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 mod text;
 
-pub use text::{CompactSeed, Keys, StrictSkip, TextError, integer_beyond_i64, next_new_key};
+pub use text::{CompactSeed, Keys, StrictSkip, TextError, integers_fit_i64, next_new_key};
 
 use super::Invalid;
 

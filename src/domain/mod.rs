@@ -12,7 +12,7 @@ pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};
 pub use ids::{EventId, Language, SessionId};
 pub use json::{
     CompactSeed, JsonObject, Keys, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, StrictSkip, TextError,
-    integer_beyond_i64, next_new_key,
+    integers_fit_i64, next_new_key,
 };
 pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};
 pub use order::Order;

@@ -26,6 +26,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply from its parts; `body` is the text as JSON, or null if it is not JSON.
+    pub fn new(status: u16, headers: reqwest::header::HeaderMap, text: String) -> Self {
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -129,13 +140,7 @@ impl TestApp {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("read body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Reply::new(status, headers, text)
     }
 
     pub async fn get(&self, path: &str) -> Reply {

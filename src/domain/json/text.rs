@@ -26,11 +26,7 @@ pub enum TextError {
 /// Checks `text` and writes its compact form; the first rule broken (in document order) is the
 /// one reported, but only once the whole text is known to be well-formed JSON.
 pub fn compact_object(text: &str) -> Result<Vec<u8>, TextError> {
-    if let Some(literal) = integer_beyond_i64(text.as_bytes()) {
-        return Err(TextError::Malformed(format!(
-            "the integer {literal} is outside the signed 64-bit range"
-        )));
-    }
+    integers_fit_i64(text.as_bytes()).map_err(TextError::Malformed)?;
     let mut de = serde_json::Deserializer::from_str(text);
     let compact = CompactSeed {
         capacity: text.len(),
@@ -125,9 +121,19 @@ pub fn next_new_key<'de, A: MapAccess<'de>>(
 /// An object key, borrowed from the text when it has no escapes.
 pub struct KeySeed;
 
-/// The first integer literal (no fraction, no exponent) in valid JSON text that does not fit in an
-/// `i64`; serde_json would otherwise read it as a lossy float.
-pub fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
+/// Refuses JSON text holding an integer literal (no fraction, no exponent) that does not fit in an
+/// `i64`, which serde_json would otherwise read as a lossy float; the error says which.
+pub fn integers_fit_i64(bytes: &[u8]) -> Result<(), String> {
+    match integer_beyond_i64(bytes) {
+        Some(literal) => Err(format!(
+            "the integer {literal} is outside the signed 64-bit range"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The first integer literal in valid JSON text that does not fit in an `i64`.
+fn integer_beyond_i64(bytes: &[u8]) -> Option<String> {
     if !has_digit_run(bytes, 19) {
         // Such a literal has at least 19 digits in a row; most text has no such run at all.
         return None;
