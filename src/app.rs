@@ -5,15 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 mod serve;
 
-use crate::api::AppError;
 use crate::api::{self, AppState};
 use crate::config::{Config, DatabaseConfig};
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
@@ -253,13 +249,7 @@ impl Application {
             auth.clone(),
             rate_limit.clone(),
             storage_health.clone(),
-        )
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(AppError::Internal(
-                "a request handler panicked".into(),
-            ))
-        }));
+        );
         let router = match cors_layer(&config.cors_allowed_origins) {
             Some(cors) => router.layer(cors),
             None => router,
@@ -268,7 +258,7 @@ impl Application {
             timeout: config.request_timeout,
             storage_health,
         };
-        let router = router.layer(from_fn_with_state(observe, api::observe));
+        let router = router.layer(observe);
         let addr = SocketAddr::new(config.host, config.port);
         let listener = bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let addr = listener

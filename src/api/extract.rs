@@ -26,31 +26,41 @@ pub struct JsonObjectBody(pub Fields);
 pub struct OptionalJsonObjectBody(pub Option<Fields>);
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let starts = |s: &str, prefix: &str| {
+        s.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    let ends = |s: &str, suffix: &str| {
+        s.len() >= suffix.len()
+            && s.get(s.len() - suffix.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+    };
+    essence.eq_ignore_ascii_case("application/json")
+        || (starts(essence, "application/") && ends(essence, "+json"))
 }
 
+/// The body, read up to the configured limit (`MAX_BODY_BYTES`): a longer one is refused with
+/// 413 as soon as its `Content-Length` or its bytes say so, without reading the rest.
 async fn read_body(req: Request, state: &AppState) -> Result<(Option<String>, Bytes), AppError> {
-    let content_type = req
-        .headers()
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let content_type = parts
+        .headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
-    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge {
-                limit: state.max_body_bytes,
+    let limit = state.max_body_bytes;
+    let collected = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                AppError::PayloadTooLarge { limit }
+            } else {
+                AppError::bad_request("body_unreadable", "the request body could not be read")
             }
-        } else {
-            AppError::bad_request("body_unreadable", "the request body could not be read")
-        }
-    })?;
-    Ok((content_type, bytes))
+        })?;
+    Ok((content_type, collected.to_bytes()))
 }
 
 fn parse_object(content_type: Option<String>, bytes: Bytes) -> Result<Fields, AppError> {

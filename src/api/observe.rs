@@ -1,19 +1,33 @@
 //! Per-request observation: a request id (taken from `x-request-id` or generated) that is echoed
 //! in the response, carried by the request's tracing span and put into problem JSON; a bounded
-//! request time; one access log line; the HTTP metrics; how each write ended, for `/ready`
-//! ([`StorageHealth`]); and the security headers of every response. One layer does all of it: each layer costs a boxed future and a clone of the
-//! service below it on every request.
+//! request time; a handler's panic answered as a 500 problem; one access log line; the HTTP
+//! metrics; how each write ended, for `/ready` ([`StorageHealth`]); and the security headers of
+//! every response.
+//!
+//! One hand-written layer does all of it, with a future of its own: a layer made with
+//! `middleware::from_fn` (or one layer per concern) costs a boxed future, a clone of the service
+//! below it and a move of the request on every request, which together cost more than the rest
+//! of this layer (BENCHMARKS.md, "Profile").
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
-use tracing::Instrument;
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Sleep;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing::instrument::Instrumented;
 
 use super::error::AppError;
 use super::health::StorageHealth;
@@ -44,47 +58,171 @@ fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// What the `observe` layer needs: the request time limit, and where write outcomes go.
+/// The `observe` layer's settings: the request time limit, and where write outcomes go. Put it
+/// outermost (`Router::layer`), so that it sees every request, 401s and panics included.
 #[derive(Clone)]
 pub struct Observe {
     pub timeout: Duration,
     pub storage_health: StorageHealth,
 }
 
-pub async fn observe(State(observe): State<Observe>, req: Request, next: Next) -> Response {
-    let timeout = observe.timeout;
-    let started = Instant::now();
-    let id = request_id(&req);
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let span = tracing::info_span!("request", %method, route, request_id = %id);
-    let header = HeaderValue::from_str(&id).ok();
-    let served = async {
-        match tokio::time::timeout(timeout, next.run(req)).await {
-            Ok(response) => response,
-            Err(_) => AppError::Timeout(timeout).into_response(),
-        }
-    };
-    let mut response = REQUEST_ID.scope(id, served.instrument(span.clone())).await;
+impl<S> Layer<S> for Observe {
+    type Service = Observed<S>;
 
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request served"
-        );
-    });
-    record(method_label(&method), route, status, elapsed);
-    observe.storage_health.record(&method, &response);
-    let headers = response.headers_mut();
-    if let Some(value) = header {
-        headers.insert(REQUEST_ID_HEADER, value);
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed {
+            inner,
+            observe: self.clone(),
+        }
     }
-    security_headers(headers);
-    response
+}
+
+/// A service below the `observe` layer.
+#[derive(Clone)]
+pub struct Observed<S> {
+    inner: S,
+    observe: Observe,
+}
+
+impl<S> Service<Request> for Observed<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observing<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let span = tracing::info_span!("request", %method, route = route_name, request_id = %id);
+        let header = HeaderValue::from_str(&id).ok();
+        // The service below may do work (and panic) before its future exists; a panic there is
+        // answered when the future is first polled, within the request's scope.
+        let inner = {
+            let _entered = span.enter();
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
+        };
+        let served = Served {
+            inner,
+            timer: tokio::time::sleep(self.observe.timeout),
+            timeout: self.observe.timeout,
+        };
+        Observing {
+            served: REQUEST_ID.scope(id, tracing::Instrument::instrument(served, span.clone())),
+            done: Some(Done {
+                started,
+                method,
+                route,
+                span,
+                header,
+                storage_health: self.observe.storage_health.clone(),
+            }),
+        }
+    }
+}
+
+pin_project! {
+    /// The request's answer within its time limit, a panic turned into a 500 problem.
+    struct Served<F> {
+        #[pin]
+        inner: Option<F>,
+        #[pin]
+        timer: Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Served<F> {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(panicked());
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(Ok(response))) => return Poll::Ready(response),
+            Ok(Poll::Ready(Err(never))) => match never {},
+            Ok(Poll::Pending) => {}
+            Err(_) => {
+                // A panicked future must not be polled again.
+                this.inner.set(None);
+                return Poll::Ready(panicked());
+            }
+        }
+        ready!(this.timer.poll(cx));
+        // The handler is dropped, as a timed-out `tokio::time::timeout` would drop it.
+        this.inner.set(None);
+        Poll::Ready(AppError::Timeout(*this.timeout).into_response())
+    }
+}
+
+fn panicked() -> Response {
+    AppError::Internal("a request handler panicked".into()).into_response()
+}
+
+/// What the answer needs once it is there.
+struct Done {
+    started: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+    span: Span,
+    header: Option<HeaderValue>,
+    storage_health: StorageHealth,
+}
+
+impl Done {
+    fn finish(self, mut response: Response) -> Response {
+        let status = response.status().as_u16();
+        let elapsed = self.started.elapsed();
+        self.span.in_scope(|| {
+            tracing::info!(
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request served"
+            );
+        });
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        record(method_label(&self.method), route, status, elapsed);
+        self.storage_health.record(&self.method, &response);
+        let headers = response.headers_mut();
+        if let Some(value) = self.header {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        security_headers(headers);
+        response
+    }
+}
+
+pin_project! {
+    /// The future of a request under the `observe` layer.
+    pub struct Observing<F> {
+        #[pin]
+        served: TaskLocalFuture<String, Instrumented<Served<F>>>,
+        done: Option<Done>,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Observing<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.served.poll(cx));
+        let response = match this.done.take() {
+            Some(done) => done.finish(response),
+            None => response,
+        };
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// On every response: no MIME sniffing, and no caching of session data by browsers or proxies.
@@ -177,4 +315,96 @@ fn record(method: &'static str, route: &str, status: u16, elapsed: Duration) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::response::Response;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::{Observe, REQUEST_ID_HEADER};
+
+    async fn panics() -> &'static str {
+        panic!("a handler that panics")
+    }
+
+    fn app() -> Router {
+        let panics_in_call = tower::service_fn(
+            |_req: Request<Body>| -> std::future::Ready<Result<Response, Infallible>> {
+                panic!("a service that panics before its future exists")
+            },
+        );
+        Router::new()
+            .route("/ok", get(|| async { "fine" }))
+            .route("/panics", get(panics))
+            .route_service("/panics-in-call", panics_in_call)
+            .route("/never", get(std::future::pending::<&'static str>))
+            .layer(Observe {
+                timeout: Duration::from_millis(50),
+                storage_health: Default::default(),
+            })
+    }
+
+    /// The status, the request id header, and the body as JSON (if it is JSON).
+    async fn call(path: &str, id: Option<&str>) -> (StatusCode, String, serde_json::Value) {
+        let mut req = Request::get(path);
+        if let Some(id) = id {
+            req = req.header(REQUEST_ID_HEADER, id);
+        }
+        let response = app()
+            .oneshot(req.body(Body::empty()).expect("a request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["cache-control"], "no-store");
+        let id = headers[REQUEST_ID_HEADER]
+            .to_str()
+            .expect("a visible id")
+            .to_owned();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, id, body)
+    }
+
+    #[tokio::test]
+    async fn an_answer_carries_the_clients_request_id_or_a_new_one() {
+        let (status, id, _) = call("/ok", Some("req-7")).await;
+        assert_eq!((status, id.as_str()), (StatusCode::OK, "req-7"));
+        let (_, id, _) = call("/ok", Some("has a space")).await;
+        assert_eq!(id.len(), 36, "a new UUID instead of {id:?}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_with_a_500_problem_naming_the_request() {
+        for path in ["/panics", "/panics-in-call"] {
+            let (status, id, body) = call(path, Some("req-panic")).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(body["code"], "internal_error", "{path}: {body}");
+            assert_eq!(body["requestId"], "req-panic", "{path}: {body}");
+            assert_eq!(id, "req-panic");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_time_limit_is_answered_with_a_503_problem() {
+        let (status, id, body) = call("/never", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["code"], "request_timeout", "{body}");
+        assert_eq!(body["requestId"], id.as_str(), "{body}");
+    }
 }
