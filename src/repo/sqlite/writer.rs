@@ -1,6 +1,6 @@
 //! The single writer thread and its group commit.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{map_err, rows};
@@ -44,7 +44,8 @@ pub fn spawn(
         .spawn(move || run(conn, rx))
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Command>) {
+    let mut db = Db::new(&conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // `blocking_recv` returns None once every sender is gone: the store was dropped.
     while let Some(first) = rx.blocking_recv() {
@@ -56,8 +57,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
             }
         }
         metrics::histogram!("sqlite_write_batch_size").record(batch.len() as f64);
-        commit_batch(&mut conn, &mut batch);
+        commit_batch(&mut db, &mut batch);
     }
+    drop(db);
     // Every sender is gone: fold the WAL back into the database file before closing.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "sqlite checkpoint at close failed");
@@ -103,10 +105,85 @@ impl Answer {
     }
 }
 
-/// Runs a statement from the connection's cache: BEGIN, COMMIT and savepoints are parsed once,
-/// not once per batch or command.
+/// Runs a statement from the connection's cache: savepoints are parsed once, not once per use.
 fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.raw_execute().map(|_| ())
+}
+
+/// The statements that every batch or every append runs, held by the writer.
+#[derive(Clone, Copy)]
+enum Held {
+    Begin,
+    Commit,
+    Rollback,
+    OpenState,
+    InsertEvent,
+    /// The session's counters after an append.
+    Counted,
+    /// The same after its first event, which also makes it active.
+    CountedFirst,
+}
+
+impl Held {
+    const COUNT: usize = 7;
+
+    fn sql(self) -> &'static str {
+        match self {
+            Held::Begin => "BEGIN IMMEDIATE",
+            Held::Commit => "COMMIT",
+            Held::Rollback => "ROLLBACK",
+            Held::OpenState => {
+                "SELECT status, event_count, inactivity_timeout_seconds, max_duration_seconds,
+                        timers_since, started_at, last_event_at
+                 FROM sessions WHERE session_id = ?1"
+            }
+            Held::InsertEvent => {
+                "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (session_id, event_id) DO NOTHING"
+            }
+            // Leaving `status` alone (all but the first time) also skips its CHECK, an IN list
+            // that SQLite evaluates by building a temporary table on every update.
+            Held::Counted => {
+                "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4
+                 WHERE session_id = ?1"
+            }
+            Held::CountedFirst => {
+                "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4,
+                     status = 'active' WHERE session_id = ?1"
+            }
+        }
+    }
+}
+
+/// The writer's connection, with the [`Held`] statements prepared on first use and kept: one
+/// from rusqlite's statement cache costs a hash of its text, a look-up and a re-insertion on
+/// every use, about a tenth of the writer's instructions per append (BENCHMARKS.md, "Profile").
+/// Everything else uses the cache.
+struct Db<'c> {
+    conn: &'c Connection,
+    held: [Option<Statement<'c>>; Held::COUNT],
+}
+
+impl<'c> Db<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            held: std::array::from_fn(|_| None),
+        }
+    }
+
+    fn stmt(&mut self, which: Held) -> rusqlite::Result<&mut Statement<'c>> {
+        let slot = &mut self.held[which as usize];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare(which.sql())?);
+        }
+        slot.as_mut().ok_or(rusqlite::Error::InvalidQuery)
+    }
+
+    fn exec(&mut self, which: Held) -> rusqlite::Result<()> {
+        self.stmt(which)?.raw_execute().map(|_| ())
+    }
 }
 
 /// Why a batch's transaction failed, kept so every caller in the batch gets the same classified
@@ -126,26 +203,26 @@ impl CommitFailed {
 /// cost a statement each and a copy of every page a command changes). Only if one fails is the
 /// transaction rolled back and the batch run again with each command in its own savepoint, so
 /// that the failed one's writes are undone and the others still commit.
-fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) {
+fn commit_batch(db: &mut Db, batch: &mut Vec<Command>) {
     let outcomes = (|| {
-        exec(conn, "BEGIN IMMEDIATE")?;
+        db.exec(Held::Begin)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for cmd in batch.iter() {
-            let outcome = execute(conn, cmd);
+            let outcome = execute(db, cmd);
             if outcome.failed() {
                 break;
             }
             outcomes.push(outcome);
         }
         if outcomes.len() < batch.len() {
-            exec(conn, "ROLLBACK")?;
-            exec(conn, "BEGIN IMMEDIATE")?;
+            db.exec(Held::Rollback)?;
+            db.exec(Held::Begin)?;
             outcomes.clear();
             for cmd in batch.iter() {
-                outcomes.push(in_savepoint(conn, cmd)?);
+                outcomes.push(in_savepoint(db, cmd)?);
             }
         }
-        exec(conn, "COMMIT")?;
+        db.exec(Held::Commit)?;
         Ok(outcomes)
     })()
     .map_err(|e: rusqlite::Error| CommitFailed {
@@ -156,9 +233,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Command>) {
         Ok(outcomes) => (outcomes, Ok(())),
         Err(failed) => {
             tracing::error!(error = %failed.message, "sqlite commit failed; answering the batch with errors");
-            if !conn.is_autocommit() {
+            if !db.conn.is_autocommit() {
                 // Nothing of this batch may stay: the next batch must begin from a clean state.
-                if let Err(e) = exec(conn, "ROLLBACK") {
+                if let Err(e) = db.exec(Held::Rollback) {
                     tracing::error!(error = %e, "sqlite rollback after a failed batch failed");
                 }
             }
@@ -241,12 +318,13 @@ impl Outcome {
 }
 
 /// Runs one command in the open transaction.
-fn execute(conn: &Connection, cmd: &Command) -> Outcome {
+fn execute(db: &mut Db, cmd: &Command) -> Outcome {
+    let conn = db.conn;
     match cmd {
         Command::Create(new, metadata, _) => Outcome::Create(create(conn, new, metadata)),
-        Command::Append(new, payload, _) => Outcome::Append(append(conn, new, payload)),
+        Command::Append(new, payload, _) => Outcome::Append(append(db, new, payload)),
         Command::AppendBatch(batch, payloads, _) => {
-            Outcome::AppendBatch(append_batch(conn, batch, payloads))
+            Outcome::AppendBatch(append_batch(db, batch, payloads))
         }
         Command::End(id, request, _) => Outcome::End(end(conn, id, request)),
         Command::Expire(id, now, _) => Outcome::End(expire(conn, id, *now)),
@@ -260,13 +338,13 @@ fn execute(conn: &Connection, cmd: &Command) -> Outcome {
 /// Runs one command inside its own savepoint: if it fails, only its own writes are undone. An
 /// error managing the savepoint itself fails the whole batch, since what the transaction then
 /// holds is unknown.
-fn in_savepoint(conn: &Connection, cmd: &Command) -> rusqlite::Result<Outcome> {
-    exec(conn, "SAVEPOINT cmd")?;
-    let outcome = execute(conn, cmd);
+fn in_savepoint(db: &mut Db, cmd: &Command) -> rusqlite::Result<Outcome> {
+    exec(db.conn, "SAVEPOINT cmd")?;
+    let outcome = execute(db, cmd);
     if outcome.failed() {
-        exec(conn, "ROLLBACK TO cmd")?;
+        exec(db.conn, "ROLLBACK TO cmd")?;
     }
-    exec(conn, "RELEASE cmd")?;
+    exec(db.conn, "RELEASE cmd")?;
     Ok(outcome)
 }
 
@@ -310,8 +388,9 @@ fn create(conn: &Connection, new: &NewSession, metadata: &str) -> Result<CreateO
 /// (the usual case) costs no lookup. `seq = event_count + 1` is used only by an insert that
 /// happened; the unique `(session_id, event_id)` index decides a duplicate, and the primary key
 /// `(session_id, seq)` stays the backstop against a reused seq.
-fn append(conn: &Connection, new: &NewEvent, payload: &str) -> Result<Appended, RepoError> {
-    let state = open_state(conn, &new.session_id)?;
+fn append(db: &mut Db, new: &NewEvent, payload: &str) -> Result<Appended, RepoError> {
+    let conn = db.conn;
+    let state = open_state(db, &new.session_id)?;
     let expired = state.deadline().filter(|d| d.at <= new.received_at);
     if state.status.is_terminal() || expired.is_some() {
         // An event stored before the session ended is still answered as stored.
@@ -331,7 +410,7 @@ fn append(conn: &Connection, new: &NewEvent, payload: &str) -> Result<Appended, 
     }
     let seq = state.event_count + 1;
     let timestamp = new.timestamp();
-    if !insert_event(conn, new, seq, payload)? {
+    if !insert_event(db, new, seq, payload)? {
         let existing =
             rows::event_by_id(conn, &new.session_id, &new.event_id)?.ok_or_else(|| {
                 RepoError::Backend("event vanished after a conflicting insert".into())
@@ -341,17 +420,14 @@ fn append(conn: &Connection, new: &NewEvent, payload: &str) -> Result<Appended, 
     let expires_at =
         crate::domain::deadline(state.timers, state.timers_since, Some(new.received_at))
             .map(|d| d.at.millis());
-    // Only the first event changes the status. Leaving `status` alone otherwise also skips its
-    // CHECK (an IN list, which SQLite evaluates by building a temporary table on every update).
+    // Only the first event changes the status.
     let update = if state.status == Status::Initiated {
-        "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4,
-             status = 'active' WHERE session_id = ?1"
+        Held::CountedFirst
     } else {
-        "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4
-             WHERE session_id = ?1"
+        Held::Counted
     };
-    conn.prepare_cached(update)
-        .and_then(|mut stmt| {
+    db.stmt(update)
+        .and_then(|stmt| {
             stmt.execute(params![
                 new.session_id.as_str(),
                 seq,
@@ -372,19 +448,10 @@ fn append(conn: &Connection, new: &NewEvent, payload: &str) -> Result<Appended, 
 
 /// Inserts the event with `seq` unless its `(session_id, event_id)` is stored already; whether it
 /// was inserted.
-fn insert_event(
-    conn: &Connection,
-    new: &NewEvent,
-    seq: i64,
-    payload: &str,
-) -> Result<bool, RepoError> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (session_id, event_id) DO NOTHING",
-        )
-        .and_then(|mut stmt| {
+fn insert_event(db: &mut Db, new: &NewEvent, seq: i64, payload: &str) -> Result<bool, RepoError> {
+    let inserted = db
+        .stmt(Held::InsertEvent)
+        .and_then(|stmt| {
             stmt.execute(params![
                 new.session_id.as_str(),
                 seq,
@@ -402,12 +469,13 @@ fn insert_event(
 /// inserted and the session updated once, or nothing is written (a refusal, or an error that
 /// rolls the savepoint back). The writer being the only one, nothing changes in between.
 fn append_batch(
-    conn: &Connection,
+    db: &mut Db,
     batch: &NewEvents,
     payloads: &[String],
 ) -> Result<BatchAppended, RepoError> {
+    let conn = db.conn;
     let id = batch.session_id();
-    let state = open_state(conn, id)?;
+    let state = open_state(db, id)?;
     let mut stored = Vec::with_capacity(batch.events().len());
     for new in batch.events() {
         stored.push(rows::event_by_id(conn, id, &new.event_id)?);
@@ -458,7 +526,7 @@ fn append_batch(
         }
         seq += 1;
         let timestamp = new.timestamp();
-        if !insert_event(conn, new, seq, payload)? {
+        if !insert_event(db, new, seq, payload)? {
             // Every id was looked up in this savepoint, and this writer is the only one.
             return Err(RepoError::Backend(
                 "an event id looked up as new was already stored".into(),
@@ -476,12 +544,9 @@ fn append_batch(
     let received_at = batch.received_at();
     let expires_at = crate::domain::deadline(state.timers, state.timers_since, Some(received_at))
         .map(|d| d.at.millis());
-    conn.prepare_cached(
-        "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4,
-             status = 'active' WHERE session_id = ?1",
-    )
-    .and_then(|mut stmt| stmt.execute(params![id.as_str(), seq, received_at.millis(), expires_at]))
-    .map_err(map_err)?;
+    db.stmt(Held::CountedFirst)
+        .and_then(|stmt| stmt.execute(params![id.as_str(), seq, received_at.millis(), expires_at]))
+        .map_err(map_err)?;
     Ok(BatchAppended::Stored(items))
 }
 
@@ -503,7 +568,7 @@ impl OpenState {
     }
 }
 
-fn open_state(conn: &Connection, id: &SessionId) -> Result<OpenState, RepoError> {
+fn open_state(db: &mut Db, id: &SessionId) -> Result<OpenState, RepoError> {
     type Raw = (
         String,
         i64,
@@ -513,13 +578,9 @@ fn open_state(conn: &Connection, id: &SessionId) -> Result<OpenState, RepoError>
         i64,
         Option<i64>,
     );
-    let raw: Raw = conn
-        .prepare_cached(
-            "SELECT status, event_count, inactivity_timeout_seconds, max_duration_seconds,
-                    timers_since, started_at, last_event_at
-             FROM sessions WHERE session_id = ?1",
-        )
-        .and_then(|mut stmt| {
+    let raw: Raw = db
+        .stmt(Held::OpenState)
+        .and_then(|stmt| {
             stmt.query_row([id.as_str()], |r| {
                 Ok((
                     r.get(0)?,
@@ -760,8 +821,9 @@ mod tests {
             started_at: now,
             timers: Timers::default(),
         };
+        let mut db = Db::new(&conn);
         commit_batch(
-            &mut conn,
+            &mut db,
             &mut vec![Command::Create(session, "{}".into(), created)],
         );
         assert!(created_rx.blocking_recv().unwrap().unwrap().created);
@@ -774,7 +836,7 @@ mod tests {
         // All succeed: the optimistic pass commits them.
         let (a, a_rx) = append(event("s1", "e1", now));
         let (b, b_rx) = append(event("s1", "e2", now));
-        commit_batch(&mut conn, &mut vec![a, b]);
+        commit_batch(&mut db, &mut vec![a, b]);
         for (rx, seq) in [(a_rx, 1), (b_rx, 2)] {
             match rx.blocking_recv().unwrap().unwrap() {
                 Appended::New(e) => assert_eq!(e.seq, seq),
@@ -785,7 +847,7 @@ mod tests {
         let (c, c_rx) = append(event("s1", "e3", now));
         let (d, d_rx) = append(event("nobody", "e1", now));
         let (e, e_rx) = append(event("s1", "e4", now));
-        commit_batch(&mut conn, &mut vec![c, d, e]);
+        commit_batch(&mut db, &mut vec![c, d, e]);
         assert!(matches!(
             d_rx.blocking_recv().unwrap(),
             Err(RepoError::NotFound)
