@@ -337,6 +337,17 @@ pub enum EventKind {
     System,
 }
 
+impl EventKind {
+    /// Its name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::UserSpeech => "user_speech",
+            EventKind::BotSpeech => "bot_speech",
+            EventKind::System => "system",
+        }
+    }
+}
+
 impl From<EventType> for EventKind {
     fn from(t: EventType) -> Self {
         match t {
@@ -440,6 +451,58 @@ impl<'a> From<&'a Event> for EventBody<'a> {
             timestamp: e.timestamp,
         }
     }
+}
+
+impl EventBody<'_> {
+    /// The event as JSON text, written directly: byte for byte what `serde_json` makes of it
+    /// (a unit test compares), for a fraction of the instructions. Single events are answered
+    /// with this; it is on the ingest path.
+    pub fn to_json(&self) -> Vec<u8> {
+        let payload = self.payload.json();
+        let mut out =
+            Vec::with_capacity(96 + self.session_id.len() + self.event_id.len() + payload.len());
+        out.extend_from_slice(b"{\"sessionId\":");
+        push_json_str(&mut out, self.session_id);
+        out.extend_from_slice(b",\"eventId\":");
+        push_json_str(&mut out, self.event_id);
+        out.extend_from_slice(b",\"seq\":");
+        push_u64(&mut out, self.seq);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(self.event_type.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"payload\":");
+        out.extend_from_slice(payload.as_bytes());
+        out.extend_from_slice(b",\"timestamp\":\"");
+        out.extend_from_slice(&self.timestamp.rfc3339());
+        out.extend_from_slice(b"\"}");
+        out
+    }
+}
+
+/// A JSON string: copied as is when nothing in it needs an escape (ids never do), else written
+/// by `serde_json`.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing to a Vec does not fail; an empty string keeps the text valid regardless.
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The answer of a batch: the stored event for each event of the request, in its order.
@@ -577,4 +640,49 @@ pub struct EventPath {
     /// The event id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
     #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub event_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{EventBody, EventKind};
+    use crate::domain::{JsonObject, Timestamp};
+
+    fn serde_text(body: &EventBody) -> Vec<u8> {
+        serde_json::to_vec(body).expect("an event serializes")
+    }
+
+    proptest! {
+        /// The hand-written event JSON is byte for byte what `serde_json` writes, whatever the
+        /// strings hold (ids never need escapes, but the writer must not depend on that).
+        #[test]
+        fn event_json_is_what_serde_json_writes(
+            session_id in any::<String>(),
+            event_id in "[A-Za-z0-9._:-]{1,128}|\\PC*",
+            seq in any::<u64>(),
+            kind in 0..3u8,
+            millis in 0i64..253_402_300_800_000,
+            payload in prop::sample::select(vec![
+                "{}",
+                r#"{"text":"hello","confidence":0.93,"turn":7}"#,
+                r#"{"nested":{"a":[1,2,{"b":null}],"s":"tab\there \"quoted\" é ☃"}}"#,
+            ]),
+        ) {
+            let payload = JsonObject::from_json_text(payload).expect("a valid payload");
+            let body = EventBody {
+                session_id: &session_id,
+                event_id: &event_id,
+                seq,
+                event_type: [EventKind::UserSpeech, EventKind::BotSpeech, EventKind::System]
+                    [kind as usize],
+                payload: &payload,
+                timestamp: Timestamp::from_millis(millis).expect("in range"),
+            };
+            prop_assert_eq!(
+                String::from_utf8(body.to_json()).expect("UTF-8"),
+                String::from_utf8(serde_text(&body)).expect("UTF-8")
+            );
+        }
+    }
 }

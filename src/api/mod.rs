@@ -20,7 +20,7 @@ pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};
 pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
-pub use observe::{Observe, REQUEST_ID_HEADER, current_request_id, observe};
+pub use observe::{Observe, REQUEST_ID_HEADER, current_request_id};
 
 use axum::Json;
 use axum::Router;
@@ -30,7 +30,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::domain::Timestamp;
+use crate::domain::{Event, Timestamp};
 use crate::service::{self, SessionService, Written};
 use error::Problem;
 use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
@@ -122,6 +122,30 @@ fn respond(written: Written, location: String, body: impl serde::Serialize) -> R
     response
 }
 
+/// An event as the answer: its JSON written directly ([`dto::EventBody::to_json`]), with
+/// `Location` when it was created.
+fn respond_event(written: Written, event: &Event) -> Response {
+    let body = dto::EventBody::from(event).to_json();
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status_for(written);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if written == Written::Created {
+        let (session, id) = (event.session_id.as_str(), event.event_id.as_str());
+        let mut location = String::with_capacity(18 + session.len() + id.len());
+        for part in ["/sessions/", session, "/events/", id] {
+            location.push_str(part);
+        }
+        if let Ok(value) = HeaderValue::try_from(location) {
+            headers.insert(header::LOCATION, value);
+        }
+    }
+    response
+}
+
 #[utoipa::path(
     post,
     path = "/sessions",
@@ -205,8 +229,7 @@ async fn add_event(
     let session_id = dto::path_session_id(path.session_id)?;
     let new = dto::AddEvent::parse(&body)?.into_new(session_id, Timestamp::now());
     let (event, written) = state.service.add_event(new).await?;
-    let location = format!("/sessions/{}/events/{}", event.session_id, event.event_id);
-    Ok(respond(written, location, dto::EventBody::from(&event)))
+    Ok(respond_event(written, &event))
 }
 
 #[utoipa::path(
@@ -268,7 +291,7 @@ async fn get_event(
         dto::path_event_id(path.event_id),
     )?;
     let event = state.service.event(&session_id, &event_id).await?;
-    Ok(Json(dto::EventBody::from(&event)).into_response())
+    Ok(respond_event(Written::Existing, &event))
 }
 
 #[utoipa::path(

@@ -65,7 +65,7 @@ impl Timestamp {
 impl Timestamp {
     /// The RFC 3339 text, `YYYY-MM-DDTHH:MM:SS.mmmZ`, written without allocating: every event
     /// and session in every answer carries one or two, so this is on the hot path.
-    fn rfc3339(self) -> [u8; 24] {
+    pub fn rfc3339(self) -> [u8; 24] {
         let days = self.0.div_euclid(MILLIS_PER_DAY);
         let in_day = self.0.rem_euclid(MILLIS_PER_DAY);
         let (year, month, day) = civil_from_days(days);
