@@ -10,7 +10,6 @@
 //! of this layer (BENCHMARKS.md, "Profile").
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -35,27 +34,33 @@ use super::health::StorageHealth;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    /// Kept as the header value it is answered with (visible ASCII, so also valid text).
+    static REQUEST_ID: HeaderValue;
 }
 
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID
+        .try_with(|id| id.to_str().map(str::to_owned).ok())
+        .ok()
+        .flatten()
 }
 
 /// A client's id is kept if it is 1–128 visible ASCII characters; otherwise a new one is made.
-fn request_id(req: &Request) -> String {
+fn request_id(req: &Request) -> HeaderValue {
     req.headers()
         .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
+        .filter(|v| (1..=128).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic))
+        .cloned()
         .unwrap_or_else(new_request_id)
 }
 
 /// A random v4 UUID, from a thread-local generator (`uuid`'s `fast-rng`): no system call per id.
-fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+fn new_request_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    // Hex digits and hyphens are always a valid header value.
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The `observe` layer's settings: the request time limit, and where write outcomes go. Put it
@@ -102,29 +107,36 @@ where
         let method = req.method().clone();
         let route = req.extensions().get::<MatchedPath>().cloned();
         let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        let span = tracing::info_span!("request", %method, route = route_name, request_id = %id);
-        let header = HeaderValue::from_str(&id).ok();
+        let span = tracing::info_span!(
+            "request",
+            %method,
+            route = route_name,
+            request_id = id.to_str().unwrap_or_default()
+        );
         // The service below may do work (and panic) before its future exists; a panic there is
         // answered when the future is first polled, within the request's scope.
         let inner = {
             let _entered = span.enter();
             std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
         };
+        let timeout = self.observe.timeout;
         let served = Served {
             inner,
-            timer: tokio::time::sleep(self.observe.timeout),
-            timeout: self.observe.timeout,
+            // From the same clock reading as the request's duration.
+            timer: tokio::time::sleep_until((started + timeout).into()),
+            timeout,
+        };
+        let done = Done {
+            started,
+            method,
+            route,
+            span: span.clone(),
+            header: id.clone(),
+            storage_health: self.observe.storage_health.clone(),
         };
         Observing {
-            served: REQUEST_ID.scope(id, tracing::Instrument::instrument(served, span.clone())),
-            done: Some(Done {
-                started,
-                method,
-                route,
-                span,
-                header,
-                storage_health: self.observe.storage_health.clone(),
-            }),
+            served: REQUEST_ID.scope(id, tracing::Instrument::instrument(served, span)),
+            done: Some(done),
         }
     }
 }
@@ -175,7 +187,7 @@ struct Done {
     method: Method,
     route: Option<MatchedPath>,
     span: Span,
-    header: Option<HeaderValue>,
+    header: HeaderValue,
     storage_health: StorageHealth,
 }
 
@@ -194,9 +206,7 @@ impl Done {
         record(method_label(&self.method), route, status, elapsed);
         self.storage_health.record(&self.method, &response);
         let headers = response.headers_mut();
-        if let Some(value) = self.header {
-            headers.insert(REQUEST_ID_HEADER, value);
-        }
+        headers.insert(REQUEST_ID_HEADER, self.header);
         security_headers(headers);
         response
     }
@@ -206,7 +216,7 @@ pin_project! {
     /// The future of a request under the `observe` layer.
     pub struct Observing<F> {
         #[pin]
-        served: TaskLocalFuture<String, Instrumented<Served<F>>>,
+        served: TaskLocalFuture<HeaderValue, Instrumented<Served<F>>>,
         done: Option<Done>,
     }
 }
@@ -288,8 +298,8 @@ thread_local! {
     /// labels and finding them in the recorder's registry cost more than the rest of a
     /// request's metrics together. Bounded: routes are the router's own (and `unmatched`),
     /// methods are the standard ones or `other`, statuses are three digits.
-    static ROUTE_METRICS: RefCell<HashMap<Box<str>, Vec<RouteMetrics>>> =
-        RefCell::new(HashMap::new());
+    static ROUTE_METRICS: RefCell<Vec<(Box<str>, Vec<RouteMetrics>)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 fn record(method: &'static str, route: &str, status: u16, elapsed: Duration) {
@@ -299,10 +309,15 @@ fn record(method: &'static str, route: &str, status: u16, elapsed: Duration) {
         return;
     }
     ROUTE_METRICS.with_borrow_mut(|routes| {
-        let by_route = match routes.get_mut(route) {
-            Some(by_route) => by_route,
-            None => routes.entry(route.into()).or_default(),
+        // A dozen routes: a scan is cheaper than hashing the route.
+        let at = match routes.iter().position(|(r, _)| **r == *route) {
+            Some(at) => at,
+            None => {
+                routes.push((route.into(), Vec::new()));
+                routes.len() - 1
+            }
         };
+        let by_route = &mut routes[at].1;
         match by_route
             .iter()
             .find(|m| m.method == method && m.status == status)

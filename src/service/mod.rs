@@ -62,6 +62,23 @@ pub struct Shared {
     lifecycle: Lifecycle,
     /// Live streams' announcements: every write through this service is announced here.
     hub: live::Hub,
+    counters: Counters,
+}
+
+/// The unlabelled counters of every append, looked up in the recorder once (when the service is
+/// made, after the recorder is installed), not on every event.
+struct Counters {
+    events_stored: metrics::Counter,
+    event_replays: metrics::Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            events_stored: metrics::counter!("events_stored_total"),
+            event_replays: metrics::counter!("event_replays_total"),
+        }
+    }
 }
 
 impl std::ops::Deref for SessionService {
@@ -171,6 +188,7 @@ impl SessionService {
             repos,
             lifecycle,
             hub: live::Hub::new(live::LiveSettings::default()),
+            counters: Counters::new(),
         }))
     }
 
@@ -180,6 +198,7 @@ impl SessionService {
             repos: self.repos.clone(),
             lifecycle: self.lifecycle,
             hub: live::Hub::new(settings),
+            counters: Counters::new(),
         }))
     }
 
@@ -246,12 +265,12 @@ impl SessionService {
             .map_err(session_error(&new.session_id))?;
         let (refused, reason) = match appended {
             Appended::New(event) => {
-                metrics::counter!("events_stored_total").increment(1);
+                self.counters.events_stored.increment(1);
                 self.hub.publish(&event);
                 return Ok((event, Written::Created));
             }
             Appended::Existing(event) if new.matches(&event) => {
-                metrics::counter!("event_replays_total").increment(1);
+                self.counters.event_replays.increment(1);
                 return Ok((event, Written::Existing));
             }
             Appended::Existing(_) => (
@@ -317,8 +336,10 @@ impl SessionService {
                     .iter()
                     .filter(|i| matches!(i, BatchItem::New(_)))
                     .count() as u64;
-                metrics::counter!("events_stored_total").increment(stored);
-                metrics::counter!("event_replays_total").increment(items.len() as u64 - stored);
+                self.counters.events_stored.increment(stored);
+                self.counters
+                    .event_replays
+                    .increment(items.len() as u64 - stored);
                 let (outcome, written) = if stored > 0 {
                     ("stored", Written::Created)
                 } else {

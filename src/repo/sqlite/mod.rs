@@ -289,21 +289,18 @@ impl SessionRepository for SqliteStore {
 #[async_trait]
 impl EventRepository for SqliteStore {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
-        // The JSON text (kept since the request was parsed) is copied here, off the writer.
-        let payload = new.payload.json().to_owned();
-        self.write(|reply| Command::Append(new, payload, reply))
-            .await
+        // The JSON text is kept since the request was parsed; were it not, it is made here, off
+        // the writer, which then only reads it.
+        new.payload.json();
+        self.write(|reply| Command::Append(new, reply)).await
     }
 
     async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
-        // As for one event: the JSON text is copied here, off the writer.
-        let payloads = batch
-            .events()
-            .iter()
-            .map(|e| e.payload.json().to_owned())
-            .collect();
-        self.write(|reply| Command::AppendBatch(batch, payloads, reply))
-            .await
+        // As for one event.
+        for new in batch.events() {
+            new.payload.json();
+        }
+        self.write(|reply| Command::AppendBatch(batch, reply)).await
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {

@@ -18,10 +18,10 @@ type Reply<T> = oneshot::Sender<Result<T, RepoError>>;
 pub enum Command {
     /// The session and its metadata as JSON text, serialized by the caller (off the writer).
     Create(NewSession, String, Reply<CreateOutcome>),
-    /// The event and its payload as JSON text, serialized by the caller (off the writer).
-    Append(NewEvent, String, Reply<Appended>),
-    /// The batch and its payloads as JSON text (in batch order), serialized by the caller.
-    AppendBatch(NewEvents, Vec<String>, Reply<BatchAppended>),
+    /// The event, its payload's JSON text made by the caller (off the writer).
+    Append(NewEvent, Reply<Appended>),
+    /// The batch, its payloads' JSON text made by the caller.
+    AppendBatch(NewEvents, Reply<BatchAppended>),
     End(SessionId, EndRequest, Reply<EndOutcome>),
     Expire(SessionId, Timestamp, Reply<EndOutcome>),
     Delete(SessionId, Timestamp, Reply<DeleteOutcome>),
@@ -46,6 +46,8 @@ pub fn spawn(
 
 fn run(conn: Connection, mut rx: mpsc::Receiver<Command>) {
     let mut db = Db::new(&conn);
+    // The store is opened after the metrics recorder is installed, so this handle is live.
+    let batch_size = metrics::histogram!("sqlite_write_batch_size");
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // `blocking_recv` returns None once every sender is gone: the store was dropped.
     while let Some(first) = rx.blocking_recv() {
@@ -56,7 +58,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Command>) {
                 Err(_) => break,
             }
         }
-        metrics::histogram!("sqlite_write_batch_size").record(batch.len() as f64);
+        batch_size.record(batch.len() as f64);
         commit_batch(&mut db, &mut batch);
     }
     drop(db);
@@ -259,8 +261,8 @@ fn apply_failed(cmd: Command) -> Answer {
     }
     match cmd {
         Command::Create(_, _, reply) => Answer::Create(reply, failed()),
-        Command::Append(_, _, reply) => Answer::Append(reply, failed()),
-        Command::AppendBatch(_, _, reply) => Answer::AppendBatch(reply, failed()),
+        Command::Append(_, reply) => Answer::Append(reply, failed()),
+        Command::AppendBatch(_, reply) => Answer::AppendBatch(reply, failed()),
         Command::End(_, _, reply) | Command::Expire(_, _, reply) => Answer::End(reply, failed()),
         Command::Delete(_, _, reply) => Answer::Delete(reply, failed()),
         Command::Purge(_, _, reply) => Answer::Purge(reply, failed()),
@@ -300,8 +302,8 @@ impl Outcome {
     fn answer(self, cmd: Command) -> Answer {
         match (self, cmd) {
             (Outcome::Create(r), Command::Create(_, _, reply)) => Answer::Create(reply, r),
-            (Outcome::Append(r), Command::Append(_, _, reply)) => Answer::Append(reply, r),
-            (Outcome::AppendBatch(r), Command::AppendBatch(_, _, reply)) => {
+            (Outcome::Append(r), Command::Append(_, reply)) => Answer::Append(reply, r),
+            (Outcome::AppendBatch(r), Command::AppendBatch(_, reply)) => {
                 Answer::AppendBatch(reply, r)
             }
             (Outcome::End(r), Command::End(_, _, reply) | Command::Expire(_, _, reply)) => {
@@ -322,10 +324,8 @@ fn execute(db: &mut Db, cmd: &Command) -> Outcome {
     let conn = db.conn;
     match cmd {
         Command::Create(new, metadata, _) => Outcome::Create(create(conn, new, metadata)),
-        Command::Append(new, payload, _) => Outcome::Append(append(db, new, payload)),
-        Command::AppendBatch(batch, payloads, _) => {
-            Outcome::AppendBatch(append_batch(db, batch, payloads))
-        }
+        Command::Append(new, _) => Outcome::Append(append(db, new)),
+        Command::AppendBatch(batch, _) => Outcome::AppendBatch(append_batch(db, batch)),
         Command::End(id, request, _) => Outcome::End(end(conn, id, request)),
         Command::Expire(id, now, _) => Outcome::End(expire(conn, id, *now)),
         Command::Delete(id, at, _) => Outcome::Delete(delete(conn, id, *at)),
@@ -388,7 +388,7 @@ fn create(conn: &Connection, new: &NewSession, metadata: &str) -> Result<CreateO
 /// (the usual case) costs no lookup. `seq = event_count + 1` is used only by an insert that
 /// happened; the unique `(session_id, event_id)` index decides a duplicate, and the primary key
 /// `(session_id, seq)` stays the backstop against a reused seq.
-fn append(db: &mut Db, new: &NewEvent, payload: &str) -> Result<Appended, RepoError> {
+fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
     let conn = db.conn;
     let state = open_state(db, &new.session_id)?;
     let expired = state.deadline().filter(|d| d.at <= new.received_at);
@@ -410,7 +410,7 @@ fn append(db: &mut Db, new: &NewEvent, payload: &str) -> Result<Appended, RepoEr
     }
     let seq = state.event_count + 1;
     let timestamp = new.timestamp();
-    if !insert_event(db, new, seq, payload)? {
+    if !insert_event(db, new, seq)? {
         let existing =
             rows::event_by_id(conn, &new.session_id, &new.event_id)?.ok_or_else(|| {
                 RepoError::Backend("event vanished after a conflicting insert".into())
@@ -448,7 +448,7 @@ fn append(db: &mut Db, new: &NewEvent, payload: &str) -> Result<Appended, RepoEr
 
 /// Inserts the event with `seq` unless its `(session_id, event_id)` is stored already; whether it
 /// was inserted.
-fn insert_event(db: &mut Db, new: &NewEvent, seq: i64, payload: &str) -> Result<bool, RepoError> {
+fn insert_event(db: &mut Db, new: &NewEvent, seq: i64) -> Result<bool, RepoError> {
     let inserted = db
         .stmt(Held::InsertEvent)
         .and_then(|stmt| {
@@ -457,7 +457,7 @@ fn insert_event(db: &mut Db, new: &NewEvent, seq: i64, payload: &str) -> Result<
                 seq,
                 new.event_id.as_str(),
                 new.event_type.as_str(),
-                payload,
+                new.payload.json(),
                 new.timestamp().millis(),
             ])
         })
@@ -468,11 +468,7 @@ fn insert_event(db: &mut Db, new: &NewEvent, seq: i64, payload: &str) -> Result<
 /// A batch in one savepoint (the caller's): every lookup first, then either every new event is
 /// inserted and the session updated once, or nothing is written (a refusal, or an error that
 /// rolls the savepoint back). The writer being the only one, nothing changes in between.
-fn append_batch(
-    db: &mut Db,
-    batch: &NewEvents,
-    payloads: &[String],
-) -> Result<BatchAppended, RepoError> {
+fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, RepoError> {
     let conn = db.conn;
     let id = batch.session_id();
     let state = open_state(db, id)?;
@@ -519,14 +515,14 @@ fn append_batch(
     }
     let mut seq = state.event_count;
     let mut items = Vec::with_capacity(stored.len());
-    for ((new, stored), payload) in batch.events().iter().zip(stored).zip(payloads) {
+    for (new, stored) in batch.events().iter().zip(stored) {
         if let Some(existing) = stored {
             items.push(BatchItem::Replay(existing));
             continue;
         }
         seq += 1;
         let timestamp = new.timestamp();
-        if !insert_event(db, new, seq, payload)? {
+        if !insert_event(db, new, seq)? {
             // Every id was looked up in this savepoint, and this writer is the only one.
             return Err(RepoError::Backend(
                 "an event id looked up as new was already stored".into(),
@@ -830,8 +826,7 @@ mod tests {
 
         let append = |new: NewEvent| {
             let (reply, rx) = oneshot::channel();
-            let payload = new.payload.json().to_owned();
-            (Command::Append(new, payload, reply), rx)
+            (Command::Append(new, reply), rx)
         };
         // All succeed: the optimistic pass commits them.
         let (a, a_rx) = append(event("s1", "e1", now));
