@@ -228,8 +228,9 @@ pub trait SessionRepository: Send + Sync {
     /// returned as stored with `ended_now: false`.
     async fn expire(&self, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError>;
 
-    /// Up to `limit` open sessions whose deadline is at or before `now`, earliest first, found
-    /// through an index on the deadline.
+    /// Up to `limit` open sessions whose deadline is at or before `now`, found through an index
+    /// on the deadline, earliest first (on SQLite, by the deadline as last stored, which may lag
+    /// the true one by up to a minute).
     async fn expired(&self, now: Timestamp, limit: u32) -> Result<Vec<SessionId>, RepoError>;
 
     /// Up to `scan.limit` sessions (never tombstones) in `scan.order` by `(started_at,

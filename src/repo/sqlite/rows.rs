@@ -14,6 +14,60 @@ pub fn corrupt(what: impl Into<String>) -> RepoError {
     RepoError::Backend(format!("stored row does not parse: {}", what.into()).into())
 }
 
+/// What decides an open session's deadline, read from the columns `status,
+/// inactivity_timeout_seconds, max_duration_seconds, timers_since, started_at, last_event_at`
+/// (in that order, from `first`) without reading the rest of the session.
+pub struct Timing {
+    pub status: Status,
+    pub timers: Timers,
+    pub timers_since: Timestamp,
+    pub last_event_at: Option<Timestamp>,
+}
+
+/// The columns [`Timing::from_row`] reads, in its order (a macro, for `concat!`).
+macro_rules! timing_columns {
+    () => {
+        "status, inactivity_timeout_seconds, max_duration_seconds, timers_since, started_at, \
+         last_event_at"
+    };
+}
+pub(crate) use timing_columns;
+
+impl Timing {
+    /// `RepoError::Deleted` for a tombstone.
+    pub fn from_row(row: &Row, first: usize) -> Result<Self, RepoError> {
+        let status: String = row.get(first).map_err(map_err)?;
+        if status == "deleted" {
+            return Err(RepoError::Deleted);
+        }
+        let seconds = |at: usize| -> Result<u32, RepoError> {
+            let stored: Option<i64> = row.get(at).map_err(map_err)?;
+            stored.map_or(Ok(0), |v| Timers::check(v).map_err(|_| corrupt("a timer")))
+        };
+        let timers = Timers {
+            inactivity_seconds: seconds(first + 1)?,
+            max_duration_seconds: seconds(first + 2)?,
+        };
+        let since: Option<i64> = row.get(first + 3).map_err(map_err)?;
+        let started_at: i64 = row.get(first + 4).map_err(map_err)?;
+        let last_event_at: Option<i64> = row.get(first + 5).map_err(map_err)?;
+        Ok(Self {
+            status: status.parse().map_err(|_| corrupt("status"))?,
+            timers,
+            timers_since: timestamp(since.unwrap_or(started_at))?,
+            last_event_at: last_event_at.map(timestamp).transpose()?,
+        })
+    }
+
+    /// The deadline of the session if it is open, as [`crate::domain::deadline`] has it.
+    pub fn deadline(&self) -> Option<crate::domain::Deadline> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        crate::domain::deadline(self.timers, self.timers_since, self.last_event_at)
+    }
+}
+
 /// The stored text, checked to be one JSON object but not parsed into a tree.
 fn json_object(text: &str) -> Result<JsonObject, RepoError> {
     JsonObject::from_stored_json(text).map_err(|e| corrupt(e.0))

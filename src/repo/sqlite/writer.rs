@@ -122,31 +122,37 @@ enum Held {
     InsertEvent,
     /// The session's counters after an append.
     Counted,
-    /// The same after its first event, which also makes it active.
+    /// The same, and its stored deadline.
+    CountedDeadline,
+    /// The same after its first events, which also make it active.
     CountedFirst,
 }
 
 impl Held {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     fn sql(self) -> &'static str {
         match self {
             Held::Begin => "BEGIN IMMEDIATE",
             Held::Commit => "COMMIT",
             Held::Rollback => "ROLLBACK",
-            Held::OpenState => {
-                "SELECT status, event_count, inactivity_timeout_seconds, max_duration_seconds,
-                        timers_since, started_at, last_event_at
-                 FROM sessions WHERE session_id = ?1"
-            }
+            Held::OpenState => concat!(
+                "SELECT event_count, expires_at, ",
+                rows::timing_columns!(),
+                " FROM sessions WHERE session_id = ?1"
+            ),
             Held::InsertEvent => {
                 "INSERT INTO events (session_id, seq, event_id, type, payload, timestamp)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (session_id, event_id) DO NOTHING"
             }
             // Leaving `status` alone (all but the first time) also skips its CHECK, an IN list
-            // that SQLite evaluates by building a temporary table on every update.
+            // that SQLite evaluates by building a temporary table on every update; leaving
+            // `expires_at` alone (see `stored_deadline`) skips rewriting its index entry.
             Held::Counted => {
+                "UPDATE sessions SET event_count = ?2, last_event_at = ?3 WHERE session_id = ?1"
+            }
+            Held::CountedDeadline => {
                 "UPDATE sessions SET event_count = ?2, last_event_at = ?3, expires_at = ?4
                  WHERE session_id = ?1"
             }
@@ -392,7 +398,7 @@ fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
     let conn = db.conn;
     let state = open_state(db, &new.session_id)?;
     let expired = state.deadline().filter(|d| d.at <= new.received_at);
-    if state.status.is_terminal() || expired.is_some() {
+    if state.status().is_terminal() || expired.is_some() {
         // An event stored before the session ended is still answered as stored.
         if let Some(existing) = rows::event_by_id(conn, &new.session_id, &new.event_id)? {
             return Ok(Appended::Existing(existing));
@@ -406,7 +412,7 @@ fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
                 }
             });
         }
-        return Ok(Appended::SessionEnded(state.status));
+        return Ok(Appended::SessionEnded(state.status()));
     }
     let seq = state.event_count + 1;
     let timestamp = new.timestamp();
@@ -417,25 +423,7 @@ fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
             })?;
         return Ok(Appended::Existing(existing));
     }
-    let expires_at =
-        crate::domain::deadline(state.timers, state.timers_since, Some(new.received_at))
-            .map(|d| d.at.millis());
-    // Only the first event changes the status.
-    let update = if state.status == Status::Initiated {
-        Held::CountedFirst
-    } else {
-        Held::Counted
-    };
-    db.stmt(update)
-        .and_then(|stmt| {
-            stmt.execute(params![
-                new.session_id.as_str(),
-                seq,
-                new.received_at.millis(),
-                expires_at
-            ])
-        })
-        .map_err(map_err)?;
+    record_appended(db, &new.session_id, &state, seq, new.received_at)?;
     Ok(Appended::New(Event {
         session_id: new.session_id.clone(),
         event_id: new.event_id.clone(),
@@ -492,8 +480,8 @@ fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, RepoErr
         let replays = stored.into_iter().flatten().map(BatchItem::Replay);
         return Ok(BatchAppended::Stored(replays.collect()));
     }
-    if state.status.is_terminal() {
-        let status = state.status;
+    if state.status().is_terminal() {
+        let status = state.status();
         return Ok(BatchAppended::SessionEnded { status, new });
     }
     if state
@@ -537,79 +525,91 @@ fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, RepoErr
             timestamp,
         }));
     }
-    let received_at = batch.received_at();
-    let expires_at = crate::domain::deadline(state.timers, state.timers_since, Some(received_at))
-        .map(|d| d.at.millis());
-    db.stmt(Held::CountedFirst)
-        .and_then(|stmt| stmt.execute(params![id.as_str(), seq, received_at.millis(), expires_at]))
-        .map_err(map_err)?;
+    record_appended(db, id, &state, seq, batch.received_at())?;
     Ok(BatchAppended::Stored(items))
 }
 
 /// What an append needs of its session, without reading (and parsing) its metadata.
 struct OpenState {
-    status: Status,
     event_count: i64,
-    timers: Timers,
-    timers_since: Timestamp,
-    last_event_at: Option<Timestamp>,
+    /// The deadline as stored (`expires_at`), in milliseconds.
+    stored_deadline: Option<i64>,
+    timing: rows::Timing,
 }
 
 impl OpenState {
+    fn status(&self) -> Status {
+        self.timing.status
+    }
+
     fn deadline(&self) -> Option<crate::domain::Deadline> {
-        if self.status.is_terminal() {
-            return None;
-        }
-        crate::domain::deadline(self.timers, self.timers_since, self.last_event_at)
+        self.timing.deadline()
     }
 }
 
 fn open_state(db: &mut Db, id: &SessionId) -> Result<OpenState, RepoError> {
-    type Raw = (
-        String,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        i64,
-        Option<i64>,
-    );
-    let raw: Raw = db
-        .stmt(Held::OpenState)
-        .and_then(|stmt| {
-            stmt.query_row([id.as_str()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(map_err)?
-        .ok_or(RepoError::NotFound)?;
-    let (status, event_count, inactivity, max_duration, since, started_at, last_event_at) = raw;
-    if status == "deleted" {
-        return Err(RepoError::Deleted);
-    }
-    let corrupt = |what: &str| rows::corrupt(what);
-    let time = |millis: i64| Timestamp::from_millis(millis).map_err(|_| corrupt("a time"));
-    let seconds =
-        |v: Option<i64>| v.map_or(Ok(0), |v| Timers::check(v).map_err(|_| corrupt("a timer")));
+    let stmt = db.stmt(Held::OpenState).map_err(map_err)?;
+    let mut rows = stmt.query([id.as_str()]).map_err(map_err)?;
+    let row = rows.next().map_err(map_err)?.ok_or(RepoError::NotFound)?;
+    let timing = rows::Timing::from_row(row, 2)?;
     Ok(OpenState {
-        status: status.parse().map_err(|_| corrupt("status"))?,
-        event_count,
-        timers: Timers {
-            inactivity_seconds: seconds(inactivity)?,
-            max_duration_seconds: seconds(max_duration)?,
-        },
-        timers_since: time(since.unwrap_or(started_at))?,
-        last_event_at: last_event_at.map(time).transpose()?,
+        event_count: row.get(0).map_err(map_err)?,
+        stored_deadline: row.get(1).map_err(map_err)?,
+        timing,
     })
+}
+
+/// How far the stored deadline (`expires_at`, which the sweeper's index is on) may lag the true
+/// one before an append rewrites it: a quarter of the inactivity timeout, at most a minute.
+/// The true deadline only moves later as events arrive, so the stored one stays at or before it
+/// and the sweeper, which checks the true deadline of what the index finds, misses nothing; it
+/// is behind only for a session idle for most of its timeout. Rewriting it on every append
+/// cost a fifth of the writer's instructions per event (BENCHMARKS.md, "Profile").
+fn deadline_slack_millis(timers: Timers) -> i64 {
+    (i64::from(timers.inactivity_seconds) * 250).min(60_000)
+}
+
+/// The deadline to store after an append at `received_at`, if it must be rewritten.
+fn stored_deadline(state: &OpenState, received_at: Timestamp) -> Option<Option<i64>> {
+    let timing = &state.timing;
+    let new = crate::domain::deadline(timing.timers, timing.timers_since, Some(received_at))
+        .map(|d| d.at.millis());
+    let rewrite = match (state.stored_deadline, new) {
+        // Earlier (an append received before the last one, committed after it) is rewritten too:
+        // the stored deadline must never be later than the true one.
+        (Some(stored), Some(new)) => {
+            new < stored || new - stored >= deadline_slack_millis(timing.timers)
+        }
+        (stored, new) => stored != new,
+    };
+    rewrite.then_some(new)
+}
+
+/// The session after events were appended up to `seq` at `received_at`: its counters, its
+/// status if these were its first events, and its stored deadline if it lags too far.
+fn record_appended(
+    db: &mut Db,
+    id: &SessionId,
+    state: &OpenState,
+    seq: i64,
+    received_at: Timestamp,
+) -> Result<(), RepoError> {
+    let deadline = stored_deadline(state, received_at);
+    let (update, expires_at) = match (state.status(), deadline) {
+        (Status::Initiated, rewrite) => {
+            (Held::CountedFirst, rewrite.unwrap_or(state.stored_deadline))
+        }
+        (_, Some(new)) => (Held::CountedDeadline, new),
+        (_, None) => (Held::Counted, None),
+    };
+    let stmt = db.stmt(update).map_err(map_err)?;
+    let at = received_at.millis();
+    match update {
+        Held::Counted => stmt.execute(params![id.as_str(), seq, at]),
+        _ => stmt.execute(params![id.as_str(), seq, at, expires_at]),
+    }
+    .map_err(map_err)?;
+    Ok(())
 }
 
 /// Ends an open session: one conditional write, so it happens once.

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use serde_json::json;
-use session_service::domain::EndReason;
-use session_service::repo::EndOutcome;
+use session_service::domain::{EndReason, NewEvents};
+use session_service::repo::{BatchAppended, EndOutcome};
 
 use super::*;
 
@@ -309,6 +309,67 @@ backend_test! { async fn expired_returns_exactly_the_open_sessions_past_their_de
     assert_eq!(
         ids(s.repos.sessions.expired(at(50_000), 100).await.unwrap()),
         ["busy", "second"]
+    );
+}}
+
+// A backend may keep the deadline its index is on behind the true one while a session is busy
+// (SQLite rewrites it only once it lags by a minute), never ahead of it: `expired` answers by
+// the true deadline, and spends its limit only on sessions whose true deadline has passed.
+backend_test! { async fn expired_goes_by_the_true_deadline_of_a_busy_session(s: StoreCtx) {
+    // Inactivity: an hour. Events every 10 s for 50 s (the last two as a batch), so the true
+    // deadline is 50 s later than the one stored at the start.
+    create_timed(&s.repos, "busy", 3600, 0).await;
+    for i in 0..4 {
+        append_at(&s.repos, "busy", &format!("e{i}"), at(i * 10_000)).await;
+    }
+    let mut batch = vec![
+        event_at("busy", "b1", at(50_000)),
+        event_at("busy", "b2", at(50_000)),
+    ];
+    for new in &mut batch {
+        new.received_at = at(50_000);
+    }
+    let stored = s
+        .repos
+        .events
+        .append_batch(NewEvents::new(batch).unwrap())
+        .await
+        .unwrap();
+    assert!(matches!(stored, BatchAppended::Stored(_)));
+    // Another session, whose deadline (an hour and 10 s) comes before busy's true one.
+    create_timed(&s.repos, "idle", 3610, 0).await;
+    let busy_deadline = 50_000 + 3_600_000;
+
+    let ids = |v: Vec<SessionId>| v.iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>();
+    for now in [3_600_000, 3_609_999] {
+        let found = s.repos.sessions.expired(at(now), 100).await.unwrap();
+        assert!(found.is_empty(), "at {now} ms: {found:?}");
+    }
+    // busy comes first by the stored deadline, but is not expired: the limit of 1 goes to idle.
+    assert_eq!(
+        ids(s.repos.sessions.expired(at(3_620_000), 1).await.unwrap()),
+        ["idle"]
+    );
+    assert_eq!(
+        ids(s.repos.sessions.expired(at(busy_deadline - 1), 100).await.unwrap()),
+        ["idle"]
+    );
+    let both: HashSet<String> = ids(
+        s.repos
+            .sessions
+            .expired(at(busy_deadline), 100)
+            .await
+            .unwrap(),
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(both, HashSet::from(["idle".to_owned(), "busy".to_owned()]));
+    let ended = expire(&s.repos, "busy", at(busy_deadline + 5_000)).await;
+    assert!(ended.ended_now);
+    assert_eq!(ended.session.ended_at, Some(at(busy_deadline)));
+    assert_eq!(
+        ids(s.repos.sessions.expired(at(busy_deadline + 5_000), 100).await.unwrap()),
+        ["idle"]
     );
 }}
 
