@@ -236,26 +236,64 @@ async fn serve_connection(
     let tick = limits.header_read_timeout.min(limits.keepalive_timeout);
     let timer = tokio::time::sleep(limits.header_read_timeout);
     tokio::pin!(timer);
+    let rare = Rare::new();
     let mut closing_seen = false;
     loop {
         let streaming = || conn.phase() == STREAMING;
-        let stream_grace = async {
-            if closing_seen && streaming() {
-                tokio::time::sleep(STREAM_CLOSE_GRACE).await;
-            } else {
-                std::future::pending().await
-            }
+        // The futures live for one wait (the handlers below may change what they read).
+        let happened = {
+            let stream_grace = async {
+                if closing_seen && streaming() {
+                    tokio::time::sleep(STREAM_CLOSE_GRACE).await;
+                } else {
+                    std::future::pending().await
+                }
+            };
+            let closing_changed = closing.changed();
+            let activity = conn.activity.notified();
+            tokio::pin!(stream_grace, closing_changed, activity);
+            // New futures: each must be polled once to be woken later.
+            rare.flag();
+            // The connection is polled on every wakeup; the rest only when one of them woke the task
+            // (see `Rare`): on a busy connection that is a few times a minute, not twice a request.
+            std::future::poll_fn(|cx| {
+                if connection.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Happened::Done);
+                }
+                if !rare.take(cx) {
+                    return Poll::Pending;
+                }
+                let mut cx = Context::from_waker(&rare.waker);
+                if !closing_seen && closing_changed.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Happened::Closing);
+                }
+                if activity.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Happened::Activity);
+                }
+                if stream_grace.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Happened::StreamGraceOver);
+                }
+                if timer.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Happened::Timer);
+                }
+                Poll::Pending
+            })
+            .await
         };
-        tokio::select! {
-            _ = connection.as_mut() => return,
-            _ = closing.changed(), if !closing_seen => {
+        match happened {
+            Happened::Done => return,
+            Happened::Closing => {
                 closing_seen = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = conn.activity.notified() => {}
+            Happened::Activity => {}
             // The stream's end could not be sent in time (its client is not reading): close.
-            () = stream_grace => if streaming() { return },
-            () = timer.as_mut() => {
+            Happened::StreamGraceOver => {
+                if streaming() {
+                    return;
+                }
+            }
+            Happened::Timer => {
                 let now = Instant::now();
                 let next = match conn.phase() {
                     AWAITING_HEAD => {
@@ -280,6 +318,65 @@ async fn serve_connection(
                 timer.as_mut().reset(next.into());
             }
         }
+    }
+}
+
+/// What ended one wait of a connection's loop.
+enum Happened {
+    Done,
+    Closing,
+    Activity,
+    StreamGraceOver,
+    Timer,
+}
+
+/// Tells whether one of a connection's rarely ready futures (shutdown, stream end, its timer)
+/// woke its task: they are polled with this waker, which notes the wakeup and passes it on. Polling
+/// all of them on every wakeup, as `select!` does, cost more than the connection's reads and
+/// writes (BENCHMARKS.md, "Profile").
+struct Rare {
+    flag: Arc<RareFlag>,
+    waker: std::task::Waker,
+}
+
+struct RareFlag {
+    woken: std::sync::atomic::AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for RareFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.task.wake();
+    }
+}
+
+impl Rare {
+    fn new() -> Self {
+        let flag = Arc::new(RareFlag {
+            woken: std::sync::atomic::AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        });
+        Self {
+            waker: std::task::Waker::from(Arc::clone(&flag)),
+            flag,
+        }
+    }
+
+    /// Marks them as due to be polled.
+    fn flag(&self) {
+        self.flag.woken.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether they are due; the task (`cx`) is registered first, so a wakeup after the check
+    /// still wakes it.
+    fn take(&self, cx: &Context<'_>) -> bool {
+        self.flag.task.register(cx.waker());
+        self.flag.woken.swap(false, Ordering::SeqCst)
     }
 }
 
