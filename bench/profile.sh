@@ -31,6 +31,7 @@ OUT=${PROFILE_OUT:-bench-results/callgrind.$MODE.out}
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 2; }
 [ -x "$LOAD" ] || cargo build --release --locked --example bench_load
 mkdir -p bench-results
+rm -f "$OUT" "$OUT"-*
 WORK=$(mktemp -d)
 pid=""
 cleanup() {
@@ -45,7 +46,8 @@ ADDR=127.0.0.1:$port
 # service's listen address, so both sides get the same one.
 export USER=${USER:-root} LOGNAME=${LOGNAME:-root}
 env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$WORK/profile.db" \
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" "$SERVICE" \
+    valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
+    --callgrind-out-file="$OUT" "$SERVICE" \
     >"$WORK/service.log" 2>&1 &
 pid=$!
 "$LOAD" wait --addr "$ADDR" --timeout 120
@@ -62,15 +64,37 @@ kill -TERM "$pid"
 wait "$pid" || true
 pid=""
 
-callgrind_annotate --inclusive=yes --threshold=100 "$OUT" 2>/dev/null | grep -v '=>' |
-    awk -v n="$N" -v top="$TOP" '
-        /PROGRAM TOTALS/ { gsub(",", "", $1); printf "total        %8.1f k instructions per request\n", $1 / n / 1000 }
-        /worker::Context::run / && !w { gsub(",", "", $1); w = 1; printf "tokio side   %8.1f k\n", $1 / n / 1000 }
-        /sqlite::writer::run / && !s { gsub(",", "", $1); s = 1; printf "writer       %8.1f k\n", $1 / n / 1000 }
-        /^ *[0-9,]+ \(/ && shown < top && $0 !~ /PROGRAM TOTALS/ {
-            if (!header) { print "\ninclusive k/request  function"; header = 1 }
-            v = $1; gsub(",", "", v); $1 = ""; $2 = ""; shown++
+# One file per thread ($OUT-01, …): the writer is the thread that runs the writer loop, the tokio
+# workers are those that run the scheduler (what the compiler inlines cannot move a thread).
+annotate() { callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null; }
+total=0 tokio=0 writer=0
+tokio_files=()
+for f in "$OUT"-*; do
+    listing=$(annotate "$f")
+    t=$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' <<<"$listing")
+    [[ $t =~ ^[0-9]+$ ]] || continue
+    total=$((total + t))
+    if grep -qE 'writer::run|run_writer' <<<"$listing"; then
+        writer=$((writer + t))
+    elif grep -q 'worker::Context::run' <<<"$listing"; then
+        tokio=$((tokio + t))
+        tokio_files+=("$f")
+    fi
+done
+per_request() { awk -v v="$1" -v n="$N" 'BEGIN { printf "%8.1f k", v / n / 1000 }'; }
+echo "total        $(per_request "$total") instructions per request"
+echo "tokio side   $(per_request "$tokio")"
+echo "writer       $(per_request "$writer")"
+echo
+echo "tokio side, inclusive k/request  function"
+for f in "${tokio_files[@]}"; do annotate "$f" | grep -v '=>'; done |
+    awk -v n="$N" '
+        /^ *[0-9,]+ \(/ && $0 !~ /PROGRAM TOTALS/ {
+            v = $1; gsub(",", "", v); $1 = ""; $2 = ""
             sub(/^ +/, ""); sub(/ \[[^]]*\]$/, "")
-            printf "%8.1f  %s\n", v / n / 1000, substr($0, 1, 150)
-        }'
-echo "callgrind data: $OUT (callgrind_annotate $OUT)"
+            sub(/^.*\/registry\/src\/[^\/]+\//, ""); sub(/^\/rustc\/[0-9a-f]+\//, "")
+            sum[$0] += v
+        }
+        END { for (k in sum) printf "%8.1f  %s\n", sum[k] / n / 1000, substr(k, 1, 150) }' |
+    sort -rn | head -n "$TOP"
+echo "callgrind data: $OUT-* (one file per thread; callgrind_annotate FILE)"
