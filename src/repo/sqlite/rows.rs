@@ -17,6 +17,7 @@ pub fn corrupt(what: impl Into<String>) -> RepoError {
 /// What decides an open session's deadline, read from the columns `status,
 /// inactivity_timeout_seconds, max_duration_seconds, timers_since, started_at, last_event_at`
 /// (in that order, from `first`) without reading the rest of the session.
+#[derive(Clone)]
 pub struct Timing {
     pub status: Status,
     pub timers: Timers,

@@ -113,11 +113,12 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// The statements that every batch or every append runs, held by the writer.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Held {
     Begin,
     Commit,
     Rollback,
+    DataVersion,
     OpenState,
     InsertEvent,
     /// The session's counters after an append.
@@ -129,13 +130,14 @@ enum Held {
 }
 
 impl Held {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 
     fn sql(self) -> &'static str {
         match self {
             Held::Begin => "BEGIN IMMEDIATE",
             Held::Commit => "COMMIT",
             Held::Rollback => "ROLLBACK",
+            Held::DataVersion => "PRAGMA data_version",
             Held::OpenState => concat!(
                 "SELECT event_count, expires_at, ",
                 rows::timing_columns!(),
@@ -171,6 +173,32 @@ impl Held {
 struct Db<'c> {
     conn: &'c Connection,
     held: [Option<Statement<'c>>; Held::COUNT],
+    open: OpenSessions,
+}
+
+/// What appends need of the sessions being appended to ([`OpenState`]), kept between commands
+/// so that an append does not read its session row first. It holds only what this writer
+/// committed, or read in a transaction of its own: it is emptied when another connection (another
+/// instance on the same file) has committed since (`PRAGMA data_version`, checked at the start of
+/// every batch, under the write lock), when a command other than an append or a create ran, and
+/// when anything was rolled back. At most [`OpenSessions::MAX`] sessions; past that it starts
+/// over.
+#[derive(Default)]
+struct OpenSessions {
+    by_id: std::collections::HashMap<SessionId, OpenState>,
+    /// `data_version` when the last batch began.
+    version: Option<i64>,
+}
+
+impl OpenSessions {
+    const MAX: usize = 4096;
+
+    fn keep(&mut self, id: &SessionId, state: OpenState) {
+        if self.by_id.len() >= Self::MAX && !self.by_id.contains_key(id) {
+            self.by_id.clear();
+        }
+        self.by_id.insert(id.clone(), state);
+    }
 }
 
 impl<'c> Db<'c> {
@@ -178,7 +206,25 @@ impl<'c> Db<'c> {
         Self {
             conn,
             held: std::array::from_fn(|_| None),
+            open: OpenSessions::default(),
         }
+    }
+
+    /// Starts a batch's transaction, forgetting what another connection may have changed.
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        self.exec(Held::Begin)?;
+        let version: i64 = self.stmt(Held::DataVersion)?.query_row([], |r| r.get(0))?;
+        if self.open.version != Some(version) {
+            self.open.by_id.clear();
+            self.open.version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Rolls the transaction back, and with it what was kept of it.
+    fn rollback(&mut self) -> rusqlite::Result<()> {
+        self.open.by_id.clear();
+        self.exec(Held::Rollback)
     }
 
     fn stmt(&mut self, which: Held) -> rusqlite::Result<&mut Statement<'c>> {
@@ -213,7 +259,7 @@ impl CommitFailed {
 /// that the failed one's writes are undone and the others still commit.
 fn commit_batch(db: &mut Db, batch: &mut Vec<Command>) {
     let outcomes = (|| {
-        db.exec(Held::Begin)?;
+        db.begin()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for cmd in batch.iter() {
             let outcome = execute(db, cmd);
@@ -223,8 +269,8 @@ fn commit_batch(db: &mut Db, batch: &mut Vec<Command>) {
             outcomes.push(outcome);
         }
         if outcomes.len() < batch.len() {
-            db.exec(Held::Rollback)?;
-            db.exec(Held::Begin)?;
+            db.rollback()?;
+            db.begin()?;
             outcomes.clear();
             for cmd in batch.iter() {
                 outcomes.push(in_savepoint(db, cmd)?);
@@ -243,7 +289,7 @@ fn commit_batch(db: &mut Db, batch: &mut Vec<Command>) {
             tracing::error!(error = %failed.message, "sqlite commit failed; answering the batch with errors");
             if !db.conn.is_autocommit() {
                 // Nothing of this batch may stay: the next batch must begin from a clean state.
-                if let Err(e) = db.exec(Held::Rollback) {
+                if let Err(e) = db.rollback() {
                     tracing::error!(error = %e, "sqlite rollback after a failed batch failed");
                 }
             }
@@ -328,6 +374,13 @@ impl Outcome {
 /// Runs one command in the open transaction.
 fn execute(db: &mut Db, cmd: &Command) -> Outcome {
     let conn = db.conn;
+    if !matches!(
+        cmd,
+        Command::Append(..) | Command::AppendBatch(..) | Command::Create(..) | Command::Ping(_)
+    ) {
+        // It may end, erase or change sessions: what was kept of them is read again.
+        db.open.by_id.clear();
+    }
     match cmd {
         Command::Create(new, metadata, _) => Outcome::Create(create(conn, new, metadata)),
         Command::Append(new, _) => Outcome::Append(append(db, new)),
@@ -348,6 +401,7 @@ fn in_savepoint(db: &mut Db, cmd: &Command) -> rusqlite::Result<Outcome> {
     exec(db.conn, "SAVEPOINT cmd")?;
     let outcome = execute(db, cmd);
     if outcome.failed() {
+        db.open.by_id.clear();
         exec(db.conn, "ROLLBACK TO cmd")?;
     }
     exec(db.conn, "RELEASE cmd")?;
@@ -404,6 +458,7 @@ fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
             return Ok(Appended::Existing(existing));
         }
         if expired.is_some() {
+            db.open.by_id.remove(&new.session_id);
             return expire(conn, &new.session_id, new.received_at).map(|ended| {
                 if ended.ended_now {
                     Appended::Expired(ended.session)
@@ -488,6 +543,7 @@ fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, RepoErr
         .deadline()
         .is_some_and(|d| d.at <= batch.received_at())
     {
+        db.open.by_id.remove(id);
         let ended = expire(conn, id, batch.received_at())?;
         return Ok(if ended.ended_now {
             BatchAppended::Expired {
@@ -530,6 +586,7 @@ fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, RepoErr
 }
 
 /// What an append needs of its session, without reading (and parsing) its metadata.
+#[derive(Clone)]
 struct OpenState {
     event_count: i64,
     /// The deadline as stored (`expires_at`), in milliseconds.
@@ -548,6 +605,9 @@ impl OpenState {
 }
 
 fn open_state(db: &mut Db, id: &SessionId) -> Result<OpenState, RepoError> {
+    if let Some(kept) = db.open.by_id.get(id) {
+        return Ok(kept.clone());
+    }
     let stmt = db.stmt(Held::OpenState).map_err(map_err)?;
     let mut rows = stmt.query([id.as_str()]).map_err(map_err)?;
     let row = rows.next().map_err(map_err)?.ok_or(RepoError::NotFound)?;
@@ -609,6 +669,14 @@ fn record_appended(
         _ => stmt.execute(params![id.as_str(), seq, at, expires_at]),
     }
     .map_err(map_err)?;
+    let mut kept = state.clone();
+    kept.event_count = seq;
+    kept.timing.status = Status::Active;
+    kept.timing.last_event_at = Some(received_at);
+    if update != Held::Counted {
+        kept.stored_deadline = expires_at;
+    }
+    db.open.keep(id, kept);
     Ok(())
 }
 

@@ -132,6 +132,35 @@ backend_test! { async fn ping_answers_when_the_store_is_up(s: StoreCtx) {
     s.repos.sessions.ping().await.unwrap();
 }}
 
+// What one instance did to a session is what the next append of another instance starts from
+// (an instance may keep what appends need of a session between them, so this checks it is
+// forgotten when someone else writes): events the other stored, and its end.
+backend_test! { async fn an_append_sees_what_another_instance_did_to_the_session(s: StoreCtx) {
+    let other = s.reopen().await;
+    created(&s.repos, "c").await;
+    assert_eq!(append_new(&s.repos, "c", "a1").await, 1);
+    assert_eq!(append_new(&s.repos, "c", "a2").await, 2);
+    assert_eq!(append_new(&other, "c", "b1").await, 3);
+    assert_eq!(append_new(&s.repos, "c", "a3").await, 4);
+    let at = Timestamp::from_millis(1_766_331_017_000).unwrap();
+    other
+        .sessions
+        .end(&sid("c"), end_as(TerminalStatus::Completed, at))
+        .await
+        .unwrap();
+    let late = s
+        .repos
+        .events
+        .append(new_event("c", "a4", json!({"text": "late"})))
+        .await
+        .unwrap();
+    assert!(
+        matches!(late, Appended::SessionEnded(Status::Completed)),
+        "an append after another instance ended the session: {late:?}"
+    );
+    assert_eq!(event_count(&s.repos, "c").await, 4);
+}}
+
 backend_test! { async fn two_instances_appending_to_one_session_keep_seqs_dense_and_counts_exact(s: StoreCtx) {
     // A second store on the same database, as a second service instance would have: appends from
     // the two meet only in the database itself.
