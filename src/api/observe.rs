@@ -120,10 +120,15 @@ where
             std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()
         };
         let timeout = self.observe.timeout;
+        // From the same clock reading as the request's duration; a limit too far away to add to
+        // it is left to tokio, which caps it.
+        let timer = match started.checked_add(timeout) {
+            Some(deadline) => tokio::time::sleep_until(deadline.into()),
+            None => tokio::time::sleep(timeout),
+        };
         let served = Served {
             inner,
-            // From the same clock reading as the request's duration.
-            timer: tokio::time::sleep_until((started + timeout).into()),
+            timer,
             timeout,
         };
         let done = Done {
@@ -352,6 +357,10 @@ mod tests {
     }
 
     fn app() -> Router {
+        app_with(Duration::from_millis(50))
+    }
+
+    fn app_with(timeout: Duration) -> Router {
         let panics_in_call = tower::service_fn(
             |_req: Request<Body>| -> std::future::Ready<Result<Response, Infallible>> {
                 panic!("a service that panics before its future exists")
@@ -363,7 +372,7 @@ mod tests {
             .route_service("/panics-in-call", panics_in_call)
             .route("/never", get(std::future::pending::<&'static str>))
             .layer(Observe {
-                timeout: Duration::from_millis(50),
+                timeout,
                 storage_health: Default::default(),
             })
     }
@@ -421,5 +430,16 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["code"], "request_timeout", "{body}");
         assert_eq!(body["requestId"], id.as_str(), "{body}");
+    }
+
+    /// `REQUEST_TIMEOUT_MS` takes any number of milliseconds; one that cannot be added to a
+    /// clock reading must not fail the request.
+    #[tokio::test]
+    async fn a_time_limit_beyond_the_clocks_range_is_no_limit_in_practice() {
+        let response = app_with(Duration::from_millis(u64::MAX))
+            .oneshot(Request::get("/ok").body(Body::empty()).expect("a request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
     }
 }

@@ -297,7 +297,7 @@ async fn serve_connection(
                 let now = Instant::now();
                 let next = match conn.phase() {
                     AWAITING_HEAD => {
-                        let due = conn.since() + limits.header_read_timeout;
+                        let due = later(conn.since(), limits.header_read_timeout);
                         // A request head that did not arrive in time: nothing is in flight.
                         if now >= due {
                             return;
@@ -305,20 +305,27 @@ async fn serve_connection(
                         due
                     }
                     IDLE => {
-                        let due = conn.since() + limits.keepalive_timeout;
+                        let due = later(conn.since(), limits.keepalive_timeout);
                         if now >= due {
                             connection.as_mut().graceful_shutdown();
-                            now + tick
+                            later(now, tick)
                         } else {
-                            due.min(now + tick)
+                            due.min(later(now, tick))
                         }
                     }
-                    _ => now + tick,
+                    _ => later(now, tick),
                 };
                 timer.as_mut().reset(next.into());
             }
         }
     }
+}
+
+/// `by` after `at`; a timeout too long to add to a clock reading (the settings take any number of
+/// milliseconds) is a century, which is never in practice.
+fn later(at: Instant, by: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+    at.checked_add(by.min(CENTURY)).unwrap_or(at)
 }
 
 /// What ended one wait of a connection's loop.
@@ -400,4 +407,22 @@ fn track_stream(response: axum::response::Response, conn: &Arc<Conn>) -> axum::r
             chunk
         }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::later;
+
+    #[test]
+    fn a_timeout_too_long_for_the_clock_is_a_century() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(later(now, Duration::MAX) >= now + Duration::from_secs(99 * 365 * 86_400));
+        assert!(later(now, Duration::from_millis(u64::MAX)) > now);
+    }
 }
