@@ -2,9 +2,10 @@
 //!
 //! All writes go through one writer thread that owns the only writing connection. It takes every
 //! command waiting in its queue, runs them in one transaction (again with a savepoint per
-//! command if one of them fails, so a failing command does not undo the others), commits once, and
-//! only then answers the callers: group commit. One writer also means every read-check-write of a command is serialized by the
-//! store itself. Reads run on a small pool of read-only connections that see WAL snapshots.
+//! command if one of them fails, so a failing command does not undo the others), commits once,
+//! and only then answers the callers: group commit. One writer also means every
+//! read-check-write of a command is serialized by the store itself. Reads run on a small pool of
+//! read-only connections that see WAL snapshots.
 
 mod migrations;
 mod readers;
@@ -236,8 +237,7 @@ impl SessionRepository for SqliteStore {
                     Err(e) => return Err(e),
                 };
                 if timing.deadline().is_some_and(|d| d.at <= now) {
-                    let id: String = row.get(0).map_err(map_err)?;
-                    ids.push(SessionId::parse(id).map_err(|e| rows::corrupt(e.0))?);
+                    ids.push(rows::session_id(row.get::<_, String>(0).map_err(map_err)?)?);
                 }
             }
             Ok(ids)
@@ -372,7 +372,6 @@ fn page(conn: &Connection, id: &SessionId, range: EventRange) -> Result<EventPag
     })
 }
 
-/// Session ids from `sql`, which takes `(instant, limit)`.
 /// Open sessions whose stored deadline is at or before `?1`, by it, with what decides their true
 /// deadline ([`rows::Timing`]).
 const EXPIRED: &str = concat!(
@@ -381,6 +380,7 @@ const EXPIRED: &str = concat!(
     " FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at"
 );
 
+/// Session ids from `sql`, which takes `(instant, limit)`.
 fn ids(
     conn: &Connection,
     sql: &str,
@@ -393,8 +393,7 @@ fn ids(
         .map_err(map_err)?;
     let mut ids = Vec::new();
     while let Some(row) = rows.next().map_err(map_err)? {
-        let id: String = row.get(0).map_err(map_err)?;
-        ids.push(SessionId::parse(id).map_err(|e| rows::corrupt(e.0))?);
+        ids.push(rows::session_id(row.get::<_, String>(0).map_err(map_err)?)?);
     }
     Ok(ids)
 }

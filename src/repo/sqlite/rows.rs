@@ -14,6 +14,17 @@ pub fn corrupt(what: impl Into<String>) -> RepoError {
     RepoError::Backend(format!("stored row does not parse: {}", what.into()).into())
 }
 
+/// A stored session id.
+pub fn session_id(stored: impl Into<String>) -> Result<SessionId, RepoError> {
+    SessionId::parse(stored).map_err(|e| corrupt(e.0))
+}
+
+/// A stored timer (column `at`): `NULL`, from before timers, is off.
+fn timer_seconds(row: &Row, at: usize) -> Result<u32, RepoError> {
+    let stored: Option<i64> = row.get(at).map_err(map_err)?;
+    stored.map_or(Ok(0), |v| Timers::check(v).map_err(|e| corrupt(e.0)))
+}
+
 /// What decides an open session's deadline, read from the columns `status,
 /// inactivity_timeout_seconds, max_duration_seconds, timers_since, started_at, last_event_at`
 /// (in that order, from `first`) without reading the rest of the session.
@@ -41,13 +52,9 @@ impl Timing {
         if status == "deleted" {
             return Err(RepoError::Deleted);
         }
-        let seconds = |at: usize| -> Result<u32, RepoError> {
-            let stored: Option<i64> = row.get(at).map_err(map_err)?;
-            stored.map_or(Ok(0), |v| Timers::check(v).map_err(|_| corrupt("a timer")))
-        };
         let timers = Timers {
-            inactivity_seconds: seconds(first + 1)?,
-            max_duration_seconds: seconds(first + 2)?,
+            inactivity_seconds: timer_seconds(row, first + 1)?,
+            max_duration_seconds: timer_seconds(row, first + 2)?,
         };
         let since: Option<i64> = row.get(first + 3).map_err(map_err)?;
         let started_at: i64 = row.get(first + 4).map_err(map_err)?;
@@ -113,14 +120,10 @@ pub fn session_row(row: &Row<'_>) -> Result<Session, RepoError> {
         let millis: Option<i64> = row.get(i).map_err(map_err)?;
         millis.map(timestamp).transpose()
     };
-    let seconds = |i: usize| -> Result<u32, RepoError> {
-        let value: Option<i64> = row.get(i).map_err(map_err)?;
-        value.map_or(Ok(0), |v| Timers::check(v).map_err(|e| corrupt(e.0)))
-    };
     let started_at = timestamp(int(row, 4)?)?;
     let ended_reason: Option<String> = row.get(7).map_err(map_err)?;
     Ok(Session {
-        session_id: SessionId::parse(text(row, 0)?).map_err(|e| corrupt(e.0))?,
+        session_id: session_id(text(row, 0)?)?,
         status: status.parse::<Status>().map_err(|e| corrupt(e.0))?,
         language: Language::parse(text(row, 2)?).map_err(|e| corrupt(e.0))?,
         metadata: json_object(text(row, 3)?)?,
@@ -132,8 +135,8 @@ pub fn session_row(row: &Row<'_>) -> Result<Session, RepoError> {
             .transpose()?,
         last_event_at: optional_time(8)?,
         timers: Timers {
-            inactivity_seconds: seconds(9)?,
-            max_duration_seconds: seconds(10)?,
+            inactivity_seconds: timer_seconds(row, 9)?,
+            max_duration_seconds: timer_seconds(row, 10)?,
         },
         timers_since: optional_time(11)?.unwrap_or(started_at),
     })

@@ -810,7 +810,7 @@ fn purge(conn: &Connection, max_events: u64, cutoff: Timestamp) -> Result<PurgeO
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
             .map_err(map_err)?;
         let Some(id) = pending else { break };
-        let id = SessionId::parse(id).map_err(|e| rows::corrupt(e.0))?;
+        let id = rows::session_id(id)?;
         outcome.events_removed += remove_events(conn, &id, max_events - outcome.events_removed)?;
     }
     outcome.more = outcome.events_removed >= max_events;
