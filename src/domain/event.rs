@@ -53,6 +53,18 @@ impl NewEvent {
             && self.payload == stored.payload
             && self.client_timestamp.is_none_or(|t| t == stored.timestamp)
     }
+
+    /// The event as stored with `seq`: the one place a stored event is made from a request.
+    pub fn stored(&self, seq: u64) -> Event {
+        Event {
+            session_id: self.session_id.clone(),
+            event_id: self.event_id.clone(),
+            seq,
+            event_type: self.event_type,
+            payload: self.payload.clone(),
+            timestamp: self.timestamp(),
+        }
+    }
 }
 
 /// A stored event; `seq` orders it within its session.

@@ -12,6 +12,7 @@ use crate::domain::{
     TerminalStatus, Timers, Timestamp,
 };
 
+pub mod decide;
 mod instrumented;
 pub mod mongo;
 pub mod sqlite;
@@ -68,6 +69,17 @@ pub struct EndOutcome {
     pub session: Session,
     /// `true` for the one call that ended the session.
     pub ended_now: bool,
+}
+
+impl EndOutcome {
+    /// The session as this call ended it, or the status another call ended it with.
+    pub fn ended_by_this(self) -> Result<Session, Status> {
+        if self.ended_now {
+            Ok(self.session)
+        } else {
+            Err(self.session.status)
+        }
+    }
 }
 
 /// The outcome of [`EventRepository::append`].
@@ -144,6 +156,20 @@ pub struct EventPage {
     pub events: Vec<Event>,
     /// Whether events beyond this page existed at that moment.
     pub has_more: bool,
+}
+
+impl EventPage {
+    /// The page from up to `limit + 1` events read in the page's order: the one past `limit`
+    /// only says that there are more.
+    pub fn from_one_more(session: Session, mut events: Vec<Event>, limit: u32) -> Self {
+        let has_more = events.len() > limit as usize;
+        events.truncate(limit as usize);
+        EventPage {
+            session,
+            events,
+            has_more,
+        }
+    }
 }
 
 /// A request to end a session.

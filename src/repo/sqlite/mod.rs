@@ -28,7 +28,7 @@ use crate::domain::{
     Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status, Timers,
     Timestamp,
 };
-use writer::Command;
+use writer::{Command, Db, Touches};
 
 /// How hard SQLite syncs a commit to disk. Both survive `kill -9` of the process once a write was
 /// acknowledged; they differ on power loss or an OS crash.
@@ -104,13 +104,15 @@ impl SqliteStore {
         }
     }
 
-    async fn write<T>(
+    /// Runs `work` on the writer, in its next transaction (see [`writer::Command::new`]).
+    async fn write<T: Send + 'static>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, RepoError>>) -> Command,
+        touches: Touches,
+        work: impl FnMut(&mut Db<'_>) -> Result<T, RepoError> + Send + 'static,
     ) -> Result<T, RepoError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(make(reply))
+            .send(Command::new(touches, work, reply))
             .await
             .map_err(|_| unavailable("the writer has stopped"))?;
         answer
@@ -197,8 +199,10 @@ impl SessionRepository for SqliteStore {
     async fn create_or_get(&self, new: NewSession) -> Result<CreateOutcome, RepoError> {
         // The JSON text (kept since the request was parsed) is copied here, off the writer.
         let metadata = new.metadata.json().to_owned();
-        self.write(|reply| Command::Create(new, metadata, reply))
-            .await
+        self.write(Touches::Appends, move |db| {
+            writer::create(db, &new, &metadata)
+        })
+        .await
     }
 
     async fn get(&self, id: &SessionId) -> Result<Session, RepoError> {
@@ -209,12 +213,14 @@ impl SessionRepository for SqliteStore {
 
     async fn end(&self, id: &SessionId, request: EndRequest) -> Result<EndOutcome, RepoError> {
         let id = id.clone();
-        self.write(|reply| Command::End(id, request, reply)).await
+        self.write(Touches::Sessions, move |db| writer::end(db, &id, &request))
+            .await
     }
 
     async fn expire(&self, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError> {
         let id = id.clone();
-        self.write(|reply| Command::Expire(id, now, reply)).await
+        self.write(Touches::Sessions, move |db| writer::expire(db, &id, now))
+            .await
     }
 
     /// The stored deadline (`expires_at`) may lag the true one (the writer rewrites it only when
@@ -253,7 +259,8 @@ impl SessionRepository for SqliteStore {
 
     async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
         let id = id.clone();
-        self.write(|reply| Command::Delete(id, at, reply)).await
+        self.write(Touches::Sessions, move |db| writer::delete(db, &id, at))
+            .await
     }
 
     async fn purge(
@@ -261,8 +268,10 @@ impl SessionRepository for SqliteStore {
         max_events: u64,
         tombstones_before: Timestamp,
     ) -> Result<PurgeOutcome, RepoError> {
-        self.write(|reply| Command::Purge(max_events, tombstones_before, reply))
-            .await
+        self.write(Touches::Sessions, move |db| {
+            writer::purge(db, max_events, tombstones_before)
+        })
+        .await
     }
 
     async fn ended_before(
@@ -288,8 +297,10 @@ impl SessionRepository for SqliteStore {
         defaults: Timers,
         now: Timestamp,
     ) -> Result<u64, RepoError> {
-        self.write(|reply| Command::Adopt(defaults, now, reply))
-            .await
+        self.write(Touches::Sessions, move |db| {
+            writer::adopt(db, defaults, now)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), RepoError> {
@@ -298,7 +309,7 @@ impl SessionRepository for SqliteStore {
                 .map_err(map_err)
         })
         .await?;
-        self.write(Command::Ping).await
+        self.write(Touches::Appends, |_| Ok(())).await
     }
 }
 
@@ -308,7 +319,8 @@ impl EventRepository for SqliteStore {
         // The JSON text is kept since the request was parsed; were it not, it is made here, off
         // the writer, which then only reads it.
         new.payload.json();
-        self.write(|reply| Command::Append(new, reply)).await
+        self.write(Touches::Appends, move |db| writer::append(db, &new))
+            .await
     }
 
     async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
@@ -316,7 +328,8 @@ impl EventRepository for SqliteStore {
         for new in batch.events() {
             new.payload.json();
         }
-        self.write(|reply| Command::AppendBatch(batch, reply)).await
+        self.write(Touches::Appends, move |db| writer::append_batch(db, &batch))
+            .await
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {
@@ -355,21 +368,9 @@ fn page(conn: &Connection, id: &SessionId, range: EventRange) -> Result<EventPag
              WHERE session_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
         }
     };
-    let mut events = rows::events(
-        conn,
-        sql,
-        id,
-        bounds.low_excl,
-        bounds.high_incl,
-        u64::from(range.limit) + 1,
-    )?;
-    let has_more = events.len() > range.limit as usize;
-    events.truncate(range.limit as usize);
-    Ok(EventPage {
-        session,
-        events,
-        has_more,
-    })
+    let limit = u64::from(range.limit) + 1;
+    let events = rows::events(conn, sql, id, bounds.low_excl, bounds.high_incl, limit)?;
+    Ok(EventPage::from_one_more(session, events, range.limit))
 }
 
 /// Open sessions whose stored deadline is at or before `?1`, by it, with what decides their true

@@ -1,0 +1,237 @@
+//! What an append does, decided from what the store holds: the rules both backends apply, written
+//! once. Each backend reads the inputs and carries out the decision inside its own transaction;
+//! none of this does I/O.
+
+use super::{Appended, BatchAppended, BatchItem};
+use crate::domain::{Event, NewEvent, NewEvents, Session, Status};
+
+/// What a session is, as far as an append to it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub status: Status,
+    /// Its deadline came at or before the append arrived.
+    pub expired: bool,
+    /// Events stored so far: the last seq given out.
+    pub event_count: u64,
+}
+
+/// Why a session does not take a single event whose id it has not stored, in the order the rules
+/// are checked: ended first, then the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// It has ended with this status.
+    Ended(Status),
+    /// Its deadline came: the caller records the timer's end (see [`expired_batch`]).
+    Expired,
+}
+
+impl Target {
+    /// Whether a new event is refused, and why; `None`: it is stored with seq `event_count + 1`.
+    /// A replay (the id already stored) is answered as stored before this is asked.
+    pub fn refusal(&self) -> Option<Refusal> {
+        if self.status.is_terminal() {
+            Some(Refusal::Ended(self.status))
+        } else if self.expired {
+            Some(Refusal::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a batch does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchPlan {
+    /// Nothing is written: this is the answer (conflicts, all replays, an ended session).
+    Answer(BatchAppended),
+    /// The deadline came with these new events: record the timer's end, then answer with
+    /// [`expired_batch`].
+    Expire { new: Vec<usize> },
+    /// Store the [`BatchItem::New`] items (consecutive seqs after `event_count`, in batch order)
+    /// and count them; then answer `Stored(items)`.
+    Insert { items: Vec<BatchItem>, new: u64 },
+}
+
+/// Decides a batch from the events the store holds under the batch's ids (`stored[i]` for
+/// `batch.events()[i]`): conflicts, then all replays, then an ended session, then the deadline,
+/// then insert.
+pub fn plan_batch(batch: &NewEvents, stored: Vec<Option<Event>>, target: Target) -> BatchPlan {
+    let events = batch.events();
+    let conflicts: Vec<usize> = events
+        .iter()
+        .zip(&stored)
+        .enumerate()
+        .filter(|(_, (new, stored))| stored.as_ref().is_some_and(|s| !new.matches(s)))
+        .map(|(i, _)| i)
+        .collect();
+    if !conflicts.is_empty() {
+        return BatchPlan::Answer(BatchAppended::Conflicts(conflicts));
+    }
+    let new: Vec<usize> = (0..stored.len()).filter(|&i| stored[i].is_none()).collect();
+    if new.is_empty() {
+        let replays = stored.into_iter().flatten().map(BatchItem::Replay);
+        return BatchPlan::Answer(BatchAppended::Stored(replays.collect()));
+    }
+    match target.refusal() {
+        Some(Refusal::Ended(status)) => {
+            return BatchPlan::Answer(BatchAppended::SessionEnded { status, new });
+        }
+        Some(Refusal::Expired) => return BatchPlan::Expire { new },
+        None => {}
+    }
+    let mut seq = target.event_count;
+    let items = events
+        .iter()
+        .zip(stored)
+        .map(|(new, stored)| match stored {
+            Some(existing) => BatchItem::Replay(existing),
+            None => {
+                seq += 1;
+                BatchItem::New(new.stored(seq))
+            }
+        })
+        .collect();
+    BatchPlan::Insert {
+        items,
+        new: new.len() as u64,
+    }
+}
+
+/// The answer to a single event that came after the deadline: `Ok` with the session as this call
+/// ended it by its timer, or `Err` with the status another writer ended it with first.
+pub fn expired_append(ended: Result<Session, Status>) -> Appended {
+    match ended {
+        Ok(session) => Appended::Expired(session),
+        Err(status) => Appended::SessionEnded(status),
+    }
+}
+
+/// The same for a batch with these new events.
+pub fn expired_batch(new: Vec<usize>, ended: Result<Session, Status>) -> BatchAppended {
+    match ended {
+        Ok(session) => BatchAppended::Expired {
+            session: Box::new(session),
+            new,
+        },
+        Err(status) => BatchAppended::SessionEnded { status, new },
+    }
+}
+
+/// The new events of a planned batch, for the backend to store.
+pub fn new_events(items: &[BatchItem]) -> impl Iterator<Item = &Event> {
+    items.iter().filter_map(|item| match item {
+        BatchItem::New(event) => Some(event),
+        BatchItem::Replay(_) => None,
+    })
+}
+
+/// The event a single append stores: the next seq after `target.event_count`.
+pub fn next_event(new: &NewEvent, target: &Target) -> Event {
+    new.stored(target.event_count + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventId, EventType, JsonObject, SessionId, Timestamp};
+
+    fn new_event(id: &str, n: i64) -> NewEvent {
+        NewEvent {
+            session_id: SessionId::parse("s").unwrap(),
+            event_id: EventId::parse(id).unwrap(),
+            event_type: EventType::System,
+            payload: JsonObject::parse(serde_json::json!({ "n": n })).unwrap(),
+            client_timestamp: None,
+            received_at: Timestamp::from_millis(1_000).unwrap(),
+        }
+    }
+
+    fn open(event_count: u64) -> Target {
+        Target {
+            status: Status::Active,
+            expired: false,
+            event_count,
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_the_seqs_after_the_count_and_replays_keep_theirs() {
+        let batch = NewEvents::new(vec![
+            new_event("a", 1),
+            new_event("b", 2),
+            new_event("c", 3),
+        ])
+        .unwrap();
+        let replay = new_event("b", 2).stored(4);
+        let plan = plan_batch(&batch, vec![None, Some(replay.clone()), None], open(7));
+        let BatchPlan::Insert { items, new } = plan else {
+            panic!("expected an insert, got {plan:?}");
+        };
+        assert_eq!(new, 2);
+        let seqs: Vec<(u64, bool)> = items
+            .iter()
+            .map(|i| (i.event().seq, matches!(i, BatchItem::New(_))))
+            .collect();
+        assert_eq!(seqs, [(8, true), (4, false), (9, true)]);
+        assert_eq!(new_events(&items).count(), 2);
+    }
+
+    #[test]
+    fn conflicts_come_before_everything_else() {
+        let batch = NewEvents::new(vec![new_event("a", 1), new_event("b", 2)]).unwrap();
+        let other = new_event("b", 99).stored(1);
+        let ended = Target {
+            status: Status::Completed,
+            expired: true,
+            event_count: 1,
+        };
+        assert_eq!(
+            plan_batch(&batch, vec![None, Some(other)], ended),
+            BatchPlan::Answer(BatchAppended::Conflicts(vec![1]))
+        );
+    }
+
+    #[test]
+    fn all_replays_are_answered_even_when_the_session_ended() {
+        let batch = NewEvents::new(vec![new_event("a", 1)]).unwrap();
+        let stored = new_event("a", 1).stored(1);
+        let ended = Target {
+            status: Status::Failed,
+            expired: false,
+            event_count: 1,
+        };
+        assert_eq!(
+            plan_batch(&batch, vec![Some(stored.clone())], ended),
+            BatchPlan::Answer(BatchAppended::Stored(vec![BatchItem::Replay(stored)]))
+        );
+    }
+
+    #[test]
+    fn an_ended_session_refuses_before_the_deadline_is_looked_at() {
+        let batch = NewEvents::new(vec![new_event("a", 1), new_event("b", 2)]).unwrap();
+        let ended = Target {
+            status: Status::Completed,
+            expired: true,
+            event_count: 0,
+        };
+        assert_eq!(
+            plan_batch(&batch, vec![None, None], ended),
+            BatchPlan::Answer(BatchAppended::SessionEnded {
+                status: Status::Completed,
+                new: vec![0, 1]
+            })
+        );
+        let expired = Target {
+            expired: true,
+            ..open(0)
+        };
+        assert_eq!(
+            plan_batch(&batch, vec![None, None], expired),
+            BatchPlan::Expire { new: vec![0, 1] }
+        );
+        assert_eq!(expired.refusal(), Some(Refusal::Expired));
+        assert_eq!(ended.refusal(), Some(Refusal::Ended(Status::Completed)));
+        assert_eq!(open(3).refusal(), None);
+        assert_eq!(next_event(&new_event("x", 1), &open(3)).seq, 4);
+    }
+}
