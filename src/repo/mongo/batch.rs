@@ -6,7 +6,7 @@
 //! unique `(sessionId, eventId)` index refuse the insert, and the transaction is run again, now
 //! seeing that event.
 
-use bson::{Document, doc};
+use bson::doc;
 
 use super::{
     MongoStore, OPEN, TRANSACTION_RETRY_BUDGET, TxnError, backoff, commit, date, event_from,
@@ -14,7 +14,8 @@ use super::{
     timers_of,
 };
 use crate::domain::{Event, NewEvents, Status};
-use crate::repo::{BatchAppended, BatchItem, RepoError};
+use crate::repo::decide::{self, BatchPlan, Target};
+use crate::repo::{BatchAppended, RepoError};
 use mongodb::ClientSession;
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 
@@ -120,48 +121,34 @@ impl MongoStore {
             .iter()
             .map(|new| found.iter().find(|e| e.event_id == new.event_id).cloned())
             .collect();
-        let conflicts: Vec<usize> = batch
-            .events()
-            .iter()
-            .zip(&stored_events)
-            .enumerate()
-            .filter(|(_, (new, stored))| stored.as_ref().is_some_and(|s| !new.matches(s)))
-            .map(|(i, _)| i)
-            .collect();
-        if !conflicts.is_empty() {
-            return Ok(Decided::Abort(BatchAppended::Conflicts(conflicts)));
-        }
-        let new: Vec<usize> = (0..stored_events.len())
-            .filter(|&i| stored_events[i].is_none())
-            .collect();
-        if new.is_empty() {
-            let replays = stored_events.into_iter().flatten().map(BatchItem::Replay);
-            return Ok(Decided::Abort(BatchAppended::Stored(replays.collect())));
-        }
-        if state.status.is_terminal() {
-            let status = state.status;
-            return Ok(Decided::Abort(BatchAppended::SessionEnded { status, new }));
-        }
         let received_at = batch.received_at();
-        if let Some(deadline) = state.expired_at(received_at) {
-            let recorded = self
-                .record_timer_end(session, &stored, &mut state, deadline)
-                .await?;
-            return Ok(if recorded {
-                Decided::Commit(BatchAppended::Expired {
-                    session: Box::new(state),
-                    new,
-                })
-            } else {
-                Decided::Abort(BatchAppended::SessionEnded {
-                    status: Status::Failed,
-                    new,
-                })
-            });
-        }
         let count = stored
             .get_i64("eventCount")
-            .map_err(|_| super::corrupt("eventCount"))?;
+            .ok()
+            .and_then(|c| u64::try_from(c).ok())
+            .ok_or_else(|| super::corrupt("eventCount"))?;
+        let target = Target {
+            status: state.status,
+            expired: state.expired_at(received_at).is_some(),
+            event_count: count,
+        };
+        let (items, new) = match decide::plan_batch(batch, stored_events, target) {
+            BatchPlan::Answer(answer) => return Ok(Decided::Abort(answer)),
+            BatchPlan::Expire { new } => {
+                let Some(deadline) = state.expired_at(received_at) else {
+                    return Err(RepoError::Backend("a deadline that came went".into()).into());
+                };
+                let recorded = self
+                    .record_timer_end(session, &stored, &mut state, deadline)
+                    .await?;
+                return Ok(if recorded {
+                    Decided::Commit(decide::expired_batch(new, Ok(state)))
+                } else {
+                    Decided::Abort(decide::expired_batch(new, Err(Status::Failed)))
+                });
+            }
+            BatchPlan::Insert { items, new } => (items, new),
+        };
         let (timers, since) = timers_of(&stored)?;
         let expires_at = crate::domain::deadline(timers, since, Some(received_at));
         let counted = self
@@ -170,10 +157,10 @@ impl MongoStore {
                 doc! {
                     "sessionId": sid,
                     "status": { "$in": OPEN.as_slice() },
-                    "eventCount": count,
+                    "eventCount": count as i64,
                 },
                 doc! {
-                    "$inc": { "eventCount": new.len() as i64 },
+                    "$inc": { "eventCount": new as i64 },
                     "$set": {
                         "status": "active",
                         "lastEventAt": date(received_at),
@@ -188,26 +175,7 @@ impl MongoStore {
             // that as a write conflict): run the transaction again.
             return Ok(Decided::Again);
         }
-        let mut seq = count;
-        let mut items = Vec::with_capacity(stored_events.len());
-        let mut docs: Vec<Document> = Vec::with_capacity(new.len());
-        for (new_event, stored) in batch.events().iter().zip(stored_events) {
-            if let Some(existing) = stored {
-                items.push(BatchItem::Replay(existing));
-                continue;
-            }
-            seq += 1;
-            let event = Event {
-                session_id: new_event.session_id.clone(),
-                event_id: new_event.event_id.clone(),
-                seq: u64::try_from(seq).map_err(|_| super::corrupt("negative eventCount"))?,
-                event_type: new_event.event_type,
-                payload: new_event.payload.clone(),
-                timestamp: new_event.timestamp(),
-            };
-            docs.push(event_to_document(&event, seq));
-            items.push(BatchItem::New(event));
-        }
+        let docs = decide::new_events(&items).map(event_to_document);
         self.events.insert_many(docs).session(&mut *session).await?;
         Ok(Decided::Commit(BatchAppended::Stored(items)))
     }
