@@ -9,6 +9,7 @@ mod support;
 mod access_log;
 mod cli;
 mod crash;
+mod full_disk;
 mod shutdown;
 mod stream;
 mod stream_connection;

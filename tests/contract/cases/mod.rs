@@ -129,6 +129,7 @@ where
 }
 
 mod batch;
+mod failures;
 mod lifecycle;
 mod lifecycle_store;
 mod reads;
