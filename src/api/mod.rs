@@ -13,6 +13,7 @@ mod observe;
 pub mod openapi;
 mod query;
 mod read_events;
+mod request_id;
 mod stream;
 pub use stream::LiveStream;
 
@@ -20,7 +21,8 @@ pub use auth::{AuthPolicy, require_api_key};
 pub use error::{AppError, FieldError};
 pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
-pub use observe::{Observe, REQUEST_ID_HEADER, current_request_id};
+pub use observe::Observe;
+pub use request_id::{REQUEST_ID_HEADER, current_request_id};
 
 use axum::Json;
 use axum::Router;
@@ -40,6 +42,8 @@ use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
 pub struct AppState {
     pub service: SessionService,
     pub max_body_bytes: usize,
+    /// What `/metrics` renders.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 /// The API's routes, with problem-JSON answers for unknown routes and wrong methods. With API
@@ -523,10 +527,10 @@ async fn health() -> Json<dto::StatusBody> {
         (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
     )
 )]
-async fn metrics() -> Response {
+async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::metrics_handle().render(),
+        state.metrics.render(),
     )
         .into_response()
 }
