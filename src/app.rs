@@ -11,7 +11,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 mod serve;
 
 use crate::api::{self, AppState};
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
 use crate::service::live::LiveSettings;
 use crate::service::{Lifecycle, Maintenance, ServiceError, ServiceMetrics, SessionService};
@@ -98,18 +98,14 @@ pub struct Application {
 /// `build` on, so a SIGHUP right after the "listening" line cannot end the process.
 struct KeyReload {
     policy: api::AuthPolicy,
-    inline: crate::config::ApiKeys,
+    inline: api::ApiKeys,
     file: std::path::PathBuf,
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl KeyReload {
-    fn new(
-        policy: api::AuthPolicy,
-        inline: crate::config::ApiKeys,
-        file: std::path::PathBuf,
-    ) -> Self {
+    fn new(policy: api::AuthPolicy, inline: api::ApiKeys, file: std::path::PathBuf) -> Self {
         #[cfg(unix)]
         let hangups = {
             use tokio::signal::unix::{SignalKind, signal};
@@ -137,7 +133,7 @@ impl KeyReload {
             );
             return;
         }
-        match self.inline.with_file(&self.file) {
+        match self.inline.with_file(&self.file).map_err(ConfigError::from) {
             Ok(keys) if keys.is_empty() => {
                 tracing::warn!("SIGHUP: API_KEYS_FILE has no key; the previous keys stay in force")
             }
@@ -168,8 +164,8 @@ impl KeyReload {
 }
 
 /// Logs how many keys of each scope are in force; never a key.
-fn log_key_counts(keys: &crate::config::ApiKeys, message: &str) {
-    use crate::config::Scope;
+fn log_key_counts(keys: &api::ApiKeys, message: &str) {
+    use api::Scope;
     tracing::info!(
         keys = keys.len(),
         read = keys.count(Scope::Read),

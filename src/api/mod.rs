@@ -1,6 +1,6 @@
 //! The HTTP API: routes, handlers and the extractors and bodies they use.
 
-mod auth;
+pub mod auth;
 mod console;
 mod dto;
 mod error;
@@ -17,7 +17,7 @@ mod request_id;
 mod stream;
 pub use stream::LiveStream;
 
-pub use auth::{AuthPolicy, require_api_key};
+pub use auth::{ApiKeys, AuthPolicy, Scope, require_api_key};
 pub use error::{AppError, FieldError};
 pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
