@@ -108,6 +108,15 @@ pub fn router(
         .with_state(state)
 }
 
+/// The path's session id and what else the request asked for, every violation of both in one
+/// 400.
+fn in_session<T>(
+    path: dto::SessionPath,
+    rest: Result<T, AppError>,
+) -> Result<(crate::domain::SessionId, T), AppError> {
+    query::both(dto::path_session_id(path.session_id), rest)
+}
+
 fn status_for(written: Written) -> StatusCode {
     match written {
         Written::Created => StatusCode::CREATED,
@@ -198,9 +207,7 @@ async fn get_session(
     PathParams(path): PathParams<dto::SessionPath>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<Response, AppError> {
-    let session_id = dto::path_session_id(path.session_id);
-    let request = query::page_request(raw_query.as_deref());
-    let (session_id, request) = query::both(session_id, request)?;
+    let (session_id, request) = in_session(path, query::page_request(raw_query.as_deref()))?;
     let page = state.service.page(&session_id, request).await?;
     Ok(Json(dto::SessionPageBody::from(&page)).into_response())
 }
@@ -261,10 +268,7 @@ async fn add_events(
     PathParams(path): PathParams<dto::SessionPath>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
-    let (session_id, batch) = query::both(
-        dto::path_session_id(path.session_id),
-        dto::AddEvents::parse(&body),
-    )?;
+    let (session_id, batch) = in_session(path, dto::AddEvents::parse(&body))?;
     let new = batch.into_new(&session_id, Timestamp::now());
     let (events, written) = state.service.add_events(new).await?;
     let body = dto::EventBatchBody::from(events.as_slice());
@@ -323,10 +327,7 @@ async fn complete_session(
     PathParams(path): PathParams<dto::SessionPath>,
     OptionalJsonObjectBody(body): OptionalJsonObjectBody,
 ) -> Result<Response, AppError> {
-    let (session_id, end) = query::both(
-        dto::path_session_id(path.session_id),
-        dto::CompleteSession::parse(body),
-    )?;
+    let (session_id, end) = in_session(path, dto::CompleteSession::parse(body))?;
     let session = state
         .service
         .end(&session_id, end.terminal_status(), end.reason)
@@ -418,9 +419,7 @@ async fn list_events(
     RawQuery(raw_query): RawQuery,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let session_id = dto::path_session_id(path.session_id);
-    let request = query::page_request(raw_query.as_deref());
-    let (session_id, request) = query::both(session_id, request)?;
+    let (session_id, request) = in_session(path, query::page_request(raw_query.as_deref()))?;
     if accepts(&headers, "text/event-stream") {
         return stream::follow(state, session_id, raw_query.as_deref(), request, &headers).await;
     }

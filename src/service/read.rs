@@ -5,7 +5,7 @@ use super::{
     Cursor, MAX_LIST_CANDIDATES, ServiceError, SessionCursor, SessionService, session_error,
 };
 use crate::domain::{EndReason, Event, EventId, Order, Session, SessionId, Status, Timestamp};
-use crate::repo::{EventRange, RepoError, SessionScan, Start};
+use crate::repo::{EventPage, EventRange, RepoError, SessionScan, Start};
 
 /// How the client asked to page: by page number or after a cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +100,7 @@ impl SessionService {
             start,
             limit: request.limit,
         };
-        let page = self
-            .repos
-            .events
-            .page(id, range)
-            .await
-            .map_err(session_error(id))?;
+        let page = self.events_page(id, range).await?;
         let total = page.session.event_count;
         let next_cursor = match page.events.last() {
             Some(last) if page.has_more => Some(Cursor {
@@ -143,18 +138,26 @@ impl SessionService {
             start: Start::AfterSeq(after_seq),
             limit: chunk,
         };
-        let page = self
-            .repos
-            .events
-            .page(id, range)
-            .await
-            .map_err(session_error(id))?;
+        let page = self.events_page(id, range).await?;
         let last = up_to_seq.unwrap_or(page.session.event_count);
         let events: Vec<Event> = page.events.into_iter().filter(|e| e.seq <= last).collect();
         if events.is_empty() {
             return Ok(None);
         }
         Ok(Some((events, last)))
+    }
+
+    /// One page of the session's events, with the session.
+    async fn events_page(
+        &self,
+        id: &SessionId,
+        range: EventRange,
+    ) -> Result<EventPage, ServiceError> {
+        self.repos
+            .events
+            .page(id, range)
+            .await
+            .map_err(session_error(id))
     }
 
     /// Sessions matching `request`, examining at most [`MAX_LIST_CANDIDATES`] of them.
