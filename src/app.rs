@@ -11,10 +11,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 mod serve;
 
 use crate::api::{self, AppState};
-use crate::config::{Config, DatabaseConfig};
+use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
 use crate::service::live::LiveSettings;
-use crate::service::{Lifecycle, Maintenance, ServiceError, SessionService};
+use crate::service::{Lifecycle, Maintenance, ServiceError, ServiceMetrics, SessionService};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -54,8 +54,9 @@ enum Closer {
 
 /// Opens the configured store and runs its migrations.
 pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupError> {
-    // Before any timed repository call: the decorator keeps the handles it is given.
-    crate::telemetry::metrics_handle();
+    // `repo::instrumented` keeps the handles the global recorder gives it, so the recorder is
+    // installed before the store is wrapped.
+    crate::telemetry::metrics();
     let storage_error = |source| StartupError::Storage {
         backend: config.redacted(),
         source,
@@ -97,18 +98,14 @@ pub struct Application {
 /// `build` on, so a SIGHUP right after the "listening" line cannot end the process.
 struct KeyReload {
     policy: api::AuthPolicy,
-    inline: crate::config::ApiKeys,
+    inline: api::ApiKeys,
     file: std::path::PathBuf,
     #[cfg(unix)]
     hangups: Option<tokio::signal::unix::Signal>,
 }
 
 impl KeyReload {
-    fn new(
-        policy: api::AuthPolicy,
-        inline: crate::config::ApiKeys,
-        file: std::path::PathBuf,
-    ) -> Self {
+    fn new(policy: api::AuthPolicy, inline: api::ApiKeys, file: std::path::PathBuf) -> Self {
         #[cfg(unix)]
         let hangups = {
             use tokio::signal::unix::{SignalKind, signal};
@@ -136,7 +133,7 @@ impl KeyReload {
             );
             return;
         }
-        match self.inline.with_file(&self.file) {
+        match self.inline.with_file(&self.file).map_err(ConfigError::from) {
             Ok(keys) if keys.is_empty() => {
                 tracing::warn!("SIGHUP: API_KEYS_FILE has no key; the previous keys stay in force")
             }
@@ -167,8 +164,8 @@ impl KeyReload {
 }
 
 /// Logs how many keys of each scope are in force; never a key.
-fn log_key_counts(keys: &crate::config::ApiKeys, message: &str) {
-    use crate::config::Scope;
+fn log_key_counts(keys: &api::ApiKeys, message: &str) {
+    use api::Scope;
     tracing::info!(
         keys = keys.len(),
         read = keys.count(Scope::Read),
@@ -195,18 +192,20 @@ impl Application {
         config: &Config,
         repos: Repositories,
     ) -> Result<Self, StartupError> {
-        crate::telemetry::metrics_handle();
+        let metrics = crate::telemetry::metrics();
         let lifecycle = Lifecycle {
             default_timers: config.default_timers,
             tombstone_retention_seconds: config.tombstone_retention_seconds,
             retention_seconds: config.retention_seconds,
         };
         let limits = connection_limits(config);
-        let service = SessionService::new(repos, lifecycle).with_live(LiveSettings {
-            max_streams: stream_cap(config.max_streams, limits.max_connections),
-            keepalive: config.stream_keepalive,
-            poll_interval: config.stream_poll_interval,
-        });
+        let service = SessionService::new(repos, lifecycle)
+            .with_live(LiveSettings {
+                max_streams: stream_cap(config.max_streams, limits.max_connections),
+                keepalive: config.stream_keepalive,
+                poll_interval: config.stream_poll_interval,
+            })
+            .with_metrics(ServiceMetrics::new(metrics.recorder()));
         let adopted = service
             .adopt_legacy_sessions()
             .await
@@ -220,6 +219,7 @@ impl Application {
         let state = AppState {
             service: service.clone(),
             max_body_bytes: config.max_body_bytes,
+            metrics,
         };
         let auth = api::AuthPolicy::new(config.api_keys.clone(), config.metrics_require_key);
         if config.api_keys.is_empty() {
@@ -257,6 +257,7 @@ impl Application {
         let observe = api::Observe {
             timeout: config.request_timeout,
             storage_health,
+            metrics,
         };
         let router = router.layer(observe);
         let addr = SocketAddr::new(config.host, config.port);

@@ -1,5 +1,8 @@
 //! Log setup: pretty or JSON lines on stdout, filtered by `RUST_LOG`.
 
+use std::sync::{Once, OnceLock};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -18,19 +21,30 @@ pub fn init(format: LogFormat, filter: &str) {
     };
 }
 
-static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
-    std::sync::OnceLock::new();
+/// The process's Prometheus recorder: the one `/metrics` renders. Handles registered with it
+/// (`metrics::with_local_recorder`) count whether or not it is the global recorder yet, so code
+/// given a `Metrics` need not care in which order the application started up.
+#[derive(Clone, Copy)]
+pub struct Metrics(&'static PrometheusRecorder);
 
-/// Whether [`metrics_handle`] has installed the recorder. Until then `metrics::counter!` and
-/// friends hand out no-op handles, which a cache of handles must not keep.
-pub fn recorder_installed() -> bool {
-    HANDLE.get().is_some()
+impl Metrics {
+    /// The recorder, to register handles with.
+    pub fn recorder(self) -> &'static dyn metrics::Recorder {
+        self.0
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn render(self) -> String {
+        self.0.handle().render()
+    }
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
-pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
-    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    HANDLE.get_or_init(|| {
+/// The process's metrics, made on first use; that first use also installs the recorder as the
+/// global one, for the `metrics::counter!` calls that look their handle up as they go.
+pub fn metrics() -> Metrics {
+    static RECORDER: OnceLock<PrometheusRecorder> = OnceLock::new();
+    static INSTALLED: Once = Once::new();
+    let recorder = RECORDER.get_or_init(|| {
         const SECONDS: &[f64] = &[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
@@ -40,13 +54,15 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full("sqlite_write_batch_size".into()), BATCH)
             });
-        let recorder = match builder {
+        match builder {
             Ok(builder) => builder.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
-        };
-        let handle = recorder.handle();
-        // Fails only if another recorder was installed first; then our handle renders nothing.
+        }
+    });
+    // Fails only if another recorder was installed first; handles registered through `Metrics`
+    // still count here.
+    INSTALLED.call_once(|| {
         let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
+    });
+    Metrics(recorder)
 }

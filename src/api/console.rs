@@ -27,55 +27,30 @@ struct Asset {
     body: &'static str,
 }
 
+/// The file `console/$name`, served as `$content_type`.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_str!(concat!("../../console/", $name)),
+        }
+    };
+}
+
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// Every file the console page loads. A name not listed here is a 404.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_str!("../../console/console.css"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        body: include_str!("../../console/icon.svg"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: JS,
-        body: include_str!("../../console/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: JS,
-        body: include_str!("../../console/api.js"),
-    },
-    Asset {
-        name: "sse.js",
-        content_type: JS,
-        body: include_str!("../../console/sse.js"),
-    },
-    Asset {
-        name: "dom.js",
-        content_type: JS,
-        body: include_str!("../../console/dom.js"),
-    },
-    Asset {
-        name: "format.js",
-        content_type: JS,
-        body: include_str!("../../console/format.js"),
-    },
-    Asset {
-        name: "list.js",
-        content_type: JS,
-        body: include_str!("../../console/list.js"),
-    },
-    Asset {
-        name: "call.js",
-        content_type: JS,
-        body: include_str!("../../console/call.js"),
-    },
+    asset!("console.css", "text/css; charset=utf-8"),
+    asset!("icon.svg", "image/svg+xml"),
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("sse.js", JS),
+    asset!("dom.js", JS),
+    asset!("format.js", JS),
+    asset!("list.js", JS),
+    asset!("call.js", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../../console/index.html");

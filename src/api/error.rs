@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::observe::current_request_id;
+use super::request_id::current_request_id;
 use crate::repo::{BoxError, RepoError};
 use crate::service::ServiceError;
 

@@ -1,6 +1,6 @@
 //! The HTTP API: routes, handlers and the extractors and bodies they use.
 
-mod auth;
+pub mod auth;
 mod console;
 mod dto;
 mod error;
@@ -13,14 +13,16 @@ mod observe;
 pub mod openapi;
 mod query;
 mod read_events;
+mod request_id;
 mod stream;
 pub use stream::LiveStream;
 
-pub use auth::{AuthPolicy, require_api_key};
+pub use auth::{ApiKeys, AuthPolicy, Scope, require_api_key};
 pub use error::{AppError, FieldError};
 pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
-pub use observe::{Observe, REQUEST_ID_HEADER, current_request_id};
+pub use observe::Observe;
+pub use request_id::{REQUEST_ID_HEADER, current_request_id};
 
 use axum::Json;
 use axum::Router;
@@ -40,6 +42,8 @@ use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
 pub struct AppState {
     pub service: SessionService,
     pub max_body_bytes: usize,
+    /// What `/metrics` renders.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 /// The API's routes, with problem-JSON answers for unknown routes and wrong methods. With API
@@ -102,6 +106,15 @@ pub fn router(
         .fallback(|| async { AppError::not_found("route_not_found", "no such route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state)
+}
+
+/// The path's session id and what else the request asked for, every violation of both in one
+/// 400.
+fn in_session<T>(
+    path: dto::SessionPath,
+    rest: Result<T, AppError>,
+) -> Result<(crate::domain::SessionId, T), AppError> {
+    query::both(dto::path_session_id(path.session_id), rest)
 }
 
 fn status_for(written: Written) -> StatusCode {
@@ -194,9 +207,7 @@ async fn get_session(
     PathParams(path): PathParams<dto::SessionPath>,
     RawQuery(raw_query): RawQuery,
 ) -> Result<Response, AppError> {
-    let session_id = dto::path_session_id(path.session_id);
-    let request = query::page_request(raw_query.as_deref());
-    let (session_id, request) = query::both(session_id, request)?;
+    let (session_id, request) = in_session(path, query::page_request(raw_query.as_deref()))?;
     let page = state.service.page(&session_id, request).await?;
     Ok(Json(dto::SessionPageBody::from(&page)).into_response())
 }
@@ -257,10 +268,7 @@ async fn add_events(
     PathParams(path): PathParams<dto::SessionPath>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
-    let (session_id, batch) = query::both(
-        dto::path_session_id(path.session_id),
-        dto::AddEvents::parse(&body),
-    )?;
+    let (session_id, batch) = in_session(path, dto::AddEvents::parse(&body))?;
     let new = batch.into_new(&session_id, Timestamp::now());
     let (events, written) = state.service.add_events(new).await?;
     let body = dto::EventBatchBody::from(events.as_slice());
@@ -319,10 +327,7 @@ async fn complete_session(
     PathParams(path): PathParams<dto::SessionPath>,
     OptionalJsonObjectBody(body): OptionalJsonObjectBody,
 ) -> Result<Response, AppError> {
-    let (session_id, end) = query::both(
-        dto::path_session_id(path.session_id),
-        dto::CompleteSession::parse(body),
-    )?;
+    let (session_id, end) = in_session(path, dto::CompleteSession::parse(body))?;
     let session = state
         .service
         .end(&session_id, end.terminal_status(), end.reason)
@@ -414,9 +419,7 @@ async fn list_events(
     RawQuery(raw_query): RawQuery,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, AppError> {
-    let session_id = dto::path_session_id(path.session_id);
-    let request = query::page_request(raw_query.as_deref());
-    let (session_id, request) = query::both(session_id, request)?;
+    let (session_id, request) = in_session(path, query::page_request(raw_query.as_deref()))?;
     if accepts(&headers, "text/event-stream") {
         return stream::follow(state, session_id, raw_query.as_deref(), request, &headers).await;
     }
@@ -523,10 +526,10 @@ async fn health() -> Json<dto::StatusBody> {
         (status = 200, description = "Metrics", body = String, content_type = "text/plain"),
     )
 )]
-async fn metrics() -> Response {
+async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::telemetry::metrics_handle().render(),
+        state.metrics.render(),
     )
         .into_response()
 }

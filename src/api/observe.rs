@@ -30,45 +30,17 @@ use tracing::instrument::Instrumented;
 
 use super::error::AppError;
 use super::health::StorageHealth;
+use super::request_id::{self, REQUEST_ID_HEADER};
+use crate::telemetry::Metrics;
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-tokio::task_local! {
-    /// Kept as the header value it is answered with (visible ASCII, so also valid text).
-    static REQUEST_ID: HeaderValue;
-}
-
-/// The id of the request being served on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID
-        .try_with(|id| id.to_str().map(str::to_owned).ok())
-        .ok()
-        .flatten()
-}
-
-/// A client's id is kept if it is 1–128 visible ASCII characters; otherwise a new one is made.
-fn request_id(req: &Request) -> HeaderValue {
-    req.headers()
-        .get(REQUEST_ID_HEADER)
-        .filter(|v| (1..=128).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic))
-        .cloned()
-        .unwrap_or_else(new_request_id)
-}
-
-/// A random v4 UUID, from a thread-local generator (`uuid`'s `fast-rng`): no system call per id.
-fn new_request_id() -> HeaderValue {
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    // Hex digits and hyphens are always a valid header value.
-    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-/// The `observe` layer's settings: the request time limit, and where write outcomes go. Put it
+/// The `observe` layer's settings: the request time limit, where write outcomes and metrics go. Put it
 /// outermost (`Router::layer`), so that it sees every request, 401s and panics included.
 #[derive(Clone)]
 pub struct Observe {
     pub timeout: Duration,
     pub storage_health: StorageHealth,
+    /// Where the HTTP metrics go.
+    pub metrics: Metrics,
 }
 
 impl<S> Layer<S> for Observe {
@@ -103,7 +75,7 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         let started = Instant::now();
-        let id = request_id(&req);
+        let id = request_id::of(&req);
         let method = req.method().clone();
         let route = req.extensions().get::<MatchedPath>().cloned();
         let route_name = route.as_ref().map_or("unmatched", MatchedPath::as_str);
@@ -138,9 +110,10 @@ where
             span: span.clone(),
             header: id.clone(),
             storage_health: self.observe.storage_health.clone(),
+            metrics: self.observe.metrics,
         };
         Observing {
-            served: REQUEST_ID.scope(id, tracing::Instrument::instrument(served, span)),
+            served: request_id::scope(id, tracing::Instrument::instrument(served, span)),
             done: Some(done),
         }
     }
@@ -194,6 +167,7 @@ struct Done {
     span: Span,
     header: HeaderValue,
     storage_health: StorageHealth,
+    metrics: Metrics,
 }
 
 impl Done {
@@ -208,7 +182,13 @@ impl Done {
             );
         });
         let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        record(method_label(&self.method), route, status, elapsed);
+        record(
+            self.metrics,
+            method_label(&self.method),
+            route,
+            status,
+            elapsed,
+        );
         self.storage_health.record(&self.method, &response);
         let headers = response.headers_mut();
         headers.insert(REQUEST_ID_HEADER, self.header);
@@ -278,18 +258,18 @@ struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    fn new(method: &'static str, route: &str, status: u16) -> Self {
+    fn new(recorder: Metrics, method: &'static str, route: &str, status: u16) -> Self {
         let labels = [
             ("method", method.to_owned()),
             ("route", route.to_owned()),
             ("status", status.to_string()),
         ];
-        Self {
+        metrics::with_local_recorder(recorder.recorder(), || Self {
             method,
             status,
             requests: metrics::counter!("http_requests_total", &labels),
             duration: metrics::histogram!("http_request_duration_seconds", &labels),
-        }
+        })
     }
 
     fn record(&self, elapsed: Duration) {
@@ -302,17 +282,13 @@ thread_local! {
     /// Handles by route, then by (method, status), looked up once per thread: building the
     /// labels and finding them in the recorder's registry cost more than the rest of a
     /// request's metrics together. Bounded: routes are the router's own (and `unmatched`),
-    /// methods are the standard ones or `other`, statuses are three digits.
+    /// methods are the standard ones or `other`, statuses are three digits. One recorder per
+    /// process ([`Metrics`]), so one cache per thread serves every `observe` layer.
     static ROUTE_METRICS: RefCell<Vec<(Box<str>, Vec<RouteMetrics>)>> =
         const { RefCell::new(Vec::new()) };
 }
 
-fn record(method: &'static str, route: &str, status: u16, elapsed: Duration) {
-    if !crate::telemetry::recorder_installed() {
-        // No-op handles must not be kept: the recorder may be installed later.
-        RouteMetrics::new(method, route, status).record(elapsed);
-        return;
-    }
+fn record(recorder: Metrics, method: &'static str, route: &str, status: u16, elapsed: Duration) {
     ROUTE_METRICS.with_borrow_mut(|routes| {
         // A dozen routes: a scan is cheaper than hashing the route.
         let at = match routes.iter().position(|(r, _)| **r == *route) {
@@ -329,7 +305,7 @@ fn record(method: &'static str, route: &str, status: u16, elapsed: Duration) {
         {
             Some(metrics) => metrics.record(elapsed),
             None => {
-                let metrics = RouteMetrics::new(method, route, status);
+                let metrics = RouteMetrics::new(recorder, method, route, status);
                 metrics.record(elapsed);
                 by_route.push(metrics);
             }
@@ -350,7 +326,8 @@ mod tests {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    use super::{Observe, REQUEST_ID_HEADER};
+    use super::Observe;
+    use crate::api::REQUEST_ID_HEADER;
 
     async fn panics() -> &'static str {
         panic!("a handler that panics")
@@ -374,6 +351,7 @@ mod tests {
             .layer(Observe {
                 timeout,
                 storage_health: Default::default(),
+                metrics: crate::telemetry::metrics(),
             })
     }
 

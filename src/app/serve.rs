@@ -44,21 +44,36 @@ struct Streaming {
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        self.conn.enter(STREAMING, IDLE);
+        self.conn.enter(Phase::Streaming, Phase::Idle);
         self.conn.activity.notify_one();
     }
 }
 
 /// Where a connection is between requests, as its reads and the service see it.
-const AWAITING_HEAD: u8 = 0;
-const IN_REQUEST: u8 = 1;
-const IDLE: u8 = 2;
-/// Sending a live stream: busy until its body ends, however long that takes.
-const STREAMING: u8 = 3;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    AwaitingHead = 0,
+    InRequest = 1,
+    Idle = 2,
+    /// Sending a live stream: busy until its body ends, however long that takes.
+    Streaming = 3,
+}
+
+impl Phase {
+    fn from_u8(n: u8) -> Phase {
+        match n {
+            0 => Phase::AwaitingHead,
+            1 => Phase::InRequest,
+            2 => Phase::Idle,
+            _ => Phase::Streaming,
+        }
+    }
+}
 
 /// One connection's phase and when it entered it, shared by its socket, its requests and the
-/// loop that times it. Phase changes cost two atomic stores and a clock read; the loop is not
-/// woken for them (see `serve_connection`).
+/// loop that times it (an atomic, as they run on different tasks' polls). Phase changes cost
+/// two atomic stores and a clock read; the loop is not woken for them (see `serve_connection`).
 struct Conn {
     phase: AtomicU8,
     /// When the phase began, in microseconds since `opened`.
@@ -71,22 +86,27 @@ struct Conn {
 impl Conn {
     fn new() -> Self {
         Self {
-            phase: AtomicU8::new(AWAITING_HEAD),
+            phase: AtomicU8::new(Phase::AwaitingHead as u8),
             since: AtomicU64::new(0),
             opened: Instant::now(),
             activity: tokio::sync::Notify::new(),
         }
     }
 
-    fn phase(&self) -> u8 {
-        self.phase.load(Ordering::SeqCst)
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::SeqCst))
+    }
+
+    /// Puts the connection in `to`, whatever it was in.
+    fn set(&self, to: Phase) {
+        self.phase.store(to as u8, Ordering::SeqCst);
     }
 
     /// Moves from `from` to `to` (if the connection is in `from`), noting when.
-    fn enter(&self, from: u8, to: u8) -> bool {
+    fn enter(&self, from: Phase, to: Phase) -> bool {
         let moved = self
             .phase
-            .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
         if moved {
             let micros = self.opened.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
@@ -116,7 +136,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.conn.enter(IDLE, AWAITING_HEAD);
+            self.conn.enter(Phase::Idle, Phase::AwaitingHead);
         }
         polled
     }
@@ -208,7 +228,7 @@ async fn serve_connection(
     });
     let service_conn = Arc::clone(&conn);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        service_conn.phase.store(IN_REQUEST, Ordering::SeqCst);
+        service_conn.set(Phase::InRequest);
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         let conn = Arc::clone(&service_conn);
@@ -216,7 +236,7 @@ async fn serve_connection(
             let response = router.oneshot(req.map(axum::body::Body::new)).await;
             let response = response.map(|response| track_stream(response, &conn));
             // The head of the next request may already be buffered; hyper reads it next.
-            conn.enter(IN_REQUEST, IDLE);
+            conn.enter(Phase::InRequest, Phase::Idle);
             response
         }
     });
@@ -235,68 +255,34 @@ async fn serve_connection(
     // arrive is seen in time for its own deadline, which is then kept exactly.
     let tick = limits.header_read_timeout.min(limits.keepalive_timeout);
     let timer = tokio::time::sleep(limits.header_read_timeout);
-    tokio::pin!(timer);
-    let rare = Rare::new();
+    // Started when shutdown begins: how long a live stream may take to send its end.
+    let stream_grace = tokio::time::sleep(STREAM_CLOSE_GRACE);
+    tokio::pin!(timer, stream_grace);
     let mut closing_seen = false;
     loop {
-        let streaming = || conn.phase() == STREAMING;
-        // The futures live for one wait (the handlers below may change what they read).
-        let happened = {
-            let stream_grace = async {
-                if closing_seen && streaming() {
-                    tokio::time::sleep(STREAM_CLOSE_GRACE).await;
-                } else {
-                    std::future::pending().await
-                }
-            };
-            let closing_changed = closing.changed();
-            let activity = conn.activity.notified();
-            tokio::pin!(stream_grace, closing_changed, activity);
-            // New futures: each must be polled once to be woken later.
-            rare.flag();
-            // The connection is polled on every wakeup; the rest only when one of them woke the task
-            // (see `Rare`): on a busy connection that is a few times a minute, not twice a request.
-            std::future::poll_fn(|cx| {
-                if connection.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Happened::Done);
-                }
-                if !rare.take(cx) {
-                    return Poll::Pending;
-                }
-                let mut cx = Context::from_waker(&rare.waker);
-                if !closing_seen && closing_changed.as_mut().poll(&mut cx).is_ready() {
-                    return Poll::Ready(Happened::Closing);
-                }
-                if activity.as_mut().poll(&mut cx).is_ready() {
-                    return Poll::Ready(Happened::Activity);
-                }
-                if stream_grace.as_mut().poll(&mut cx).is_ready() {
-                    return Poll::Ready(Happened::StreamGraceOver);
-                }
-                if timer.as_mut().poll(&mut cx).is_ready() {
-                    return Poll::Ready(Happened::Timer);
-                }
-                Poll::Pending
-            })
-            .await
-        };
-        match happened {
-            Happened::Done => return,
-            Happened::Closing => {
+        let streaming = conn.phase() == Phase::Streaming;
+        tokio::select! {
+            // The connection first: it is what is ready on almost every wakeup.
+            biased;
+            _ = connection.as_mut() => return,
+            // Shutdown (or the server gone): finish the request in flight, then close.
+            _ = closing.changed(), if !closing_seen => {
                 closing_seen = true;
+                stream_grace.as_mut().reset(later(Instant::now(), STREAM_CLOSE_GRACE).into());
                 connection.as_mut().graceful_shutdown();
             }
-            Happened::Activity => {}
+            // A live stream ended: look at the phase again.
+            () = conn.activity.notified() => {}
             // The stream's end could not be sent in time (its client is not reading): close.
-            Happened::StreamGraceOver => {
-                if streaming() {
+            () = stream_grace.as_mut(), if closing_seen && streaming => {
+                if conn.phase() == Phase::Streaming {
                     return;
                 }
             }
-            Happened::Timer => {
+            () = timer.as_mut() => {
                 let now = Instant::now();
                 let next = match conn.phase() {
-                    AWAITING_HEAD => {
+                    Phase::AwaitingHead => {
                         let due = later(conn.since(), limits.header_read_timeout);
                         // A request head that did not arrive in time: nothing is in flight.
                         if now >= due {
@@ -304,7 +290,7 @@ async fn serve_connection(
                         }
                         due
                     }
-                    IDLE => {
+                    Phase::Idle => {
                         let due = later(conn.since(), limits.keepalive_timeout);
                         if now >= due {
                             connection.as_mut().graceful_shutdown();
@@ -313,7 +299,7 @@ async fn serve_connection(
                             due.min(later(now, tick))
                         }
                     }
-                    _ => later(now, tick),
+                    Phase::InRequest | Phase::Streaming => later(now, tick),
                 };
                 timer.as_mut().reset(next.into());
             }
@@ -328,65 +314,6 @@ fn later(at: Instant, by: Duration) -> Instant {
     at.checked_add(by.min(CENTURY)).unwrap_or(at)
 }
 
-/// What ended one wait of a connection's loop.
-enum Happened {
-    Done,
-    Closing,
-    Activity,
-    StreamGraceOver,
-    Timer,
-}
-
-/// Tells whether one of a connection's rarely ready futures (shutdown, stream end, its timer)
-/// woke its task: they are polled with this waker, which notes the wakeup and passes it on. Polling
-/// all of them on every wakeup, as `select!` does, cost more than the connection's reads and
-/// writes (BENCHMARKS.md, "Profile").
-struct Rare {
-    flag: Arc<RareFlag>,
-    waker: std::task::Waker,
-}
-
-struct RareFlag {
-    woken: std::sync::atomic::AtomicBool,
-    task: futures_util::task::AtomicWaker,
-}
-
-impl std::task::Wake for RareFlag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        self.task.wake();
-    }
-}
-
-impl Rare {
-    fn new() -> Self {
-        let flag = Arc::new(RareFlag {
-            woken: std::sync::atomic::AtomicBool::new(true),
-            task: futures_util::task::AtomicWaker::new(),
-        });
-        Self {
-            waker: std::task::Waker::from(Arc::clone(&flag)),
-            flag,
-        }
-    }
-
-    /// Marks them as due to be polled.
-    fn flag(&self) {
-        self.flag.woken.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether they are due; the task (`cx`) is registered first, so a wakeup after the check
-    /// still wakes it.
-    fn take(&self, cx: &Context<'_>) -> bool {
-        self.flag.task.register(cx.waker());
-        self.flag.woken.swap(false, Ordering::SeqCst)
-    }
-}
-
 /// A live stream's response, with the connection marked busy until its body is dropped.
 fn track_stream(response: axum::response::Response, conn: &Arc<Conn>) -> axum::response::Response {
     use futures_util::StreamExt;
@@ -397,7 +324,7 @@ fn track_stream(response: axum::response::Response, conn: &Arc<Conn>) -> axum::r
     {
         return response;
     }
-    conn.phase.store(STREAMING, Ordering::SeqCst);
+    conn.set(Phase::Streaming);
     let guard = Streaming {
         conn: Arc::clone(conn),
     };

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use super::SessionService;
+use super::{ServiceError, SessionService, expire};
 use crate::domain::Timestamp;
+use crate::repo::RepoError;
 
 /// Sessions the sweeper ends per tick, at most.
 const SWEEP_BATCH: u32 = 500;
@@ -56,5 +57,67 @@ impl Maintenance {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
+    }
+}
+
+impl SessionService {
+    /// Records the end of up to `limit` sessions whose timers ran out by `now`; returns how many
+    /// this call ended (others may have been ended by another instance meanwhile).
+    pub async fn sweep(&self, now: Timestamp, limit: u32) -> Result<u64, ServiceError> {
+        metrics::counter!("sweeper_runs_total").increment(1);
+        let ids = self.repos.sessions.expired(now, limit).await?;
+        let mut ended = 0;
+        for id in ids {
+            match expire(&self.repos, &self.hub, &id, now).await {
+                Ok(true) => ended += 1,
+                Ok(false) | Err(RepoError::NotFound | RepoError::Deleted) => {}
+                Err(e) => return Err(ServiceError::Storage(e)),
+            }
+        }
+        metrics::counter!("sweeper_sessions_ended_total").increment(ended);
+        Ok(ended)
+    }
+
+    /// Erases up to `limit` sessions that ended more than the retention ago (if retention is
+    /// on), then removes events of erased sessions (up to `max_events`) and expired tombstones.
+    /// Returns whether more work is waiting.
+    pub async fn maintain(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        max_events: u64,
+    ) -> Result<bool, ServiceError> {
+        let sessions = &self.repos.sessions;
+        let mut more = false;
+        if self.lifecycle.retention_seconds > 0 {
+            let cutoff = now.minus_seconds(self.lifecycle.retention_seconds);
+            let ids = sessions.ended_before(cutoff, limit).await?;
+            more |= ids.len() == limit as usize;
+            for id in ids {
+                match sessions.delete(&id, now).await {
+                    Ok(outcome) if outcome.deleted_now => {
+                        metrics::counter!("sessions_erased_total", "cause" => "retention")
+                            .increment(1);
+                        self.hub.poke(&id);
+                    }
+                    Ok(_) | Err(RepoError::NotFound) => {}
+                    Err(e) => return Err(ServiceError::Storage(e)),
+                }
+            }
+        }
+        let tombstones_before = now.minus_seconds(self.lifecycle.tombstone_retention_seconds);
+        let purged = sessions.purge(max_events, tombstones_before).await?;
+        metrics::counter!("erased_events_removed_total").increment(purged.events_removed);
+        Ok(more || purged.more)
+    }
+
+    /// Gives sessions from before timers the server's default timers, counted from now.
+    pub async fn adopt_legacy_sessions(&self) -> Result<u64, ServiceError> {
+        let timers = self.lifecycle.default_timers;
+        Ok(self
+            .repos
+            .sessions
+            .adopt_legacy_sessions(timers, Timestamp::now())
+            .await?)
     }
 }

@@ -3,6 +3,8 @@
 //! GET, `write` also POST, `admin` also DELETE. Keys are compared in constant time and never
 //! logged. The key set can be replaced while the service runs (SIGHUP re-reads API_KEYS_FILE).
 
+pub mod keys;
+
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Request, State};
@@ -11,8 +13,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use super::error::AppError;
-use crate::config::{ApiKeys, Scope};
+use crate::api::error::AppError;
+pub use keys::{ApiKeys, Scope};
 
 #[derive(Clone)]
 pub struct AuthPolicy {
@@ -83,7 +85,7 @@ pub async fn require_api_key(
             .into_response();
     };
     let scope = policy.scope_of(presented.as_bytes());
-    let client = super::limit::AuthenticatedKey::of(presented.as_bytes());
+    let client = crate::api::limit::AuthenticatedKey::of(presented.as_bytes());
     match scope {
         None => AppError::Unauthorized("the API key is not valid").into_response(),
         Some(scope) if scope >= needed(req.method()) => {
