@@ -54,9 +54,7 @@ enum Closer {
 
 /// Opens the configured store and runs its migrations.
 pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupError> {
-    // `repo::instrumented` keeps the handles the global recorder gives it, so the recorder is
-    // installed before the store is wrapped.
-    crate::telemetry::metrics();
+    let recorder = crate::telemetry::metrics().recorder();
     let storage_error = |source| StartupError::Storage {
         backend: config.redacted(),
         source,
@@ -65,7 +63,7 @@ pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupErr
         DatabaseConfig::Sqlite(sqlite) => {
             let opened = SqliteStore::open(sqlite).map_err(storage_error)?;
             Ok(Storage {
-                repos: opened.store.repositories().instrumented("sqlite"),
+                repos: opened.store.repositories().instrumented("sqlite", recorder),
                 applied_migrations: opened.applied_migrations,
                 closer: Closer::SqliteWriter(opened.writer),
             })
@@ -73,7 +71,10 @@ pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupErr
         DatabaseConfig::Mongo(mongo) => {
             let opened = MongoStore::open(mongo).await.map_err(storage_error)?;
             Ok(Storage {
-                repos: opened.store.repositories().instrumented("mongodb"),
+                repos: opened
+                    .store
+                    .repositories()
+                    .instrumented("mongodb", recorder),
                 applied_migrations: opened.applied_migrations,
                 closer: Closer::Nothing,
             })

@@ -29,7 +29,7 @@ pub struct Metrics(&'static PrometheusRecorder);
 
 impl Metrics {
     /// The recorder, to register handles with.
-    pub fn recorder(self) -> &'static dyn metrics::Recorder {
+    pub fn recorder(self) -> &'static (dyn metrics::Recorder + Sync) {
         self.0
     }
 

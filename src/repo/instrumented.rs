@@ -17,13 +17,20 @@ use crate::domain::{
     Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, Timers, Timestamp,
 };
 
+/// The backend's name for the `backend` label, and the recorder the handles are registered with.
+#[derive(Clone, Copy)]
+struct Backend {
+    name: &'static str,
+    recorder: &'static (dyn metrics::Recorder + Sync),
+}
+
 struct Timed<R: ?Sized> {
-    backend: &'static str,
+    backend: Backend,
     inner: Arc<R>,
 }
 
 async fn timed<T>(
-    backend: &'static str,
+    backend: Backend,
     operation: &'static str,
     call: impl Future<Output = Result<T, RepoError>>,
 ) -> Result<T, RepoError> {
@@ -36,7 +43,7 @@ async fn timed<T>(
         Err(RepoError::Unavailable(_)) => "unavailable",
         Err(RepoError::Backend(_)) => "error",
     };
-    let key = (backend, operation, outcome);
+    let key = (backend.name, operation, outcome);
     let seconds = started.elapsed().as_secs_f64();
     HISTOGRAMS.with_borrow_mut(|cached| {
         // The names are the service's own literals: comparing where they are is usually enough.
@@ -47,7 +54,7 @@ async fn timed<T>(
         {
             Some((_, histogram)) => histogram.record(seconds),
             None => {
-                let made = histogram(key);
+                let made = metrics::with_local_recorder(backend.recorder, || histogram(key));
                 made.record(seconds);
                 cached.push((key, made));
             }
@@ -70,9 +77,8 @@ fn histogram((backend, operation, outcome): OperationKey) -> Histogram {
 
 thread_local! {
     /// Handles looked up once per thread: building the key and finding it in the recorder's
-    /// registry on every call cost more than recording. A handle is kept for good, so the
-    /// process's recorder must be installed before the first timed call (`open_storage` does it
-    /// before it wraps the store).
+    /// registry on every call cost more than recording. A handle is kept for good; it belongs to
+    /// the recorder given to [`Repositories::instrumented`], the process's one.
     static HISTOGRAMS: RefCell<Vec<(OperationKey, Histogram)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -178,9 +184,17 @@ impl EventRepository for Timed<dyn EventRepository> {
 }
 
 impl Repositories {
-    /// The same repositories, with every call timed under `backend`. Call it once the metrics
-    /// recorder is installed: the metric handles it takes are kept.
-    pub fn instrumented(self, backend: &'static str) -> Repositories {
+    /// The same repositories, with every call timed under `backend` in `recorder` (whether or
+    /// not it is installed as the global recorder yet).
+    pub fn instrumented(
+        self,
+        backend: &'static str,
+        recorder: &'static (dyn metrics::Recorder + Sync),
+    ) -> Repositories {
+        let backend = Backend {
+            name: backend,
+            recorder,
+        };
         Repositories {
             sessions: Arc::new(Timed {
                 backend,
