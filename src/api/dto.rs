@@ -7,12 +7,11 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::{AppError, FieldError};
-use super::extract::{Fields, KNOWN_FIELD, REQUIRED};
-use super::read_events::{self, ReadEvent};
+use super::error::AppError;
+use super::fields::{Fields, REQUIRED};
 use crate::domain::{
-    EndReason, Event, EventId, EventType, Invalid, JsonObject, Language, MAX_BATCH_EVENTS,
-    NewEvent, NewSession, Session, SessionId, Status, TerminalStatus, Timers, Timestamp,
+    EndReason, Event, EventId, EventType, Invalid, JsonObject, Language, List, MAX_BATCH_EVENTS,
+    Member, NewEvent, NewSession, Session, SessionId, Status, TerminalStatus, Timers, Timestamp,
 };
 use crate::service::{SessionList, SessionPage};
 
@@ -45,13 +44,13 @@ pub struct CreateSession {
 }
 
 impl CreateSession {
-    pub fn parse(mut f: Fields) -> Result<Self, AppError> {
+    pub fn parse(mut f: Fields<'_>) -> Result<Self, AppError> {
         let session_id = f
             .required_string("sessionId")
-            .and_then(|s| f.check("sessionId", SessionId::parse(s)));
+            .and_then(|s| f.check("sessionId", SessionId::parse(s.into_owned())));
         let language = f
             .required_string("language")
-            .and_then(|s| f.check("language", Language::parse(s)));
+            .and_then(|s| f.check("language", Language::parse(s.into_owned())));
         let metadata = match f.optional_object("metadata") {
             None => Some(JsonObject::default()),
             Some(object) => object.ok(),
@@ -97,17 +96,14 @@ impl CreateSession {
 }
 
 /// An optional timer field: `Some(None)` when absent, `None` when invalid (recorded in `f`).
-fn timer(f: &mut Fields, name: &str) -> Option<Option<u32>> {
-    match f.optional_value(name) {
-        None => Some(None),
-        Some(value) => {
-            let seconds = match value.as_i64() {
-                Some(n) if value.is_i64() || value.is_u64() => Timers::check(n),
-                _ => Timers::check(-1),
-            };
-            f.check(name, seconds).map(Some)
-        }
-    }
+fn timer(f: &mut Fields<'_>, name: &str) -> Option<Option<u32>> {
+    let seconds = match f.take(name) {
+        None => return Some(None),
+        Some(Member::Int(n)) => n,
+        // Anything but an integer breaks the rule as a negative one does, with its message.
+        Some(_) => -1,
+    };
+    f.check(name, Timers::check(seconds)).map(Some)
 }
 
 /// `Fields::finish` fails whenever a field is missing, so this is only reached through a bug.
@@ -132,9 +128,36 @@ pub struct AddEvent {
 }
 
 impl AddEvent {
-    /// Reads the body of `POST /sessions/{sessionId}/events` (in one pass: `read_events`).
+    /// Reads the body of `POST /sessions/{sessionId}/events`, in one pass: every violation at
+    /// once, malformed JSON anywhere (a syntax error, a duplicate key at any depth, an integer
+    /// beyond 64 signed bits) before any of them.
     pub fn parse(body: &[u8]) -> Result<Self, AppError> {
-        read_events::event(body)
+        Self::from_fields(Fields::read(body)?)
+    }
+
+    /// The event an object's fields describe, or every violation in them.
+    fn from_fields(mut f: Fields<'_>) -> Result<Self, AppError> {
+        let event_id = f
+            .required_string("eventId")
+            .and_then(|s| f.check("eventId", EventId::parse(s.into_owned())));
+        let event_type = f
+            .required_string("type")
+            .and_then(|s| f.check("type", EventType::parse(&s)));
+        let payload = f.required_object("payload");
+        let timestamp = match f.optional_string("timestamp") {
+            None => Some(None),
+            Some(t) => f.check("timestamp", Timestamp::parse(&t)).map(Some),
+        };
+        f.finish()?;
+        match (event_id, event_type, payload, timestamp) {
+            (Some(event_id), Some(event_type), Some(payload), Some(timestamp)) => Ok(Self {
+                event_id,
+                event_type,
+                payload,
+                timestamp,
+            }),
+            _ => Err(unreachable_invalid()),
+        }
     }
 
     /// Whether `other` says the same as this: type, payload and timestamp (or none).
@@ -170,33 +193,37 @@ impl AddEvents {
     /// (`events[3].eventId`), all at once; the same `eventId` twice with different content is
     /// one of them.
     pub fn parse(body: &[u8]) -> Result<Self, AppError> {
-        let read = read_events::batch(body)?;
-        let mut errors = Vec::new();
+        let list = List {
+            name: "events",
+            max: MAX_BATCH_EVENTS,
+        };
+        let mut f = Fields::read_with_list(body, Some(list))?;
         let mut events = Vec::new();
-        match read.events {
-            None => errors.push(FieldError::new("events", REQUIRED)),
-            Some(Err(not_array)) => errors.push(not_array),
-            Some(Ok(read)) if read.count == 0 || read.count > MAX_BATCH_EVENTS => {
-                errors.push(FieldError::new(
+        match f.take("events") {
+            None => f.invalid("events", REQUIRED),
+            Some(Member::List { count, .. }) if count == 0 || count > MAX_BATCH_EVENTS => f
+                .invalid(
                     "events",
-                    format!(
-                        "must hold 1 to {MAX_BATCH_EVENTS} events, not {}",
-                        read.count
-                    ),
-                ));
-            }
-            Some(Ok(read)) => {
-                for (i, item) in read.items.into_iter().enumerate() {
-                    match item {
-                        ReadEvent::Event(event) => events.push((i, event)),
-                        ReadEvent::NotObject => errors
-                            .push(FieldError::new(format!("events[{i}]"), "must be an object")),
-                        ReadEvent::Invalid(found) => errors.extend(found.into_iter().map(|e| {
-                            FieldError::new(format!("events[{i}].{}", e.field), e.message)
-                        })),
+                    format!("must hold 1 to {MAX_BATCH_EVENTS} events, not {count}"),
+                ),
+            Some(Member::List { items, .. }) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let Member::Members(members) = item else {
+                        f.invalid(format!("events[{i}]"), "must be an object");
+                        continue;
+                    };
+                    match AddEvent::from_fields(Fields::new(members)) {
+                        Ok(event) => events.push((i, event)),
+                        Err(AppError::Validation(found)) => {
+                            for e in found {
+                                f.invalid(format!("events[{i}].{}", e.field), e.message);
+                            }
+                        }
+                        Err(other) => return Err(other),
                     }
                 }
             }
+            Some(_) => f.invalid("events", "must be an array"),
         }
         for (at, (i, event)) in events.iter().enumerate() {
             let first = events[..at]
@@ -205,20 +232,13 @@ impl AddEvents {
             if let Some((j, earlier)) = first
                 && !earlier.same_content(event)
             {
-                errors.push(FieldError::new(
+                f.invalid(
                     format!("events[{i}].eventId"),
                     format!("repeats events[{j}].eventId with different content"),
-                ));
+                );
             }
         }
-        errors.extend(
-            read.unknown
-                .into_iter()
-                .map(|key| FieldError::new(key, KNOWN_FIELD)),
-        );
-        if !errors.is_empty() {
-            return Err(AppError::Validation(errors));
-        }
+        f.finish()?;
         Ok(Self {
             events: events.into_iter().map(|(_, e)| e).collect(),
         })
@@ -245,7 +265,7 @@ pub struct CompleteSession {
 }
 
 impl CompleteSession {
-    pub fn parse(body: Option<Fields>) -> Result<Self, AppError> {
+    pub fn parse(body: Option<Fields<'_>>) -> Result<Self, AppError> {
         let Some(mut f) = body else {
             return Ok(Self::default());
         };
@@ -255,7 +275,9 @@ impl CompleteSession {
         };
         let reason = match f.optional_string("reason") {
             None => Some(None),
-            Some(r) => f.check("reason", EndReason::parse(r)).map(Some),
+            Some(r) => f
+                .check("reason", EndReason::parse(r.into_owned()))
+                .map(Some),
         };
         f.finish()?;
         match (status, reason) {
@@ -303,6 +325,27 @@ pub fn path_session_id(raw: String) -> Result<SessionId, AppError> {
 
 pub fn path_event_id(raw: String) -> Result<EventId, AppError> {
     EventId::parse(raw).map_err(|e| AppError::invalid("eventId", e.0))
+}
+
+/// The path of every session route.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct SessionPath {
+    /// The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub session_id: String,
+}
+
+/// The path of one event.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path, rename_all = "camelCase")]
+pub struct EventPath {
+    /// The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub session_id: String,
+    /// The event id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    pub event_id: String,
 }
 
 /// `initiated` on creation, `active` from the first event, then `completed` or `failed`.
@@ -621,29 +664,121 @@ pub struct StatusBody {
     pub status: &'static str,
 }
 
-/// The path of every session route.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path, rename_all = "camelCase")]
-pub struct SessionPath {
-    /// The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
-    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
-    pub session_id: String,
-}
+#[cfg(test)]
+mod read_tests {
+    use super::*;
 
-/// The path of one event.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path, rename_all = "camelCase")]
-pub struct EventPath {
-    /// The session id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
-    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
-    pub session_id: String,
-    /// The event id: 1–128 characters of A–Z a–z 0–9 . _ : - (not . or ..)
-    #[param(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
-    pub event_id: String,
+    /// The code of the answer, and the fields it names (in order) if it is a validation error.
+    fn answer<T>(read: Result<T, AppError>) -> (&'static str, Vec<String>) {
+        match read {
+            Ok(_) => ("ok", Vec::new()),
+            Err(AppError::Validation(errors)) => (
+                "validation_failed",
+                errors
+                    .into_iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect(),
+            ),
+            Err(other) => (other.code(), Vec::new()),
+        }
+    }
+
+    fn single(body: &str) -> (&'static str, Vec<String>) {
+        answer(AddEvent::parse(body.as_bytes()))
+    }
+
+    fn batch_of(body: &str) -> (&'static str, Vec<String>) {
+        answer(AddEvents::parse(body.as_bytes()))
+    }
+
+    #[test]
+    fn every_violation_is_named_in_field_order() {
+        let (code, fields) = single(
+            r#"{"extra": 1, "timestamp": 5, "payload": {"$set": 1}, "type": "shout", "eventId": 7}"#,
+        );
+        assert_eq!(code, "validation_failed");
+        assert_eq!(
+            fields,
+            [
+                "eventId: must be a string",
+                r#"type: must be one of "user_speech", "bot_speech", "system""#,
+                "payload: has a key starting with '$': \"$set\"",
+                "timestamp: must be a string",
+                "extra: is not a known field",
+            ]
+        );
+        let (_, fields) = single(r#"{"eventId": null, "payload": null}"#);
+        assert_eq!(
+            fields,
+            [
+                "eventId: is required",
+                "type: is required",
+                "payload: is required"
+            ]
+        );
+        assert_eq!(
+            single(r#"{"eventId": "e", "type": "system", "payload": {}, "timestamp": null}"#).0,
+            "ok"
+        );
+    }
+
+    #[test]
+    fn malformed_json_anywhere_wins_over_every_violation() {
+        for body in [
+            r#"{"eventId": 1, "eventId": 2}"#,
+            r#"{"eventId": 1, "payload": {"a": {"b": 1, "b": 2}}}"#,
+            r#"{"eventId": 1, "extra": [{"k": 1, "k": 1}]}"#,
+            r#"{"eventId": {"k": 1, "k": 1}}"#,
+            r#"{"eventId": 1, "payload": {"n": 99999999999999999999}}"#,
+            r#"{"eventId": 1, "payload": {"#,
+            r#"[1, 2"#,
+            r#"{} {}"#,
+        ] {
+            assert_eq!(single(body).0, "malformed_json", "{body}");
+        }
+        assert_eq!(single("[1, 2]").0, "body_not_object");
+        assert_eq!(single("\"event\"").0, "body_not_object");
+    }
+
+    #[test]
+    fn a_batch_names_each_event_by_its_index() {
+        let good = r#"{"eventId": "a", "type": "system", "payload": {}}"#;
+        let (code, fields) = batch_of(&format!(
+            r#"{{"events": [{good}, 5, {{"eventId": "b"}}], "x": 1}}"#
+        ));
+        assert_eq!(code, "validation_failed");
+        assert_eq!(
+            fields,
+            [
+                "events[1]: must be an object",
+                "events[2].type: is required",
+                "events[2].payload: is required",
+                "x: is not a known field",
+            ]
+        );
+        let many = vec![good; MAX_BATCH_EVENTS + 1].join(",");
+        let (_, fields) = batch_of(&format!(r#"{{"events": [{many}]}}"#));
+        assert_eq!(fields, ["events: must hold 1 to 100 events, not 101"]);
+        assert_eq!(
+            batch_of(r#"{"events": []}"#).1,
+            ["events: must hold 1 to 100 events, not 0"]
+        );
+        assert_eq!(
+            batch_of(r#"{"events": {}}"#).1,
+            ["events: must be an array"]
+        );
+        assert_eq!(batch_of(r#"{"events": null}"#).1, ["events: is required"]);
+        assert_eq!(
+            batch_of(r#"{"events": [{"k": 1, "k": 2}]}"#).0,
+            "malformed_json"
+        );
+        assert_eq!(batch_of(r#"[]"#).0, "body_not_object");
+        assert_eq!(batch_of(&format!(r#"{{"events": [{good}]}}"#)).0, "ok");
+    }
 }
 
 #[cfg(test)]
-mod tests {
+mod event_json_tests {
     use proptest::prelude::*;
 
     use super::{EventBody, EventKind};

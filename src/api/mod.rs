@@ -5,14 +5,13 @@ mod console;
 mod dto;
 mod error;
 mod extract;
+mod fields;
 mod health;
-mod json;
 mod limit;
 mod list_query;
 mod observe;
 pub mod openapi;
 mod query;
-mod read_events;
 mod stream;
 pub use stream::LiveStream;
 
