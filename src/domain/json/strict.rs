@@ -17,12 +17,14 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 pub(super) struct Numbers(Cell<bool>);
 
 impl Numbers {
+    /// Notes a number serde_json read as a `u64`.
     pub(super) fn read_u64(&self, v: u64) {
         if i64::try_from(v).is_err() {
             self.0.set(true);
         }
     }
 
+    /// Notes a number serde_json read as a float.
     pub(super) fn read_f64(&self, v: f64) {
         if v.abs() >= 9_223_372_036_854_775_808.0 {
             self.0.set(true);
