@@ -79,7 +79,8 @@ fn require_json(content_type: Option<String>) -> Result<(), AppError> {
 }
 
 /// A request body sent as JSON (`application/json` or `application/*+json`), not yet read: for
-/// the bodies read in one pass (`read_events`).
+/// the event and batch bodies, read where they are used ([`super::dto::AddEvent::parse`]) with
+/// their strings borrowed from these bytes.
 pub struct JsonBytes(pub Bytes);
 
 impl FromRequest<AppState> for JsonBytes {
