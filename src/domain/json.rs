@@ -5,9 +5,11 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-mod text;
+mod compact;
+mod read;
+mod strict;
 
-pub use text::{CompactSeed, Keys, StrictSkip, TextError, integers_fit_i64, next_new_key};
+pub use read::{List, Malformed, Member, Members, TextError, read_object};
 
 use super::Invalid;
 
@@ -53,15 +55,15 @@ impl JsonObject {
         })
     }
 
-    /// Reads an object from request text: checked against the rules and kept as its compact
-    /// text (what [`Self::json`] gives), in one pass, without building a tree. The tree is made
-    /// only if something asks for the values.
+    /// Reads an object from request text, strictly ([`read_object`]'s rules): checked against
+    /// the rules and kept as its compact text (what [`Self::json`] gives), in one pass, without
+    /// building a tree. The tree is made only if something asks for the values.
     pub fn from_json_text(text: &str) -> Result<Self, TextError> {
-        Self::from_compact(text::compact_object(text)?)
+        read::object_text(text)
     }
 
-    /// Wraps what [`CompactSeed`] wrote, refusing it if it is over [`MAX_JSON_BYTES`].
-    pub fn from_compact(compact: Vec<u8>) -> Result<Self, TextError> {
+    /// Wraps the compact text the reader wrote, refusing it if it is over [`MAX_JSON_BYTES`].
+    fn from_compact(compact: Vec<u8>) -> Result<Self, TextError> {
         if compact.len() > MAX_JSON_BYTES {
             return Err(TextError::Invalid(Invalid::new(format!(
                 "must be at most {MAX_JSON_BYTES} bytes as JSON"

@@ -11,8 +11,8 @@ mod timestamp;
 pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};
 pub use ids::{EventId, Language, SessionId};
 pub use json::{
-    CompactSeed, JsonObject, Keys, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, StrictSkip, TextError,
-    integers_fit_i64, next_new_key,
+    JsonObject, List, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, Malformed, Member, Members, TextError,
+    read_object,
 };
 pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};
 pub use order::Order;
