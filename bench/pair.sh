@@ -5,7 +5,8 @@
 # minute apart), so one run of each, minutes apart as in ./bench.sh, can say little about a ratio
 # near 1; pairs taken back to back, and their median, can. Prints each pair and the median ratio.
 #
-# Settings (environment): PAIRS=5, BENCH_SECONDS=6, BENCH_CONNS=32, SQLITE_SYNCHRONOUS=full
+# Settings (environment): PAIRS=5, BENCH_SECONDS=6, BENCH_CONNS=32, SQLITE_SYNCHRONOUS=full,
+# SERVICE_BIN (default: the release build of this tree; set it to measure another build).
 # (the service's; the durable baseline always syncs fully).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ SYNC=${SQLITE_SYNCHRONOUS:-full}
 cargo build --release --locked --bin session-service --example bench_load --example bench_durable
 TARGET=${CARGO_TARGET_DIR:-target}/release
 LOAD=$TARGET/examples/bench_load
+SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
 WORK=$(mktemp -d)
 RUNS=$WORK/runs.jsonl
 pid=""
@@ -46,7 +48,7 @@ one() {
 
 for i in $(seq "$PAIRS"); do
     one "durable-$i" durable "$TARGET/examples/bench_durable" DATABASE_PATH="$WORK/d$i.db"
-    one "service-$i" service "$TARGET/session-service" DATABASE_URL="sqlite://$WORK/s$i.db" \
+    one "service-$i" service "$SERVICE" DATABASE_URL="sqlite://$WORK/s$i.db" \
         SQLITE_SYNCHRONOUS="$SYNC"
 done
 
