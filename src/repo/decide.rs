@@ -47,9 +47,9 @@ pub enum BatchPlan {
     /// The deadline came with these new events: record the timer's end, then answer with
     /// [`expired_batch`].
     Expire { new: Vec<usize> },
-    /// Store the [`BatchItem::New`] items (consecutive seqs after `event_count`, in batch order)
-    /// and count them; then answer `Stored(items)`.
-    Insert { items: Vec<BatchItem>, new: u64 },
+    /// Store the [`BatchItem::New`] items (consecutive seqs after `event_count`, in batch order,
+    /// see [`new_events`]) and count them; then answer `Stored(items)`.
+    Insert { items: Vec<BatchItem> },
 }
 
 /// Decides a batch from the events the store holds under the batch's ids (`stored[i]` for
@@ -91,10 +91,7 @@ pub fn plan_batch(batch: &NewEvents, stored: Vec<Option<Event>>, target: Target)
             }
         })
         .collect();
-    BatchPlan::Insert {
-        items,
-        new: new.len() as u64,
-    }
+    BatchPlan::Insert { items }
 }
 
 /// The answer to a single event that came after the deadline: `Ok` with the session as this call
@@ -164,10 +161,9 @@ mod tests {
         .unwrap();
         let replay = new_event("b", 2).stored(4);
         let plan = plan_batch(&batch, vec![None, Some(replay.clone()), None], open(7));
-        let BatchPlan::Insert { items, new } = plan else {
+        let BatchPlan::Insert { items } = plan else {
             panic!("expected an insert, got {plan:?}");
         };
-        assert_eq!(new, 2);
         let seqs: Vec<(u64, bool)> = items
             .iter()
             .map(|i| (i.event().seq, matches!(i, BatchItem::New(_))))

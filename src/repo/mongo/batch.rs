@@ -127,15 +127,16 @@ impl MongoStore {
             .ok()
             .and_then(|c| u64::try_from(c).ok())
             .ok_or_else(|| super::corrupt("eventCount"))?;
+        let deadline = state.expired_at(received_at);
         let target = Target {
             status: state.status,
-            expired: state.expired_at(received_at).is_some(),
+            expired: deadline.is_some(),
             event_count: count,
         };
-        let (items, new) = match decide::plan_batch(batch, stored_events, target) {
+        let items = match decide::plan_batch(batch, stored_events, target) {
             BatchPlan::Answer(answer) => return Ok(Decided::Abort(answer)),
             BatchPlan::Expire { new } => {
-                let Some(deadline) = state.expired_at(received_at) else {
+                let Some(deadline) = deadline else {
                     return Err(RepoError::Backend("a deadline that came went".into()).into());
                 };
                 let recorded = self
@@ -147,7 +148,7 @@ impl MongoStore {
                     Decided::Abort(decide::expired_batch(new, Err(Status::Failed)))
                 });
             }
-            BatchPlan::Insert { items, new } => (items, new),
+            BatchPlan::Insert { items } => items,
         };
         let (timers, since) = timers_of(&stored)?;
         let expires_at = crate::domain::deadline(timers, since, Some(received_at));
@@ -160,7 +161,7 @@ impl MongoStore {
                     "eventCount": count as i64,
                 },
                 doc! {
-                    "$inc": { "eventCount": new as i64 },
+                    "$inc": { "eventCount": decide::new_events(&items).count() as i64 },
                     "$set": {
                         "status": "active",
                         "lastEventAt": date(received_at),

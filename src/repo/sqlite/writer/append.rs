@@ -61,7 +61,7 @@ pub fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, Rep
             let ended = expire(db, id, batch.received_at())?;
             Ok(decide::expired_batch(new, ended.ended_by_this()))
         }
-        BatchPlan::Insert { items, .. } => {
+        BatchPlan::Insert { items } => {
             let mut last = state.event_count;
             for event in decide::new_events(&items) {
                 if !insert_event(db, event)? {
