@@ -4,6 +4,7 @@
 
 mod request;
 mod response;
+mod schema;
 
 pub use request::{
     AddEvent, AddEvents, CompleteSession, CreateSession, EventPath, SessionPath, path_event_id,
@@ -13,3 +14,4 @@ pub use response::{
     EventBatchBody, EventBody, EventPageBody, SessionBody, SessionListBody, SessionPageBody,
     StatusBody,
 };
+

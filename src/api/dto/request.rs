@@ -5,6 +5,8 @@
 
 use utoipa::ToSchema;
 
+use super::schema::FreeFormObject;
+
 use super::response::EventKind;
 use crate::api::error::AppError;
 use crate::api::fields::{Fields, REQUIRED};
@@ -26,10 +28,8 @@ pub struct CreateSession {
         pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
     )]
     pub language: Language,
-    /// A JSON object (default `{}`): nested at most 32 deep, at most 1,000 keys per object, at
-    /// most 1 MiB as JSON; no key may contain NUL or start with `$`; integers must fit in 64
-    /// signed bits.
-    #[schema(value_type = Option<Object>, required = false)]
+    /// The call's metadata (default `{}`).
+    #[schema(value_type = Option<FreeFormObject>, required = false)]
     pub metadata: JsonObject,
     /// The session ends (`failed`, `inactivity_timeout`) this long after its last event, or its
     /// start before the first. `0`: off. Default: `SESSION_INACTIVITY_TIMEOUT_SECONDS`.
@@ -117,8 +117,8 @@ pub struct AddEvent {
     pub event_id: EventId,
     #[schema(rename = "type", value_type = EventKind)]
     pub event_type: EventType,
-    /// A JSON object, with the same rules as a session's `metadata`.
-    #[schema(value_type = Object)]
+    /// What happened, e.g. `{"text": "…"}` for speech.
+    #[schema(value_type = FreeFormObject)]
     pub payload: JsonObject,
     /// RFC 3339; stored in UTC with millisecond precision. Default: when the server accepts it.
     #[schema(value_type = Option<String>, format = DateTime, required = false)]

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::schema::FreeFormObject;
+
 use crate::domain::{EndReason, Event, EventType, JsonObject, Session, Status, Timestamp};
 use crate::service::{SessionList, SessionPage};
 
@@ -73,8 +75,7 @@ pub struct SessionBody<'a> {
         pattern = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
     )]
     language: &'a str,
-    /// Free-form JSON object, stored and returned exactly.
-    #[schema(value_type = Object)]
+    #[schema(value_type = FreeFormObject)]
     metadata: &'a JsonObject,
     #[schema(value_type = String, format = DateTime, example = "2025-12-21T15:30:15.123Z")]
     started_at: Timestamp,
@@ -134,7 +135,7 @@ pub struct EventBody<'a> {
     seq: u64,
     #[serde(rename = "type")]
     event_type: EventKind,
-    #[schema(value_type = Object)]
+    #[schema(value_type = FreeFormObject)]
     payload: &'a JsonObject,
     /// The client's timestamp if it sent one, else when the server accepted the event.
     #[schema(value_type = String, format = DateTime, example = "2025-12-21T15:30:15.123Z")]
