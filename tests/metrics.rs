@@ -222,5 +222,28 @@ async fn metrics_count_requests_events_replays_conflicts_sessions_and_storage_ca
         3.0
     );
     assert!(!invented.contains("BREW") && !invented.contains("WHEN"));
+
+    // Every metric is described: a `# HELP` line with text before its `# TYPE` line, so a
+    // dashboard or an alert rule can say what it measures (`promtool check metrics` in
+    // tools/prometheus/check.sh checks the same and more).
+    let typed: Vec<&str> = invented
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() >= 10, "too few metrics: {typed:?}");
+    for name in &typed {
+        let help = invented
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# HELP {name} ")));
+        assert!(
+            help.is_some_and(|h| !h.trim().is_empty()),
+            "{name} has no help text"
+        );
+    }
+    assert!(
+        typed.contains(&"streams_max"),
+        "streams_max is set at start-up"
+    );
     store.cleanup().await;
 }

@@ -14,4 +14,3 @@ pub use response::{
     EventBatchBody, EventBody, EventPageBody, SessionBody, SessionListBody, SessionPageBody,
     StatusBody,
 };
-

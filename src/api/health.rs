@@ -63,6 +63,8 @@ impl StorageHealth {
             self.0.0.store(HEALTHY, Ordering::Relaxed);
         } else if let Some(StorageFailed { full }) = response.extensions().get() {
             self.mark(if *full { FULL } else { UNAVAILABLE });
+            let kind = if *full { "full" } else { "unavailable" };
+            metrics::counter!("storage_write_failures_total", "kind" => kind).increment(1);
         }
     }
 }

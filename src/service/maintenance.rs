@@ -26,15 +26,22 @@ impl Maintenance {
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let last_success = metrics::gauge!("sweeper_last_success_timestamp_seconds");
+            let failures = metrics::counter!("sweeper_failures_total");
+            last_success.set(unix_seconds());
             loop {
                 ticks.tick().await;
                 let now = Timestamp::now();
+                let mut failed = false;
                 match service.sweep(now, SWEEP_BATCH).await {
                     Ok(0) => {}
                     Ok(ended) => {
                         tracing::info!(ended, "sweeper ended sessions whose timers ran out")
                     }
-                    Err(e) => tracing::warn!(error = %e, "sweeper run failed; retrying next tick"),
+                    Err(e) => {
+                        failed = true;
+                        tracing::warn!(error = %e, "sweeper run failed; retrying next tick")
+                    }
                 }
                 // Work left over (a long erasure) goes on at once, a bounded step at a time.
                 loop {
@@ -42,10 +49,16 @@ impl Maintenance {
                         Ok(true) => tokio::task::yield_now().await,
                         Ok(false) => break,
                         Err(e) => {
+                            failed = true;
                             tracing::warn!(error = %e, "erasure step failed; retrying next tick");
                             break;
                         }
                     }
+                }
+                if failed {
+                    failures.increment(1);
+                } else {
+                    last_success.set(unix_seconds());
                 }
             }
         });
@@ -58,6 +71,13 @@ impl Maintenance {
         self.task.abort();
         let _ = self.task.await;
     }
+}
+
+/// Now, as Unix seconds (for the `sweeper_last_success_timestamp_seconds` gauge).
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl SessionService {

@@ -88,6 +88,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(settings: LiveSettings) -> Self {
+        metrics::gauge!("streams_max").set(settings.max_streams as f64);
         Self {
             inner: Arc::new(Inner {
                 channels: Mutex::default(),

@@ -1,4 +1,7 @@
-//! Log setup: pretty or JSON lines on stdout, filtered by `RUST_LOG`.
+//! Log setup (pretty or JSON lines on stdout, filtered by `RUST_LOG`) and the process's metrics
+//! (every one listed, with its help text, in [`catalog`]).
+
+mod catalog;
 
 use std::sync::{Once, OnceLock};
 
@@ -54,10 +57,12 @@ pub fn metrics() -> Metrics {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full("sqlite_write_batch_size".into()), BATCH)
             });
-        match builder {
+        let recorder = match builder {
             Ok(builder) => builder.build_recorder(),
             Err(_) => PrometheusBuilder::new().build_recorder(),
-        }
+        };
+        catalog::describe(&recorder);
+        recorder
     });
     // Fails only if another recorder was installed first; handles registered through `Metrics`
     // still count here.
