@@ -13,8 +13,12 @@
 # chromium, installed by that script when missing and run as root, driven by playwright-core from
 # npm) against the service binary built here.
 #
+# Then the clients generated from openapi.json, the example clients and promtool's checks of the
+# metrics and alert rules, each against the same binary.
+#
 # Environment: FUZZ=0 skips the fuzz pass; OPENAPI_CHECK=0 skips tools/openapi/check.sh;
-# BROWSER_TESTS=0 skips the browser tests (each says so in the output).
+# BROWSER_TESTS=0 skips the browser tests; CLIENTS=0 the generated and example clients;
+# PROMETHEUS=0 the promtool checks (each says so in the output).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -75,6 +79,30 @@ else
     log "BROWSER_TESTS=0: NOT testing the web console in a browser"
 fi
 
+# Clients and operators, against the binary built above: typed clients generated from
+# openapi.json (TypeScript under tsc --strict, Python) run a whole scenario
+# (tools/openapi/clients/run.sh); the example voice agents run (examples/clients/run.sh); the
+# alert rules and the /metrics text pass Prometheus's own promtool (tools/prometheus/check.sh).
+# Failures are reported at the end. CLIENTS=0 skips the first two, PROMETHEUS=0 the third.
+extra_failed=()
+run_extra() {
+    local name=$1
+    shift
+    log "$name"
+    "$@" || extra_failed+=("$name")
+}
+if [ "${CLIENTS:-1}" != "0" ]; then
+    run_extra "generated clients (tools/openapi/clients/run.sh)" tools/openapi/clients/run.sh openapi.json
+    run_extra "example clients (examples/clients/run.sh)" examples/clients/run.sh
+else
+    log "CLIENTS=0: NOT running the generated and example clients"
+fi
+if [ "${PROMETHEUS:-1}" != "0" ]; then
+    run_extra "metrics and alert rules (tools/prometheus/check.sh)" tools/prometheus/check.sh
+else
+    log "PROMETHEUS=0: NOT checking metrics and alert rules with promtool"
+fi
+
 # The HTTP fuzz pass (schemathesis, driven by openapi.json) on both backends: zero 5xx, zero
 # dropped connections. Bounded: a fixed seed and example count. Skip with FUZZ=0.
 if [ "${FUZZ:-1}" != "0" ]; then
@@ -89,6 +117,10 @@ if [ "$browser_rc" -ne 0 ]; then
     log "FAILED: the browser tests of the web console (tools/browser/run.sh, output above)"
     failed=1
 fi
+for name in "${extra_failed[@]}"; do
+    log "FAILED: $name (output above)"
+    failed=1
+done
 if [ "$openapi_rc" -ne 0 ]; then
     log "FAILED: the OpenAPI checks of openapi.json (tools/openapi/check.sh, output above)"
     failed=1

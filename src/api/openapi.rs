@@ -76,6 +76,7 @@ problem_response! {
         &OptionalApiKeys,
         &PublicRoutes,
         &ClosedRequestBodies,
+        &OptionalBodies,
         &WrongMethods,
         &RateLimits
     ),
@@ -253,6 +254,40 @@ impl utoipa::Modify for ClosedRequestBodies {
             {
                 object.additional_properties =
                     Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+}
+
+/// An optional request body (`complete` may have none) is written by utoipa as "the schema, or
+/// JSON `null`", which generators then offer to send, and the service refuses (a body must be
+/// an object). No body is said by the body not being required; its schema is the object's alone.
+struct OptionalBodies;
+
+impl utoipa::Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{Schema, SchemaType, Type};
+        let is_null = |s: &RefOr<Schema>| match s {
+            RefOr::T(Schema::Object(o)) => o.schema_type == SchemaType::Type(Type::Null),
+            _ => false,
+        };
+        for (_, op) in operations(openapi) {
+            let Some(body) = op.request_body.as_mut() else {
+                continue;
+            };
+            for content in body.content.values_mut() {
+                let Some(RefOr::T(Schema::OneOf(one_of))) = content.schema.as_ref() else {
+                    continue;
+                };
+                if let [first, second] = one_of.items.as_slice() {
+                    let object = match (is_null(first), is_null(second)) {
+                        (true, false) => second.clone(),
+                        (false, true) => first.clone(),
+                        _ => continue,
+                    };
+                    content.schema = Some(object);
+                }
             }
         }
     }

@@ -144,8 +144,28 @@ pub const METRICS: &[Metric] = &[
     ),
 ];
 
-/// Gives every metric of [`METRICS`] its help text in `recorder`.
+/// Counter series that alert rules take `increase()` of (deploy/prometheus/alerts.yml), exported
+/// at 0 from start-up: a series that first appears at 1 shows no increase, so the first failure
+/// would go unseen.
+const FROM_ZERO: &[(&str, &[(&str, &str)])] = &[
+    ("storage_write_failures_total", &[("kind", "full")]),
+    ("storage_write_failures_total", &[("kind", "unavailable")]),
+    ("streams_refused_total", &[]),
+    ("sweeper_failures_total", &[]),
+];
+
+/// Gives every metric of [`METRICS`] its help text in `recorder`, and registers the series of
+/// [`FROM_ZERO`] at 0.
 pub fn describe(recorder: &dyn metrics::Recorder) {
+    let metadata = metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
+    for (name, labels) in FROM_ZERO {
+        let labels: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(k, v)| metrics::Label::new(*k, *v))
+            .collect();
+        let key = metrics::Key::from_parts(*name, labels);
+        recorder.register_counter(&key, &metadata).increment(0);
+    }
     for metric in METRICS {
         let (name, help) = (metric.name.into(), metric.help.into());
         match metric.kind {
@@ -234,6 +254,14 @@ mod tests {
                 metric.name
             );
             assert!(!metric.help.is_empty() && !metric.help.contains('\n'));
+        }
+        for (name, _) in FROM_ZERO {
+            let listed = METRICS.iter().find(|m| m.name == *name).map(|m| m.kind);
+            assert_eq!(
+                listed,
+                Some(Kind::Counter),
+                "{name} starts at zero: a listed counter"
+            );
         }
     }
 }

@@ -52,10 +52,15 @@ pub fn metrics() -> Metrics {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
         const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+        // A batch append holds 1 to 100 events.
+        const BATCH_EVENTS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full("sqlite_write_batch_size".into()), BATCH)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("event_batch_size".into()), BATCH_EVENTS)
             });
         let recorder = match builder {
             Ok(builder) => builder.build_recorder(),
