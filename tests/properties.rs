@@ -182,6 +182,7 @@ fn round_trip_on(backend: Backend) {
                     payload: JsonObject::parse(Value::Object(payload.clone())).unwrap(),
                     client_timestamp: None,
                     received_at: Timestamp::now(),
+                    expected_seq: None,
                 })
                 .await
                 .unwrap();

@@ -241,6 +241,7 @@ async fn upgrade_and_check(config: DatabaseConfig) {
         payload: JsonObject::parse(serde_json::json!({"text": "new", "n": 1})).unwrap(),
         client_timestamp: None,
         received_at: Timestamp::now(),
+        expected_seq: None,
     };
     let (stored, _) = service.add_event(new).await.unwrap();
     assert_eq!(stored.seq, 4);

@@ -70,6 +70,14 @@ pub enum AppError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// A precondition the request named does not hold (`Expected-Seq`, `If-Match`); nothing
+    /// changed. `current_seq`: the session's last seq, when the precondition was about it.
+    #[error("{detail}")]
+    PreconditionFailed {
+        code: &'static str,
+        detail: String,
+        current_seq: Option<u64>,
+    },
     #[error("{0}")]
     Unauthorized(&'static str),
     /// A valid API key whose scope does not allow the request.
@@ -160,6 +168,7 @@ impl AppError {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Gone { .. } => StatusCode::GONE,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -180,7 +189,8 @@ impl AppError {
             AppError::BadRequest { code, .. }
             | AppError::NotFound { code, .. }
             | AppError::Gone { code, .. }
-            | AppError::Conflict { code, .. } => code,
+            | AppError::Conflict { code, .. }
+            | AppError::PreconditionFailed { code, .. } => code,
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::MethodNotAllowed => "method_not_allowed",
@@ -272,6 +282,11 @@ impl From<ServiceError> for AppError {
                     })
                     .collect(),
             ),
+            ServiceError::SeqMismatch { current, .. } => AppError::PreconditionFailed {
+                code: "seq_mismatch",
+                detail,
+                current_seq: Some(current),
+            },
             ServiceError::InvalidBatch(e) => AppError::invalid("events", e.0),
             ServiceError::SessionAlreadyEnded { .. } => {
                 AppError::conflict("session_already_ended", detail)
@@ -305,6 +320,7 @@ pub struct Problem<'a> {
     /// Stable and machine-readable: `validation_failed`, `malformed_json`, `body_not_object`,
     /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
     /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
+    /// `seq_mismatch`, `precondition_failed`,
     /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
     /// `rate_limited`, `storage_unavailable`, `storage_full`, `request_timeout`,
     /// `too_many_streams`, `internal_error`.
@@ -316,6 +332,9 @@ pub struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldError]>,
+    /// For `seq_mismatch`: the session's last seq (its event count) when the write was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_seq: Option<u64>,
     /// The request's `x-request-id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
@@ -345,6 +364,10 @@ impl IntoResponse for AppError {
             errors: match &self {
                 AppError::Validation(errors) => Some(errors),
                 AppError::Conflict { errors, .. } if !errors.is_empty() => Some(errors),
+                _ => None,
+            },
+            current_seq: match &self {
+                AppError::PreconditionFailed { current_seq, .. } => *current_seq,
                 _ => None,
             },
             request_id: current_request_id(),

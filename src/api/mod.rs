@@ -11,6 +11,7 @@ mod limit;
 mod list_query;
 mod observe;
 pub mod openapi;
+mod preconditions;
 mod query;
 mod request_id;
 mod stream;
@@ -35,6 +36,7 @@ use crate::domain::{Event, Timestamp};
 use crate::service::{self, SessionService, Written};
 use error::Problem;
 use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
+use preconditions::ExpectedSeq;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -218,7 +220,7 @@ async fn get_session(
     summary = "Add an event to a session",
     description = "Adds an event. The eventId is an idempotency key: the same eventId with the same type, payload (and timestamp, if sent) returns the stored event with 200; with other content it is a 409.",
     request_body(content = dto::AddEvent, content_type = "application/json"),
-    params(dto::SessionPath),
+    params(dto::SessionPath, ("Expected-Seq" = Option<u64>, Header, minimum = 0, description = "Append only if the session's last seq is this one (0: no events yet); else 412 `seq_mismatch` with `currentSeq`, nothing stored. A replay is answered as stored whatever it says.")),
     responses(
         (status = 201, description = "Stored with the next seq", body = dto::EventBody, headers(("Location" = String, description = "Where the created resource can be read"))),
         (status = 200, description = "A retry: the stored event, unchanged", body = dto::EventBody),
@@ -228,16 +230,18 @@ async fn get_session(
         openapi::SessionNotFound,
         openapi::SessionDeleted,
         (status = 409, description = "The eventId exists with other content (`event_id_conflict`), or the session has ended (`session_ended`)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`Expected-Seq` was sent and the session's last seq is another one (`seq_mismatch`, the last seq in `currentSeq`); nothing was stored", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
 )]
 async fn add_event(
     State(state): State<AppState>,
     PathParams(path): PathParams<dto::SessionPath>,
+    ExpectedSeq(expected): ExpectedSeq,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let session_id = dto::path_session_id(path.session_id)?;
-    let new = dto::AddEvent::parse(&body)?.into_new(session_id, Timestamp::now());
+    let new = dto::AddEvent::parse(&body)?.into_new(session_id, Timestamp::now(), expected);
     let (event, written) = state.service.add_event(new).await?;
     Ok(respond_event(written, &event))
 }
@@ -249,7 +253,7 @@ async fn add_event(
     summary = "Add a batch of events to a session, atomically",
     description = "Adds 1 to 100 events at once: every new one is stored, with consecutive seqs in request order, or none is. Each event is validated and is idempotent as on `POST /sessions/{sessionId}/events`: an event whose eventId is stored with the same content is a replay, answered as stored; the same eventId twice in one batch is stored once if both are identical (else 400). Nothing is stored, and the answer is 409 naming the offending events in `errors` (`events[2].eventId`), when any eventId is stored with other content (`event_id_conflict`), or when the session has ended, also by its timer, and any event is new (`session_ended`). A retried batch after a lost answer gets 200 with the same seqs.",
     request_body(content = dto::AddEvents, content_type = "application/json"),
-    params(dto::SessionPath),
+    params(dto::SessionPath, ("Expected-Seq" = Option<u64>, Header, minimum = 0, description = "Append only if the session's last seq is this one (0: no events yet); else 412 `seq_mismatch` with `currentSeq`, nothing stored. A replay is answered as stored whatever it says.")),
     responses(
         (status = 201, description = "Stored: every event of the request, in its order (new ones with their new seqs, replays as stored)", body = dto::EventBatchBody),
         (status = 200, description = "Every event was a replay: the stored events, unchanged", body = dto::EventBatchBody),
@@ -259,16 +263,18 @@ async fn add_event(
         openapi::SessionNotFound,
         openapi::SessionDeleted,
         (status = 409, description = "Nothing was stored: some eventIds exist with other content (`event_id_conflict`), or the session has ended and some events are new (`session_ended`); `errors` lists each offending event as `{field: \"events[i].eventId\", message}`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`Expected-Seq` was sent and the session's last seq is another one (`seq_mismatch`, the last seq in `currentSeq`); nothing was stored", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
 )]
 async fn add_events(
     State(state): State<AppState>,
     PathParams(path): PathParams<dto::SessionPath>,
+    ExpectedSeq(expected): ExpectedSeq,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let (session_id, batch) = in_session(path, dto::AddEvents::parse(&body))?;
-    let new = batch.into_new(&session_id, Timestamp::now());
+    let new = batch.into_new(&session_id, Timestamp::now(), expected);
     let (events, written) = state.service.add_events(new).await?;
     let body = dto::EventBatchBody::from(events.as_slice());
     Ok((status_for(written), Json(body)).into_response())

@@ -30,7 +30,9 @@ impl EventType {
 }
 
 /// A validated request to add an event. `client_timestamp` is what the client sent, if anything;
-/// `received_at` is used when it sent none.
+/// `received_at` is used when it sent none. With `expected_seq` (`Expected-Seq`), a new event is
+/// stored only if the session's last seq is that one (`0`: no events yet); a replay is answered
+/// as stored whatever it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub session_id: SessionId,
@@ -39,6 +41,7 @@ pub struct NewEvent {
     pub payload: JsonObject,
     pub client_timestamp: Option<Timestamp>,
     pub received_at: Timestamp,
+    pub expected_seq: Option<u64>,
 }
 
 impl NewEvent {
@@ -82,7 +85,8 @@ pub struct Event {
 pub const MAX_BATCH_EVENTS: usize = 100;
 
 /// Events to append to one session at once, in request order: 1 to [`MAX_BATCH_EVENTS`] of
-/// them, all for the same session, received at the same instant, with distinct `eventId`s.
+/// them, all for the same session, received at the same instant with the same `expected_seq`
+/// (the batch's), with distinct `eventId`s.
 /// (Identical copies of one event in a request are the service's to fold into one.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvents {
@@ -100,12 +104,13 @@ impl NewEvents {
                 "must hold at most {MAX_BATCH_EVENTS} events"
             )));
         }
-        if events
-            .iter()
-            .any(|e| e.session_id != first.session_id || e.received_at != first.received_at)
-        {
+        if events.iter().any(|e| {
+            e.session_id != first.session_id
+                || e.received_at != first.received_at
+                || e.expected_seq != first.expected_seq
+        }) {
             return Err(Invalid::new(
-                "must be for one session, received at one instant",
+                "must be for one session, received at one instant, with one expected seq",
             ));
         }
         let mut ids: Vec<&EventId> = events.iter().map(|e| &e.event_id).collect();
@@ -147,6 +152,11 @@ impl NewEvents {
     /// When the batch arrived: the instant its timers are checked at.
     pub fn received_at(&self) -> Timestamp {
         self.events[0].received_at
+    }
+
+    /// The seq the session's last event must have for the new events to be stored, if any.
+    pub fn expected_seq(&self) -> Option<u64> {
+        self.events[0].expected_seq
     }
 
     /// The events, in request order (never empty).

@@ -13,16 +13,20 @@ pub struct Target {
     pub expired: bool,
     /// Events stored so far: the last seq given out.
     pub event_count: u64,
+    /// The last seq the writer expects (`Expected-Seq`), if it named one.
+    pub expected_seq: Option<u64>,
 }
 
-/// Why a session does not take a single event whose id it has not stored, in the order the rules
-/// are checked: ended first, then the deadline.
+/// Why a session does not take a new event (one whose id it has not stored), in the order the
+/// rules are checked: ended first, then the deadline, then the writer's expected seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// It has ended with this status.
     Ended(Status),
     /// Its deadline came: the caller records the timer's end (see [`expired_batch`]).
     Expired,
+    /// It is open, but its last seq is this one, not the one the writer expected.
+    SeqMismatch { current: u64 },
 }
 
 impl Target {
@@ -33,6 +37,10 @@ impl Target {
             Some(Refusal::Ended(self.status))
         } else if self.expired {
             Some(Refusal::Expired)
+        } else if self.expected_seq.is_some_and(|seq| seq != self.event_count) {
+            Some(Refusal::SeqMismatch {
+                current: self.event_count,
+            })
         } else {
             None
         }
@@ -54,7 +62,7 @@ pub enum BatchPlan {
 
 /// Decides a batch from the events the store holds under the batch's ids (`stored[i]` for
 /// `batch.events()[i]`): conflicts, then all replays, then an ended session, then the deadline,
-/// then insert.
+/// then the expected seq, then insert.
 pub fn plan_batch(batch: &NewEvents, stored: Vec<Option<Event>>, target: Target) -> BatchPlan {
     let events = batch.events();
     let conflicts: Vec<usize> = events
@@ -77,6 +85,9 @@ pub fn plan_batch(batch: &NewEvents, stored: Vec<Option<Event>>, target: Target)
             return BatchPlan::Answer(BatchAppended::SessionEnded { status, new });
         }
         Some(Refusal::Expired) => return BatchPlan::Expire { new },
+        Some(Refusal::SeqMismatch { current }) => {
+            return BatchPlan::Answer(BatchAppended::SeqMismatch { current });
+        }
         None => {}
     }
     let mut seq = target.event_count;
@@ -140,6 +151,7 @@ mod tests {
             payload: JsonObject::parse(serde_json::json!({ "n": n })).unwrap(),
             client_timestamp: None,
             received_at: Timestamp::from_millis(1_000).unwrap(),
+            expected_seq: None,
         }
     }
 
@@ -148,6 +160,7 @@ mod tests {
             status: Status::Active,
             expired: false,
             event_count,
+            expected_seq: None,
         }
     }
 
@@ -180,6 +193,7 @@ mod tests {
             status: Status::Completed,
             expired: true,
             event_count: 1,
+            expected_seq: None,
         };
         assert_eq!(
             plan_batch(&batch, vec![None, Some(other)], ended),
@@ -195,6 +209,7 @@ mod tests {
             status: Status::Failed,
             expired: false,
             event_count: 1,
+            expected_seq: Some(0),
         };
         assert_eq!(
             plan_batch(&batch, vec![Some(stored.clone())], ended),
@@ -209,6 +224,7 @@ mod tests {
             status: Status::Completed,
             expired: true,
             event_count: 0,
+            expected_seq: Some(5),
         };
         assert_eq!(
             plan_batch(&batch, vec![None, None], ended),
@@ -229,5 +245,44 @@ mod tests {
         assert_eq!(ended.refusal(), Some(Refusal::Ended(Status::Completed)));
         assert_eq!(open(3).refusal(), None);
         assert_eq!(next_event(&new_event("x", 1), &open(3)).seq, 4);
+    }
+
+    #[test]
+    fn an_expected_seq_is_checked_after_replays_the_end_and_the_deadline() {
+        let expecting = |expected, count| Target {
+            expected_seq: Some(expected),
+            ..open(count)
+        };
+        assert_eq!(expecting(3, 3).refusal(), None);
+        assert_eq!(expecting(0, 0).refusal(), None);
+        assert_eq!(
+            expecting(2, 3).refusal(),
+            Some(Refusal::SeqMismatch { current: 3 })
+        );
+        let batch = NewEvents::new(vec![new_event("a", 1), new_event("b", 2)]).unwrap();
+        assert_eq!(
+            plan_batch(&batch, vec![None, None], expecting(4, 3)),
+            BatchPlan::Answer(BatchAppended::SeqMismatch { current: 3 })
+        );
+        // A replay of the whole batch is answered as stored, whatever the writer expected.
+        let stored = vec![
+            Some(new_event("a", 1).stored(1)),
+            Some(new_event("b", 2).stored(2)),
+        ];
+        assert!(matches!(
+            plan_batch(&batch, stored, expecting(0, 3)),
+            BatchPlan::Answer(BatchAppended::Stored(_))
+        ));
+        // One new event among replays is held to the expectation.
+        let mixed = vec![Some(new_event("a", 1).stored(1)), None];
+        assert_eq!(
+            plan_batch(&batch, mixed, expecting(0, 3)),
+            BatchPlan::Answer(BatchAppended::SeqMismatch { current: 3 })
+        );
+        let ended = Target {
+            status: Status::Completed,
+            ..expecting(0, 3)
+        };
+        assert_eq!(ended.refusal(), Some(Refusal::Ended(Status::Completed)));
     }
 }

@@ -94,6 +94,9 @@ pub enum Appended {
     /// The event id is new and arrived at or after the session's deadline: this call recorded
     /// the timer's end (the session as now stored); the event was not stored.
     Expired(Session),
+    /// The event id is new, the session is open, and its last seq is this one, not the
+    /// `expected_seq` the request named; nothing changed.
+    SeqMismatch(u64),
 }
 
 /// One event of a batch that was stored, in the batch's answer.
@@ -130,6 +133,9 @@ pub enum BatchAppended {
         session: Box<Session>,
         new: Vec<usize>,
     },
+    /// Some events are new, the session is open, and its last seq is `current`, not the batch's
+    /// `expected_seq`.
+    SeqMismatch { current: u64 },
 }
 
 /// Where a page of events starts, counted in the page's order.
@@ -305,8 +311,10 @@ pub trait EventRepository: Send + Sync {
     /// also when the two race. A new event arriving at or after the session's deadline
     /// (`new.received_at`) records the timer's end and is `Expired` (for the one call that
     /// recorded it; later ones see `SessionEnded(Failed)`). Each stored
-    /// event sets the session's `last_event_at` to `new.received_at`. `NotFound` if the session
-    /// does not exist, `Deleted` for a tombstone.
+    /// event sets the session's `last_event_at` to `new.received_at`. With `new.expected_seq`, a
+    /// new event for an open session whose `event_count` is another number is `SeqMismatch`, and
+    /// nothing changes (a replay is still `Existing`). `NotFound` if the session does not exist,
+    /// `Deleted` for a tombstone.
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError>;
 
     /// Appends a batch atomically: either every event of `batch` whose `eventId` is not stored
@@ -318,7 +326,9 @@ pub trait EventRepository: Send + Sync {
     /// with other content (`Conflicts`), when the session has ended and any event is new
     /// (`SessionEnded`), or when any event is new and the batch arrived at or after the
     /// session's deadline: then the timer's end is recorded (`Expired` for the one call that
-    /// recorded it; later ones see `SessionEnded(Failed)`). Concurrent batches and appends with
+    /// recorded it; later ones see `SessionEnded(Failed)`), or when any event is new, the session
+    /// is open and its `event_count` is not `batch.expected_seq()` (`SeqMismatch`, when one is
+    /// given). Concurrent batches and appends with
     /// the same ids store each event once; the store's unique `(session_id, event_id)` decides.
     /// `NotFound` if the session does not exist, `Deleted` for a tombstone.
     async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError>;

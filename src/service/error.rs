@@ -54,6 +54,17 @@ pub enum ServiceError {
         session_id: SessionId,
         status: Status,
     },
+    /// A new event (or batch) whose writer expected the session's last seq to be another one
+    /// (`Expected-Seq`); nothing was stored.
+    #[error(
+        "session {:?} has {current} events, not the {expected} this write expected; nothing was stored",
+        .session_id.as_str()
+    )]
+    SeqMismatch {
+        session_id: SessionId,
+        expected: u64,
+        current: u64,
+    },
     /// Asked to end a session with the other terminal status than the one it ended with.
     #[error("session {:?} already ended as {status}", .session_id.as_str())]
     SessionAlreadyEnded {

@@ -83,6 +83,14 @@ impl SessionService {
                 },
                 "session_ended",
             ),
+            Appended::SeqMismatch(current) => (
+                ServiceError::SeqMismatch {
+                    session_id: new.session_id,
+                    expected: new.expected_seq.unwrap_or_default(),
+                    current,
+                },
+                "seq_mismatch",
+            ),
         };
         metrics::counter!("event_conflicts_total", "reason" => reason).increment(1);
         Err(refused)
@@ -101,6 +109,7 @@ impl SessionService {
         let (batch, positions) =
             NewEvents::folding_copies(events).map_err(ServiceError::InvalidBatch)?;
         let session_id = batch.session_id().clone();
+        let expected = batch.expected_seq().unwrap_or_default();
         let ids: Vec<EventId> = batch.events().iter().map(|e| e.event_id.clone()).collect();
         metrics::histogram!("event_batch_size").record(positions.len() as f64);
         // The request positions of the batch's events at `at`.
@@ -159,6 +168,14 @@ impl SessionService {
                     items: requested(&new),
                 },
                 "session_ended",
+            ),
+            BatchAppended::SeqMismatch { current } => (
+                ServiceError::SeqMismatch {
+                    session_id,
+                    expected,
+                    current,
+                },
+                "seq_mismatch",
             ),
             BatchAppended::Expired { session, new } => {
                 count_end(&session);

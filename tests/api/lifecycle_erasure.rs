@@ -139,6 +139,7 @@ backend_test! { async fn a_long_session_deleted_loses_all_its_events_from_storag
             payload: JsonObject::parse(json!({"text": i})).unwrap(),
             client_timestamp: None,
             received_at: Timestamp::now(),
+            expected_seq: None,
         };
         let r = app.store.repos.events.append(new).await.unwrap();
         assert!(matches!(r, Appended::New(_)), "{r:?}");

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod batch;
+mod conditional;
 mod console;
 mod errors;
 mod events;

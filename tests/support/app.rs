@@ -136,7 +136,7 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    async fn read(response: reqwest::Response) -> Reply {
+    pub async fn read(response: reqwest::Response) -> Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("read body");

@@ -165,7 +165,12 @@ impl AddEvent {
             && self.timestamp == other.timestamp
     }
 
-    pub fn into_new(self, session_id: SessionId, received_at: Timestamp) -> NewEvent {
+    pub fn into_new(
+        self,
+        session_id: SessionId,
+        received_at: Timestamp,
+        expected_seq: Option<u64>,
+    ) -> NewEvent {
         NewEvent {
             session_id,
             event_id: self.event_id,
@@ -173,6 +178,7 @@ impl AddEvent {
             payload: self.payload,
             client_timestamp: self.timestamp,
             received_at,
+            expected_seq,
         }
     }
 }
@@ -243,10 +249,15 @@ impl AddEvents {
     }
 
     /// The events to add, all received now.
-    pub fn into_new(self, session_id: &SessionId, received_at: Timestamp) -> Vec<NewEvent> {
+    pub fn into_new(
+        self,
+        session_id: &SessionId,
+        received_at: Timestamp,
+        expected_seq: Option<u64>,
+    ) -> Vec<NewEvent> {
         self.events
             .into_iter()
-            .map(|e| e.into_new(session_id.clone(), received_at))
+            .map(|e| e.into_new(session_id.clone(), received_at, expected_seq))
             .collect()
     }
 }

@@ -62,14 +62,19 @@ impl MongoStore {
         // The first write takes the session document: concurrent appends to this session conflict
         // here and retry, which is what makes seqs dense and ordered. It matches only an open
         // session whose deadline has not come by the time the event arrived.
+        // With an expected seq, it matches only if the count is still that one.
+        let mut filter = doc! {
+            "sessionId": sid,
+            "status": { "$in": OPEN.as_slice() },
+            "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
+        };
+        if let Some(expected) = new.expected_seq {
+            filter.insert("eventCount", expected as i64);
+        }
         let counted = self
             .sessions
             .find_one_and_update(
-                doc! {
-                    "sessionId": sid,
-                    "status": { "$in": OPEN.as_slice() },
-                    "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
-                },
+                filter,
                 doc! {
                     "$inc": { "eventCount": 1_i64 },
                     "$set": { "status": "active", "lastEventAt": received_at },
@@ -125,8 +130,8 @@ impl MongoStore {
     }
 
     /// Why the session did not take the event, answered in the same transaction: it does not
-    /// exist, it is a tombstone, the event was already stored, the session has ended, or its
-    /// deadline came by `received_at` — then this records the timer's end (conditional on the
+    /// exist, it is a tombstone, the event was already stored, the session has ended, its
+    /// last seq is not the expected one, or its deadline came by `received_at` — then this records the timer's end (conditional on the
     /// deadline read, so a concurrent recorder conflicts and retries into `SessionEnded`).
     pub(super) async fn refused(
         &self,
@@ -159,12 +164,17 @@ impl MongoStore {
         let target = Target {
             status: state.status,
             expired: state.expired_at(new.received_at).is_some(),
-            event_count: 0,
+            event_count: state.event_count,
+            expected_seq: new.expected_seq,
         };
         let deadline = match (target.refusal(), state.expired_at(new.received_at)) {
             (Some(Refusal::Ended(status)), _) => {
                 session.abort_transaction().await?;
                 return Ok(Appended::SessionEnded(status));
+            }
+            (Some(Refusal::SeqMismatch { current }), _) => {
+                session.abort_transaction().await?;
+                return Ok(Appended::SeqMismatch(current));
             }
             (Some(Refusal::Expired), Some(deadline)) => deadline,
             _ => {

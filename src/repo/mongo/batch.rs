@@ -132,6 +132,7 @@ impl MongoStore {
             status: state.status,
             expired: deadline.is_some(),
             event_count: count,
+            expected_seq: batch.expected_seq(),
         };
         let items = match decide::plan_batch(batch, stored_events, target) {
             BatchPlan::Answer(answer) => return Ok(Decided::Abort(answer)),

@@ -44,6 +44,7 @@ fn new_event(session: &str, event: &str, payload: Value) -> NewEvent {
         payload: JsonObject::parse(payload).unwrap(),
         client_timestamp: None,
         received_at: Timestamp::from_millis(1_766_331_016_000).unwrap(),
+        expected_seq: None,
     }
 }
 
@@ -129,6 +130,7 @@ where
 }
 
 mod batch;
+mod expected_seq;
 mod failures;
 mod lifecycle;
 mod lifecycle_store;

@@ -16,7 +16,7 @@ use crate::repo::{Appended, BatchAppended, RepoError};
 /// duplicate, and the primary key `(session_id, seq)` is the backstop against a reused seq.
 pub fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
     let state = open_state(db, &new.session_id)?;
-    let target = state.target(new.received_at);
+    let target = state.target(new.received_at, new.expected_seq);
     if let Some(refusal) = target.refusal() {
         // An event stored before the session ended is still answered as stored.
         if let Some(existing) = rows::event_by_id(db.conn, &new.session_id, &new.event_id)? {
@@ -29,6 +29,7 @@ pub fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
                 let ended = expire(db, &new.session_id, new.received_at)?;
                 Ok(decide::expired_append(ended.ended_by_this()))
             }
+            Refusal::SeqMismatch { current } => Ok(Appended::SeqMismatch(current)),
         };
     }
     let event = decide::next_event(new, &target);
@@ -54,7 +55,11 @@ pub fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, Rep
         .iter()
         .map(|new| rows::event_by_id(db.conn, id, &new.event_id))
         .collect::<Result<Vec<_>, _>>()?;
-    match decide::plan_batch(batch, stored, state.target(batch.received_at())) {
+    match decide::plan_batch(
+        batch,
+        stored,
+        state.target(batch.received_at(), batch.expected_seq()),
+    ) {
         BatchPlan::Answer(answer) => Ok(answer),
         BatchPlan::Expire { new } => {
             db.open.forget(id);

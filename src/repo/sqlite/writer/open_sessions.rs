@@ -25,12 +25,13 @@ impl OpenState {
         self.timing.deadline()
     }
 
-    /// The session as an append arriving at `received_at` finds it.
-    pub fn target(&self, received_at: Timestamp) -> Target {
+    /// The session as an append arriving at `received_at`, expecting `expected_seq`, finds it.
+    pub fn target(&self, received_at: Timestamp, expected_seq: Option<u64>) -> Target {
         Target {
             status: self.status(),
             expired: self.deadline().is_some_and(|d| d.at <= received_at),
             event_count: self.event_count,
+            expected_seq,
         }
     }
 }

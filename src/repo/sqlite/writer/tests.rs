@@ -60,6 +60,7 @@ fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
         payload: JsonObject::parse(serde_json::json!({"e": event})).unwrap(),
         client_timestamp: None,
         received_at: at,
+        expected_seq: None,
     }
 }
 
