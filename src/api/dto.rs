@@ -7,8 +7,8 @@ mod response;
 mod schema;
 
 pub use request::{
-    AddEvent, AddEvents, CompleteSession, CreateSession, EventPath, SessionPath, path_event_id,
-    path_session_id,
+    AddEvent, AddEvents, CompleteSession, CreateSession, EventPath, SessionPatch, SessionPath,
+    path_event_id, path_session_id,
 };
 pub use response::{
     EventBatchBody, EventBody, EventPageBody, SessionBody, SessionListBody, SessionPageBody,

@@ -287,6 +287,12 @@ impl From<ServiceError> for AppError {
                 detail,
                 current_seq: Some(current),
             },
+            ServiceError::VersionMismatch { .. } => AppError::PreconditionFailed {
+                code: "precondition_failed",
+                detail,
+                current_seq: None,
+            },
+            ServiceError::InvalidMetadata(e) => AppError::invalid("metadata", e.0),
             ServiceError::InvalidBatch(e) => AppError::invalid("events", e.0),
             ServiceError::SessionAlreadyEnded { .. } => {
                 AppError::conflict("session_already_ended", detail)

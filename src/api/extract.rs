@@ -114,6 +114,32 @@ impl FromRequest<AppState> for OptionalJsonObjectBody {
     }
 }
 
+/// A JSON Merge Patch body (RFC 7396): `Content-Type: application/merge-patch+json` only (any
+/// other, `application/json` included, is 415: a client sending that may mean another kind of
+/// patch), read into its [`Fields`] like every JSON body.
+pub struct MergePatchBody(pub Fields<'static>);
+
+impl FromRequest<AppState> for MergePatchBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (content_type, bytes) = read_body(req, state).await?;
+        let essence = content_type
+            .as_deref()
+            .and_then(|ct| ct.split(';').next())
+            .map(str::trim);
+        if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/merge-patch+json")) {
+            return Err(AppError::UnsupportedMediaType {
+                detail: format!(
+                    "expected Content-Type application/merge-patch+json (RFC 7396), got {}",
+                    content_type.map_or("none".to_owned(), |ct| format!("{ct:?}"))
+                ),
+            });
+        }
+        Fields::read(&bytes).map(|f| MergePatchBody(f.into_owned()))
+    }
+}
+
 /// Path parameters, with a problem-JSON rejection (e.g. for invalid percent-encoding).
 pub struct PathParams<T>(pub T);
 

@@ -11,6 +11,7 @@ mod limit;
 mod list_query;
 mod observe;
 pub mod openapi;
+mod patch;
 mod preconditions;
 mod query;
 mod request_id;
@@ -36,7 +37,7 @@ use crate::domain::{Event, Timestamp};
 use crate::service::{self, SessionService, Written};
 use error::Problem;
 use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
-use preconditions::ExpectedSeq;
+use preconditions::{ExpectedSeq, with_etag};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -74,7 +75,9 @@ pub fn router(
         .route("/sessions", post(create_session).get(list_sessions))
         .route(
             "/sessions/{session_id}",
-            get(get_session).delete(delete_session),
+            get(get_session)
+                .delete(delete_session)
+                .patch(patch::patch_session),
         )
         .route(
             "/sessions/{session_id}/events",
@@ -168,8 +171,8 @@ fn respond_event(written: Written, event: &Event) -> Response {
     description = "Creates a session, or returns the stored one unchanged when the id exists (language, metadata and startedAt are never overwritten). Of concurrent identical calls exactly one gets 201.",
     request_body(content = dto::CreateSession, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = dto::SessionBody, headers(("Location" = String, description = "Where the created resource can be read"))),
-        (status = 200, description = "It existed: the stored session, unchanged", body = dto::SessionBody),
+        (status = 201, description = "Created", body = dto::SessionBody, headers(("Location" = String, description = "Where the created resource can be read"), ("ETag" = String, description = "The session's version: any change to it gives another"))),
+        (status = 200, description = "It existed: the stored session, unchanged", body = dto::SessionBody, headers(("ETag" = String, description = "The session's version: any change to it gives another"))),
         openapi::InvalidBody,
         (status = 409, description = "The id belongs to a deleted session (`session_deleted`): a late retry of its create must not bring it back", body = Problem, content_type = "application/problem+json"),
         openapi::PayloadTooLarge,
@@ -185,7 +188,8 @@ async fn create_session(
     let new = dto::CreateSession::parse(body)?.into_new(Timestamp::now(), defaults);
     let (session, written) = state.service.create(new).await?;
     let location = format!("/sessions/{}", session.session_id);
-    Ok(respond(written, location, dto::SessionBody::from(&session)))
+    let response = respond(written, location, dto::SessionBody::from(&session));
+    Ok(with_etag(response, &session))
 }
 
 #[utoipa::path(
@@ -196,7 +200,7 @@ async fn create_session(
     description = "The session with one page of its events. Page by number (`page`) or by cursor (`after`, a `nextCursor` from a previous response); both cost the same on any page.",
     params(dto::SessionPath, query::PageQuery),
     responses(
-        (status = 200, description = "The session and one page of events", body = dto::SessionPageBody),
+        (status = 200, description = "The session and one page of events", body = dto::SessionPageBody, headers(("ETag" = String, description = "The session's version: any change to it gives another"))),
         (status = 400, description = "Invalid path or query parameters (`validation_failed`), including page together with after", body = Problem, content_type = "application/problem+json"),
         openapi::SessionNotFound,
         openapi::SessionDeleted,
@@ -210,7 +214,8 @@ async fn get_session(
 ) -> Result<Response, AppError> {
     let (session_id, request) = in_session(path, query::page_request(raw_query.as_deref()))?;
     let page = state.service.page(&session_id, request).await?;
-    Ok(Json(dto::SessionPageBody::from(&page)).into_response())
+    let response = Json(dto::SessionPageBody::from(&page)).into_response();
+    Ok(with_etag(response, &page.session))
 }
 
 #[utoipa::path(
@@ -317,7 +322,7 @@ async fn get_event(
         description = "Optional: no body ends the session as completed"),
     params(dto::SessionPath),
     responses(
-        (status = 200, description = "The ended session", body = dto::SessionBody),
+        (status = 200, description = "The ended session", body = dto::SessionBody, headers(("ETag" = String, description = "The session's version: any change to it gives another"))),
         openapi::InvalidBody,
         openapi::PayloadTooLarge,
         openapi::NotJson,
@@ -337,7 +342,8 @@ async fn complete_session(
         .service
         .end(&session_id, end.terminal_status(), end.reason)
         .await?;
-    Ok(Json(dto::SessionBody::from(&session)).into_response())
+    let response = Json(dto::SessionBody::from(&session)).into_response();
+    Ok(with_etag(response, &session))
 }
 
 #[utoipa::path(

@@ -63,6 +63,7 @@ problem_response! {
         super::add_event,
         super::add_events,
         super::get_session,
+        super::patch::patch_session,
         super::get_event,
         super::complete_session,
         super::health,
@@ -98,15 +99,20 @@ fn problem(description: impl Into<String>) -> utoipa::openapi::ResponseBuilder {
     )
 }
 
-/// Every operation of the document (this API serves GET, POST and DELETE), with its path.
+/// Every operation of the document (this API serves GET, POST, PATCH and DELETE), with its path.
 fn operations(
     openapi: &mut utoipa::openapi::OpenApi,
 ) -> impl Iterator<Item = (&str, &mut utoipa::openapi::path::Operation)> {
     openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
-        [&mut item.get, &mut item.post, &mut item.delete]
-            .into_iter()
-            .flatten()
-            .map(move |op| (path.as_str(), op))
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |op| (path.as_str(), op))
     })
 }
 
@@ -149,7 +155,11 @@ impl utoipa::Modify for OptionalApiKeys {
         for item in openapi.paths.paths.iter_mut().filter_map(|(path, item)| {
             (path.starts_with("/sessions") || path == "/metrics").then_some(item)
         }) {
-            for (op, scope) in [(&mut item.post, "write"), (&mut item.delete, "admin")] {
+            for (op, scope) in [
+                (&mut item.post, "write"),
+                (&mut item.patch, "write"),
+                (&mut item.delete, "admin"),
+            ] {
                 if let Some(op) = op {
                     op.responses
                         .responses
@@ -248,6 +258,7 @@ impl utoipa::Modify for ClosedRequestBodies {
             super::dto::AddEvent::name(),
             super::dto::AddEvents::name(),
             super::dto::CompleteSession::name(),
+            super::dto::SessionPatch::name(),
         ] {
             if let Some(RefOr::T(Schema::Object(object))) =
                 components.schemas.get_mut(name.as_ref())

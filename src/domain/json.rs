@@ -6,9 +6,11 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 mod compact;
+mod merge;
 mod read;
 mod strict;
 
+pub use merge::merge_patch;
 pub use read::{List, Malformed, Member, Members, TextError, read_object};
 
 use super::Invalid;

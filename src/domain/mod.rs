@@ -12,11 +12,11 @@ pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};
 pub use ids::{EventId, Language, SessionId};
 pub use json::{
     JsonObject, List, MAX_JSON_DEPTH, MAX_OBJECT_KEYS, Malformed, Member, Members, TextError,
-    read_object,
+    merge_patch, read_object,
 };
 pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};
 pub use order::Order;
-pub use session::{NewSession, Session, Status, TerminalStatus};
+pub use session::{NewSession, Session, SessionVersion, Status, TerminalStatus};
 pub use timestamp::Timestamp;
 
 /// Why a value was refused; the API turns these into `errors: [{field, message}]`.

@@ -93,6 +93,30 @@ pub struct Session {
     /// Where the timers count from: `started_at`, or for a session older than timers, the
     /// upgrade that gave it the server's defaults.
     pub timers_since: Timestamp,
+    /// How many times its metadata was changed after the create (`PATCH`).
+    pub revision: u64,
+}
+
+/// Which state of a session an answer showed: every change to a session moves one of these (a
+/// metadata change its revision, an event its count, an end its status; the other fields change
+/// only with these). The API's `ETag` is made from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionVersion {
+    pub revision: u64,
+    pub event_count: u64,
+    pub status: Status,
+}
+
+impl std::fmt::Display for SessionVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            self.revision,
+            self.event_count,
+            self.status.as_str()
+        )
+    }
 }
 
 impl NewSession {
@@ -110,6 +134,7 @@ impl NewSession {
             last_event_at: None,
             timers: self.timers,
             timers_since: self.started_at,
+            revision: 0,
         }
     }
 }
@@ -138,6 +163,15 @@ impl Session {
 
     /// The session as it is at `now`: ended by its timer if the deadline has passed, whether or
     /// not storage has recorded that yet.
+    /// Its version (see [`SessionVersion`]).
+    pub fn version(&self) -> SessionVersion {
+        SessionVersion {
+            revision: self.revision,
+            event_count: self.event_count,
+            status: self.status,
+        }
+    }
+
     pub fn as_of(mut self, now: Timestamp) -> Self {
         if let Some(deadline) = self.expired_at(now) {
             self.end_by(deadline);

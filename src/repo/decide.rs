@@ -2,8 +2,8 @@
 //! once. Each backend reads the inputs and carries out the decision inside its own transaction;
 //! none of this does I/O.
 
-use super::{Appended, BatchAppended, BatchItem};
-use crate::domain::{Event, NewEvent, NewEvents, Session, Status};
+use super::{Appended, BatchAppended, BatchItem, MetadataPatch, Patched};
+use crate::domain::{Event, JsonObject, NewEvent, NewEvents, Session, Status, merge_patch};
 
 /// What a session is, as far as an append to it is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,44 @@ pub fn new_events(items: &[BatchItem]) -> impl Iterator<Item = &Event> {
 /// The event a single append stores: the next seq after `target.event_count`.
 pub fn next_event(new: &NewEvent, target: &Target) -> Event {
     new.stored(target.event_count + 1)
+}
+
+/// What a metadata patch does to `stored` (the session as stored).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchPlan {
+    /// Nothing is written: this is the answer.
+    Answer(Patched),
+    /// Store this metadata and count the change; the answer is [`patched`].
+    Write(JsonObject),
+}
+
+/// Decides a patch: the version first (as the session is answered at `patch.at`), then the
+/// merge, then whether it changes anything.
+pub fn plan_patch(stored: &Session, patch: &MetadataPatch) -> PatchPlan {
+    let current = stored.clone().as_of(patch.at);
+    if let Some(tags) = &patch.if_match {
+        let version = current.version().to_string();
+        if !tags.iter().any(|t| t == "*" || *t == version) {
+            return PatchPlan::Answer(Patched::PreconditionFailed(current));
+        }
+    }
+    match merge_patch(&current.metadata, &patch.patch) {
+        Err(invalid) => PatchPlan::Answer(Patched::Invalid(invalid)),
+        Ok(metadata) if metadata == current.metadata => PatchPlan::Answer(Patched::Done(current)),
+        Ok(metadata) => PatchPlan::Write(metadata),
+    }
+}
+
+/// The answer after [`PatchPlan::Write`] stored `metadata` over `stored`.
+pub fn patched(stored: Session, metadata: JsonObject, at: crate::domain::Timestamp) -> Patched {
+    Patched::Done(
+        Session {
+            metadata,
+            revision: stored.revision + 1,
+            ..stored
+        }
+        .as_of(at),
+    )
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use metrics::Histogram;
 
 use super::{
     Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
-    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
-    SessionScan,
+    EventRange, EventRepository, MetadataPatch, Patched, PurgeOutcome, RepoError, Repositories,
+    SessionRepository, SessionScan,
 };
 use crate::domain::{
     Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, Timers, Timestamp,
@@ -115,6 +115,15 @@ impl SessionRepository for Timed<dyn SessionRepository> {
 
     async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
         timed(self.backend, "delete_session", self.inner.delete(id, at)).await
+    }
+
+    async fn patch_metadata(
+        &self,
+        id: &SessionId,
+        patch: MetadataPatch,
+    ) -> Result<Patched, RepoError> {
+        let call = self.inner.patch_metadata(id, patch);
+        timed(self.backend, "patch_metadata", call).await
     }
 
     async fn purge(

@@ -63,6 +63,28 @@ pub struct CreateOutcome {
     pub created: bool,
 }
 
+/// A change to a session's metadata (`PATCH`): a JSON Merge Patch, applied only if the session
+/// is at one of the `if_match` versions (their [`crate::domain::SessionVersion`] text, as the
+/// session is answered now), when given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataPatch {
+    pub patch: serde_json::Map<String, serde_json::Value>,
+    pub if_match: Option<Vec<String>>,
+    /// Now: the instant timers are checked at, for the version compared.
+    pub at: Timestamp,
+}
+
+/// The outcome of [`SessionRepository::patch_metadata`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Patched {
+    /// The session with the patch applied (stored now, or nothing to change): as answered now.
+    Done(Session),
+    /// The session is at another version than `if_match` names; nothing changed.
+    PreconditionFailed(Session),
+    /// The metadata the patch would make breaks the rules; nothing changed.
+    Invalid(crate::domain::Invalid),
+}
+
 /// The outcome of [`SessionRepository::end`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndOutcome {
@@ -274,6 +296,16 @@ pub trait SessionRepository: Send + Sync {
     /// bounded chunks, which resumes after a crash. Repeating it is `deleted_now: false`;
     /// `NotFound` if there never was such a session (or its tombstone expired).
     async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError>;
+
+    /// Applies a metadata patch, open or ended alike, as [`decide::plan_patch`] decides: one
+    /// conditional write that also counts the change in the session's `revision`, so concurrent
+    /// patches each land (none is lost) and an `if_match` is checked against what is written over.
+    /// A patch that changes nothing writes nothing. `NotFound`, or `Deleted` for a tombstone.
+    async fn patch_metadata(
+        &self,
+        id: &SessionId,
+        patch: MetadataPatch,
+    ) -> Result<Patched, RepoError>;
 
     /// Removes up to about `max_events` events of erased sessions, then the tombstones deleted
     /// before `tombstones_before` whose events are all gone.

@@ -65,6 +65,19 @@ pub enum ServiceError {
         expected: u64,
         current: u64,
     },
+    /// A metadata patch whose writer named other versions of the session (`If-Match`) than the
+    /// one stored; nothing changed.
+    #[error(
+        "session {:?} has changed: it is at version \"{current}\", not one this request names; nothing was changed",
+        .session_id.as_str()
+    )]
+    VersionMismatch {
+        session_id: SessionId,
+        current: String,
+    },
+    /// The metadata a patch would make breaks the rules metadata obeys at create.
+    #[error("the patched metadata {0}")]
+    InvalidMetadata(crate::domain::Invalid),
     /// Asked to end a session with the other terminal status than the one it ended with.
     #[error("session {:?} already ended as {status}", .session_id.as_str())]
     SessionAlreadyEnded {

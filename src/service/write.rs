@@ -6,7 +6,9 @@ use crate::domain::{
     EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, TerminalStatus,
     Timestamp,
 };
-use crate::repo::{Appended, BatchAppended, BatchItem, EndRequest, RepoError};
+use crate::repo::{
+    Appended, BatchAppended, BatchItem, EndRequest, MetadataPatch, Patched, RepoError,
+};
 
 /// Whether a write stored something new or found it already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +229,31 @@ impl SessionService {
             });
         }
         Ok(session)
+    }
+
+    /// Applies a JSON Merge Patch to the session's metadata (open or ended), if it is at one of
+    /// `patch.if_match`'s versions when given; the session as answered now.
+    pub async fn patch_metadata(
+        &self,
+        id: &SessionId,
+        patch: MetadataPatch,
+    ) -> Result<Session, ServiceError> {
+        let patched = self
+            .repos
+            .sessions
+            .patch_metadata(id, patch)
+            .await
+            .map_err(session_error(id))?;
+        match patched {
+            // The change feed's `session.updated` goes here when it lands (a metadata change
+            // touches no event, so live transcript streams have nothing to hear of it).
+            Patched::Done(session) => Ok(session),
+            Patched::PreconditionFailed(session) => Err(ServiceError::VersionMismatch {
+                session_id: id.clone(),
+                current: session.version().to_string(),
+            }),
+            Patched::Invalid(invalid) => Err(ServiceError::InvalidMetadata(invalid)),
+        }
     }
 
     /// Erases the session and its events. Repeating it is fine; an unknown id is not found.

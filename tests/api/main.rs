@@ -21,6 +21,7 @@ mod lifecycle_support;
 mod lifecycle_timers;
 mod operability;
 mod outage;
+mod patch;
 mod races;
 mod reads;
 mod sessions;

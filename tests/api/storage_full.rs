@@ -74,6 +74,14 @@ impl SessionRepository for Faulty {
         self.check()?;
         self.inner.sessions.purge(max, before).await
     }
+    async fn patch_metadata(
+        &self,
+        id: &SessionId,
+        patch: session_service::repo::MetadataPatch,
+    ) -> Result<session_service::repo::Patched, RepoError> {
+        self.check()?;
+        self.inner.sessions.patch_metadata(id, patch).await
+    }
     async fn ended_before(
         &self,
         cutoff: Timestamp,

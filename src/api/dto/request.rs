@@ -336,6 +336,33 @@ pub fn path_event_id(raw: String) -> Result<EventId, AppError> {
     EventId::parse(raw).map_err(|e| AppError::invalid("eventId", e.0))
 }
 
+/// `PATCH /sessions/{sessionId}` (`application/merge-patch+json`, RFC 7396): the changes to the
+/// session's metadata. A key set to `null` is removed, an object is merged into the key's object,
+/// anything else replaces the key's value; keys not named are kept. Only `metadata` may be
+/// patched.
+#[derive(Debug, ToSchema)]
+#[schema(as = SessionPatch)]
+pub struct SessionPatch {
+    /// The merge patch for `metadata` (keys to set, or to remove with `null`). Absent or `null`:
+    /// nothing changes (metadata itself cannot be removed; remove its keys).
+    #[schema(value_type = Option<FreeFormObject>, required = false)]
+    pub metadata: JsonObject,
+}
+
+impl SessionPatch {
+    /// Reads the patch; any field but `metadata` is refused, naming it.
+    pub fn parse(mut f: Fields<'_>) -> Result<Self, AppError> {
+        let metadata = match f.optional_object("metadata") {
+            None => Some(JsonObject::default()),
+            Some(object) => object.ok(),
+        };
+        f.finish()?;
+        Ok(Self {
+            metadata: metadata.unwrap_or_default(),
+        })
+    }
+}
+
 /// The path of every session route.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path, rename_all = "camelCase")]

@@ -117,6 +117,15 @@ pub(super) fn session_from(doc: &Document) -> Result<Session, RepoError> {
         last_event_at: optional_millis(doc, "lastEventAt")?,
         timers,
         timers_since,
+        // Missing on sessions stored before metadata updates: never changed.
+        revision: match doc.get("metadataRevision") {
+            None | Some(Bson::Null) => 0,
+            Some(_) => u64::try_from(
+                doc.get_i64("metadataRevision")
+                    .map_err(|_| corrupt("metadataRevision"))?,
+            )
+            .map_err(|_| corrupt("metadataRevision"))?,
+        },
     })
 }
 
@@ -132,6 +141,7 @@ pub(super) fn session_to_document(new: &NewSession) -> Document {
         "startedAt": date(session.started_at),
         "endedAt": Bson::Null,
         "eventCount": 0_i64,
+        "metadataRevision": 0_i64,
         "endedReason": Bson::Null,
         "lastEventAt": Bson::Null,
         "inactivityTimeoutSeconds": i64::from(session.timers.inactivity_seconds),

@@ -17,6 +17,7 @@ mod errors;
 mod feed;
 mod lifecycle;
 mod migrations;
+mod patch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,8 @@ use mongodb::{Client, ClientSession, Collection, Database};
 
 use super::{
     Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
-    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
-    SessionScan, seq_bounds,
+    EventRange, EventRepository, MetadataPatch, Patched, PurgeOutcome, RepoError, Repositories,
+    SessionRepository, SessionScan, seq_bounds,
 };
 use crate::domain::{
     Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Timers, Timestamp,
@@ -256,6 +257,14 @@ impl SessionRepository for MongoStore {
 
     async fn delete(&self, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
         self.delete_session(id, at).await
+    }
+
+    async fn patch_metadata(
+        &self,
+        id: &SessionId,
+        patch: MetadataPatch,
+    ) -> Result<Patched, RepoError> {
+        self.patch_session_metadata(id, &patch).await
     }
 
     async fn purge(

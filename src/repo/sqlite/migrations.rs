@@ -15,6 +15,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_lifecycle",
         include_str!("../../../migrations/sqlite/0002_session_lifecycle.sql"),
     ),
+    (
+        3,
+        "metadata_revision",
+        include_str!("../../../migrations/sqlite/0003_metadata_revision.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.

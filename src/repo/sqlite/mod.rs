@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
-    EventRange, EventRepository, PurgeOutcome, RepoError, Repositories, SessionRepository,
-    SessionScan, seq_bounds,
+    EventRange, EventRepository, MetadataPatch, Patched, PurgeOutcome, RepoError, Repositories,
+    SessionRepository, SessionScan, seq_bounds,
 };
 use crate::domain::{
     Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status, Timers,
@@ -261,6 +261,18 @@ impl SessionRepository for SqliteStore {
         let id = id.clone();
         self.write(Touches::Sessions, move |db| writer::delete(db, &id, at))
             .await
+    }
+
+    async fn patch_metadata(
+        &self,
+        id: &SessionId,
+        patch: MetadataPatch,
+    ) -> Result<Patched, RepoError> {
+        let id = id.clone();
+        self.write(Touches::Sessions, move |db| {
+            writer::patch_metadata(db, &id, &patch)
+        })
+        .await
     }
 
     async fn purge(

@@ -92,13 +92,13 @@ fn count(value: i64) -> Result<u64, RepoError> {
 /// The columns [`session_row`] reads, in its order.
 pub const SESSION_COLUMNS: &str = "session_id, status, language, metadata, started_at, ended_at, \
      event_count, ended_reason, last_event_at, inactivity_timeout_seconds, max_duration_seconds, \
-     timers_since";
+     timers_since, metadata_revision";
 
 /// Written out (not formatted from [`SESSION_COLUMNS`]) so the cached statement is found without
 /// building its text on every read.
 const SESSION_BY_ID: &str = "SELECT session_id, status, language, metadata, started_at, ended_at, \
      event_count, ended_reason, last_event_at, inactivity_timeout_seconds, max_duration_seconds, \
-     timers_since FROM sessions WHERE session_id = ?1";
+     timers_since, metadata_revision FROM sessions WHERE session_id = ?1";
 
 /// The session, `None` if there is none, `Deleted` for a tombstone.
 pub fn session(conn: &Connection, id: &SessionId) -> Result<Option<Session>, RepoError> {
@@ -139,6 +139,7 @@ pub fn session_row(row: &Row<'_>) -> Result<Session, RepoError> {
             max_duration_seconds: timer_seconds(row, 10)?,
         },
         timers_since: optional_time(11)?.unwrap_or(started_at),
+        revision: count(int(row, 12)?)?,
     })
 }
 

@@ -134,5 +134,6 @@ mod expected_seq;
 mod failures;
 mod lifecycle;
 mod lifecycle_store;
+mod patch;
 mod reads;
 mod writes;

@@ -5,7 +5,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::super::{map_err, rows};
 use super::Db;
 use crate::domain::{EndReason, NewSession, Session, SessionId, Status, Timers, Timestamp};
-use crate::repo::{CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, PurgeOutcome, RepoError};
+use crate::repo::decide::{self, PatchPlan};
+use crate::repo::{
+    CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, MetadataPatch, Patched, PurgeOutcome,
+    RepoError,
+};
 
 pub fn create(db: &mut Db, new: &NewSession, metadata: &str) -> Result<CreateOutcome, RepoError> {
     let conn = db.conn;
@@ -42,6 +46,33 @@ pub fn create(db: &mut Db, new: &NewSession, metadata: &str) -> Result<CreateOut
         session,
         created: false,
     })
+}
+
+/// Applies a metadata patch ([`decide::plan_patch`]); the writer being the only one, nothing
+/// changes between the read and the write. The open-session cache holds no metadata: nothing
+/// of it to forget.
+pub fn patch_metadata(
+    db: &mut Db,
+    id: &SessionId,
+    patch: &MetadataPatch,
+) -> Result<Patched, RepoError> {
+    let stored = rows::session(db.conn, id)?.ok_or(RepoError::NotFound)?;
+    let metadata = match decide::plan_patch(&stored, patch) {
+        PatchPlan::Answer(answer) => return Ok(answer),
+        PatchPlan::Write(metadata) => metadata,
+    };
+    let written = db
+        .conn
+        .prepare_cached(
+            "UPDATE sessions SET metadata = ?2, metadata_revision = metadata_revision + 1
+             WHERE session_id = ?1",
+        )
+        .and_then(|mut stmt| stmt.execute(params![id.as_str(), metadata.json()]))
+        .map_err(map_err)?;
+    if written != 1 {
+        return Err(RepoError::Backend("the session row was not updated".into()));
+    }
+    Ok(decide::patched(stored, metadata, patch.at))
 }
 
 /// Ends an open session: one conditional write, so it happens once.

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use append::{append, append_batch};
-pub use lifecycle::{adopt, create, delete, end, expire, purge};
+pub use lifecycle::{adopt, create, delete, end, expire, patch_metadata, purge};
 use open_sessions::OpenSessions;
 
 use crate::repo::RepoError;
