@@ -80,7 +80,7 @@ const RULES: &[(&str, &[&str])] = &[
             "rusqlite",
         ],
     ),
-    ("src/telemetry.rs", &["crate::api", "crate::app", "axum"]),
+    ("src/telemetry", &["crate::api", "crate::app", "axum"]),
     ("src/api", &["crate::app", "mongodb", "bson", "rusqlite"]),
 ];
 

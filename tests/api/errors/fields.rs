@@ -264,7 +264,7 @@ backend_test! { async fn a_wrong_method_is_a_405_with_an_allow_header(app: TestA
 
     for (method, path, allowed) in [
         (Method::PUT, "/sessions/x", "GET"),
-        (Method::PATCH, "/sessions/call-1", "DELETE"),
+        (Method::PUT, "/sessions/call-1", "PATCH"),
         (Method::PUT, "/sessions", "POST"),
         (Method::PATCH, "/sessions", "GET"),
         (Method::PUT, "/sessions/call-1/events", "POST"),
