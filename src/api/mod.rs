@@ -225,7 +225,7 @@ async fn get_session(
     summary = "Add an event to a session",
     description = "Adds an event. The eventId is an idempotency key: the same eventId with the same type, payload (and timestamp, if sent) returns the stored event with 200; with other content it is a 409.",
     request_body(content = dto::AddEvent, content_type = "application/json"),
-    params(dto::SessionPath, ("Expected-Seq" = Option<u64>, Header, minimum = 0, description = "Append only if the session's last seq is this one (0: no events yet); else 412 `seq_mismatch` with `currentSeq`, nothing stored. A replay is answered as stored whatever it says.")),
+    params(dto::SessionPath, ("Expected-Seq" = Option<u64>, Header, nullable = false, minimum = 0, description = "Append only if the session's last seq is this one (0: no events yet); else 412 `seq_mismatch` with `currentSeq`, nothing stored. A replay is answered as stored whatever it says.")),
     responses(
         (status = 201, description = "Stored with the next seq", body = dto::EventBody, headers(("Location" = String, description = "Where the created resource can be read"))),
         (status = 200, description = "A retry: the stored event, unchanged", body = dto::EventBody),
@@ -258,7 +258,7 @@ async fn add_event(
     summary = "Add a batch of events to a session, atomically",
     description = "Adds 1 to 100 events at once: every new one is stored, with consecutive seqs in request order, or none is. Each event is validated and is idempotent as on `POST /sessions/{sessionId}/events`: an event whose eventId is stored with the same content is a replay, answered as stored; the same eventId twice in one batch is stored once if both are identical (else 400). Nothing is stored, and the answer is 409 naming the offending events in `errors` (`events[2].eventId`), when any eventId is stored with other content (`event_id_conflict`), or when the session has ended, also by its timer, and any event is new (`session_ended`). A retried batch after a lost answer gets 200 with the same seqs.",
     request_body(content = dto::AddEvents, content_type = "application/json"),
-    params(dto::SessionPath, ("Expected-Seq" = Option<u64>, Header, minimum = 0, description = "Append only if the session's last seq is this one (0: no events yet); else 412 `seq_mismatch` with `currentSeq`, nothing stored. A replay is answered as stored whatever it says.")),
+    params(dto::SessionPath, ("Expected-Seq" = Option<u64>, Header, nullable = false, minimum = 0, description = "Append only if the session's last seq is this one (0: no events yet); else 412 `seq_mismatch` with `currentSeq`, nothing stored. A replay is answered as stored whatever it says.")),
     responses(
         (status = 201, description = "Stored: every event of the request, in its order (new ones with their new seqs, replays as stored)", body = dto::EventBatchBody),
         (status = 200, description = "Every event was a replay: the stored events, unchanged", body = dto::EventBatchBody),
@@ -410,7 +410,7 @@ const EXPORT_CHUNK: u32 = 500;
     params(
         dto::SessionPath,
         query::PageQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "With `Accept: text/event-stream`: the `id` (seq) of the last event received; the stream resumes after it"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "With `Accept: text/event-stream`: the `id` (seq) of the last event received; the stream resumes after it"),
     ),
     responses(
         (status = 200, description = "A page of events; with Accept: application/x-ndjson, the export; with Accept: text/event-stream, the live transcript", content(

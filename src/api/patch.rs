@@ -20,7 +20,7 @@ use crate::repo::MetadataPatch;
     summary = "Update a session's metadata",
     description = "Applies a JSON Merge Patch (RFC 7396) to the session's metadata, while it is open or after it ended: a key set to null is removed, others are set (objects merged key by key). Only `metadata` may be patched. The result obeys the same limits as metadata at create (else 400, nothing changed). The same patch applied twice gives the same session (and the same ETag). With `If-Match`, the patch is applied only if the session is still at that ETag (else 412 `precondition_failed`, nothing changed). Concurrent patches each land: none is lost.",
     request_body(content = dto::SessionPatch, content_type = "application/merge-patch+json"),
-    params(dto::SessionPath, ("If-Match" = Option<String>, Header, description = "Apply only if the session's ETag is one of these (`*`: any). Compared strongly: a weak tag never matches.")),
+    params(dto::SessionPath, ("If-Match" = Option<String>, Header, nullable = false, description = "Apply only if the session's ETag is one of these (`*`: any). Compared strongly: a weak tag never matches.")),
     responses(
         (status = 200, description = "The session with its metadata patched (or unchanged, if the patch changed nothing)", body = dto::SessionBody, headers(("ETag" = String, description = "The session's version: any change to it gives another"))),
         (status = 400, description = "A field other than `metadata`, metadata that is not an object, or patched metadata beyond the limits (`validation_failed`); malformed JSON (`malformed_json`) or a body that is not an object (`body_not_object`); a malformed `If-Match`", body = Problem, content_type = "application/problem+json"),

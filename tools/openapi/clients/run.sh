@@ -11,8 +11,11 @@
 #   5. scenario.ts, through openapi-fetch, and 6. scenario.py, through the generated Python client,
 #      each play one call on its own session: create (201, then 200), an event (201, its replay
 #      200), a batch of 3 (201, replay 200), cursor walks both ways, one event, 404 and 409
-#      problems, the list filtered by status and metadata, complete (200, again 200), the list by
-#      end reason, the NDJSON export, and 401/403 without a key or with the read key.
+#      problems, conditional appends (Expected-Seq: 201, stale 412 seq_mismatch with currentSeq,
+#      a replay 200, a batch 201), the list filtered by status and metadata, complete (200, again
+#      200), metadata PATCHes after the end (merge-patch 200; If-Match from GET's ETag 200, stale
+#      412 precondition_failed; application/json 415), the list by end reason, the NDJSON export,
+#      and 401/403 without a key or with the read key; create, GET, PATCH and complete carry ETag.
 # The npm tools are pinned in package.json + package-lock.json (`npm ci` into the git-ignored
 # node_modules here); everything generated goes to a temporary folder, removed at the end.
 # Every check runs even when an earlier one fails (a scenario whose client could not be built

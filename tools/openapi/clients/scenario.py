@@ -10,6 +10,12 @@ it): a `read` key, to check the scopes. Prints one line per step; exits 1 at the
 
 Bodies with free-form JSON (metadata, payload) are built with the generated models' `from_dict`,
 so this does not depend on what the generator names the free-form object's model.
+
+Besides the call's life it plays the two conditional writes through the generated arguments:
+appends with `expected_seq` (the `Expected-Seq` header: 201 at the right seq, 412 seq_mismatch with
+current_seq at a stale one, a replay 200 whatever it says) and patch_session (a JSON Merge Patch of
+the metadata, after the call ended) with the session's `ETag` as `if_match` (200, then 412
+precondition_failed with the stale tag) and sent as the wrong media type (415).
 """
 
 import datetime
@@ -46,7 +52,7 @@ def main():
     api = importlib.import_module(f"{PACKAGE}.api.sessions")
     m = importlib.import_module(f"{PACKAGE}.models")
     for name in ("add_event", "add_events", "complete_session", "create_session", "get_event",
-                 "get_session", "list_events", "list_sessions"):
+                 "get_session", "list_events", "list_sessions", "patch_session"):
         importlib.import_module(f"{PACKAGE}.api.sessions.{name}")
     UNSET = importlib.import_module(f"{PACKAGE}.types").UNSET
 
@@ -86,12 +92,19 @@ def main():
     def seqs(events):
         return [e.seq for e in events]
 
+    def etag_of(response, what):
+        """The session's version from an answer that shows a session (create, GET, PATCH, complete)."""
+        tag = response.headers.get("etag", "")
+        check(tag != "", f"{what}: no ETag")
+        return tag
+
     state = {}
 
     def create():
         body = m.CreateSession.from_dict(
             {"sessionId": session_id, "language": "en-US", "metadata": {"from": "py", "tier": "gold", "nested": {"n": 1}}})
-        session = expect(api.create_session.sync_detailed(client=client, body=body), 201, m.Session)
+        response = api.create_session.sync_detailed(client=client, body=body)
+        session = expect(response, 201, m.Session)
         check(session.session_id == session_id, f"sessionId {session.session_id}")
         check(session.status == m.SessionStatus.INITIATED, f"status {session.status}")
         check(session.metadata["from"] == "py" and session.metadata["tier"] == "gold",
@@ -101,7 +114,7 @@ def main():
         check(session.ended_at is None and session.ended_reason is None, "endedAt/endedReason not null")
         check(isinstance(session.started_at, datetime.datetime), f"startedAt {session.started_at!r}")
         state["session"] = session
-        return f"startedAt {session.started_at.isoformat()}"
+        return f"startedAt {session.started_at.isoformat()}, ETag {etag_of(response, 'create')}"
 
     step(f"create_session {session_id}: 201, initiated, metadata stored", create)
 
@@ -211,6 +224,54 @@ def main():
 
     step("get_event nope: 404 event_not_found (Problem model)", no_event)
 
+    # Conditional appends: `Expected-Seq` is the generated `expected_seq` argument of add_event and
+    # add_events. The client must put it into the request's headers as text: httpx takes only str or
+    # bytes there, and raises TypeError before sending anything otherwise.
+    def conditional(operation, **kwargs):
+        try:
+            return operation.sync_detailed(session_id, client=client, **kwargs)
+        except TypeError as error:
+            raise Failure(
+                f"the generated {operation.__name__.rsplit('.', 1)[-1]} cannot send Expected-Seq ({error}): the "
+                "document's header parameter has the schema type [integer, null], which openapi-python-client makes "
+                "a union argument (int | None | Unset) whose value goes into the headers as it is (only a plain "
+                "integer, number, boolean or enum parameter is turned into text with str()), so httpx refuses the "
+                "int; the header's schema should be {type: integer, format: int64, minimum: 0} (not nullable: "
+                "an optional header is one that is absent, required: false)") from None
+
+    merged = m.AddEvent.from_dict({"eventId": "mrg-1", "type": "bot_speech", "payload": {"text": "merged"}})
+
+    def append_expected():
+        event = expect(conditional(api.add_event, body=merged, expected_seq=4), 201, m.Event)
+        check(event.seq == 5 and event.event_id == "mrg-1", f"event {event.to_dict()}")
+
+    step("add_event expected_seq=4 (the last seq): 201, seq 5", append_expected)
+
+    def append_stale():
+        late = m.AddEvent.from_dict({"eventId": "mrg-stale", "type": "bot_speech", "payload": {"text": "too late"}})
+        problem = expect(conditional(api.add_event, body=late, expected_seq=4), 412, m.Problem)
+        check(problem.code == "seq_mismatch" and problem.status == 412, f"problem {problem.to_dict()}")
+        check(problem.current_seq == 5, f"currentSeq {problem.current_seq!r}, expected 5 (the last seq)")
+        expect(api.get_event.sync_detailed(session_id, "mrg-stale", client=client), 404, m.Problem)
+
+    step("add_event with the stale expected_seq=4: 412 seq_mismatch, currentSeq 5, nothing stored", append_stale)
+
+    def replay_expected():
+        event = expect(conditional(api.add_event, body=merged, expected_seq=0), 200, m.Event)
+        check(event.seq == 5, f"seq {event.seq}")
+
+    step("the seq-5 event again with expected_seq=0: 200 (a replay, whatever the header)", replay_expected)
+
+    def batch_expected():
+        body = m.AddEvents(events=[
+            m.AddEvent.from_dict({"eventId": "mrg-2", "type": "user_speech", "payload": {"text": "and Tuesday?"}}),
+            m.AddEvent.from_dict({"eventId": "mrg-3", "type": "bot_speech", "payload": {"text": "Tuesday works"}}),
+        ])
+        stored = expect(conditional(api.add_events, body=body, expected_seq=5), 201, m.EventBatch).events
+        check(seqs(stored) == [6, 7], f"seqs {seqs(stored)}")
+
+    step("add_events (batch of 2) expected_seq=5: 201, seqs 6-7", batch_expected)
+
     # `metadata.KEY=VALUE` filters are not parameters in the document (OpenAPI cannot name a family
     # of `metadata.*` query parameters), so list_sessions has no argument for them: this client adds
     # the filter to every request it sends (httpx merges it with the endpoint's own parameters).
@@ -234,20 +295,21 @@ def main():
             check(pages < 50, "the list does not end")
             after = nxt
         check(found is not None, f"{session_id} is not listed")
-        check(found.event_count == 4, f"eventCount {found.event_count}")
+        check(found.event_count == 7, f"eventCount {found.event_count}")
         return f"{pages} page(s)"
 
     step("list_sessions status=active, metadata.from=py: ours is listed, every one matches", listed)
 
     def complete():
         body = m.CompleteSession(status=m.TerminalStatus.COMPLETED, reason="caller_hangup")
-        session = expect(api.complete_session.sync_detailed(session_id, client=client, body=body), 200, m.Session)
+        response = api.complete_session.sync_detailed(session_id, client=client, body=body)
+        session = expect(response, 200, m.Session)
         check(session.status == m.SessionStatus.COMPLETED, f"status {session.status}")
         check(session.ended_reason == "caller_hangup", f"endedReason {session.ended_reason}")
         check(isinstance(session.ended_at, datetime.datetime), f"endedAt {session.ended_at!r}")
         check(session.expires_at is None, f"expiresAt {session.expires_at!r}")
         state["ended"] = session
-        return f"endedAt {session.ended_at.isoformat()}"
+        return f"endedAt {session.ended_at.isoformat()}, ETag {etag_of(response, 'complete')}"
 
     step("complete_session {completed, caller_hangup}: 200", complete)
 
@@ -271,6 +333,63 @@ def main():
         check(problem.code == "session_ended", f"problem {problem.to_dict()}")
 
     step("add_event to the ended session: 409 session_ended (Problem model)", late_event)
+
+    # patch_session sends its body as `application/merge-patch+json` (the document's only media type
+    # for it); `if_match` is the generated `If-Match` argument.
+    def patch(body, **kwargs):
+        return api.patch_session.sync_detailed(session_id, client=client, body=m.SessionPatch.from_dict(body), **kwargs)
+
+    def read_session():
+        response = api.get_session.sync_detailed(session_id, client=client, limit=1)
+        return expect(response, 200, m.SessionPage), etag_of(response, "get_session")
+
+    def patch_ended():
+        response = patch({"metadata": {"disposition": "sale", "nested": None}})
+        session = expect(response, 200, m.Session)
+        metadata = session.metadata
+        check(metadata["disposition"] == "sale", f"metadata {metadata.to_dict()}")
+        check("nested" not in metadata, f"nested not removed: {metadata.to_dict()}")
+        check(metadata["from"] == "py" and metadata["tier"] == "gold", f"other keys not kept: {metadata.to_dict()}")
+        check(session.status == m.SessionStatus.COMPLETED and session.ended_at == state["ended"].ended_at,
+              f"session {session.to_dict()}")
+        state["etag"] = etag_of(response, "patch_session")
+        return f"ETag {state['etag']}"
+
+    step("patch_session (merge-patch) on the ended call: set disposition, remove nested: 200, the rest kept", patch_ended)
+
+    def patch_if_match():
+        _, tag = read_session()
+        check(tag == state["etag"], f"get_session's ETag {tag} is not the patch's {state['etag']} (nothing changed)")
+        response = patch({"metadata": {"summaryId": "sum-9"}}, if_match=tag)
+        session = expect(response, 200, m.Session)
+        check(session.metadata["summaryId"] == "sum-9" and session.metadata["disposition"] == "sale",
+              f"metadata {session.metadata.to_dict()}")
+        new = etag_of(response, "patch_session")
+        check(new != tag, f"the ETag did not change: {new}")
+        state["stale"], state["etag"] = tag, new
+        return f"{tag} -> {new}"
+
+    step("get_session's ETag as if_match: patch_session 200, a new ETag", patch_if_match)
+
+    def patch_stale():
+        problem = expect(patch({"metadata": {"summaryId": "sum-10"}}, if_match=state["stale"]), 412, m.Problem)
+        check(problem.code == "precondition_failed", f"problem {problem.to_dict()}")
+        session, tag = read_session()
+        check(session.metadata["summaryId"] == "sum-9", f"metadata changed: {session.metadata.to_dict()}")
+        check(tag == state["etag"], f"the ETag changed: {tag}")
+
+    step("patch_session with the now-stale if_match: 412 precondition_failed, nothing changed", patch_stale)
+
+    # patch_session always sends `application/merge-patch+json`; like the export, this sends the
+    # generated request with one header changed, and parses the answer with the generated parser.
+    def patch_json():
+        kwargs = api.patch_session._get_kwargs(session_id, body=m.SessionPatch.from_dict({"metadata": {"summaryId": "sum-11"}}))
+        kwargs["headers"] = {**kwargs.get("headers", {}), "Content-Type": "application/json"}
+        response = api.patch_session._build_response(client=client, response=client.get_httpx_client().request(**kwargs))
+        problem = expect(response, 415, m.Problem)
+        check(problem.code == "unsupported_media_type", f"problem {problem.to_dict()}")
+
+    step("patch_session's request as Content-Type: application/json: 415 unsupported_media_type", patch_json)
 
     def listed_ended():
         after, found, pages = UNSET, False, 0
@@ -307,12 +426,12 @@ def main():
                 events.append(m.Event.from_dict(json.loads(line)))
             except (ValueError, KeyError, TypeError) as error:
                 raise Failure(f"line {number} is not an Event ({error!r}): {line}") from None
-        check(seqs(events) == [1, 2, 3, 4], f"seqs {seqs(events)}")
+        check(seqs(events) == [1, 2, 3, 4, 5, 6, 7], f"seqs {seqs(events)}")
         check(all(e.session_id == session_id for e in events), "an event of another session")
         check(events[0].payload["text"] == "hi", f"first payload {events[0].payload.to_dict()}")
         return f"{len(events)} lines"
 
-    step("list_events as application/x-ndjson: one Event per line, seqs 1-4", export)
+    step("list_events as application/x-ndjson: one Event per line, seqs 1-7", export)
 
     if api_key:
         def auth():

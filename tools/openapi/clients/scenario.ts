@@ -9,6 +9,11 @@
 // SESSION_SERVICE_API_KEY (optional): a `write` key, sent by the client as `Authorization: Bearer`;
 // SESSION_SERVICE_READ_KEY (optional, with it): a `read` key, to check the scopes.
 // Prints one line per step; exits 1 at the first failure, naming it.
+//
+// Besides the call's life it plays the two conditional writes: appends with `Expected-Seq` (201 at
+// the right seq, 412 seq_mismatch with currentSeq at a stale one, a replay 200 whatever it says) and
+// a metadata PATCH (JSON Merge Patch) after the call ended, with the session's `ETag` as `If-Match`
+// (200, then 412 precondition_failed with the stale tag) and as the wrong media type (415).
 import createClient, { createQuerySerializer } from "openapi-fetch";
 import type { Middleware } from "openapi-fetch";
 import type { components, paths } from "./api.js";
@@ -45,6 +50,13 @@ function expectStatus(result: { response: Response; error?: Problem | undefined 
 function present<T>(value: T | undefined, what: string): T {
     if (value === undefined) throw new Failure(`${what}: no body`);
     return value;
+}
+
+// The session's version from an answer that shows a session (create, GET, PATCH, complete).
+function etagOf(response: Response, what: string): string {
+    const tag = response.headers.get("etag");
+    if (tag === null || tag === "") throw new Failure(`${what}: no ETag`);
+    return tag;
 }
 
 function expectSeqs(events: Event[], want: number[], what: string): void {
@@ -130,7 +142,7 @@ async function main(): Promise<void> {
         const location = result.response.headers.get("location");
         check(location !== null && location.endsWith(`/sessions/${sessionId}`), `Location ${location}`);
         created = session;
-        return `startedAt ${session.startedAt}`;
+        return `startedAt ${session.startedAt}, ETag ${etagOf(result.response, "create")}`;
     });
 
     await step("POST /sessions again: 200, the stored session unchanged", async () => {
@@ -260,6 +272,60 @@ async function main(): Promise<void> {
         return "";
     });
 
+    // Conditional appends: the header is a typed parameter of both operations (`params.header`).
+    const merged: AddEvent = { eventId: "mrg-1", type: "bot_speech", payload: { text: "merged" } };
+    await step("POST /sessions/{id}/events with Expected-Seq: 4 (the last seq): 201, seq 5", async () => {
+        const result = await api.POST("/sessions/{sessionId}/events", {
+            params: { path, header: { "Expected-Seq": 4 } },
+            body: merged,
+        });
+        expectStatus(result, 201);
+        const event: Event = present(result.data, "conditional append");
+        check(event.seq === 5 && event.eventId === "mrg-1", `event ${describe(event)}`);
+        return "";
+    });
+
+    await step("POST /sessions/{id}/events with the stale Expected-Seq: 4: 412 seq_mismatch, currentSeq 5, nothing stored", async () => {
+        const result = await api.POST("/sessions/{sessionId}/events", {
+            params: { path, header: { "Expected-Seq": 4 } },
+            body: { eventId: "mrg-stale", type: "bot_speech", payload: { text: "too late" } },
+        });
+        expectStatus(result, 412);
+        const problem: Problem | undefined = result.error;
+        check(problem?.code === "seq_mismatch" && problem.status === 412, `problem ${describe(problem)}`);
+        check(problem.currentSeq === 5, `currentSeq ${problem.currentSeq}, expected 5 (the last seq)`);
+        const stored = await api.GET("/sessions/{sessionId}/events/{eventId}", {
+            params: { path: { sessionId, eventId: "mrg-stale" } },
+        });
+        expectStatus(stored, 404);
+        return "";
+    });
+
+    await step("the seq-5 event again with Expected-Seq: 0: 200 (a replay, whatever the header)", async () => {
+        const result = await api.POST("/sessions/{sessionId}/events", {
+            params: { path, header: { "Expected-Seq": 0 } },
+            body: merged,
+        });
+        expectStatus(result, 200);
+        check(present(result.data, "replay").seq === 5, "the replay has another seq");
+        return "";
+    });
+
+    await step("POST /sessions/{id}/events:batch of 2 with Expected-Seq: 5: 201, seqs 6-7", async () => {
+        const result = await api.POST("/sessions/{sessionId}/events:batch", {
+            params: { path, header: { "Expected-Seq": 5 } },
+            body: {
+                events: [
+                    { eventId: "mrg-2", type: "user_speech", payload: { text: "and Tuesday?" } },
+                    { eventId: "mrg-3", type: "bot_speech", payload: { text: "Tuesday works" } },
+                ],
+            },
+        });
+        expectStatus(result, 201);
+        expectSeqs(present(result.data, "conditional batch").events, [6, 7], "conditional batch");
+        return "";
+    });
+
     // `metadata.KEY=VALUE` filters are not parameters in the document (OpenAPI cannot name a
     // family of `metadata.*` query parameters), so the typed query carries the documented ones and
     // this request's serializer appends the metadata filter.
@@ -287,7 +353,7 @@ async function main(): Promise<void> {
             after = next;
         }
         check(found !== undefined, `${sessionId} is not listed`);
-        check(found.eventCount === 4, `eventCount ${found.eventCount}`);
+        check(found.eventCount === 7, `eventCount ${found.eventCount}`);
         return `${pages} page(s)`;
     });
 
@@ -304,7 +370,7 @@ async function main(): Promise<void> {
         check(typeof session.endedAt === "string", `endedAt ${session.endedAt}`);
         check(session.expiresAt === null, `expiresAt ${session.expiresAt}`);
         ended = session;
-        return `endedAt ${session.endedAt}`;
+        return `endedAt ${session.endedAt}, ETag ${etagOf(result.response, "complete")}`;
     });
 
     await step("POST complete again, no body: 200, the same endedAt", async () => {
@@ -322,6 +388,76 @@ async function main(): Promise<void> {
         });
         expectStatus(result, 409);
         check(result.error?.code === "session_ended", `problem ${describe(result.error)}`);
+        return "";
+    });
+
+    // PATCH takes `application/merge-patch+json`, the only media type of its requestBody in the
+    // document; openapi-fetch sends `Content-Type: application/json` with any body unless the call
+    // names another (it does not read the request's media type from the types), so these do.
+    const mergePatch = { "Content-Type": "application/merge-patch+json" };
+    let patchedTag = "";
+    await step("PATCH /sessions/{id} (merge-patch) on the ended call: set disposition, remove nested: 200, the rest kept", async () => {
+        const result = await api.PATCH("/sessions/{sessionId}", {
+            params: { path },
+            headers: mergePatch,
+            body: { metadata: { disposition: "sale", nested: null } },
+        });
+        expectStatus(result, 200);
+        const session: Session = present(result.data, "patch");
+        const metadata = session.metadata;
+        check(metadata.disposition === "sale", `metadata ${describe(metadata)}`);
+        check(!("nested" in metadata), `nested not removed: ${describe(metadata)}`);
+        check(metadata.from === "ts" && metadata.tier === "gold", `other keys not kept: ${describe(metadata)}`);
+        check(session.status === "completed" && session.endedAt === ended?.endedAt, `session ${describe(session)}`);
+        patchedTag = etagOf(result.response, "patch");
+        return `ETag ${patchedTag}`;
+    });
+
+    let staleTag = "";
+    await step("GET's ETag as If-Match: PATCH 200, a new ETag", async () => {
+        const read = await api.GET("/sessions/{sessionId}", { params: { path, query: { limit: 1 } } });
+        expectStatus(read, 200);
+        const tag = etagOf(read.response, "GET");
+        check(tag === patchedTag, `GET's ETag ${tag} is not the PATCH answer's ${patchedTag} (nothing changed in between)`);
+        const result = await api.PATCH("/sessions/{sessionId}", {
+            params: { path, header: { "If-Match": tag } },
+            headers: mergePatch,
+            body: { metadata: { summaryId: "sum-9" } },
+        });
+        expectStatus(result, 200);
+        const session: Session = present(result.data, "conditional patch");
+        check(session.metadata.summaryId === "sum-9" && session.metadata.disposition === "sale", `metadata ${describe(session.metadata)}`);
+        const next = etagOf(result.response, "conditional patch");
+        check(next !== tag, `the ETag did not change: ${next}`);
+        staleTag = tag;
+        patchedTag = next;
+        return `${tag} -> ${next}`;
+    });
+
+    await step("PATCH with the now-stale If-Match: 412 precondition_failed, nothing changed", async () => {
+        const result = await api.PATCH("/sessions/{sessionId}", {
+            params: { path, header: { "If-Match": staleTag } },
+            headers: mergePatch,
+            body: { metadata: { summaryId: "sum-10" } },
+        });
+        expectStatus(result, 412);
+        check(result.error?.code === "precondition_failed", `problem ${describe(result.error)}`);
+        const read = await api.GET("/sessions/{sessionId}", { params: { path, query: { limit: 1 } } });
+        expectStatus(read, 200);
+        const session = present(read.data, "GET");
+        check(session.metadata.summaryId === "sum-9", `metadata changed: ${describe(session.metadata)}`);
+        check(etagOf(read.response, "GET") === patchedTag, "the ETag changed");
+        return "";
+    });
+
+    await step("PATCH as Content-Type: application/json: 415 unsupported_media_type", async () => {
+        const result = await api.PATCH("/sessions/{sessionId}", {
+            params: { path },
+            headers: { "Content-Type": "application/json" },
+            body: { metadata: { summaryId: "sum-11" } },
+        });
+        expectStatus(result, 415);
+        check(result.error?.code === "unsupported_media_type", `problem ${describe(result.error)}`);
         return "";
     });
 
@@ -347,7 +483,7 @@ async function main(): Promise<void> {
         return "";
     });
 
-    await step("GET /sessions/{id}/events as application/x-ndjson: one Event per line, seqs 1-4", async () => {
+    await step("GET /sessions/{id}/events as application/x-ndjson: one Event per line, seqs 1-7", async () => {
         const result = await api.GET("/sessions/{sessionId}/events", {
             params: { path },
             headers: { Accept: "application/x-ndjson" },
@@ -364,7 +500,7 @@ async function main(): Promise<void> {
             check(isEvent(value), `line ${i + 1} is not an Event: ${line}`);
             events.push(value);
         }
-        expectSeqs(events, [1, 2, 3, 4], "export");
+        expectSeqs(events, [1, 2, 3, 4, 5, 6, 7], "export");
         check(events.every((e) => e.sessionId === sessionId), "an event of another session");
         check(events[0]?.payload.text === "hi", `first payload ${describe(events[0]?.payload)}`);
         return `${events.length} lines`;
