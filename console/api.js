@@ -55,16 +55,16 @@ async function problemOf(response) {
 /**
  * Sends a request to the API and answers the response when it is a 2xx; anything else throws
  * an ApiError (an abort through `signal` throws the AbortError as is). `body`, if given, is sent
- * as JSON.
+ * as JSON, labelled `contentType` (e.g. application/merge-patch+json for a PATCH).
  */
-export async function request(path, { method = "GET", accept = "application/json", headers = {}, body, signal } = {}) {
+export async function request(path, { method = "GET", accept = "application/json", headers = {}, body, contentType = "application/json", signal } = {}) {
   const sent = new Headers(headers);
   sent.set("Accept", accept);
   const key = apiKey();
   if (key) sent.set("Authorization", `Bearer ${key}`);
   let payload;
   if (body !== undefined) {
-    sent.set("Content-Type", "application/json");
+    sent.set("Content-Type", contentType);
     payload = JSON.stringify(body);
   }
   let response;

@@ -1,11 +1,12 @@
-// One call: its fields, metadata and timers, and its transcript as a conversation, followed
-// live over the event stream. The newest events come from one JSON page; older ones on demand
-// ("Load earlier"); new ones from the stream, opened after the last seq shown.
+// One call: its fields, metadata (editable: metadata.js) and timers, and its transcript as a
+// conversation, followed live over the event stream. The newest events come from one JSON page;
+// older ones on demand ("Load earlier"); new ones from the stream, opened after the last seq shown.
 
 import { ApiError, describe, getJson, request, sessionPath } from "./api.js";
 import { definitions, el, noticeAfterNavigation, replace, showNotice } from "./dom.js";
-import { TERMINAL, callDuration, formatDateTime, formatTime, formatTimer, relative, valueText } from "./format.js";
+import { TERMINAL, callDuration, formatDateTime, formatTime, formatTimer, relative } from "./format.js";
 import { listHash } from "./list.js";
+import { metadataPanel } from "./metadata.js";
 import { follow } from "./sse.js";
 
 const PAGE_SIZE = 50;
@@ -50,12 +51,6 @@ function turn(event) {
       details,
     ),
   );
-}
-
-function metadataList(metadata) {
-  const entries = Object.entries(metadata || {});
-  if (entries.length === 0) return el("p", { class: "muted", text: "No metadata." });
-  return definitions(entries.map(([k, v]) => [k, valueText(v)]), "fields metadata");
 }
 
 function sessionFields(s, now) {
@@ -136,7 +131,21 @@ export async function renderCall(main, sessionId, signal) {
   const exportButton = el("button", { type: "button", text: "Export NDJSON" });
   const deleteButton = el("button", { type: "button", class: "danger", text: "Delete call" });
   const fields = el("div");
-  const metadata = el("div");
+  // Reads of the session are numbered: an answer to an older request than the last one taken
+  // (a refresh overtaken by a save) is not shown.
+  let reads = 0;
+  let taken = 0;
+  const readSession = async () => {
+    const ticket = ++reads;
+    const response = await request(sessionPath(sessionId, "?limit=1"), { signal });
+    const { events, pagination, ...fresh } = await response.json();
+    takeSession(fresh, response.headers.get("ETag"), ticket);
+  };
+  const metadata = metadataPanel(sessionId, {
+    reload: readSession,
+    saved: (fresh, etag) => takeSession(fresh, etag, ++reads),
+    signal,
+  });
   const timers = el("div");
   const earlier = el("button", { type: "button", class: "earlier", text: "Load earlier events", hidden: true });
   const transcript = el("ol", { class: "transcript", "aria-label": "Transcript", "aria-live": "polite", "aria-relevant": "additions" });
@@ -158,7 +167,7 @@ export async function renderCall(main, sessionId, signal) {
         { class: "details", open: !window.matchMedia("(max-width: 720px)").matches },
         el("summary", { text: "Call details" }),
         el("h2", { text: "Call" }), fields,
-        el("h2", { text: "Metadata" }), metadata,
+        el("h2", { text: "Metadata" }), metadata.node,
         el("h2", { text: "Timers" }), timers,
       ),
       el("section", { class: "conversation", "aria-label": "Transcript" }, el("h2", { text: "Transcript" }), earlier, empty, transcript),
@@ -175,18 +184,22 @@ export async function renderCall(main, sessionId, signal) {
     indicator.dataset.state = state;
     indicator.querySelector(".live-text").textContent = note ?? STATE_TEXT[state] ?? state;
   };
-  // Metadata is drawn again only when it changed, so a selection in it survives updates.
-  let shownMetadata = null;
-  const showSession = () => {
+  // Metadata is drawn again only when it changed, so a selection in it survives updates; its
+  // ETag (null: not read with this change) goes with it, for the editor's If-Match.
+  const showSession = (etag = null) => {
     const now = Date.now();
     replace(fields, sessionFields(session, now));
     replace(timers, timerFields(session, now));
-    const metadataJson = JSON.stringify(session.metadata ?? {});
-    if (metadataJson !== shownMetadata) {
-      replace(metadata, metadataList(session.metadata));
-      shownMetadata = metadataJson;
-    }
+    metadata.update(session.metadata, etag);
   };
+  /** Shows a session read from the service, unless a newer read was shown or it went back. */
+  function takeSession(fresh, etag, ticket) {
+    if (signal.aborted || ticket < taken) return;
+    if (session && TERMINAL.has(session.status) && !TERMINAL.has(fresh.status)) return;
+    taken = ticket;
+    session = { ...fresh, eventCount: Math.max(fresh.eventCount, session?.eventCount ?? 0) };
+    showSession(etag);
+  }
   // Every second: only the running duration and the time left change.
   const tick = () => {
     const now = Date.now();
@@ -219,11 +232,7 @@ export async function renderCall(main, sessionId, signal) {
     refreshTimer = setTimeout(async () => {
       refreshTimer = null;
       try {
-        const fresh = await getJson(sessionPath(sessionId, "?limit=1"), { signal });
-        if (!signal.aborted && !(TERMINAL.has(session.status) && !TERMINAL.has(fresh.status))) {
-          session = { ...fresh, eventCount: Math.max(fresh.eventCount, session.eventCount) };
-          showSession();
-        }
+        await readSession();
       } catch {
         // the stream goes on; the next event tries again
       }
@@ -231,11 +240,12 @@ export async function renderCall(main, sessionId, signal) {
   };
 
   try {
-    const page = await getJson(sessionPath(sessionId, `?order=desc&limit=${PAGE_SIZE}`), { signal });
-    const { events, pagination, ...fields } = page;
-    session = fields;
+    const ticket = ++reads;
+    const response = await request(sessionPath(sessionId, `?order=desc&limit=${PAGE_SIZE}`), { signal });
+    const { events, pagination, ...fresh } = await response.json();
+    takeSession(fresh, response.headers.get("ETag"), ticket);
+    if (signal.aborted) return;
     olderCursor = pagination.nextCursor;
-    showSession();
     addEvents(events, "after");
     lastSeq = events.length ? Math.max(...events.map((e) => e.seq)) : 0;
     earlier.hidden = !olderCursor;
@@ -293,11 +303,13 @@ export async function renderCall(main, sessionId, signal) {
     onEnded: (ended) => {
       session = ended;
       showSession();
+      refreshSoon(); // for the ended call's ETag
     },
     onDeleted: () => {
       problem.textContent = "This call was erased.";
       exportButton.disabled = true;
       deleteButton.disabled = true;
+      metadata.gone("This call was erased: its metadata cannot be changed.");
     },
     onState: (state) => {
       if (signal.aborted) return;

@@ -51,6 +51,7 @@ const ASSETS: &[Asset] = &[
     asset!("format.js", JS),
     asset!("list.js", JS),
     asset!("call.js", JS),
+    asset!("metadata.js", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../../console/index.html");

@@ -55,6 +55,16 @@ async function waitForTurns(page, n, timeout = 10_000) {
   assert.deepEqual(await shownSeqs(page), Array.from({ length: n }, (_, i) => i + 1));
 }
 
+/**
+ * Clicks "Clear" and waits for the list drawn anew (on the hashchange): filling a field before
+ * that would fill the form being replaced.
+ */
+async function clearFilters(page) {
+  const form = await page.locator("main form").elementHandle();
+  await page.getByRole("button", { name: "Clear" }).click();
+  await page.waitForFunction((old) => !old.isConnected, form);
+}
+
 describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
   let service;
   let proxy;
@@ -110,7 +120,7 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
     assert.equal(await page.getByLabel("Metadata value").inputValue(), "u-1");
     assert.equal(await page.locator("tr[data-session-id='list-newer']").count(), 0);
 
-    await page.getByRole("button", { name: "Clear" }).click();
+    await clearFilters(page);
     await page.getByLabel("active").check();
     await page.getByRole("button", { name: "Apply filters" }).click();
     await page.waitForFunction(() => !document.querySelector("tr[data-session-id='list-older']"));
@@ -118,14 +128,14 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
     assert.match(page.url(), /status=active/, "the filters are in the address, for back and reload");
 
     // A time range: nothing has started yet in 2099.
-    await page.getByRole("button", { name: "Clear" }).click();
+    await clearFilters(page);
     await page.getByLabel("Started from (local time)").fill("2099-01-01T00:00");
     await page.getByRole("button", { name: "Apply filters" }).click();
     await page.getByText("No calls match.").waitFor();
     assert.match(decodeURIComponent(page.url()), /from=2099-01-01T/);
 
     // A bad filter is refused with a clear message, and the page stays usable.
-    await page.getByRole("button", { name: "Clear" }).click();
+    await clearFilters(page);
     await page.getByLabel("Metadata key").fill("no spaces allowed");
     await page.getByRole("button", { name: "Apply filters" }).click();
     await page.getByText("A metadata key is 1 to 64 characters").waitFor();
@@ -394,6 +404,229 @@ describe("with API keys", { timeout: TEST_TIMEOUT * 4 }, () => {
     await dialog.getByRole("button", { name: "Erase the call" }).click();
     await dialog.getByText(/may not erase calls/).waitFor();
     assert.equal((await api.session("keyed-2")).status, 200);
+    assertClean(trouble);
+    await context.close();
+  });
+});
+
+describe("the metadata editor", { timeout: TEST_TIMEOUT * 8 }, () => {
+  const WRITE_KEY = "console-write-key-0123456789abcdef";
+  let service;
+  let proxy;
+  let api;
+
+  before(async () => {
+    service = await startService({ API_KEYS: `write:${WRITE_KEY},read:${READ_KEY}` });
+    proxy = await startProxy(new URL(service.base).host);
+    api = apiClient(service.base, WRITE_KEY);
+  });
+
+  after(async () => {
+    await proxy?.stop();
+    await service?.stop();
+  });
+
+  /** The call's page with `key` entered, once its metadata is shown; PATCH requests recorded. */
+  async function openCall(sessionId, key, viewport = {}) {
+    const opened = await openPage(browser, viewport);
+    const patches = [];
+    opened.page.on("request", (r) => {
+      if (r.method() === "PATCH") patches.push({ url: r.url(), headers: r.headers(), body: r.postDataJSON() });
+    });
+    await opened.page.goto(`${proxy.base}/console#/calls/${sessionId}`);
+    const keyDialog = opened.page.getByRole("dialog", { name: "API key" });
+    await keyDialog.getByLabel("Key").fill(key);
+    await keyDialog.getByRole("button", { name: "Use this key" }).click();
+    await opened.page.locator(".metadata-view > *").waitFor({ state: "attached" });
+    return { ...opened, patches };
+  }
+
+  const metadataOf = async (sessionId) => (await api.session(sessionId)).json.metadata;
+  /** The metadata list on the page, as [key, text] pairs. */
+  const shownMetadata = (page) =>
+    page.locator(".metadata-view dl").evaluate((dl) => [...dl.querySelectorAll("dt")].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]));
+  const editorText = (page) => page.getByLabel("Metadata (JSON)").inputValue();
+
+  test("a write key adds, changes and removes keys; the page and the API agree", { timeout: TEST_TIMEOUT }, async () => {
+    const before = { agent: "a-1", disposition: "open", tmp: "x", campaign: { id: 7, name: "spring" } };
+    await api.createSession("md-edit", { metadata: before });
+    await api.addEvent("md-edit", "u-1", "user_speech", { text: "Hello" });
+    const etag = (await api.session("md-edit")).etag;
+    const { page, context, trouble, patches } = await openCall("md-edit", WRITE_KEY);
+    assert.deepEqual(await shownMetadata(page), [["agent", "a-1"], ["disposition", "open"], ["tmp", "x"], ["campaign", '{"id":7,"name":"spring"}']]);
+
+    // Opened from the keyboard; the textarea gets the focus and holds the metadata as JSON.
+    const edit = page.getByRole("button", { name: "Edit metadata" });
+    await edit.focus();
+    await page.keyboard.press("Enter");
+    const textarea = page.getByLabel("Metadata (JSON)");
+    assert.ok(await textarea.evaluate((t) => t === document.activeElement), "the editor has the focus");
+    assert.deepEqual(JSON.parse(await textarea.inputValue()), before);
+    assert.equal(await textarea.getAttribute("aria-describedby") !== null, true);
+
+    const after = { agent: "a-1", disposition: "sale", campaign: { id: 7 }, summaryId: "sum-9" };
+    await textarea.fill(JSON.stringify(after, null, 2));
+    // Held in flight: Save is disabled and the text cannot change until the answer.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    await page.route("**/sessions/md-edit", async (route) => {
+      if (route.request().method() === "PATCH") await held;
+      await route.continue();
+    });
+    const save = page.getByRole("button", { name: /^Sav/ });
+    await save.click();
+    await page.waitForFunction(() => document.querySelector(".metadata-editor button[type='submit']").disabled);
+    assert.ok(await textarea.evaluate((t) => t.readOnly));
+    assert.equal(patches.length, 1);
+    release();
+    await page.getByText("Metadata saved.").waitFor();
+    await page.unroute("**/sessions/md-edit");
+
+    assert.equal(patches[0].headers["content-type"], "application/merge-patch+json");
+    assert.equal(patches[0].headers["if-match"], etag, "If-Match: the ETag of the session as read");
+    assert.deepEqual(patches[0].body, { metadata: { tmp: null, disposition: "sale", campaign: { name: null }, summaryId: "sum-9" } });
+    assert.deepEqual(await metadataOf("md-edit"), after, "the API has exactly the edit");
+    assert.deepEqual(await shownMetadata(page), [["agent", "a-1"], ["disposition", "sale"], ["campaign", '{"id":7}'], ["summaryId", "sum-9"]]);
+    assert.ok(await page.getByLabel("Metadata (JSON)").isHidden(), "the editor closed");
+    assert.ok(await edit.evaluate((b) => b === document.activeElement), "the focus is back on Edit metadata");
+
+    // The answer's ETag is kept: a second edit right away (saved with Ctrl+Enter) is not a conflict.
+    await page.keyboard.press("Enter");
+    await textarea.fill(JSON.stringify({ ...after, summaryId: undefined, disposition: "callback" }));
+    await page.keyboard.press("Control+Enter");
+    await page.getByText("Metadata saved.").waitFor();
+    assert.equal(patches.length, 2);
+    assert.notEqual(patches[1].headers["if-match"], etag);
+    assert.deepEqual(patches[1].body, { metadata: { summaryId: null, disposition: "callback" } });
+    assert.deepEqual(await metadataOf("md-edit"), { agent: "a-1", disposition: "callback", campaign: { id: 7 } });
+    assert.deepEqual(await shownMetadata(page), [["agent", "a-1"], ["disposition", "callback"], ["campaign", '{"id":7}']]);
+    assertClean(trouble);
+    await context.close();
+  });
+
+  test("a change made elsewhere meanwhile is not overwritten: conflict, reload, the edit kept, re-applied", { timeout: TEST_TIMEOUT }, async () => {
+    await api.createSession("md-race", { metadata: { a: "1", b: "2" } });
+    const { page, context, trouble, patches } = await openCall("md-race", WRITE_KEY);
+    await page.getByRole("button", { name: "Edit metadata" }).click();
+    const textarea = page.getByLabel("Metadata (JSON)");
+    const mine = '{\n  "a": "mine",\n  "b": "2"\n}';
+    await textarea.fill(mine);
+    // Behind the page's back.
+    const theirs = await api.patchMetadata("md-race", { b: "theirs", c: "added elsewhere" });
+    assert.equal(theirs.status, 200);
+
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText(/metadata was changed elsewhere while you were editing/).waitFor();
+    assert.match(await page.locator(".editor-message").innerText(), /“b”, “c”[\s\S]*nothing was saved/);
+    assert.equal(patches.length, 1);
+    assert.deepEqual(await metadataOf("md-race"), { a: "1", b: "theirs", c: "added elsewhere" }, "the other change is still there");
+    assert.equal(await textarea.inputValue(), mine, "the user's text is still in the editor");
+    await page.locator(".metadata-view dd", { hasText: "added elsewhere" }).waitFor();
+    assert.deepEqual(await shownMetadata(page), [["a", "1"], ["b", "theirs"], ["c", "added elsewhere"]], "the call was read again");
+    await page.screenshot({ path: join(SCREENSHOTS, "metadata-conflict.png"), fullPage: true });
+
+    await page.getByRole("button", { name: "Re-apply my changes" }).click();
+    assert.deepEqual(JSON.parse(await textarea.inputValue()), { a: "mine", b: "theirs", c: "added elsewhere" });
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Metadata saved.").waitFor();
+    assert.equal(patches.length, 2);
+    assert.equal(patches[1].headers["if-match"], theirs.etag, "the second save names the version read again");
+    assert.deepEqual(patches[1].body, { metadata: { a: "mine" } });
+    assert.deepEqual(await metadataOf("md-race"), { a: "mine", b: "theirs", c: "added elsewhere" });
+    assert.deepEqual(await shownMetadata(page), [["a", "mine"], ["b", "theirs"], ["c", "added elsewhere"]]);
+    assertClean(trouble);
+    await context.close();
+  });
+
+  test("new events while editing a live call do not stop the save", { timeout: TEST_TIMEOUT }, async () => {
+    await api.createSession("md-live", { metadata: { step: "1" } });
+    const { page, context, trouble, patches } = await openCall("md-live", WRITE_KEY);
+    await page.locator(".live[data-state='live']").waitFor();
+    await page.getByRole("button", { name: "Edit metadata" }).click();
+    await page.getByLabel("Metadata (JSON)").fill('{"step": "2"}');
+    const refreshed = page.waitForResponse((r) => r.url().includes("/sessions/md-live?limit=1"));
+    await api.addEvent("md-live", "u-1", "user_speech", { text: "still talking" });
+    await page.locator(".turn-user .text", { hasText: "still talking" }).waitFor({ timeout: LIVE_MS });
+    await refreshed;
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Metadata saved.").waitFor();
+    assert.equal(patches.length, 1, "saved at once, with the ETag read after the event");
+    assert.deepEqual(await metadataOf("md-live"), { step: "2" });
+    assertClean(trouble);
+    await context.close();
+  });
+
+  test("text that is not a JSON object is refused in the page: a message, no request", { timeout: TEST_TIMEOUT }, async () => {
+    await api.createSession("md-json", { metadata: { a: 1 } });
+    const { page, context, trouble, patches } = await openCall("md-json", WRITE_KEY);
+    await page.getByRole("button", { name: "Edit metadata" }).click();
+    const textarea = page.getByLabel("Metadata (JSON)");
+    const message = page.locator(".editor-message");
+    for (const [text, said] of [
+      ['{"a": 1, "b": }', /not valid JSON, so nothing was sent/],
+      ["[1, 2]", /must be one JSON object/],
+      ['{"a": null}', /cannot be set to null[\s\S]*“a”/],
+    ]) {
+      await textarea.fill(text);
+      await page.getByRole("button", { name: "Save" }).click();
+      await page.locator(".editor-message", { hasText: said }).waitFor();
+      assert.equal(await textarea.getAttribute("aria-invalid"), "true");
+      assert.equal(await textarea.inputValue(), text, "the text is kept");
+    }
+    assert.match(await message.getAttribute("role"), /alert/);
+    assert.equal(patches.length, 0, "no request was sent");
+    assert.deepEqual(await metadataOf("md-json"), { a: 1 });
+    await page.screenshot({ path: join(SCREENSHOTS, "metadata-invalid.png"), fullPage: true });
+
+    // Metadata the service refuses (400): its field errors next to the editor.
+    await textarea.fill('{"a": 1, "$where": "x"}');
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator(".editor-message .field-errors li").first().waitFor();
+    assert.match(await message.innerText(), /refused this metadata[\s\S]*\$where/);
+    assert.equal(patches.length, 1);
+    assert.deepEqual(await metadataOf("md-json"), { a: 1 });
+    assert.ok(await page.getByRole("button", { name: "Save" }).isEnabled());
+    assertClean(trouble);
+    await context.close();
+  });
+
+  test("markup in metadata shows as text, in the details and in the editor, also at 375 px", { timeout: TEST_TIMEOUT }, async () => {
+    await api.createSession("md-xss", { metadata: { note: SCRIPT_TEXT } });
+    for (const viewport of [{}, { width: 375, height: 760 }]) {
+      const { page, context, trouble } = await openCall("md-xss", WRITE_KEY, viewport);
+      if (viewport.width) await page.getByText("Call details").click();
+      await page.getByRole("button", { name: "Edit metadata" }).click();
+      const textarea = page.getByLabel("Metadata (JSON)");
+      assert.equal(JSON.parse(await textarea.inputValue()).note, SCRIPT_TEXT);
+      if (!viewport.width) {
+        await textarea.fill(JSON.stringify({ note: SCRIPT_TEXT, "<b>key</b>": "<script>alert(2)</script>" }));
+        await page.getByRole("button", { name: "Save" }).click();
+        await page.getByText("Metadata saved.").waitFor();
+        assert.deepEqual(await shownMetadata(page), [["note", SCRIPT_TEXT], ["<b>key</b>", "<script>alert(2)</script>"]]);
+      } else {
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+        assert.ok(overflow <= 0, `the editor fits 375 px (${overflow} px)`);
+        await page.screenshot({ path: join(SCREENSHOTS, "metadata-editor-375.png"), fullPage: true });
+      }
+      assert.equal(await page.locator("img").count(), 0, "no <img> element was created");
+      assert.equal(await page.locator("main script, main b").count(), 0, "no markup from data");
+      assertClean(trouble);
+      await context.close();
+    }
+  });
+
+  test("a read-only key is told it cannot write, and nothing changes", { timeout: TEST_TIMEOUT }, async () => {
+    await api.createSession("md-read", { metadata: { a: "1" } });
+    const { page, context, trouble, patches } = await openCall("md-read", READ_KEY);
+    await page.getByRole("button", { name: "Edit metadata" }).click();
+    const textarea = page.getByLabel("Metadata (JSON)");
+    await textarea.fill('{"a": "2"}');
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator(".editor-message", { hasText: "This API key cannot write" }).waitFor();
+    assert.equal(patches.length, 1);
+    assert.equal(await textarea.inputValue(), '{"a": "2"}', "the edit is kept");
+    assert.deepEqual(await metadataOf("md-read"), { a: "1" });
+    assert.deepEqual(await shownMetadata(page), [["a", "1"]]);
     assertClean(trouble);
     await context.close();
   });

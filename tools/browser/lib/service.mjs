@@ -71,7 +71,7 @@ export function apiClient(base, key = null) {
   const send = async (method, path, body, headers = {}) => {
     const sent = { accept: "application/json", ...headers };
     if (key) sent.authorization = `Bearer ${key}`;
-    if (body !== undefined) sent["content-type"] = "application/json";
+    if (body !== undefined) sent["content-type"] ??= "application/json";
     const response = await fetch(base + path, { method, headers: sent, body: body === undefined ? undefined : JSON.stringify(body) });
     const text = await response.text();
     let json = null;
@@ -80,7 +80,7 @@ export function apiClient(base, key = null) {
     } catch {
       // not JSON
     }
-    return { status: response.status, json, text };
+    return { status: response.status, json, text, etag: response.headers.get("etag") };
   };
   const expect = (status, allowed, what) => {
     if (!allowed.includes(status.status)) throw new Error(`${what}: ${status.status} ${status.text}`);
@@ -99,6 +99,10 @@ export function apiClient(base, key = null) {
     },
     async session(sessionId) {
       return send("GET", `/sessions/${sessionId}?limit=1`);
+    },
+    /** PATCHes the metadata with a merge patch; answers the whole answer (status, json, etag). */
+    async patchMetadata(sessionId, metadata, headers = {}) {
+      return send("PATCH", `/sessions/${sessionId}`, { metadata }, { "content-type": "application/merge-patch+json", ...headers });
     },
   };
 }
