@@ -5,6 +5,7 @@ mod ids;
 mod json;
 mod lifecycle;
 mod order;
+mod redact;
 mod session;
 mod timestamp;
 
@@ -16,6 +17,7 @@ pub use json::{
 };
 pub use lifecycle::{Deadline, EndReason, MAX_TIMER_SECONDS, Timers, deadline};
 pub use order::Order;
+pub use redact::{PiiKind, Redact, Redacted, redact_payload};
 pub use session::{NewSession, Session, SessionVersion, Status, TerminalStatus};
 pub use timestamp::Timestamp;
 
