@@ -206,7 +206,8 @@ impl Application {
                 keepalive: config.stream_keepalive,
                 poll_interval: config.stream_poll_interval,
             })
-            .with_metrics(ServiceMetrics::new(metrics.recorder()));
+            .with_metrics(ServiceMetrics::new(metrics.recorder()))
+            .with_redaction(config.redact);
         let adopted = service
             .adopt_legacy_sessions()
             .await

@@ -170,6 +170,7 @@ fn round_trip_on(backend: Backend) {
                     metadata: JsonObject::parse(Value::Object(metadata.clone())).unwrap(),
                     started_at: Timestamp::now(),
                     timers: session_service::domain::Timers::default(),
+                    redact: None,
                 })
                 .await
                 .unwrap();
@@ -183,6 +184,7 @@ fn round_trip_on(backend: Backend) {
                     client_timestamp: None,
                     received_at: Timestamp::now(),
                     expected_seq: None,
+                    redact: None,
                 })
                 .await
                 .unwrap();

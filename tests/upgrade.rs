@@ -242,6 +242,7 @@ async fn upgrade_and_check(config: DatabaseConfig) {
         client_timestamp: None,
         received_at: Timestamp::now(),
         expected_seq: None,
+        redact: None,
     };
     let (stored, _) = service.add_event(new).await.unwrap();
     assert_eq!(stored.seq, 4);

@@ -294,6 +294,10 @@ impl From<ServiceError> for AppError {
             },
             ServiceError::InvalidMetadata(e) => AppError::invalid("metadata", e.0),
             ServiceError::InvalidBatch(e) => AppError::invalid("events", e.0),
+            ServiceError::InvalidPayload { at, invalid } => AppError::invalid(
+                at.map_or("payload".to_owned(), |i| format!("events[{i}].payload")),
+                format!("once redacted, {}", invalid.0),
+            ),
             ServiceError::SessionAlreadyEnded { .. } => {
                 AppError::conflict("session_already_ended", detail)
             }

@@ -10,12 +10,10 @@ use super::AppState;
 use super::error::AppError;
 use super::fields::Fields;
 
-/// A request body that must be a JSON object, sent as `application/json` (or `application/*+json`),
-/// read into its [`Fields`]: malformed JSON or a body that is not an object is the rejection.
-pub struct JsonObjectBody(pub Fields<'static>);
-
-/// Like [`JsonObjectBody`], but an empty body is allowed and gives `None`: with no `Content-Type`,
-/// or with a JSON one (many HTTP clients send `Content-Type: application/json` and no body).
+/// A request body that may be empty (`None`: with no `Content-Type`, or with a JSON one; many HTTP
+/// clients send `Content-Type: application/json` and no body), or else must be a JSON object sent
+/// as `application/json` (or `application/*+json`), read into its [`Fields`]: malformed JSON or a
+/// body that is not an object is the rejection.
 pub struct OptionalJsonObjectBody(pub Option<Fields<'static>>);
 
 fn is_json(content_type: &str) -> bool {
@@ -90,15 +88,6 @@ impl FromRequest<AppState> for JsonBytes {
         let (content_type, bytes) = read_body(req, state).await?;
         require_json(content_type)?;
         Ok(JsonBytes(bytes))
-    }
-}
-
-impl FromRequest<AppState> for JsonObjectBody {
-    type Rejection = AppError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (content_type, bytes) = read_body(req, state).await?;
-        parse_object(content_type, bytes).map(JsonObjectBody)
     }
 }
 

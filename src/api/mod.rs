@@ -36,7 +36,7 @@ use axum::routing::{get, post};
 use crate::domain::{Event, Timestamp};
 use crate::service::{self, SessionService, Written};
 use error::Problem;
-use extract::{JsonBytes, JsonObjectBody, OptionalJsonObjectBody, PathParams};
+use extract::{JsonBytes, OptionalJsonObjectBody, PathParams};
 use preconditions::{ExpectedSeq, with_etag};
 
 /// What every handler can reach.
@@ -182,10 +182,10 @@ fn respond_event(written: Written, event: &Event) -> Response {
 )]
 async fn create_session(
     State(state): State<AppState>,
-    JsonObjectBody(body): JsonObjectBody,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let defaults = state.service.lifecycle().default_timers;
-    let new = dto::CreateSession::parse(body)?.into_new(Timestamp::now(), defaults);
+    let new = dto::CreateSession::parse(&body)?.into_new(Timestamp::now(), defaults);
     let (session, written) = state.service.create(new).await?;
     let location = format!("/sessions/{}", session.session_id);
     let response = respond(written, location, dto::SessionBody::from(&session));

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::auth::keys::{ApiKeys, KeyFileError};
-use crate::domain::Timers;
+use crate::domain::{Redact, Timers};
 use crate::repo::mongo::MongoSettings;
 use crate::repo::sqlite::{SqliteConfig, Synchronous};
 use env::Env;
@@ -39,6 +39,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// The timers of a session created without its own.
     pub default_timers: Timers,
+    /// What is replaced in event payloads before they are stored, for calls that chose nothing.
+    pub redact: Redact,
     /// How long a deleted session's tombstone keeps its id taken, in seconds.
     pub tombstone_retention_seconds: u64,
     /// Ended sessions are erased this long after their end; `0` keeps them forever.
@@ -151,6 +153,7 @@ impl Config {
                 inactivity_seconds: timer("SESSION_INACTIVITY_TIMEOUT_SECONDS")?,
                 max_duration_seconds: timer("SESSION_MAX_DURATION_SECONDS")?,
             },
+            redact: env.with("REDACT", |raw| Redact::parse_list(raw).map_err(|e| e.0))?,
             retention_seconds: env.ranged("RETENTION_SECONDS", 0..=CENTURY_SECONDS, seconds)?,
             tombstone_retention_seconds: env.ranged(
                 "TOMBSTONE_RETENTION_SECONDS",

@@ -87,6 +87,11 @@ pub const VARIABLES: &[Var] = &[
         help: "a session this long after its start ends (failed, max_duration_exceeded); 0: off",
     },
     Var {
+        name: "REDACT",
+        default: "",
+        help: "card,email,phone,ssn (any of): replaced in event payloads before they are stored; a call's own redact overrides it",
+    },
+    Var {
         name: "RETENTION_SECONDS",
         default: "0",
         help: "erase sessions this long after they ended; 0: keep forever",

@@ -1,4 +1,4 @@
-use super::{EventId, Invalid, JsonObject, SessionId, Timestamp};
+use super::{EventId, Invalid, JsonObject, Redact, SessionId, Timestamp};
 
 /// What an event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,10 @@ pub struct NewEvent {
     pub client_timestamp: Option<Timestamp>,
     pub received_at: Timestamp,
     pub expected_seq: Option<u64>,
+    /// The session's `redact` as the service took it to be when it redacted `payload` (which is
+    /// already redacted): the store refuses the event if the session's is another
+    /// (`RedactionChanged`), so nothing is stored redacted under the wrong rules.
+    pub redact: Option<Redact>,
 }
 
 impl NewEvent {
@@ -86,7 +90,7 @@ pub const MAX_BATCH_EVENTS: usize = 100;
 
 /// Events to append to one session at once, in request order: 1 to [`MAX_BATCH_EVENTS`] of
 /// them, all for the same session, received at the same instant with the same `expected_seq`
-/// (the batch's), with distinct `eventId`s.
+/// and `redact` (the batch's), with distinct `eventId`s.
 /// (Identical copies of one event in a request are the service's to fold into one.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvents {
@@ -108,9 +112,11 @@ impl NewEvents {
             e.session_id != first.session_id
                 || e.received_at != first.received_at
                 || e.expected_seq != first.expected_seq
+                || e.redact != first.redact
         }) {
             return Err(Invalid::new(
-                "must be for one session, received at one instant, with one expected seq",
+                "must be for one session, received at one instant, with one expected seq and \
+                 one redaction",
             ));
         }
         let mut ids: Vec<&EventId> = events.iter().map(|e| &e.event_id).collect();
@@ -157,6 +163,11 @@ impl NewEvents {
     /// The seq the session's last event must have for the new events to be stored, if any.
     pub fn expected_seq(&self) -> Option<u64> {
         self.events[0].expected_seq
+    }
+
+    /// The session's `redact` the payloads were redacted under (see [`NewEvent::redact`]).
+    pub fn redact(&self) -> Option<Redact> {
+        self.events[0].redact
     }
 
     /// The events, in request order (never empty).

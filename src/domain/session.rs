@@ -1,7 +1,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Deadline, EndReason, Invalid, JsonObject, Language, SessionId, Timers, Timestamp};
+use super::{
+    Deadline, EndReason, Invalid, JsonObject, Language, Redact, SessionId, Timers, Timestamp,
+};
 
 /// Where a session is in its life: `initiated` → `active` (first event) → `completed` | `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,9 @@ pub struct NewSession {
     pub started_at: Timestamp,
     /// The effective timers: the client's, or the server's defaults.
     pub timers: Timers,
+    /// The kinds of personal data redacted from this call's event payloads, when the call
+    /// chose them at create; `None`: the service's `REDACT`.
+    pub redact: Option<Redact>,
 }
 
 /// A stored session. `event_count` is exact and equals the highest `seq` handed out.
@@ -95,6 +100,9 @@ pub struct Session {
     pub timers_since: Timestamp,
     /// How many times its metadata was changed after the create (`PATCH`).
     pub revision: u64,
+    /// What its events' payloads are redacted of, if the call chose it at create; `None`: the
+    /// service's `REDACT`. Never changes after the create.
+    pub redact: Option<Redact>,
 }
 
 /// Which state of a session an answer showed: every change to a session moves one of these (a
@@ -135,6 +143,7 @@ impl NewSession {
             timers: self.timers,
             timers_since: self.started_at,
             revision: 0,
+            redact: self.redact,
         }
     }
 }

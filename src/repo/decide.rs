@@ -3,7 +3,7 @@
 //! none of this does I/O.
 
 use super::{Appended, BatchAppended, BatchItem, MetadataPatch, Patched};
-use crate::domain::{Event, JsonObject, NewEvent, NewEvents, Session, Status, merge_patch};
+use crate::domain::{Event, JsonObject, NewEvent, NewEvents, Redact, Session, Status, merge_patch};
 
 /// What a session is, as far as an append to it is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct Target {
     pub event_count: u64,
     /// The last seq the writer expects (`Expected-Seq`), if it named one.
     pub expected_seq: Option<u64>,
+    /// The session's `redact` (see [`crate::domain::Session::redact`]).
+    pub redact: Option<Redact>,
 }
 
 /// Why a session does not take a new event (one whose id it has not stored), in the order the
@@ -30,6 +32,13 @@ pub enum Refusal {
 }
 
 impl Target {
+    /// The session's `redact`, if the append's payloads were redacted under another one
+    /// ([`NewEvent::redact`]): asked before anything else, for a replay too, since a stored
+    /// payload is compared with the request's in redacted form.
+    pub fn redaction_changed(&self, redacted_under: Option<Redact>) -> Option<Option<Redact>> {
+        (self.redact != redacted_under).then_some(self.redact)
+    }
+
     /// Whether a new event is refused, and why; `None`: it is stored with seq `event_count + 1`.
     /// A replay (the id already stored) is answered as stored before this is asked.
     pub fn refusal(&self) -> Option<Refusal> {
@@ -61,9 +70,12 @@ pub enum BatchPlan {
 }
 
 /// Decides a batch from the events the store holds under the batch's ids (`stored[i]` for
-/// `batch.events()[i]`): conflicts, then all replays, then an ended session, then the deadline,
-/// then the expected seq, then insert.
+/// `batch.events()[i]`): the redaction, then conflicts, then all replays, then an ended session,
+/// then the deadline, then the expected seq, then insert.
 pub fn plan_batch(batch: &NewEvents, stored: Vec<Option<Event>>, target: Target) -> BatchPlan {
+    if let Some(redact) = target.redaction_changed(batch.redact()) {
+        return BatchPlan::Answer(BatchAppended::RedactionChanged(redact));
+    }
     let events = batch.events();
     let conflicts: Vec<usize> = events
         .iter()
@@ -190,6 +202,7 @@ mod tests {
             client_timestamp: None,
             received_at: Timestamp::from_millis(1_000).unwrap(),
             expected_seq: None,
+            redact: None,
         }
     }
 
@@ -199,6 +212,7 @@ mod tests {
             expired: false,
             event_count,
             expected_seq: None,
+            redact: None,
         }
     }
 
@@ -232,6 +246,7 @@ mod tests {
             expired: true,
             event_count: 1,
             expected_seq: None,
+            redact: None,
         };
         assert_eq!(
             plan_batch(&batch, vec![None, Some(other)], ended),
@@ -248,6 +263,7 @@ mod tests {
             expired: false,
             event_count: 1,
             expected_seq: Some(0),
+            redact: None,
         };
         assert_eq!(
             plan_batch(&batch, vec![Some(stored.clone())], ended),
@@ -263,6 +279,7 @@ mod tests {
             expired: true,
             event_count: 0,
             expected_seq: Some(5),
+            redact: None,
         };
         assert_eq!(
             plan_batch(&batch, vec![None, None], ended),
@@ -322,5 +339,24 @@ mod tests {
             ..expecting(0, 3)
         };
         assert_eq!(ended.refusal(), Some(Refusal::Ended(Status::Completed)));
+    }
+
+    #[test]
+    fn a_batch_redacted_under_other_rules_is_refused_before_anything_else() {
+        let card = Some(Redact::from_kinds([crate::domain::PiiKind::Card]));
+        let batch = NewEvents::new(vec![new_event("a", 1)]).unwrap();
+        let other = new_event("a", 99).stored(1);
+        let session = Target {
+            redact: card,
+            ..open(1)
+        };
+        // Even a conflict is not decided: the payloads compared would be the wrong ones.
+        assert_eq!(
+            plan_batch(&batch, vec![Some(other)], session),
+            BatchPlan::Answer(BatchAppended::RedactionChanged(card))
+        );
+        assert_eq!(session.redaction_changed(None), Some(card));
+        assert_eq!(session.redaction_changed(card), None);
+        assert_eq!(open(0).redaction_changed(Some(Redact::NONE)), Some(None));
     }
 }

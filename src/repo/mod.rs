@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use futures_util::Stream;
 
 use crate::domain::{
-    EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Status,
-    TerminalStatus, Timers, Timestamp,
+    EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Order, Redact, Session, SessionId,
+    Status, TerminalStatus, Timers, Timestamp,
 };
 
 pub mod decide;
@@ -119,6 +119,9 @@ pub enum Appended {
     /// The event id is new, the session is open, and its last seq is this one, not the
     /// `expected_seq` the request named; nothing changed.
     SeqMismatch(u64),
+    /// The session's `redact` is this one, not the event's [`NewEvent::redact`]: its payload
+    /// was redacted under other rules; nothing was looked at or changed.
+    RedactionChanged(Option<Redact>),
 }
 
 /// One event of a batch that was stored, in the batch's answer.
@@ -158,6 +161,8 @@ pub enum BatchAppended {
     /// Some events are new, the session is open, and its last seq is `current`, not the batch's
     /// `expected_seq`.
     SeqMismatch { current: u64 },
+    /// The session's `redact` is this one, not the batch's (see [`Appended::RedactionChanged`]).
+    RedactionChanged(Option<Redact>),
 }
 
 /// Where a page of events starts, counted in the page's order.

@@ -45,6 +45,13 @@ pub enum ServiceError {
         status: Status,
         items: Vec<usize>,
     },
+    /// An event's payload (`at`: the event's position in a batch request) breaks the payload
+    /// rules once redacted (a replacement is longer than what it replaced).
+    #[error("the payload, redacted, {invalid}")]
+    InvalidPayload {
+        at: Option<usize>,
+        invalid: crate::domain::Invalid,
+    },
     /// A batch that breaks the rules [`crate::domain::NewEvents`] states.
     #[error("invalid batch: {0}")]
     InvalidBatch(crate::domain::Invalid),

@@ -8,6 +8,7 @@ mod error;
 pub mod live;
 mod maintenance;
 mod read;
+mod redaction;
 mod write;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use cursor::{Cursor, SessionCursor};
 pub use error::ServiceError;
 pub use maintenance::Maintenance;
 pub use read::{ListRequest, PageMode, PageRequest, SessionList, SessionPage};
+pub use redaction::Redaction;
 pub use write::Written;
 
 /// Page sizes accepted by the read endpoints.
@@ -63,6 +65,8 @@ pub struct Shared {
     /// Live streams' announcements: every write through this service is announced here.
     hub: live::Hub,
     metrics: ServiceMetrics,
+    /// What is redacted from event payloads before they are stored.
+    redaction: Arc<Redaction>,
 }
 
 impl std::ops::Deref for SessionService {
@@ -118,7 +122,25 @@ impl SessionService {
             lifecycle,
             hub: live::Hub::new(live::LiveSettings::default()),
             metrics: ServiceMetrics::default(),
+            redaction: Arc::new(Redaction::new(crate::domain::Redact::NONE)),
         }))
+    }
+
+    /// The same service, redacting `kinds` from the payloads of sessions that chose none of
+    /// their own (`REDACT`).
+    pub fn with_redaction(self, kinds: crate::domain::Redact) -> Self {
+        Self(Arc::new(Shared {
+            repos: self.repos.clone(),
+            lifecycle: self.lifecycle,
+            hub: self.hub.clone(),
+            metrics: self.metrics.clone(),
+            redaction: Arc::new(Redaction::new(kinds)),
+        }))
+    }
+
+    /// What the service redacts from payloads.
+    pub fn redaction(&self) -> &Redaction {
+        &self.redaction
     }
 
     /// The same service with live streams run by `settings`.
@@ -128,6 +150,7 @@ impl SessionService {
             lifecycle: self.lifecycle,
             hub: live::Hub::new(settings),
             metrics: self.metrics.clone(),
+            redaction: self.redaction.clone(),
         }))
     }
 
@@ -138,6 +161,7 @@ impl SessionService {
             lifecycle: self.lifecycle,
             hub: self.hub.clone(),
             metrics,
+            redaction: self.redaction.clone(),
         }))
     }
 

@@ -1,7 +1,7 @@
 //! Writes: creating and ending sessions, appending events (one or a batch), erasing. Each
 //! answers whether it stored something new, counts what happened and tells live streams.
 
-use super::{ServiceError, SessionService, count_end, session_error};
+use super::{ServiceError, SessionService, count_end, redaction, session_error};
 use crate::domain::{
     EndReason, Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, TerminalStatus,
     Timestamp,
@@ -43,16 +43,13 @@ impl SessionService {
     /// Adds an event. A retry with the same content gets the stored event; the same `eventId` with
     /// other content is a conflict, and so is a new event for a session that has ended (also by
     /// its timer).
-    pub async fn add_event(&self, new: NewEvent) -> Result<(Event, Written), ServiceError> {
-        let appended = self
-            .repos
-            .events
-            .append(new.clone())
-            .await
-            .map_err(session_error(&new.session_id))?;
+    pub async fn add_event(&self, raw: NewEvent) -> Result<(Event, Written), ServiceError> {
+        // `new` is `raw` as stored: its payload redacted under the session's rules.
+        let (new, appended, redacted) = self.append_redacted(&raw).await?;
         let (refused, reason) = match appended {
             Appended::New(event) => {
                 self.metrics.stored(1);
+                redaction::count(&redacted);
                 self.hub.publish(&event);
                 return Ok((event, Written::Created));
             }
@@ -93,6 +90,11 @@ impl SessionService {
                 },
                 "seq_mismatch",
             ),
+            Appended::RedactionChanged(_) => {
+                return Err(ServiceError::contract_broken(
+                    "a redaction refusal outlived its retries",
+                ));
+            }
         };
         metrics::counter!("event_conflicts_total", "reason" => reason).increment(1);
         Err(refused)
@@ -120,12 +122,20 @@ impl SessionService {
                 .filter(|&i| at.contains(&positions[i]))
                 .collect()
         };
-        let appended = self
-            .repos
-            .events
-            .append_batch(batch)
-            .await
-            .map_err(session_error(&session_id))?;
+        let (appended, redacted) =
+            self.append_batch_redacted(&batch)
+                .await
+                .map_err(|e| match e {
+                    // A position in the batch, to the first in the request.
+                    ServiceError::InvalidPayload {
+                        at: Some(at),
+                        invalid,
+                    } => ServiceError::InvalidPayload {
+                        at: positions.iter().position(|&p| p == at),
+                        invalid,
+                    },
+                    other => other,
+                })?;
         let (refused, reason) = match appended {
             BatchAppended::Stored(items) => {
                 let stored = items
@@ -134,6 +144,11 @@ impl SessionService {
                     .count() as u64;
                 self.metrics.stored(stored);
                 self.metrics.replayed(items.len() as u64 - stored);
+                for (item, counts) in items.iter().zip(&redacted) {
+                    if matches!(item, BatchItem::New(_)) {
+                        redaction::count(counts);
+                    }
+                }
                 let (outcome, written) = if stored > 0 {
                     ("stored", Written::Created)
                 } else {
@@ -179,6 +194,11 @@ impl SessionService {
                 },
                 "seq_mismatch",
             ),
+            BatchAppended::RedactionChanged(_) => {
+                return Err(ServiceError::contract_broken(
+                    "a redaction refusal outlived its retries",
+                ));
+            }
             BatchAppended::Expired { session, new } => {
                 count_end(&session);
                 self.hub.poke(&session.session_id);
@@ -267,6 +287,7 @@ impl SessionService {
                 RepoError::NotFound => ServiceError::SessionNotFound(id.clone()),
                 other => ServiceError::Storage(other),
             })?;
+        self.redaction.forget(id);
         if outcome.deleted_now {
             metrics::counter!("sessions_erased_total", "cause" => "request").increment(1);
             self.hub.poke(id);

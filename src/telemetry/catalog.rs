@@ -97,6 +97,10 @@ pub const METRICS: &[Metric] = &[
         "Appends refused 409 because the eventId was stored with different content, by reason",
     ),
     counter(
+        "redactions_total",
+        "Matches of personal data replaced in stored event payloads (REDACT, a call's redact), by kind",
+    ),
+    counter(
         "event_batches_total",
         "Batch appends (events:batch), by outcome",
     ),
@@ -148,6 +152,10 @@ pub const METRICS: &[Metric] = &[
 /// at 0 from start-up: a series that first appears at 1 shows no increase, so the first failure
 /// would go unseen.
 const FROM_ZERO: &[(&str, &[(&str, &str)])] = &[
+    ("redactions_total", &[("kind", "card")]),
+    ("redactions_total", &[("kind", "email")]),
+    ("redactions_total", &[("kind", "phone")]),
+    ("redactions_total", &[("kind", "ssn")]),
     ("storage_write_failures_total", &[("kind", "full")]),
     ("storage_write_failures_total", &[("kind", "unavailable")]),
     ("streams_refused_total", &[]),

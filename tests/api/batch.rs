@@ -140,6 +140,7 @@ backend_test! { async fn a_batch_after_the_inactivity_deadline_ends_the_session_
         metadata: Default::default(),
         started_at: session_service::domain::Timestamp::from_millis(1_000_000_000_000).unwrap(),
         timers: session_service::domain::Timers::default(),
+        redact: None,
     };
     new.timers.inactivity_seconds = 1;
     app.store.repos.sessions.create_or_get(new).await.unwrap();

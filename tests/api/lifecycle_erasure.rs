@@ -140,6 +140,7 @@ backend_test! { async fn a_long_session_deleted_loses_all_its_events_from_storag
             client_timestamp: None,
             received_at: Timestamp::now(),
             expected_seq: None,
+            redact: None,
         };
         let r = app.store.repos.events.append(new).await.unwrap();
         assert!(matches!(r, Appended::New(_)), "{r:?}");

@@ -293,6 +293,7 @@ async fn a_selective_filter_over_more_than_5000_sessions_comes_back_short_with_a
                 metadata: JsonObject::parse(metadata).unwrap(),
                 started_at: Timestamp::from_millis(1_766_000_000_000 + i as i64).unwrap(),
                 timers: Timers::default(),
+                redact: None,
             };
             assert!(repos.sessions.create_or_get(new).await.unwrap().created);
         }

@@ -7,12 +7,12 @@ use utoipa::ToSchema;
 
 use super::schema::FreeFormObject;
 
-use super::response::EventKind;
+use super::response::{EventKind, RedactKind};
 use crate::api::error::AppError;
 use crate::api::fields::{Fields, REQUIRED};
 use crate::domain::{
     EndReason, EventId, EventType, Invalid, JsonObject, Language, List, MAX_BATCH_EVENTS, Member,
-    NewEvent, NewSession, SessionId, TerminalStatus, Timers, Timestamp,
+    NewEvent, NewSession, PiiKind, Redact, SessionId, TerminalStatus, Timers, Timestamp,
 };
 
 /// `POST /sessions`. Creating a session that exists returns it unchanged.
@@ -39,10 +39,22 @@ pub struct CreateSession {
     /// Default: `SESSION_MAX_DURATION_SECONDS`.
     #[schema(value_type = Option<u32>, minimum = 0, maximum = 31_536_000, required = false)]
     pub max_duration_seconds: Option<u32>,
+    /// The kinds of personal data replaced in this call's event payloads before they are stored
+    /// (`[]`: none), instead of the service's `REDACT`. Set once, here.
+    #[schema(value_type = Option<Vec<RedactKind>>, required = false, max_items = 4, nullable = false)]
+    pub redact: Option<Redact>,
 }
 
 impl CreateSession {
-    pub fn parse(mut f: Fields<'_>) -> Result<Self, AppError> {
+    /// The member read as a list of kinds (`redact`).
+    const LIST: List = List {
+        name: "redact",
+        max: PiiKind::ALL.len(),
+    };
+
+    /// Reads the body of `POST /sessions`: every violation at once, malformed JSON first.
+    pub fn parse(body: &[u8]) -> Result<Self, AppError> {
+        let mut f = Fields::read_with_list(body, Some(Self::LIST))?;
         let session_id = f
             .required_string("sessionId")
             .and_then(|s| f.check("sessionId", SessionId::parse(s.into_owned())));
@@ -55,20 +67,30 @@ impl CreateSession {
         };
         let inactivity = timer(&mut f, "inactivityTimeoutSeconds");
         let max_duration = timer(&mut f, "maxDurationSeconds");
+        let redact = redact(&mut f);
         f.finish()?;
-        match (session_id, language, metadata, inactivity, max_duration) {
+        match (
+            session_id,
+            language,
+            metadata,
+            inactivity,
+            max_duration,
+            redact,
+        ) {
             (
                 Some(session_id),
                 Some(language),
                 Some(metadata),
                 Some(inactivity_timeout_seconds),
                 Some(max_duration_seconds),
+                Some(redact),
             ) => Ok(Self {
                 session_id,
                 language,
                 metadata,
                 inactivity_timeout_seconds,
                 max_duration_seconds,
+                redact,
             }),
             _ => Err(unreachable_invalid()),
         }
@@ -89,8 +111,44 @@ impl CreateSession {
                     .max_duration_seconds
                     .unwrap_or(defaults.max_duration_seconds),
             },
+            redact: self.redact,
         }
     }
+}
+
+/// The optional `redact` list: `Some(None)` when absent or null, `None` when invalid (recorded).
+fn redact(f: &mut Fields<'_>) -> Option<Option<Redact>> {
+    const NAME: &str = "redact";
+    let max = PiiKind::ALL.len();
+    let items = match f.take(NAME) {
+        None => return Some(None),
+        Some(Member::List { items, count }) if count <= max => items,
+        Some(Member::List { count, .. }) => {
+            f.invalid(NAME, format!("must name at most {max} kinds, not {count}"));
+            return None;
+        }
+        Some(_) => {
+            f.invalid(NAME, "must be an array of kinds: card, email, phone, ssn");
+            return None;
+        }
+    };
+    let mut kinds = Vec::with_capacity(items.len());
+    let mut valid = true;
+    for (i, item) in items.into_iter().enumerate() {
+        let field = format!("{NAME}[{i}]");
+        let kind = match item {
+            Member::Str(name) => f.check(&field, PiiKind::parse(&name)),
+            _ => {
+                f.invalid(field, "must be one of card, email, phone, ssn");
+                None
+            }
+        };
+        match kind {
+            Some(kind) => kinds.push(kind),
+            None => valid = false,
+        }
+    }
+    valid.then(|| Some(Redact::from_kinds(kinds)))
 }
 
 /// An optional timer field: `Some(None)` when absent, `None` when invalid (recorded in `f`).
@@ -179,6 +237,8 @@ impl AddEvent {
             client_timestamp: self.timestamp,
             received_at,
             expected_seq,
+            // The service redacts the payload, and says under which rules.
+            redact: None,
         }
     }
 }

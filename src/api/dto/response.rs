@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 
 use super::schema::FreeFormObject;
 
-use crate::domain::{EndReason, Event, EventType, JsonObject, Session, Status, Timestamp};
+use crate::domain::{EndReason, Event, EventType, JsonObject, PiiKind, Session, Status, Timestamp};
 use crate::service::{SessionList, SessionPage};
 
 /// `initiated` on creation, `active` from the first event, then `completed` or `failed`.
@@ -61,6 +61,29 @@ impl From<EventType> for EventKind {
     }
 }
 
+/// A kind of personal data replaced in event payloads before they are stored, by
+/// `[REDACTED:<kind>]`: `card` (13–19 digits passing the Luhn check), `email`, `phone` (at least
+/// 10 digits), `ssn` (`ddd-dd-dddd`).
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum RedactKind {
+    Card,
+    Email,
+    Phone,
+    Ssn,
+}
+
+impl From<PiiKind> for RedactKind {
+    fn from(kind: PiiKind) -> Self {
+        match kind {
+            PiiKind::Card => RedactKind::Card,
+            PiiKind::Email => RedactKind::Email,
+            PiiKind::Phone => RedactKind::Phone,
+            PiiKind::Ssn => RedactKind::Ssn,
+        }
+    }
+}
+
 /// A call.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -100,6 +123,9 @@ pub struct SessionBody<'a> {
     /// it has ended.
     #[schema(value_type = Option<String>, format = DateTime)]
     expires_at: Option<Timestamp>,
+    /// The kinds of personal data the call chose at create to have replaced in its event
+    /// payloads; `null`: it chose none, and the service's `REDACT` applies.
+    redact: Option<Vec<RedactKind>>,
 }
 
 impl<'a> From<&'a Session> for SessionBody<'a> {
@@ -117,6 +143,7 @@ impl<'a> From<&'a Session> for SessionBody<'a> {
             inactivity_timeout_seconds: s.timers.inactivity_seconds,
             max_duration_seconds: s.timers.max_duration_seconds,
             expires_at: s.deadline().map(|d| d.at),
+            redact: s.redact.map(|r| r.kinds().map(RedactKind::from).collect()),
         }
     }
 }

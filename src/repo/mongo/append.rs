@@ -7,7 +7,7 @@ use mongodb::options::ReturnDocument;
 
 use super::convert::corrupt;
 use super::documents::{
-    date, event_from, event_to_document, optional_date, session_from, timers_of,
+    date, event_from, event_to_document, optional_date, redact_bson, session_from, timers_of,
 };
 use super::errors::{TxnError, backoff, commit, is_unreachable};
 use super::{MongoStore, OPEN, TRANSACTION_RETRY_BUDGET};
@@ -62,11 +62,13 @@ impl MongoStore {
         // The first write takes the session document: concurrent appends to this session conflict
         // here and retry, which is what makes seqs dense and ordered. It matches only an open
         // session whose deadline has not come by the time the event arrived.
-        // With an expected seq, it matches only if the count is still that one.
+        // With an expected seq, it matches only if the count is still that one; and only if the
+        // payload was redacted under the session's `redact`.
         let mut filter = doc! {
             "sessionId": sid,
             "status": { "$in": OPEN.as_slice() },
             "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
+            "redact": redact_bson(new.redact),
         };
         if let Some(expected) = new.expected_seq {
             filter.insert("eventCount", expected as i64);
@@ -130,7 +132,8 @@ impl MongoStore {
     }
 
     /// Why the session did not take the event, answered in the same transaction: it does not
-    /// exist, it is a tombstone, the event was already stored, the session has ended, its
+    /// exist, it is a tombstone, its `redact` is not the one the payload was redacted under,
+    /// the event was already stored, the session has ended, its
     /// last seq is not the expected one, or its deadline came by `received_at` — then this records the timer's end (conditional on the
     /// deadline read, so a concurrent recorder conflicts and retries into `SessionEnded`).
     pub(super) async fn refused(
@@ -156,17 +159,22 @@ impl MongoStore {
                 return Err(e.into());
             }
         };
-        // An event stored before the session ended is still answered as stored.
-        if let Some(existing) = self.find_event(session, new).await? {
-            session.abort_transaction().await?;
-            return Ok(Appended::Existing(event_from(&existing)?));
-        }
         let target = Target {
             status: state.status,
             expired: state.expired_at(new.received_at).is_some(),
             event_count: state.event_count,
             expected_seq: new.expected_seq,
+            redact: state.redact,
         };
+        if let Some(redact) = target.redaction_changed(new.redact) {
+            session.abort_transaction().await?;
+            return Ok(Appended::RedactionChanged(redact));
+        }
+        // An event stored before the session ended is still answered as stored.
+        if let Some(existing) = self.find_event(session, new).await? {
+            session.abort_transaction().await?;
+            return Ok(Appended::Existing(event_from(&existing)?));
+        }
         let deadline = match (target.refusal(), state.expired_at(new.received_at)) {
             (Some(Refusal::Ended(status)), _) => {
                 session.abort_transaction().await?;

@@ -133,6 +133,7 @@ impl MongoStore {
             expired: deadline.is_some(),
             event_count: count,
             expected_seq: batch.expected_seq(),
+            redact: state.redact,
         };
         let items = match decide::plan_batch(batch, stored_events, target) {
             BatchPlan::Answer(answer) => return Ok(Decided::Abort(answer)),

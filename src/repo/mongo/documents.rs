@@ -5,8 +5,8 @@ use bson::{Bson, DateTime, Document, doc};
 use super::convert::{corrupt, from_document, to_document};
 use super::{OPEN, TOMBSTONE};
 use crate::domain::{
-    EndReason, Event, EventId, EventType, JsonObject, Language, NewSession, Session, SessionId,
-    Status, Timers, Timestamp,
+    EndReason, Event, EventId, EventType, JsonObject, Language, NewSession, Redact, Session,
+    SessionId, Status, Timers, Timestamp,
 };
 use crate::repo::RepoError;
 
@@ -126,7 +126,26 @@ pub(super) fn session_from(doc: &Document) -> Result<Session, RepoError> {
             )
             .map_err(|_| corrupt("metadataRevision"))?,
         },
+        redact: redact_from(doc)?,
     })
+}
+
+/// A session's `redact` as stored: the kinds' bits, absent or `null` for the service's.
+pub(super) fn redact_bson(redact: Option<Redact>) -> Bson {
+    redact.map_or(Bson::Null, |r| Bson::Int32(i32::from(r.bits())))
+}
+
+/// The `redact` of a session document; missing on sessions stored before it (the service's).
+fn redact_from(doc: &Document) -> Result<Option<Redact>, RepoError> {
+    match doc.get("redact") {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::Int32(bits)) => u8::try_from(*bits)
+            .ok()
+            .and_then(Redact::from_bits)
+            .map(Some)
+            .ok_or_else(|| corrupt("redact")),
+        Some(_) => Err(corrupt("redact")),
+    }
 }
 
 /// A new session as stored: its timers count from its start, and `expiresAt` is its first
@@ -148,6 +167,7 @@ pub(super) fn session_to_document(new: &NewSession) -> Document {
         "maxDurationSeconds": i64::from(session.timers.max_duration_seconds),
         "timersSince": date(session.timers_since),
         "expiresAt": optional_date(session.deadline().map(|d| d.at)),
+        "redact": redact_bson(session.redact),
     }
 }
 

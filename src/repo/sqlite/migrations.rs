@@ -20,6 +20,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "metadata_revision",
         include_str!("../../../migrations/sqlite/0003_metadata_revision.sql"),
     ),
+    (
+        4,
+        "session_redact",
+        include_str!("../../../migrations/sqlite/0004_session_redact.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.

@@ -5,8 +5,8 @@ use rusqlite::{Connection, Row, params};
 
 use super::map_err;
 use crate::domain::{
-    EndReason, Event, EventId, EventType, JsonObject, Language, Session, SessionId, Status, Timers,
-    Timestamp,
+    EndReason, Event, EventId, EventType, JsonObject, Language, Redact, Session, SessionId, Status,
+    Timers, Timestamp,
 };
 use crate::repo::RepoError;
 
@@ -92,13 +92,13 @@ fn count(value: i64) -> Result<u64, RepoError> {
 /// The columns [`session_row`] reads, in its order.
 pub const SESSION_COLUMNS: &str = "session_id, status, language, metadata, started_at, ended_at, \
      event_count, ended_reason, last_event_at, inactivity_timeout_seconds, max_duration_seconds, \
-     timers_since, metadata_revision";
+     timers_since, metadata_revision, redact";
 
 /// Written out (not formatted from [`SESSION_COLUMNS`]) so the cached statement is found without
 /// building its text on every read.
 const SESSION_BY_ID: &str = "SELECT session_id, status, language, metadata, started_at, ended_at, \
      event_count, ended_reason, last_event_at, inactivity_timeout_seconds, max_duration_seconds, \
-     timers_since, metadata_revision FROM sessions WHERE session_id = ?1";
+     timers_since, metadata_revision, redact FROM sessions WHERE session_id = ?1";
 
 /// The session, `None` if there is none, `Deleted` for a tombstone.
 pub fn session(conn: &Connection, id: &SessionId) -> Result<Option<Session>, RepoError> {
@@ -140,7 +140,21 @@ pub fn session_row(row: &Row<'_>) -> Result<Session, RepoError> {
         },
         timers_since: optional_time(11)?.unwrap_or(started_at),
         revision: count(int(row, 12)?)?,
+        redact: redact(row, 13)?,
     })
+}
+
+/// A stored `redact` (column `at`): `NULL` is the service's.
+pub fn redact(row: &Row, at: usize) -> Result<Option<Redact>, RepoError> {
+    let stored: Option<i64> = row.get(at).map_err(map_err)?;
+    stored
+        .map(|bits| {
+            u8::try_from(bits)
+                .ok()
+                .and_then(Redact::from_bits)
+                .ok_or_else(|| corrupt("redact"))
+        })
+        .transpose()
 }
 
 /// Fails unless the session exists and is not a tombstone.

@@ -24,6 +24,7 @@ fn new_session(id: &str) -> NewSession {
         metadata: JsonObject::parse(json!({"caller": "+15550100", "tags": ["a", "b"]})).unwrap(),
         started_at: Timestamp::from_millis(1_766_331_015_123).unwrap(),
         timers: Timers::default(),
+        redact: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn new_event(session: &str, event: &str, payload: Value) -> NewEvent {
         client_timestamp: None,
         received_at: Timestamp::from_millis(1_766_331_016_000).unwrap(),
         expected_seq: None,
+        redact: None,
     }
 }
 

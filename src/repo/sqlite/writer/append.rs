@@ -17,6 +17,9 @@ use crate::repo::{Appended, BatchAppended, RepoError};
 pub fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
     let state = open_state(db, &new.session_id)?;
     let target = state.target(new.received_at, new.expected_seq);
+    if let Some(redact) = target.redaction_changed(new.redact) {
+        return Ok(Appended::RedactionChanged(redact));
+    }
     if let Some(refusal) = target.refusal() {
         // An event stored before the session ended is still answered as stored.
         if let Some(existing) = rows::event_by_id(db.conn, &new.session_id, &new.event_id)? {
@@ -90,19 +93,20 @@ fn open_state(db: &mut Db, id: &SessionId) -> Result<OpenState, RepoError> {
     let mut stmt = db
         .conn
         .prepare_cached(concat!(
-            "SELECT event_count, expires_at, ",
+            "SELECT event_count, expires_at, redact, ",
             rows::timing_columns!(),
             " FROM sessions WHERE session_id = ?1"
         ))
         .map_err(map_err)?;
     let mut rows = stmt.query([id.as_str()]).map_err(map_err)?;
     let row = rows.next().map_err(map_err)?.ok_or(RepoError::NotFound)?;
-    let timing = rows::Timing::from_row(row, 2)?;
+    let timing = rows::Timing::from_row(row, 3)?;
     let event_count: i64 = row.get(0).map_err(map_err)?;
     Ok(OpenState {
         event_count: u64::try_from(event_count).map_err(|_| rows::corrupt("event_count"))?,
         stored_deadline: row.get(1).map_err(map_err)?,
         timing,
+        redact: rows::redact(row, 2)?,
     })
 }
 

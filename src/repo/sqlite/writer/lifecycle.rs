@@ -17,8 +17,8 @@ pub fn create(db: &mut Db, new: &NewSession, metadata: &str) -> Result<CreateOut
     let inserted = conn
         .prepare_cached(
             "INSERT INTO sessions (session_id, status, language, metadata, started_at, event_count,
-                 inactivity_timeout_seconds, max_duration_seconds, timers_since, expires_at)
-             VALUES (?1, 'initiated', ?2, ?3, ?4, 0, ?5, ?6, ?4, ?7)
+                 inactivity_timeout_seconds, max_duration_seconds, timers_since, expires_at, redact)
+             VALUES (?1, 'initiated', ?2, ?3, ?4, 0, ?5, ?6, ?4, ?7, ?8)
              ON CONFLICT (session_id) DO NOTHING",
         )
         .and_then(|mut stmt| {
@@ -30,6 +30,7 @@ pub fn create(db: &mut Db, new: &NewSession, metadata: &str) -> Result<CreateOut
                 session.timers.inactivity_seconds,
                 session.timers.max_duration_seconds,
                 session.deadline().map(|d| d.at.millis()),
+                session.redact.map(|r| r.bits()),
             ])
         })
         .map_err(map_err)?;

@@ -14,6 +14,8 @@ pub struct OpenState {
     /// The deadline as stored (`expires_at`), in milliseconds.
     pub stored_deadline: Option<i64>,
     pub timing: rows::Timing,
+    /// The session's `redact` (set at create, never changed).
+    pub redact: Option<crate::domain::Redact>,
 }
 
 impl OpenState {
@@ -32,6 +34,7 @@ impl OpenState {
             expired: self.deadline().is_some_and(|d| d.at <= received_at),
             event_count: self.event_count,
             expected_seq,
+            redact: self.redact,
         }
     }
 }

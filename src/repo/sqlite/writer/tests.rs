@@ -61,6 +61,7 @@ fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
         client_timestamp: None,
         received_at: at,
         expected_seq: None,
+        redact: None,
     }
 }
 
@@ -81,6 +82,7 @@ fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
         metadata: JsonObject::default(),
         started_at: Timestamp::now(),
         timers: Timers::default(),
+        redact: None,
     };
     let (reply, rx) = oneshot::channel();
     let cmd = Command::new(Touches::Appends, move |db| create(db, &new, "{}"), reply);
