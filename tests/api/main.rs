@@ -24,6 +24,7 @@ mod outage;
 mod patch;
 mod races;
 mod reads;
+mod redact;
 mod sessions;
 mod storage_full;
 mod stream_basics;

@@ -10,6 +10,7 @@ mod access_log;
 mod cli;
 mod crash;
 mod full_disk;
+mod redact;
 mod shutdown;
 mod stream;
 mod stream_connection;

@@ -136,7 +136,7 @@ pub(super) fn redact_bson(redact: Option<Redact>) -> Bson {
 }
 
 /// The `redact` of a session document; missing on sessions stored before it (the service's).
-fn redact_from(doc: &Document) -> Result<Option<Redact>, RepoError> {
+pub(super) fn redact_from(doc: &Document) -> Result<Option<Redact>, RepoError> {
     match doc.get("redact") {
         None | Some(Bson::Null) => Ok(None),
         Some(Bson::Int32(bits)) => u8::try_from(*bits)

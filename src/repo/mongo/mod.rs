@@ -35,11 +35,12 @@ use super::{
     SessionRepository, SessionScan, seq_bounds,
 };
 use crate::domain::{
-    Event, EventId, NewEvent, NewEvents, NewSession, Order, Session, SessionId, Timers, Timestamp,
+    Event, EventId, NewEvent, NewEvents, NewSession, Order, Redact, Session, SessionId, Timers,
+    Timestamp,
 };
 use convert::corrupt;
 use documents::{
-    date, end_update, event_from, event_to_document, optional_date, session_from,
+    date, end_update, event_from, event_to_document, optional_date, redact_from, session_from,
     session_to_document, timer_end_filter, timers_of, to_i64,
 };
 use errors::{TxnError, backoff, commit, is_duplicate_key, is_unreachable, map_err};
@@ -166,18 +167,18 @@ impl MongoStore {
             .map_err(map_err)
     }
 
-    /// `NotFound` without a session, `Deleted` for a tombstone.
-    async fn require_live(&self, id: &SessionId) -> Result<(), RepoError> {
+    /// The session's `redact`; `NotFound` without a session, `Deleted` for a tombstone.
+    async fn require_live(&self, id: &SessionId) -> Result<Option<Redact>, RepoError> {
         let doc = self
             .sessions
             .find_one(doc! { "sessionId": id.as_str() })
-            .projection(doc! { "_id": 0, "status": 1 })
+            .projection(doc! { "_id": 0, "status": 1, "redact": 1 })
             .await
             .map_err(map_err)?
             .ok_or(RepoError::NotFound)?;
         match doc.get_str("status") {
             Ok(TOMBSTONE) => Err(RepoError::Deleted),
-            _ => Ok(()),
+            _ => redact_from(&doc),
         }
     }
 
@@ -305,8 +306,12 @@ impl EventRepository for MongoStore {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
         // A retry of a stored event needs no transaction (stored events never change), unless
         // its session was erased: a tombstone's events stay until purged, and are `Deleted`.
+        // The session's `redact` is checked first, as in the transaction.
         if let Some(existing) = self.stored_event(&new.session_id, &new.event_id).await? {
-            self.require_live(&new.session_id).await?;
+            let redact = self.require_live(&new.session_id).await?;
+            if redact != new.redact {
+                return Ok(Appended::RedactionChanged(redact));
+            }
             return Ok(Appended::Existing(event_from(&existing)?));
         }
         let _queued = self.append_lock(&new.session_id).lock().await;

@@ -138,4 +138,5 @@ mod lifecycle;
 mod lifecycle_store;
 mod patch;
 mod reads;
+mod redact;
 mod writes;
