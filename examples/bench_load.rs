@@ -6,7 +6,9 @@
 //!   ingest      --addr A --scenario NAME ...    POST distinct events into --sessions K new sessions
 //!                                               (or into the existing --session ID), then check
 //!                                               each session's stored eventCount; --batch N (1)
-//!                                               sends N events per request to events:batch
+//!                                               sends N events per request to events:batch;
+//!                                               --pii true puts a card number, an address and a
+//!                                               phone number in every other event's text
 //!   read        --addr A --session ID --at first|page-near-end|cursor-near-end ...
 //!   mix         --addr A ...                    call-like: create, --events-per-call events, read,
 //!                                               complete, over and over
@@ -151,6 +153,23 @@ fn event_body(event_id: &str, i: u64) -> String {
         r#"{{"eventId":"{event_id}","type":"{}","payload":{}}}"#,
         event_type(i),
         payload_text(i)
+    )
+}
+
+/// What a caller says when paying, for `ingest --pii true`: a card number, an address and a phone
+/// number that the service's `REDACT` finds (and that a run without it stores as sent).
+const PII: &str = " My card is 4111 1111 1111 1111, mail alex.morgan@example.com or call +1 415 555 0132.";
+
+/// Like [`event_body`], with [`PII`] in the text of every other event when `pii`.
+fn ingest_event_body(event_id: &str, i: u64, pii: bool) -> String {
+    if !pii || i % 2 == 1 {
+        return event_body(event_id, i);
+    }
+    format!(
+        r#"{{"eventId":"{event_id}","type":"{}","payload":{{"text":"{}{PII}","confidence":0.{:02},"turn":{i}}}}}"#,
+        event_type(i),
+        TEXTS[(i % 8) as usize],
+        80 + i % 20,
     )
 }
 
@@ -398,6 +417,8 @@ struct IngestShared {
     prefix: String,
     /// Events per request: 1 posts to `/events`, more to `/events:batch`.
     batch: u64,
+    /// Whether every other event's text holds [`PII`].
+    pii: bool,
     sessions: Vec<String>,
     paths: Vec<String>,
     /// 201s per session.
@@ -429,11 +450,11 @@ impl Work {
                 let k = (i % s.sessions.len() as u64) as usize;
                 let body = if s.batch > 1 {
                     let events: Vec<String> = (i * s.batch..(i + 1) * s.batch)
-                        .map(|n| event_body(&load_event_id(&s.prefix, n), n))
+                        .map(|n| ingest_event_body(&load_event_id(&s.prefix, n), n, s.pii))
                         .collect();
                     format!(r#"{{"events":[{}]}}"#, events.join(","))
                 } else {
-                    event_body(&load_event_id(&s.prefix, i), i)
+                    ingest_event_body(&load_event_id(&s.prefix, i), i, s.pii)
                 };
                 if timed(
                     client,
@@ -832,6 +853,7 @@ async fn cmd_ingest(args: &Args) -> Res<()> {
     let route = if batch > 1 { "events:batch" } else { "events" };
     let shared = Arc::new(IngestShared {
         batch: batch.max(1),
+        pii: args.str_or("pii", "false") == "true",
         paths: sessions
             .iter()
             .map(|s| format!("/sessions/{s}/{route}"))

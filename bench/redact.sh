@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# bench/redact.sh: what redaction costs. One build of the service, run without REDACT and with
+# REDACT=card,email,phone,ssn, back to back in interleaved pairs (off, on, off, on…), each on a
+# fresh store, with the same input (every other event's text holds a card number, an address and
+# a phone number, so the "on" runs really replace them): single-event ingest and batches of 20 by
+# the project's load generator, and single-event ingest by an outside one (Debian's wrk, installed
+# with apt-get when missing). Prints each pair and the median on/off ratios of req/s and p99.
+#
+# Settings (environment): PAIRS=5, BENCH_SECONDS=6, BENCH_CONNS=32, SQLITE_SYNCHRONOUS=full,
+# WRK=1 (0 skips wrk), SERVICE_BIN (default: the release build of this tree).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PAIRS=${PAIRS:-5}
+SECS=${BENCH_SECONDS:-6}
+CONNS=${BENCH_CONNS:-32}
+SYNC=${SQLITE_SYNCHRONOUS:-full}
+KINDS=card,email,phone,ssn
+
+cargo build --release --locked --bin session-service --example bench_load
+TARGET=${CARGO_TARGET_DIR:-target}/release
+LOAD=$TARGET/examples/bench_load
+SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
+if [ "${WRK:-1}" != 0 ] && ! command -v wrk >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } ||
+        { echo "could not install wrk (apt-get install wrk); WRK=0 skips it" >&2; exit 1; }
+fi
+WORK=$(mktemp -d)
+RUNS=$WORK/runs.jsonl
+pid=""
+cleanup() {
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# start DB REDACT: the service on a fresh loopback port with its store at DB; sets ADDR and pid.
+start() {
+    local port
+    port=$("$LOAD" free-port)
+    ADDR=127.0.0.1:$port
+    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$1" REDACT="$2" \
+        SQLITE_SYNCHRONOUS="$SYNC" "$SERVICE" >"$WORK/server.log" 2>&1 &
+    pid=$!
+    "$LOAD" wait --addr "$ADDR" --timeout 60
+}
+stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
+
+# A new eventId per request; every other one says a card number, an address and a phone number.
+cat >"$WORK/post.lua" <<'LUA'
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+local n = 0
+request = function()
+  n = n + 1
+  local text = "hello, I would like to check my order"
+  if n % 2 == 0 then
+    text = text .. ". My card is 4111 1111 1111 1111, mail alex.morgan@example.com or call +1 415 555 0132."
+  end
+  return wrk.format("POST", "/sessions/wrk/events", {["Content-Type"] = "application/json"},
+    '{"eventId":"w' .. tid .. '-' .. n .. '","type":"user_speech","payload":{"text":"' .. text .. '"}}')
+end
+LUA
+
+wrk_run() {
+    local id=$1
+    shift
+    wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@" >"$WORK/$id.wrk"
+    python3 - "$id" "$WORK/$id.wrk" >>"$RUNS" <<'PY'
+import json, re, sys
+text = open(sys.argv[2]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+errors = sum(int(x) for x in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", text))
+print(json.dumps({"id": sys.argv[1], "rps": rps, "p99_ms": p99, "errors": errors}))
+PY
+}
+
+for i in $(seq "$PAIRS"); do
+    for side in off on; do
+        kinds=""
+        [ "$side" = on ] && kinds=$KINDS
+        start "$WORK/ingest-$side-$i.db" "$kinds"
+        "$LOAD" ingest --addr "$ADDR" --id "ingest-$side-$i" --scenario ingest --pid "$pid" \
+            --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
+            --out "$RUNS" --kind POST --sessions 1 --pii true >/dev/null
+        stop
+        start "$WORK/batch-$side-$i.db" "$kinds"
+        "$LOAD" ingest --addr "$ADDR" --id "batch20-$side-$i" --scenario batch20 --pid "$pid" \
+            --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
+            --out "$RUNS" --kind POST --sessions 1 --batch 20 --pii true >/dev/null
+        stop
+        if [ "${WRK:-1}" != 0 ]; then
+            start "$WORK/wrk-$side-$i.db" "$kinds"
+            curl -fsS -o /dev/null -H 'Content-Type: application/json' \
+                -d '{"sessionId":"wrk","language":"en"}' "http://$ADDR/sessions"
+            wrk_run "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
+            # The "on" store must hold no card number, the "off" one must (the input had them).
+            stored=$(curl -fsS "http://$ADDR/sessions/wrk/events?limit=2")
+            case "$side:$stored" in
+                on:*4111*) echo "REDACT=$KINDS stored a card number: $stored" >&2; exit 1 ;;
+                off:*REDACTED*) echo "without REDACT something was redacted: $stored" >&2; exit 1 ;;
+            esac
+            stop
+        fi
+    done
+done
+
+python3 - "$RUNS" "$PAIRS" <<'PY'
+import json, statistics, sys
+runs = {r["id"]: r for r in map(json.loads, open(sys.argv[1]))}
+pairs = int(sys.argv[2])
+print(f"REDACT=card,email,phone,ssn / no REDACT, {pairs} pairs back to back (req/s ratio, p99 off -> on, errors)")
+for scenario in ["ingest", "batch20", "wrk-ingest"]:
+    if f"{scenario}-off-1" not in runs:
+        continue
+    ratios, lines = [], []
+    for i in range(1, pairs + 1):
+        o, n = runs[f"{scenario}-off-{i}"], runs[f"{scenario}-on-{i}"]
+        ratios.append(n["rps"] / o["rps"])
+        lines.append(f"  {i}: {o['rps']:8.0f} -> {n['rps']:8.0f} req/s ({ratios[-1]:.2f}), "
+                     f"p99 {o['p99_ms']:.2f} -> {n['p99_ms']:.2f} ms, errors {o.get('errors', 0)}/{n.get('errors', 0)}")
+    p99o = statistics.median(runs[f"{scenario}-off-{i}"]["p99_ms"] for i in range(1, pairs + 1))
+    p99n = statistics.median(runs[f"{scenario}-on-{i}"]["p99_ms"] for i in range(1, pairs + 1))
+    print(f"{scenario}: median ratio {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
+          f"median p99 {p99o:.2f} -> {p99n:.2f} ms")
+    print("\n".join(lines))
+PY
