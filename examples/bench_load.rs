@@ -158,7 +158,8 @@ fn event_body(event_id: &str, i: u64) -> String {
 
 /// What a caller says when paying, for `ingest --pii true`: a card number, an address and a phone
 /// number that the service's `REDACT` finds (and that a run without it stores as sent).
-const PII: &str = " My card is 4111 1111 1111 1111, mail alex.morgan@example.com or call +1 415 555 0132.";
+const PII: &str =
+    " My card is 4111 1111 1111 1111, mail alex.morgan@example.com or call +1 415 555 0132.";
 
 /// Like [`event_body`], with [`PII`] in the text of every other event when `pii`.
 fn ingest_event_body(event_id: &str, i: u64, pii: bool) -> String {

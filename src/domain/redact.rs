@@ -63,6 +63,7 @@
 //! a payload where something matched is rebuilt and checked again.
 
 mod card;
+mod digits;
 mod email;
 mod phone;
 mod prefilter;

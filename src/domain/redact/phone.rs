@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use super::scan::digits_at;
+use super::digits::digits_at;
 
 const FEWEST: usize = 10;
 const MOST: usize = 15;

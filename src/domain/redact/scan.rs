@@ -80,10 +80,3 @@ pub(super) fn spans(text: &[u8], set: Redact) -> Vec<(Range<usize>, PiiKind)> {
     }
     spans
 }
-
-/// How many ASCII digits follow from `at`.
-pub(super) fn digits_at(text: &[u8], at: usize) -> usize {
-    text.get(at..).map_or(0, |rest| {
-        rest.iter().take_while(|b| b.is_ascii_digit()).count()
-    })
-}
