@@ -198,6 +198,7 @@ impl Application {
             default_timers: config.default_timers,
             tombstone_retention_seconds: config.tombstone_retention_seconds,
             retention_seconds: config.retention_seconds,
+            changes_retention_seconds: config.changes_retention_seconds,
         };
         let limits = connection_limits(config);
         let service = SessionService::new(repos, lifecycle)

@@ -62,6 +62,9 @@ pub enum AppError {
     /// The resource existed and was erased.
     #[error("{detail}")]
     Gone { code: &'static str, detail: String },
+    /// A change-feed cursor older than the changes retained: read again from `earliest`.
+    #[error("{detail}")]
+    CursorExpired { detail: String, earliest: String },
     /// The request contradicts what is stored; `errors` names the offending items of a batch
     /// (empty otherwise).
     #[error("{detail}")]
@@ -166,7 +169,7 @@ impl AppError {
         match self {
             AppError::Validation(_) | AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
-            AppError::Gone { .. } => StatusCode::GONE,
+            AppError::Gone { .. } | AppError::CursorExpired { .. } => StatusCode::GONE,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -191,6 +194,7 @@ impl AppError {
             | AppError::Gone { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::PreconditionFailed { code, .. } => code,
+            AppError::CursorExpired { .. } => "cursor_expired",
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::MethodNotAllowed => "method_not_allowed",
@@ -307,6 +311,10 @@ impl From<ServiceError> for AppError {
             },
             ServiceError::SessionIdDeleted(_) => AppError::conflict("session_deleted", detail),
             ServiceError::CursorOrderMismatch => AppError::invalid("after", detail),
+            ServiceError::InvalidCursor => AppError::bad_request("invalid_cursor", detail),
+            ServiceError::CursorExpired { earliest } => {
+                AppError::CursorExpired { detail, earliest }
+            }
             ServiceError::TooManyStreams(limit) => AppError::TooManyStreams(limit),
             // The stream handler names the parameter the start came from; this is the fallback.
             ServiceError::StartAfterLastEvent { .. } => AppError::invalid("Last-Event-ID", detail),
@@ -345,6 +353,9 @@ pub struct Problem<'a> {
     /// For `seq_mismatch`: the session's last seq (its event count) when the write was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     current_seq: Option<u64>,
+    /// For `cursor_expired`: the oldest cursor the change feed can be read from now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    earliest_cursor: Option<String>,
     /// The request's `x-request-id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
@@ -378,6 +389,10 @@ impl IntoResponse for AppError {
             },
             current_seq: match &self {
                 AppError::PreconditionFailed { current_seq, .. } => *current_seq,
+                _ => None,
+            },
+            earliest_cursor: match &self {
+                AppError::CursorExpired { earliest, .. } => Some(earliest.clone()),
                 _ => None,
             },
             request_id: current_request_id(),

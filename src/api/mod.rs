@@ -1,6 +1,7 @@
 //! The HTTP API: routes, handlers and the extractors and bodies they use.
 
 pub mod auth;
+mod changes;
 mod console;
 mod dto;
 mod error;
@@ -85,7 +86,8 @@ pub fn router(
         )
         .route("/sessions/{session_id}/events:batch", post(add_events))
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
-        .route("/sessions/{session_id}/complete", post(complete_session));
+        .route("/sessions/{session_id}/complete", post(complete_session))
+        .route("/changes", get(changes::list_changes));
     let metrics = Router::new().route("/metrics", get(metrics));
     // Writes that fail on storage make `/ready` answer 503 until one succeeds (the `observe`
     // layer records how each write ended in `storage_health`).

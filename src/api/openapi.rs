@@ -66,6 +66,7 @@ problem_response! {
         super::patch::patch_session,
         super::get_event,
         super::complete_session,
+        super::changes::list_changes,
         super::health,
         super::ready,
         super::metrics,
@@ -83,6 +84,7 @@ problem_response! {
     ),
     tags(
         (name = "sessions", description = "Calls and their events"),
+        (name = "changes", description = "The change feed: every change to every call, in order"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]

@@ -43,6 +43,8 @@ pub struct Config {
     pub redact: Redact,
     /// How long a deleted session's tombstone keeps its id taken, in seconds.
     pub tombstone_retention_seconds: u64,
+    /// How long the change feed keeps changes, in seconds.
+    pub changes_retention_seconds: u64,
     /// Ended sessions are erased this long after their end; `0` keeps them forever.
     pub retention_seconds: u64,
     /// How often the sweeper and the erasure work run.
@@ -158,6 +160,11 @@ impl Config {
             tombstone_retention_seconds: env.ranged(
                 "TOMBSTONE_RETENTION_SECONDS",
                 0..=CENTURY_SECONDS,
+                seconds,
+            )?,
+            changes_retention_seconds: env.ranged(
+                "CHANGES_RETENTION_SECONDS",
+                1..=CENTURY_SECONDS,
                 seconds,
             )?,
             sweep_interval: env.millis("SWEEP_INTERVAL_MS")?,

@@ -102,6 +102,11 @@ pub const VARIABLES: &[Var] = &[
         help: "a deleted session's id stays taken (410/409) this long",
     },
     Var {
+        name: "CHANGES_RETENTION_SECONDS",
+        default: "604800",
+        help: "the change feed (GET /changes) keeps changes this long; older cursors get 410",
+    },
+    Var {
         name: "SWEEP_INTERVAL_MS",
         default: "1000",
         help: "how often timers, retention and erasure are applied",

@@ -214,6 +214,7 @@ impl Repositories {
                 inner: self.events,
             }),
             changes: self.changes,
+            feed: self.feed,
         }
     }
 }

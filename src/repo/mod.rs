@@ -13,6 +13,7 @@ use crate::domain::{
 };
 
 pub mod decide;
+pub mod feed;
 mod instrumented;
 pub mod mongo;
 pub mod sqlite;
@@ -412,6 +413,8 @@ pub struct Repositories {
     pub events: Arc<dyn EventRepository>,
     /// Changes by any writer, if the store can report them.
     pub changes: Option<Arc<dyn ChangeFeed>>,
+    /// The public change feed (`GET /changes`).
+    pub feed: Arc<dyn feed::FeedRepository>,
 }
 
 /// The window of seqs a page reads from, for a session holding `count` events. Seqs are dense

@@ -111,6 +111,12 @@ pub enum ServiceError {
     /// A live stream asked to start after a seq the session has not reached.
     #[error("the session has {last} events; there is no event {requested} to resume after")]
     StartAfterLastEvent { requested: u64, last: u64 },
+    /// A change-feed cursor that no answer of this service gave.
+    #[error("the cursor is not one this service gave out")]
+    InvalidCursor,
+    /// A change-feed cursor older than the changes retained (`CHANGES_RETENTION_SECONDS`).
+    #[error("the cursor is older than the changes retained; start again from earliestCursor")]
+    CursorExpired { earliest: String },
     /// Storage failed; whether a retry can help is the [`RepoError`]'s to say.
     #[error(transparent)]
     Storage(#[from] RepoError),

@@ -11,6 +11,9 @@ use crate::repo::RepoError;
 
 /// Sessions the sweeper ends per tick, at most.
 const SWEEP_BATCH: u32 = 500;
+/// Changes the feed's retention removes per tick, at most.
+const CHANGES_TRIMMED_PER_TICK: u32 = 10_000;
+
 /// Ended sessions retention erases per tick, at most.
 const RETENTION_BATCH: u32 = 100;
 /// Events of erased sessions removed per tick: small enough that other writers barely wait.
@@ -125,7 +128,24 @@ impl SessionService {
                 }
             }
         }
-        let tombstones_before = now.minus_seconds(self.lifecycle.tombstone_retention_seconds);
+        // The change feed, trimmed to its retention from the oldest change.
+        let feed = &self.repos.feed;
+        let changes_before = now.minus_seconds(self.lifecycle.changes_retention_seconds);
+        let trimmed = feed.trim(changes_before, CHANGES_TRIMMED_PER_TICK).await?;
+        more |= trimmed == u64::from(CHANGES_TRIMMED_PER_TICK);
+        let oldest = feed.oldest_at().await?;
+        metrics::gauge!("changes_oldest_age_seconds").set(oldest.map_or(0.0, |at| {
+            (now.millis() - at.millis()).max(0) as f64 / 1000.0
+        }));
+        // A tombstone is what hides an erased session's changes from the feed (and keeps its id
+        // from being taken again): it stays while any change of the session may remain, so not
+        // before the feed's retention, nor before the oldest change kept.
+        let mut tombstones_before = now
+            .minus_seconds(self.lifecycle.tombstone_retention_seconds)
+            .min(changes_before);
+        if let Some(oldest) = oldest {
+            tombstones_before = tombstones_before.min(oldest);
+        }
         let purged = sessions.purge(max_events, tombstones_before).await?;
         metrics::counter!("erased_events_removed_total").increment(purged.events_removed);
         Ok(more || purged.more)

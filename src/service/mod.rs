@@ -2,6 +2,7 @@
 //! and pagination. Handlers call these with validated domain types; atomicity itself lives in the
 //! repositories.
 
+mod changes;
 mod counters;
 mod cursor;
 mod error;
@@ -16,6 +17,10 @@ use std::sync::Arc;
 use crate::domain::{Session, SessionId, Timers, Timestamp};
 use crate::repo::{RepoError, Repositories};
 
+pub use changes::{
+    ChangesFrom, ChangesPage, ChangesRequest, DEFAULT_CHANGES_LIMIT, MAX_CHANGES_LIMIT,
+    MAX_CHANGES_WAIT_SECONDS,
+};
 pub use counters::ServiceMetrics;
 pub use cursor::{Cursor, SessionCursor};
 pub use error::ServiceError;
@@ -40,6 +45,8 @@ pub struct Lifecycle {
     pub tombstone_retention_seconds: u64,
     /// Ended sessions older than this are erased; `0` keeps them forever.
     pub retention_seconds: u64,
+    /// How long the change feed keeps changes, in seconds.
+    pub changes_retention_seconds: u64,
 }
 
 impl Default for Lifecycle {
@@ -51,6 +58,7 @@ impl Default for Lifecycle {
             },
             tombstone_retention_seconds: 30 * 24 * 3600,
             retention_seconds: 0,
+            changes_retention_seconds: 7 * 24 * 3600,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod append;
 mod batch;
+mod changes;
 mod convert;
 mod documents;
 mod errors;
@@ -132,6 +133,7 @@ impl MongoStore {
             sessions: Arc::new(self.clone()),
             events: Arc::new(self.clone()),
             changes: Some(Arc::new(feed::MongoFeed::new(self.db.clone()))),
+            feed: Arc::new(self.clone()),
         }
     }
 }

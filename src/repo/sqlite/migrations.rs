@@ -25,6 +25,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_redact",
         include_str!("../../../migrations/sqlite/0004_session_redact.sql"),
     ),
+    (
+        5,
+        "changes",
+        include_str!("../../../migrations/sqlite/0005_changes.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.

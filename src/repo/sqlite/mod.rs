@@ -7,9 +7,11 @@
 //! read-check-write of a command is serialized by the store itself. Reads run on a small pool of
 //! read-only connections that see WAL snapshots.
 
+mod feed;
 mod migrations;
 mod readers;
 mod rows;
+mod snapshot;
 mod writer;
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub struct SqliteConfig {
 pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     readers: readers::Readers,
+    /// Told after every commit of this process's writer (what waiting feed reads wait for).
+    committed: Arc<tokio::sync::Notify>,
 }
 
 /// What opening the store did, for the startup log.
@@ -82,13 +86,16 @@ impl SqliteStore {
         // Every statement the writer runs stays prepared (rusqlite keeps 16 by default).
         conn.set_prepared_statement_cache_capacity(32);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(conn, rx).map_err(|e| RepoError::Backend(Box::new(e)))?;
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let writer = writer::spawn(conn, rx, committed.clone())
+            .map_err(|e| RepoError::Backend(Box::new(e)))?;
         let readers = readers::Readers::spawn(&config.path, READER_THREADS)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         Ok(Opened {
             store: SqliteStore {
                 writer: tx,
                 readers,
+                committed,
             },
             applied_migrations,
             writer,
@@ -101,6 +108,7 @@ impl SqliteStore {
             events: Arc::new(self.clone()),
             // Another process's writes are found by polling (`service::live`).
             changes: None,
+            feed: Arc::new(self.clone()),
         }
     }
 

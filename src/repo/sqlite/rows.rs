@@ -183,7 +183,7 @@ fn int(row: &Row<'_>, i: usize) -> Result<i64, RepoError> {
 }
 
 /// Reads `seq, event_id, type, payload, timestamp` (columns 0 to 4).
-fn event(session_id: &SessionId, row: &Row<'_>) -> Result<Event, RepoError> {
+pub fn event(session_id: &SessionId, row: &Row<'_>) -> Result<Event, RepoError> {
     Ok(Event {
         session_id: session_id.clone(),
         event_id: EventId::parse(text(row, 1)?).map_err(|e| corrupt(e.0))?,

@@ -4,9 +4,9 @@
 use rusqlite::params;
 
 use super::super::{map_err, rows};
-use super::Db;
 use super::lifecycle::expire;
 use super::open_sessions::OpenState;
+use super::{Db, changes};
 use crate::domain::{Event, NewEvent, NewEvents, SessionId, Status, Timers, Timestamp};
 use crate::repo::decide::{self, BatchPlan, Refusal};
 use crate::repo::{Appended, BatchAppended, RepoError};
@@ -44,6 +44,7 @@ pub fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
         return Ok(Appended::Existing(existing));
     }
     record_appended(db, &new.session_id, &state, event.seq, new.received_at)?;
+    changes::event(db.conn, &new.session_id, event.seq)?;
     Ok(Appended::New(event))
 }
 
@@ -78,6 +79,7 @@ pub fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, Rep
                         "an event id looked up as new was already stored".into(),
                     ));
                 }
+                changes::event(db.conn, id, event.seq)?;
                 last = event.seq;
             }
             record_appended(db, id, &state, last, batch.received_at())?;

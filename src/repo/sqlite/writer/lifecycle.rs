@@ -3,9 +3,10 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::{map_err, rows};
-use super::Db;
+use super::{Db, changes};
 use crate::domain::{EndReason, NewSession, Session, SessionId, Status, Timers, Timestamp};
 use crate::repo::decide::{self, PatchPlan};
+use crate::repo::feed::ChangeKind;
 use crate::repo::{
     CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, MetadataPatch, Patched, PurgeOutcome,
     RepoError,
@@ -35,6 +36,7 @@ pub fn create(db: &mut Db, new: &NewSession, metadata: &str) -> Result<CreateOut
         })
         .map_err(map_err)?;
     if inserted == 1 {
+        changes::session(conn, ChangeKind::SessionCreated, &session)?;
         // What was just stored, without reading it back.
         return Ok(CreateOutcome {
             session,
@@ -73,7 +75,11 @@ pub fn patch_metadata(
     if written != 1 {
         return Err(RepoError::Backend("the session row was not updated".into()));
     }
-    Ok(decide::patched(stored, metadata, patch.at))
+    let patched = decide::patched(stored, metadata, patch.at);
+    if let Patched::Done(session) = &patched {
+        changes::session(db.conn, ChangeKind::SessionUpdated, session)?;
+    }
+    Ok(patched)
 }
 
 /// Ends an open session: one conditional write, so it happens once.
@@ -126,13 +132,17 @@ fn store_end(conn: &Connection, ended: &Session) -> Result<bool, RepoError> {
     let ended_at = ended
         .ended_at
         .ok_or_else(|| RepoError::Backend("an end without ended_at".into()))?;
-    record_end(
+    let ended_now = record_end(
         conn,
         &ended.session_id,
         ended.status,
         ended_at,
         ended.ended_reason.as_ref(),
-    )
+    )?;
+    if ended_now {
+        changes::session(conn, ChangeKind::SessionEnded, ended)?;
+    }
+    Ok(ended_now)
 }
 
 pub fn expire(db: &mut Db, id: &SessionId, now: Timestamp) -> Result<EndOutcome, RepoError> {
@@ -174,6 +184,7 @@ pub fn delete(db: &mut Db, id: &SessionId, at: Timestamp) -> Result<DeleteOutcom
     .and_then(|mut stmt| stmt.execute(params![id.as_str(), at.millis()]))
     .map_err(map_err)?;
     remove_events(conn, id, INLINE_EVENT_DELETES)?;
+    changes::erased(conn, id)?;
     Ok(DeleteOutcome { deleted_now: true })
 }
 

@@ -6,6 +6,7 @@
 //! command produced if the COMMIT succeeded, with the COMMIT's error if it did not.
 
 mod append;
+mod changes;
 mod lifecycle;
 mod open_sessions;
 #[cfg(test)]
@@ -96,16 +97,18 @@ where
 const MAX_BATCH: usize = 512;
 
 /// Starts the writer; it runs until every sender is dropped, then checkpoints and closes.
+/// `committed` is told after every commit.
 pub fn spawn(
     conn: Connection,
     rx: mpsc::Receiver<Command>,
+    committed: std::sync::Arc<tokio::sync::Notify>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx))
+        .spawn(move || run(conn, rx, &committed))
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Command>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Command>, committed: &tokio::sync::Notify) {
     let mut db = Db::new(&conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // `blocking_recv` returns None once every sender is gone: the store was dropped.
@@ -119,6 +122,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Command>) {
         }
         metrics::histogram!("sqlite_write_batch_size").record(batch.len() as f64);
         commit_batch(&mut db, &mut batch);
+        committed.notify_waiters();
     }
     // Every sender is gone: fold the WAL back into the database file before closing.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
