@@ -118,6 +118,11 @@ fn operations(
     })
 }
 
+/// Whether the route at `path` needs a key when keys are configured.
+fn guarded(path: &str) -> bool {
+    path.starts_with("/sessions") || path == "/changes" || path == "/metrics"
+}
+
 /// Documents the optional API keys: a bearer scheme, the 401 that `/sessions` routes (and
 /// `/metrics`, unless METRICS_REQUIRE_KEY=false) answer when keys are configured, and the 403
 /// of the writes (POST needs `write`, DELETE `admin`) for a key without that scope.
@@ -154,9 +159,12 @@ impl utoipa::Modify for OptionalApiKeys {
             ))
             .build()
         };
-        for item in openapi.paths.paths.iter_mut().filter_map(|(path, item)| {
-            (path.starts_with("/sessions") || path == "/metrics").then_some(item)
-        }) {
+        for item in openapi
+            .paths
+            .paths
+            .iter_mut()
+            .filter_map(|(path, item)| guarded(path).then_some(item))
+        {
             for (op, scope) in [
                 (&mut item.post, "write"),
                 (&mut item.patch, "write"),
@@ -169,9 +177,7 @@ impl utoipa::Modify for OptionalApiKeys {
                 }
             }
         }
-        for (_, op) in operations(openapi)
-            .filter(|(path, _)| path.starts_with("/sessions") || *path == "/metrics")
-        {
+        for (_, op) in operations(openapi).filter(|(path, _)| guarded(path)) {
             op.responses
                 .responses
                 .insert("401".into(), unauthorized.clone().into());

@@ -97,6 +97,22 @@ pub const METRICS: &[Metric] = &[
         "Appends refused 409 because the eventId was stored with different content, by reason",
     ),
     counter(
+        "changes_written_total",
+        "Changes written to the embedded store's change log (GET /changes); MongoDB's feed is its oplog, so it writes none",
+    ),
+    counter(
+        "changes_delivered_total",
+        "Changes answered by GET /changes (pages, long polls, streams, NDJSON)",
+    ),
+    gauge(
+        "changes_consumers",
+        "Change-feed readers waiting now: open streams and long polls",
+    ),
+    gauge(
+        "changes_oldest_age_seconds",
+        "Age of the oldest change the embedded store's feed keeps (0: none, or MongoDB, whose oplog is the server's)",
+    ),
+    counter(
         "redactions_total",
         "Matches of personal data replaced in stored event payloads (REDACT, a call's redact), by kind",
     ),
@@ -152,6 +168,7 @@ pub const METRICS: &[Metric] = &[
 /// at 0 from start-up: a series that first appears at 1 shows no increase, so the first failure
 /// would go unseen.
 const FROM_ZERO: &[(&str, &[(&str, &str)])] = &[
+    ("changes_delivered_total", &[]),
     ("redactions_total", &[("kind", "card")]),
     ("redactions_total", &[("kind", "email")]),
     ("redactions_total", &[("kind", "phone")]),

@@ -99,6 +99,11 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
                 "200", "400", "401", "403", "404", "405", "410", "412", "413", "415", "503",
             ],
         ),
+        (
+            "/changes",
+            "get",
+            &["200", "400", "401", "405", "410", "503"],
+        ),
         ("/health", "get", &["200", "405"]),
         ("/ready", "get", &["200", "405", "503"]),
         ("/metrics", "get", &["200", "401", "405"]),

@@ -138,6 +138,7 @@ async fn app_over_faulty_sqlite() -> (TestApp, Arc<AtomicU8>, TestStore) {
             sessions: Arc::new(faulty.clone()),
             events: Arc::new(faulty),
             changes: None,
+            feed: ctx.repos.feed.clone(),
         },
     })
     .await;

@@ -134,6 +134,7 @@ where
 mod batch;
 mod expected_seq;
 mod failures;
+mod feed;
 mod lifecycle;
 mod lifecycle_store;
 mod patch;
