@@ -479,6 +479,33 @@ call "A late retry of its create cannot bring it back: 409" 409 POST /sessions \
     "{\"sessionId\":\"$SID\",\"language\":\"en-US\"}"
 check "code" "$(field code)" session_deleted
 
+echo
+echo "${YELLOW}${BOLD}### The change feed: every change to every call, in order${RESET}"
+call "The feed's first page: the first call's creation first" 200 GET "/changes?limit=5"
+check "more after the first page" "$(field hasMore)" true
+call "Only ends and erasures" 200 GET "/changes?types=session.ended,session.deleted&limit=1000"
+check "the erased call's changes carry no data but its id" "$(grep -q "\"data\":{\"sessionId\":\"$SID\"}" "$RESP" && echo yes)" yes
+FSID="$SID-feed"
+STEPS=$((STEPS + 1))
+echo
+echo "${CYAN}${BOLD}== $STEPS. Follow the feed live while a call happens${RESET}  ${DIM}(expect session.created, event.appended, session.ended)${RESET}"
+echo "${DIM}\$ curl -N -H 'Accept: text/event-stream' '$BASE/changes?after=now' &${RESET}"
+FEED_OUT=$(mktemp)
+curl -sS -N --max-time 4 -H 'Accept: text/event-stream' "$BASE/changes?after=now" >"$FEED_OUT" 2>/dev/null &
+FEED_PID=$!
+for _ in $(seq 1 50); do grep -q '^retry:' "$FEED_OUT" && break; sleep 0.1; done
+QUIET=1
+call "Create a call" 201 POST /sessions "{\"sessionId\":\"$FSID\",\"language\":\"en-US\"}"
+call "Add an event" 201 POST "/sessions/$FSID/events" '{"eventId":"f-1","type":"user_speech","payload":{"text":"Hello?"}}'
+call "End it" 200 POST "/sessions/$FSID/complete"
+QUIET=0
+wait "$FEED_PID" || true
+grep '^event: ' "$FEED_OUT" || true
+check "the feed's frames" "$(grep '^event: ' "$FEED_OUT" | tr '\n' ' ')" "event: session.created event: event.appended event: session.ended "
+rm -f "$FEED_OUT"
+call "A cursor that no answer gave: 400 invalid_cursor" 400 GET "/changes?after=not-a-cursor"
+check "code" "$(field code)" invalid_cursor
+
 # ---------------------------------------------------------------------------------------------
 echo
 if ((MISMATCHES == 0)); then

@@ -251,6 +251,7 @@ pub async fn verify_after_restart(service: &ServiceProcess, label: &str, l: &mut
             "{session} after retrying the unanswered requests"
         );
     }
+    check_feed(&client, service, &stored, &l.sessions_acked).await;
     println!(
         "{label} verified {verified} acknowledged events by id and by cursor walk, {} sessions \
          created during ingest, {} identical retries confirmed so far; {} unanswered requests \
@@ -262,4 +263,59 @@ pub async fn verify_after_restart(service: &ServiceProcess, label: &str, l: &mut
         l.unavailable.load(Ordering::Relaxed)
     );
     verified
+}
+
+/// The change feed after the restart (the whole of it, as NDJSON): every stored event of the
+/// shared sessions has exactly one `event.appended` change, with its seq, in seq order per
+/// session, and every acknowledged session exactly one `session.created`.
+async fn check_feed(
+    client: &reqwest::Client,
+    service: &ServiceProcess,
+    stored: &BTreeMap<String, HashMap<String, Walked>>,
+    sessions: &std::collections::HashSet<String>,
+) {
+    let response = client
+        .get(service.url("/changes"))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET /changes after the restart: {e}"));
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.expect("the feed's body");
+    let mut appended: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    let mut created: HashMap<String, usize> = HashMap::new();
+    for line in text.lines() {
+        let change: Value = serde_json::from_str(line).expect("a change per line");
+        let session = change["sessionId"].as_str().expect("sessionId").to_owned();
+        match change["type"].as_str() {
+            Some("event.appended") => appended.entry(session).or_default().push((
+                change["data"]["seq"].as_u64().expect("seq"),
+                change["data"]["eventId"]
+                    .as_str()
+                    .expect("eventId")
+                    .to_owned(),
+            )),
+            Some("session.created") => *created.entry(session).or_default() += 1,
+            _ => {}
+        }
+    }
+    for (session, events) in stored {
+        let mut want: Vec<(u64, String)> = events
+            .values()
+            .map(|e| (e.seq, e.event_id.clone()))
+            .collect();
+        want.sort();
+        let got = appended.get(session).cloned().unwrap_or_default();
+        assert_eq!(
+            got, want,
+            "{session}: the feed's event.appended changes, in order, once each"
+        );
+    }
+    for session in sessions.iter().chain(shared_sessions().iter()) {
+        assert_eq!(
+            created.get(session),
+            Some(&1),
+            "{session}: one session.created in the feed"
+        );
+    }
 }
