@@ -294,15 +294,26 @@ impl FeedRepository for MongoStore {
     }
 
     async fn head(&self) -> Result<String, RepoError> {
-        let stream = self.db.watch().await.map_err(map_err)?;
-        match stream.resume_token() {
-            Some(token) => after_text(cluster_time(Timestamp::now()), &token),
-            None => Ok(from_text(cluster_time(Timestamp::now()))),
-        }
+        // The cluster time of an operation now: every change committed before it is at or before
+        // it, every later one after it.
+        let mut session = self.client.start_session().await.map_err(map_err)?;
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .session(&mut session)
+            .await
+            .map_err(map_err)?;
+        let now = session
+            .operation_time()
+            .unwrap_or_else(|| cluster_time(Timestamp::now()));
+        Ok(from_text(BsonTimestamp {
+            time: now.time,
+            increment: now.increment.saturating_add(1),
+        }))
     }
 
     fn beyond(&self, position: &str, head: &str) -> bool {
-        matches!((Point::parse(position), Point::parse(head)), (Ok(p), Ok(h)) if p.at() > h.at())
+        // A head is where changes from then on start (inclusive).
+        matches!((Point::parse(position), Point::parse(head)), (Ok(p), Ok(h)) if p.at() >= h.at())
     }
 
     async fn trim(&self, _before: Timestamp, _max: u32) -> Result<u64, RepoError> {
