@@ -6,6 +6,8 @@ mod support;
 
 mod auth;
 mod batch;
+mod changes;
+mod changes_support;
 mod conditional;
 mod console;
 mod errors;
