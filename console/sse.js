@@ -153,3 +153,91 @@ export async function follow(sessionId, lastSeq, handlers, signal) {
   }
   onState("stopped");
 }
+
+/** How long a feed stream may stay silent (the service sends a keepalive every 15 s by default). */
+const FEED_SILENCE_MS = 45_000;
+const FEED_BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+
+/**
+ * Follows the change feed (`GET /changes`, as Server-Sent Events) from `cursor`, for the change
+ * `types` (a comma list), until `signal` aborts or it cannot go on. Every connection sends the
+ * last cursor seen as `Last-Event-ID`, so a drop loses nothing and repeats nothing; a dropped or
+ * silent connection is opened again after 1, 2, 4 … 30 s. Calls `onChange(change)` in feed order
+ * and `onState(state)` with "connecting", "live", "reconnecting". Answers how it ended:
+ * "expired" (the cursor is older than the changes kept, 410, or unknown, 400: read everything
+ * again and follow from a new head), "stopped" (an error it cannot retry: `onError(error)` said
+ * which) or "aborted".
+ */
+export async function followChanges(cursor, types, { onChange, onState, onError }, signal) {
+  let last = cursor;
+  let failures = 0;
+  let state = null;
+  const setState = (next) => {
+    if (next !== state) onState(next);
+    state = next;
+  };
+  setState("connecting");
+  while (!signal.aborted) {
+    let delivered = false;
+    try {
+      const response = await request(`/changes?types=${encodeURIComponent(types)}`, {
+        accept: "text/event-stream",
+        headers: { "Last-Event-ID": last },
+        signal,
+      });
+      if (!(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
+        response.body?.cancel().catch(() => {});
+        throw new ApiError(response.status, { detail: "The service does not stream its change feed (no text/event-stream answer)." });
+      }
+      setState("live");
+      const opened = Date.now();
+      // Ends this connection only: when it stays silent too long, or when `signal` aborts.
+      const connection = new AbortController();
+      const stop = () => connection.abort();
+      signal.addEventListener("abort", stop, { once: true });
+      let watchdog = setTimeout(stop, FEED_SILENCE_MS);
+      try {
+        await parseEventStream(response.body, (frame) => {
+          clearTimeout(watchdog);
+          watchdog = setTimeout(stop, FEED_SILENCE_MS);
+          if (frame.event === undefined || !frame.id) return;
+          let change = null;
+          try {
+            change = JSON.parse(frame.data);
+          } catch {
+            // not a change: skipped, but its cursor counts as seen
+          }
+          if (change && typeof change === "object") {
+            try {
+              onChange(change);
+            } catch (error) {
+              console.error("the calls list could not apply a change", error);
+            }
+          }
+          last = frame.id;
+          delivered = true;
+        }, connection.signal);
+      } finally {
+        clearTimeout(watchdog);
+        signal.removeEventListener("abort", stop);
+      }
+      if (delivered || Date.now() - opened > 10_000) failures = 0;
+    } catch (error) {
+      if (signal.aborted) break;
+      if (error instanceof ApiError && (error.status === 410 || (error.status === 400 && error.problem?.code === "invalid_cursor"))) {
+        return "expired";
+      }
+      if (error instanceof ApiError && error.status !== 0 && error.status !== 429 && error.status < 500) {
+        onError(error);
+        return "stopped";
+      }
+      if (error instanceof ApiError && error.retryAfter) failures = Math.max(failures, FEED_BACKOFF_MS.findIndex((ms) => ms >= error.retryAfter * 1000));
+    }
+    if (signal.aborted) break;
+    setState("reconnecting");
+    const base = FEED_BACKOFF_MS[Math.min(Math.max(failures, 0), FEED_BACKOFF_MS.length - 1)];
+    failures += 1;
+    await sleep(base / 2 + Math.random() * (base / 2), signal);
+  }
+  return "aborted";
+}
