@@ -28,6 +28,10 @@ use crate::repo::feed::{
 /// How long one wait for more changes lasts on the server before the read looks at its clock.
 const AWAIT: Duration = Duration::from_millis(50);
 
+/// The position "the oldest change kept, whenever it is read": what a refusal hands out as the
+/// earliest, since a time would fall out of the retention a second later.
+const OLDEST: &str = "m.oldest";
+
 /// Where a read starts.
 enum Point {
     After {
@@ -164,7 +168,17 @@ fn change_of(
         (ChangeKind::SessionDeleted, _) | (_, None) => ChangeData::None,
         (ChangeKind::EventAppended, Some(doc)) => ChangeData::Event(event_from(doc)?),
         (_, Some(doc)) if doc.get_str("status") == Ok(TOMBSTONE) => ChangeData::None,
-        (_, Some(doc)) => ChangeData::Session(Box::new(session_from(doc)?)),
+        (_, Some(doc)) => {
+            // The session as looked up when read, with the fields this update wrote as it
+            // wrote them (a patch's metadata; an end's status, endedAt and endedReason).
+            let mut doc = doc.clone();
+            if let Some(update) = &event.update_description {
+                for (field, value) in &update.updated_fields {
+                    doc.insert(field.clone(), value.clone());
+                }
+            }
+            ChangeData::Session(Box::new(session_from(&doc)?))
+        }
     };
     Ok(FeedChange {
         position: after_text(at, &event.id)?,
@@ -213,13 +227,16 @@ impl FeedRepository for MongoStore {
         retained_since: Timestamp,
     ) -> Result<FeedRead, FeedError> {
         let oldest = cluster_time(retained_since);
-        let point = match start {
-            FeedStart::Oldest => Point::From(oldest),
-            FeedStart::After(text) => Point::parse(&text)?,
+        // Where a read that finds nothing tells the reader to go on from: its own start, or for a
+        // read from the oldest change, an operation's time taken before the read (every change
+        // before it is in this read; anything later is at or after it).
+        let (point, empty_next) = match start {
+            FeedStart::After(text) if text != OLDEST => (Point::parse(&text)?, text),
+            _ => (Point::From(oldest), self.head().await?),
         };
         if point.at() < oldest {
             return Err(FeedError::Expired {
-                earliest: from_text(oldest),
+                earliest: OLDEST.to_owned(),
             });
         }
         let watch = self
@@ -238,7 +255,7 @@ impl FeedRepository for MongoStore {
             Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 286 || c.code == 260) =>
             {
                 return Err(FeedError::Expired {
-                    earliest: from_text(oldest),
+                    earliest: OLDEST.to_owned(),
                 });
             }
             Err(e) => return Err(map_err(e).into()),
@@ -261,23 +278,11 @@ impl FeedRepository for MongoStore {
                 None => {}
             }
         }
-        let next = match (changes.last(), has_more, stream.resume_token()) {
-            (Some(last), true, _) => last.position.clone(),
-            (_, _, Some(token)) => {
-                let at = changes
-                    .last()
-                    .and_then(|c| Point::parse(&c.position).ok())
-                    .map_or_else(
-                        || cluster_time(Timestamp::now()).max(point.at()),
-                        |p| p.at(),
-                    );
-                after_text(at, &token)?
-            }
-            (Some(last), false, None) => last.position.clone(),
-            (None, _, None) => match &point {
-                Point::After { at, token } => after_text(*at, token)?,
-                Point::From(at) => from_text(*at),
-            },
+        // After the last change returned, or where an empty read started. (Not the stream's
+        // post-batch token: a server need not resume from one it made for a start in the past.)
+        let next = match changes.last() {
+            Some(last) => last.position.clone(),
+            None => empty_next,
         };
         let ids: HashSet<&str> = changes.iter().map(|c| c.session_id.as_str()).collect();
         let erased = self.erased_among(ids).await?;
