@@ -25,6 +25,8 @@ use crate::service::{
 
 /// What a page of NDJSON reads at a time.
 const NDJSON_CHUNK: u32 = 1_000;
+/// How long the last (empty) page of an NDJSON export waits for a change.
+const NDJSON_LAST_WAIT: Duration = Duration::from_millis(500);
 
 /// The kind of a change.
 #[derive(Serialize, ToSchema, Clone, Copy)]
@@ -296,7 +298,13 @@ async fn live(state: AppState, request: ChangesRequest) -> Result<Response, AppE
         .try_open()
         .ok_or_else(|| AppError::TooManyStreams(service.hub().settings().max_streams))?;
     let keepalive = service.hub().settings().keepalive;
-    let first = service.changes(request.clone()).await?;
+    // The first read answers at once (the headers wait for it); later ones wait.
+    let first = service
+        .changes(ChangesRequest {
+            wait: Duration::ZERO,
+            ..request.clone()
+        })
+        .await?;
     let next = following(&request, &first);
     let opening = Bytes::from(format!("retry: {RETRY_MS}\n\n"));
     let head = futures_util::stream::iter([opening, frames(&first)]);
@@ -346,9 +354,11 @@ async fn live(state: AppState, request: ChangesRequest) -> Result<Response, AppE
 async fn ndjson(state: AppState, request: ChangesRequest) -> Result<Response, AppError> {
     let service: SessionService = state.service.clone();
     let head = service.changes_head().await?;
+    // An empty page ends the export; it waits a moment first, so that a store whose read can
+    // come back empty before it reached the newest change (a change stream) gets to look on.
     let request = ChangesRequest {
         limit: NDJSON_CHUNK,
-        wait: Duration::ZERO,
+        wait: NDJSON_LAST_WAIT,
         ..request
     };
     let first = service.changes(request.clone()).await?;

@@ -11,6 +11,9 @@ use crate::repo::RepoError;
 
 /// Sessions the sweeper ends per tick, at most.
 const SWEEP_BATCH: u32 = 500;
+/// How much longer than the feed's changes a tombstone is kept (at most the feed's retention).
+const TOMBSTONE_MARGIN_SECONDS: u64 = 3_600;
+
 /// Changes the feed's retention removes per tick, at most.
 const CHANGES_TRIMMED_PER_TICK: u32 = 10_000;
 
@@ -140,12 +143,16 @@ impl SessionService {
         // A tombstone is what hides an erased session's changes from the feed (and keeps its id
         // from being taken again): it stays while any change of the session may remain, so not
         // before the feed's retention, nor before the oldest change kept.
+        // An hour's margin covers the time between a deletion's timestamp and its change row's
+        // (the writer's queue, clocks of other instances).
         let mut tombstones_before = now
             .minus_seconds(self.lifecycle.tombstone_retention_seconds)
             .min(changes_before);
         if let Some(oldest) = oldest {
             tombstones_before = tombstones_before.min(oldest);
         }
+        let margin = TOMBSTONE_MARGIN_SECONDS.min(self.lifecycle.changes_retention_seconds);
+        let tombstones_before = tombstones_before.minus_seconds(margin);
         let purged = sessions.purge(max_events, tombstones_before).await?;
         metrics::counter!("erased_events_removed_total").increment(purged.events_removed);
         Ok(more || purged.more)

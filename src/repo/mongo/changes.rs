@@ -190,6 +190,20 @@ fn change_of(
 }
 
 impl MongoStore {
+    /// The time of the oldest entry of the oplog, where the server has one this user may read.
+    async fn oplog_start(&self) -> Option<BsonTimestamp> {
+        let first = self
+            .client
+            .database("local")
+            .collection::<Document>("oplog.rs")
+            .find_one(doc! {})
+            .sort(doc! { "$natural": 1 })
+            .projection(doc! { "ts": 1 })
+            .await
+            .ok()??;
+        first.get_timestamp("ts").ok()
+    }
+
     /// The ids of the sessions among `ids` that are erased (a tombstone, or gone).
     async fn erased_among(&self, ids: HashSet<&str>) -> Result<HashSet<String>, RepoError> {
         if ids.is_empty() {
@@ -227,12 +241,13 @@ impl FeedRepository for MongoStore {
         retained_since: Timestamp,
     ) -> Result<FeedRead, FeedError> {
         let oldest = cluster_time(retained_since);
-        // Where a read that finds nothing tells the reader to go on from: its own start, or for a
-        // read from the oldest change, an operation's time taken before the read (every change
-        // before it is in this read; anything later is at or after it).
-        let (point, empty_next) = match start {
+        let (point, again) = match start {
             FeedStart::After(text) if text != OLDEST => (Point::parse(&text)?, text),
-            _ => (Point::From(oldest), self.head().await?),
+            // The oldest change kept: no earlier than the retention, nor than the oplog's start.
+            _ => (
+                Point::From(self.oplog_start().await.map_or(oldest, |s| s.max(oldest))),
+                OLDEST.to_owned(),
+            ),
         };
         if point.at() < oldest {
             return Err(FeedError::Expired {
@@ -258,6 +273,13 @@ impl FeedRepository for MongoStore {
                     earliest: OLDEST.to_owned(),
                 });
             }
+            // The server refused to resume from a token it was handed: not one it made.
+            Err(e)
+                if matches!(&point, Point::After { .. })
+                    && matches!(*e.kind, mongodb::error::ErrorKind::Command(_)) =>
+            {
+                return Err(FeedError::InvalidPosition);
+            }
             Err(e) => return Err(map_err(e).into()),
         };
         let until = Instant::now() + wait;
@@ -278,11 +300,12 @@ impl FeedRepository for MongoStore {
                 None => {}
             }
         }
-        // After the last change returned, or where an empty read started. (Not the stream's
-        // post-batch token: a server need not resume from one it made for a start in the past.)
+        // After the last change returned; with none, the same position again: an empty batch
+        // need not mean the stream reached the newest change, and a server need not resume from
+        // the post-batch token of a start in the past (the test server refuses it).
         let next = match changes.last() {
             Some(last) => last.position.clone(),
-            None => empty_next,
+            None => again,
         };
         let ids: HashSet<&str> = changes.iter().map(|c| c.session_id.as_str()).collect();
         let erased = self.erased_among(ids).await?;

@@ -45,6 +45,9 @@ fn first_position(conn: &Connection) -> Result<Option<i64>, RepoError> {
         .map_err(map_err)
 }
 
+/// The most positions one read looks at (a `types` filter may match few of them).
+const SCAN_LIMIT: i64 = 100_000;
+
 /// The bit of `kind` in the filter the query takes.
 const KIND_BITS: &str = "CASE c.kind WHEN 'session.created' THEN 1 WHEN 'event.appended' THEN 2 \
      WHEN 'session.updated' THEN 4 WHEN 'session.ended' THEN 8 ELSE 16 END";
@@ -86,12 +89,19 @@ fn read_page(
          FROM changes c
          LEFT JOIN sessions s ON s.session_id = c.session_id
          LEFT JOIN events e ON c.seq IS NOT NULL AND e.session_id = c.session_id AND e.seq = c.seq
-         WHERE c.pos > ?1 AND ({KIND_BITS}) & ?2 != 0
+         WHERE c.pos > ?1 AND c.pos <= ?4 AND ({KIND_BITS}) & ?2 != 0
          ORDER BY c.pos LIMIT ?3"
     );
+    // One read looks at a bounded stretch of the log, however rare the kinds asked for.
+    let bound = last.min(after.saturating_add(SCAN_LIMIT));
     let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
     let mut found = stmt
-        .query(params![after, kind_mask(kinds), i64::from(limit) + 1])
+        .query(params![
+            after,
+            kind_mask(kinds),
+            i64::from(limit) + 1,
+            bound
+        ])
         .map_err(map_err)?;
     let mut changes = Vec::new();
     let mut has_more = false;
@@ -102,10 +112,14 @@ fn read_page(
         }
         changes.push(change(row)?);
     }
-    // Without more, every change up to `last` was seen (of the kinds asked for).
+    // Without more, every change up to `bound` was seen (of the kinds asked for); past a bound
+    // short of `last`, there may be more.
     let next = match changes.last() {
         Some(c) if has_more => c.position.clone(),
-        _ => position(last.max(after)),
+        _ => {
+            has_more |= bound < last;
+            position(bound.max(after))
+        }
     };
     Ok(FeedRead {
         changes,
@@ -185,7 +199,7 @@ impl FeedRepository for SqliteStore {
                 })
                 .await??;
             let left = until.saturating_duration_since(Instant::now());
-            if !page.changes.is_empty() || left.is_zero() {
+            if !page.changes.is_empty() || page.has_more || left.is_zero() {
                 return Ok(page);
             }
             // Nothing yet: from where this read got to, once something is committed.
