@@ -55,9 +55,10 @@ impl From<ChangeKind> for ChangeType {
     }
 }
 
-/// Only the id of a session: a deletion, or any change of a session erased since.
+/// Only the id of a session: a deletion, or any change of a session erased since. Closed (no
+/// other member), so that a session's data never also matches it.
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BareSession<'a> {
     session_id: &'a str,
 }
