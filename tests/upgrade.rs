@@ -269,10 +269,10 @@ async fn a_sqlite_database_of_the_previous_release_upgrades_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     old_sqlite_database(&path);
-    upgrade_and_check(DatabaseConfig::Sqlite(SqliteConfig {
+    upgrade_and_check(DatabaseConfig::Sqlite(SqliteConfig::new(
         path,
-        synchronous: Synchronous::Full,
-    }))
+        Synchronous::Full,
+    )))
     .await;
 }
 

@@ -116,6 +116,16 @@ impl Config {
             &[("full", Synchronous::Full), ("normal", Synchronous::Normal)],
             "expected full or normal",
         )?;
+        let reader_threads = env.with("SQLITE_READER_THREADS", |raw| match raw {
+            "" => Ok(crate::repo::sqlite::default_reader_threads()),
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    "expected a whole number from 1 to 256 (unset: one per core)".into()
+                }),
+        })?;
         let keys = api_keys(&env)?;
         Ok(Config {
             host: env.with("HOST", parse_host)?,
@@ -124,7 +134,9 @@ impl Config {
                 0..=u16::MAX,
                 "expected a port number from 0 to 65535",
             )?,
-            database: env.with("DATABASE_URL", |url| parse_database_url(url, synchronous))?,
+            database: env.with("DATABASE_URL", |url| {
+                parse_database_url(url, synchronous, reader_threads)
+            })?,
             max_body_bytes: env.ranged(
                 "MAX_BODY_BYTES",
                 1024..=usize::MAX,
@@ -255,7 +267,11 @@ fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
     }
 }
 
-fn parse_database_url(url: &str, synchronous: Synchronous) -> Result<DatabaseConfig, String> {
+fn parse_database_url(
+    url: &str,
+    synchronous: Synchronous,
+    reader_threads: usize,
+) -> Result<DatabaseConfig, String> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
             return Err("expected sqlite://PATH with a file path".into());
@@ -263,6 +279,7 @@ fn parse_database_url(url: &str, synchronous: Synchronous) -> Result<DatabaseCon
         return Ok(DatabaseConfig::Sqlite(SqliteConfig {
             path: PathBuf::from(path),
             synchronous,
+            reader_threads,
         }));
     }
     if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
@@ -365,6 +382,23 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_store_has_a_reader_per_core_unless_told_otherwise() {
+        let readers = |vars: &[(&str, &str)]| match Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .map(|c| c.database)
+        {
+            Ok(DatabaseConfig::Sqlite(s)) => s.reader_threads,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(readers(&[]), crate::repo::sqlite::default_reader_threads());
+        assert!(readers(&[]) >= 1);
+        assert_eq!(readers(&[("SQLITE_READER_THREADS", "7")]), 7);
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("PORT", "70000"),
@@ -373,6 +407,11 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "postgres://x"),
             ("SQLITE_SYNCHRONOUS", "off"),
+            ("SQLITE_READER_THREADS", "0"),
+            ("SQLITE_READER_THREADS", "257"),
+            ("SQLITE_READER_THREADS", "many"),
+            ("CHANGES_RETENTION_SECONDS", "0"),
+            ("REDACT", "iban"),
             ("RUST_LOG", "session_service=loud"),
             ("REQUEST_TIMEOUT_MS", "0"),
             ("SHUTDOWN_TIMEOUT_MS", "soon"),

@@ -37,6 +37,11 @@ pub const VARIABLES: &[Var] = &[
         help: "full | normal (full: an acknowledged write survives power loss)",
     },
     Var {
+        name: "SQLITE_READER_THREADS",
+        default: "",
+        help: "reader threads of the embedded store, 1 to 256 (unset: one per core this process may use, at least 2)",
+    },
+    Var {
         name: "MAX_BODY_BYTES",
         default: "1048576",
         help: "larger request bodies get 413 (at least 1024)",

@@ -67,10 +67,10 @@ fn fresh_location(backend: Backend, prefix: &str) -> (DatabaseConfig, Option<tem
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
-            let config = DatabaseConfig::Sqlite(SqliteConfig {
-                path: dir.path().join("test.db"),
-                synchronous: Synchronous::Full,
-            });
+            let config = DatabaseConfig::Sqlite(SqliteConfig::new(
+                dir.path().join("test.db"),
+                Synchronous::Full,
+            ));
             (config, Some(dir))
         }
         Backend::Mongo => {

@@ -46,6 +46,28 @@ pub enum Synchronous {
 pub struct SqliteConfig {
     pub path: PathBuf,
     pub synchronous: Synchronous,
+    /// Reader threads, each with its own read-only connection (`SQLITE_READER_THREADS`).
+    pub reader_threads: usize,
+}
+
+impl SqliteConfig {
+    /// The store at `path`, syncing as `synchronous`, with [`default_reader_threads`] readers.
+    pub fn new(path: PathBuf, synchronous: Synchronous) -> Self {
+        Self {
+            path,
+            synchronous,
+            reader_threads: default_reader_threads(),
+        }
+    }
+}
+
+/// One reader per core this process may run on (its CPU affinity and cgroup quota, as the
+/// standard library reads them), at least two: on one core, two readers served 8% more reads
+/// than one (`bench/cores.sh`, BENCHMARKS.md).
+pub fn default_reader_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .max(2)
 }
 
 /// The embedded backend. Cheap to clone; the writer thread stops when the last clone is dropped.
@@ -70,9 +92,6 @@ const QUEUE_DEPTH: usize = 4096;
 /// See `configure`.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
-/// Reader threads, each with its own read-only connection.
-const READER_THREADS: usize = 2;
-
 impl SqliteStore {
     /// Opens (creating the directory and file if missing) and migrates the database, then starts
     /// the writer thread.
@@ -89,7 +108,7 @@ impl SqliteStore {
         let committed = Arc::new(tokio::sync::Notify::new());
         let writer = writer::spawn(conn, rx, committed.clone())
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
-        let readers = readers::Readers::spawn(&config.path, READER_THREADS)
+        let readers = readers::Readers::spawn(&config.path, config.reader_threads)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         Ok(Opened {
             store: SqliteStore {
