@@ -61,11 +61,7 @@ fn position_of(cursor: &str) -> Result<String, ServiceError> {
 impl SessionService {
     /// The oldest instant the feed serves changes from.
     fn changes_retained_since(&self) -> Timestamp {
-        let retention = i64::try_from(self.lifecycle.changes_retention_seconds).unwrap_or(i64::MAX);
-        let since = Timestamp::now()
-            .millis()
-            .saturating_sub(retention.saturating_mul(1000));
-        Timestamp::from_millis(since.max(0)).unwrap_or(Timestamp::now())
+        Timestamp::now().minus_seconds(self.lifecycle.changes_retention_seconds)
     }
 
     /// The cursor of the newest change now: reading after it gives only later changes.

@@ -146,11 +146,6 @@ impl SessionService {
         }))
     }
 
-    /// What the service redacts from payloads.
-    pub fn redaction(&self) -> &Redaction {
-        &self.redaction
-    }
-
     /// The same service with live streams run by `settings`.
     pub fn with_live(self, settings: live::LiveSettings) -> Self {
         Self(Arc::new(Shared {

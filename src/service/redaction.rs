@@ -70,11 +70,6 @@ impl Redaction {
         }
     }
 
-    /// The service's `REDACT`.
-    pub fn default_kinds(&self) -> Redact {
-        self.default
-    }
-
     /// Forgets what it knew of the session (erased by this instance).
     pub fn forget(&self, id: &SessionId) {
         self.hints.learn(id, None);
