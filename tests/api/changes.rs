@@ -15,7 +15,7 @@ use crate::changes_support::{
 };
 use crate::lifecycle_support::eventually;
 use crate::support::StoreCtx;
-use crate::support::app::{Reply, TestApp, spawn_app_with};
+use crate::support::app::{Reply, TestApp, spawn_app_with, two_instances};
 
 /// An idle live feed says so every second, so that "nothing more came" can be read as a
 /// keepalive.
@@ -80,19 +80,6 @@ fn changes_of(page: &Value) -> Vec<Value> {
 
 fn cursor_of(value: &Value) -> String {
     value.as_str().expect("a cursor is a string").to_owned()
-}
-
-/// Two applications over the test's one store (MongoDB: one database; SQLite: one file, opened
-/// twice as a second process would), as in `stream_instances.rs`.
-async fn two_instances(s: StoreCtx, vars: &[(&str, &str)]) -> (TestApp, TestApp) {
-    let second = StoreCtx {
-        repos: s.reopen().await,
-        ..s.clone()
-    };
-    (
-        spawn_app_with(s, vars).await,
-        spawn_app_with(second, vars).await,
-    )
 }
 
 /// What a call's life answered: its create and its metadata patch.

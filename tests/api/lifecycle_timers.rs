@@ -9,7 +9,7 @@ use session_service::domain::{SessionId, Timestamp};
 
 use crate::lifecycle_support::{assert_listed_first, eventually};
 use crate::support::StoreCtx;
-use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app_with, two_instances};
 
 /// The sweeper as good as off: these tests see what reads do on their own.
 const NO_SWEEP: &[(&str, &str)] = &[("SWEEP_INTERVAL_MS", "3600000")];
@@ -267,12 +267,7 @@ backend_test! { async fn the_sweeper_records_expired_sessions_so_status_filters_
 }}
 
 backend_test! { async fn two_instances_sweeping_one_store_record_each_end_once(s: StoreCtx) {
-    let second = StoreCtx {
-        repos: s.reopen().await,
-        ..s.clone()
-    };
-    let one = spawn_app_with(s, &[("SWEEP_INTERVAL_MS", "20")]).await;
-    let two = spawn_app_with(second, &[("SWEEP_INTERVAL_MS", "20")]).await;
+    let (one, two) = two_instances(s, &[("SWEEP_INTERVAL_MS", "20")]).await;
     let ids: Vec<String> = (0..20).map(|i| format!("call-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let app = if i % 2 == 0 { &one } else { &two };

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::support::StoreCtx;
-use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app_with, two_instances};
 
 const ALL: (&str, &str) = ("REDACT", "card,email,phone,ssn");
 /// A Visa test number (passes the Luhn check), as a caller would read it out.
@@ -120,9 +120,7 @@ backend_test! { async fn a_call_chooses_its_own_kinds_at_create(s: StoreCtx) {
 backend_test! { async fn two_instances_redact_an_event_under_its_calls_rules_whichever_takes_it(s: StoreCtx) {
     // B knows nothing of the call A created: it assumes the service's rules, the store says
     // otherwise, and B redacts again under the call's.
-    let second = StoreCtx { repos: s.reopen().await, ..s.clone() };
-    let a = spawn_app_with(s, &[("REDACT", "card")]).await;
-    let b = spawn_app_with(second, &[("REDACT", "card")]).await;
+    let (a, b) = two_instances(s, &[("REDACT", "card")]).await;
     create(&a, json!({"sessionId": "c", "language": "en", "redact": ["email"]})).await;
     let said = format!("{CARD} x@example.org");
     let r = b.post_event("c", &speech("e1", &said)).await;

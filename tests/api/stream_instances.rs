@@ -10,20 +10,8 @@ use crate::stream_support::{
     Rng, assert_received_everything, reconnecting_subscriber, write_concurrently,
 };
 use crate::support::StoreCtx;
-use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::app::two_instances;
 use crate::support::sse::{names_of, seqs_of};
-
-/// Two applications over the test's one store, each with `vars`.
-async fn two_instances(s: StoreCtx, vars: &[(&str, &str)]) -> (TestApp, TestApp) {
-    let second = StoreCtx {
-        repos: s.reopen().await,
-        ..s.clone()
-    };
-    (
-        spawn_app_with(s, vars).await,
-        spawn_app_with(second, vars).await,
-    )
-}
 
 backend_test! { async fn a_stream_on_one_instance_delivers_what_is_written_through_another(s: StoreCtx) {
     // The default poll interval: "within about a second" is what a listener gets.

@@ -99,6 +99,19 @@ pub async fn spawn_app(store: StoreCtx) -> TestApp {
     spawn_app_with(store, &[]).await
 }
 
+/// Two applications over the test's one store (MongoDB: one database; SQLite: one file, opened
+/// twice as a second process would), each with `vars`.
+pub async fn two_instances(s: StoreCtx, vars: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let second = StoreCtx {
+        repos: s.reopen().await,
+        ..s.clone()
+    };
+    (
+        spawn_app_with(s, vars).await,
+        spawn_app_with(second, vars).await,
+    )
+}
+
 /// Like [`spawn_app`], with extra environment settings (e.g. `MAX_BODY_BYTES`).
 pub async fn spawn_app_with(store: StoreCtx, vars: &[(&str, &str)]) -> TestApp {
     // Logs stay off unless asked for: TEST_LOG=1 cargo test
