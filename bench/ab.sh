@@ -20,10 +20,8 @@ SEED_EVENTS=${SEED_EVENTS:-100000}
 
 cargo build --release --locked --example bench_load
 LOAD=${CARGO_TARGET_DIR:-target}/release/examples/bench_load
-if [ "${WRK:-1}" != 0 ] && ! command -v wrk >/dev/null; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } ||
-        { echo "could not install wrk (apt-get install wrk); WRK=0 skips it" >&2; exit 1; }
-fi
+. bench/wrk.sh
+ensure_wrk
 WORK=$(mktemp -d)
 RUNS=$WORK/runs.jsonl
 WRK_RUNS=$WORK/wrk.jsonl
@@ -57,22 +55,6 @@ request = function()
 end
 LUA
 
-# wrk_run ID ARGS...: one wrk run at $ADDR, its req/s and p99 appended to $WRK_RUNS.
-wrk_run() {
-    local id=$1
-    shift
-    wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@" >"$WORK/$id.wrk"
-    python3 - "$id" "$WORK/$id.wrk" >>"$WRK_RUNS" <<'PY'
-import json, re, sys
-text = open(sys.argv[2]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
-p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-errors = sum(int(x) for x in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", text))
-print(json.dumps({"id": sys.argv[1], "rps": rps, "p99_ms": p99, "errors": errors}))
-PY
-}
-
 # The seeded session for reads, made once with the new build; every read run gets a copy.
 start "$NEW" "$WORK/deep.db"
 "$LOAD" seed-prepare --addr "$ADDR" --session bench-deep
@@ -94,14 +76,14 @@ for i in $(seq "$PAIRS"); do
             --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
             --out "$RUNS" --kind GET --session bench-deep --at first >/dev/null
         if [ "${WRK:-1}" != 0 ]; then
-            wrk_run "wrk-read-$side-$i" "http://$ADDR/sessions/bench-deep/events?limit=20"
+            wrk_run "$WRK_RUNS" "wrk-read-$side-$i" "http://$ADDR/sessions/bench-deep/events?limit=20"
         fi
         stop
         if [ "${WRK:-1}" != 0 ]; then
             start "$bin" "$WORK/wrk-$side-$i.db"
             curl -fsS -o /dev/null -H 'Content-Type: application/json' \
                 -d '{"sessionId":"wrk","language":"en"}' "http://$ADDR/sessions"
-            wrk_run "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
+            wrk_run "$WRK_RUNS" "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
             stop
         fi
     done

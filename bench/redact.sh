@@ -21,10 +21,8 @@ cargo build --release --locked --bin session-service --example bench_load
 TARGET=${CARGO_TARGET_DIR:-target}/release
 LOAD=$TARGET/examples/bench_load
 SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
-if [ "${WRK:-1}" != 0 ] && ! command -v wrk >/dev/null; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } ||
-        { echo "could not install wrk (apt-get install wrk); WRK=0 skips it" >&2; exit 1; }
-fi
+. bench/wrk.sh
+ensure_wrk
 WORK=$(mktemp -d)
 RUNS=$WORK/runs.jsonl
 pid=""
@@ -62,21 +60,6 @@ request = function()
 end
 LUA
 
-wrk_run() {
-    local id=$1
-    shift
-    wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@" >"$WORK/$id.wrk"
-    python3 - "$id" "$WORK/$id.wrk" >>"$RUNS" <<'PY'
-import json, re, sys
-text = open(sys.argv[2]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
-p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-errors = sum(int(x) for x in re.findall(r"(?:Non-2xx or 3xx responses|Socket errors:.*?timeout)\s*:?\s*(\d+)", text))
-print(json.dumps({"id": sys.argv[1], "rps": rps, "p99_ms": p99, "errors": errors}))
-PY
-}
-
 for i in $(seq "$PAIRS"); do
     for side in off on; do
         kinds=""
@@ -95,7 +78,7 @@ for i in $(seq "$PAIRS"); do
             start "$WORK/wrk-$side-$i.db" "$kinds"
             curl -fsS -o /dev/null -H 'Content-Type: application/json' \
                 -d '{"sessionId":"wrk","language":"en"}' "http://$ADDR/sessions"
-            wrk_run "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
+            wrk_run "$RUNS" "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
             # The "on" store must hold no card number and redacted ones, the "off" one the
             # numbers as sent (the input had them).
             stored=$(curl -fsS "http://$ADDR/sessions/wrk/events?limit=100")
