@@ -6,6 +6,7 @@ mod json;
 mod lifecycle;
 mod order;
 mod redact;
+pub mod search;
 mod session;
 mod timestamp;
 
