@@ -11,6 +11,6 @@ pub use request::{
     path_event_id, path_session_id,
 };
 pub use response::{
-    EventBatchBody, EventBody, EventPageBody, SessionBody, SessionListBody, SessionPageBody,
-    StatusBody,
+    EventBatchBody, EventBody, EventKind, EventPageBody, SessionBody, SessionListBody,
+    SessionPageBody, StatusBody,
 };

@@ -12,8 +12,11 @@ pub const MAX_METADATA_FILTERS: usize = 5;
 
 /// The list parameters. `metadata.KEY=VALUE` filters (up to 5; KEY 1–64 characters of
 /// `A-Z a-z 0-9 _ -`) match sessions whose top-level metadata key equals that string.
+/// (Only the description of the parameters, for the OpenAPI document: [`list_request`] reads
+/// them.)
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)]
 pub struct ListQuery {
     /// Comma-separated statuses, e.g. `active,initiated` (default: all)
     #[param(value_type = Option<String>, pattern = "^(initiated|active|completed|failed)(,(initiated|active|completed|failed))*$")]
@@ -44,20 +47,94 @@ fn metadata_key_is_valid(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The session filters `GET /sessions` and `GET /search` share: `status`, `startedFrom`,
+/// `startedBefore` and `metadata.KEY`.
+#[derive(Debug, Default)]
+pub struct SessionFilters {
+    /// Sorted, without repeats.
+    pub statuses: Vec<Status>,
+    pub started_from: Option<Timestamp>,
+    pub started_before: Option<Timestamp>,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl SessionFilters {
+    /// Takes `key=value` if it is one of these filters: `None` if it is not, else whether its
+    /// value was valid (and why not).
+    pub fn take(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
+        let taken = match key {
+            "status" => value
+                .split(',')
+                .map(str::parse::<Status>)
+                .collect::<Result<Vec<Status>, _>>()
+                .map(|mut statuses| {
+                    statuses.sort_by_key(|s| s.as_str());
+                    statuses.dedup();
+                    self.statuses = statuses;
+                })
+                .map_err(|_| {
+                    "must be a comma-separated list of initiated, active, completed, failed".into()
+                }),
+            "startedFrom" => Timestamp::parse(value)
+                .map(|t| self.started_from = Some(t))
+                .map_err(|e| e.0),
+            "startedBefore" => Timestamp::parse(value)
+                .map(|t| self.started_before = Some(t))
+                .map_err(|e| e.0),
+            other => match other.strip_prefix("metadata.") {
+                Some(meta_key) if metadata_key_is_valid(meta_key) => {
+                    self.metadata.push((meta_key.to_owned(), value.to_owned()));
+                    Ok(())
+                }
+                Some(_) => {
+                    Err("the metadata key must be 1 to 64 characters of A-Z a-z 0-9 _ -".into())
+                }
+                None => return None,
+            },
+        };
+        Some(taken)
+    }
+
+    /// What is wrong with the filters together.
+    pub fn check(&self, errors: &mut Vec<FieldError>) {
+        if self.metadata.len() > MAX_METADATA_FILTERS {
+            errors.push(FieldError::new(
+                "metadata",
+                format!("at most {MAX_METADATA_FILTERS} metadata filters"),
+            ));
+        }
+        if let (Some(from), Some(before)) = (self.started_from, self.started_before)
+            && from >= before
+        {
+            errors.push(FieldError::new(
+                "startedBefore",
+                "must be later than startedFrom",
+            ));
+        }
+    }
+}
+
+/// Why an `after` is refused.
+pub fn not_a_cursor() -> String {
+    "is not a cursor this service issued; pass a nextCursor value unchanged".into()
+}
+
+/// A page size: a whole number from 1 to [`MAX_PAGE_LIMIT`], digits only.
+pub fn page_limit(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_PAGE_LIMIT).contains(&n) && value.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(n)
+        }
+        _ => Err(format!("must be a whole number from 1 to {MAX_PAGE_LIMIT}")),
+    }
+}
+
 /// Reads the list parameters, reporting every problem at once.
 pub fn list_request(raw: Option<&str>) -> Result<ListRequest, AppError> {
     let mut errors = Vec::new();
     let mut seen: Vec<String> = Vec::new();
-    let mut query = ListQuery {
-        status: None,
-        started_from: None,
-        started_before: None,
-        ended_reason: None,
-        order: None,
-        limit: None,
-        after: None,
-    };
-    let mut metadata = Vec::new();
+    let mut filters = SessionFilters::default();
+    let (mut ended_reason, mut order, mut limit, mut after) = (None, None, None, None);
     for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let (key, value) = (key.into_owned(), value.into_owned());
         if seen.contains(&key) {
@@ -65,89 +142,41 @@ pub fn list_request(raw: Option<&str>) -> Result<ListRequest, AppError> {
             continue;
         }
         seen.push(key.clone());
-        let mut invalid = |message: &str| errors.push(FieldError::new(key.clone(), message));
-        match key.as_str() {
-            "status" => {
-                let statuses: Result<Vec<Status>, _> =
-                    value.split(',').map(str::parse::<Status>).collect();
-                match statuses {
-                    Ok(s) => query.status = Some(s),
-                    Err(_) => invalid(
-                        "must be a comma-separated list of initiated, active, completed, failed",
-                    ),
-                }
-            }
-            "startedFrom" | "startedBefore" => match Timestamp::parse(&value) {
-                Ok(t) if key == "startedFrom" => query.started_from = Some(t),
-                Ok(t) => query.started_before = Some(t),
-                Err(e) => invalid(&e.0),
-            },
-            "endedReason" => match EndReason::parse(value) {
-                Ok(r) => query.ended_reason = Some(r),
-                Err(e) => invalid(&e.0),
-            },
+        let taken = match key.as_str() {
+            "endedReason" => EndReason::parse(value)
+                .map(|r| ended_reason = Some(r))
+                .map_err(|e| e.0),
             "order" => match value.as_str() {
-                "asc" => query.order = Some(SortOrder::Asc),
-                "desc" => query.order = Some(SortOrder::Desc),
-                _ => invalid("must be \"asc\" or \"desc\""),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(n)
-                    if (1..=MAX_PAGE_LIMIT).contains(&n)
-                        && value.bytes().all(|b| b.is_ascii_digit()) =>
-                {
-                    query.limit = Some(n)
-                }
-                _ => invalid(&format!(
-                    "must be a whole number from 1 to {MAX_PAGE_LIMIT}"
-                )),
-            },
-            "after" => match SessionCursor::decode(&value) {
-                Some(c) => query.after = Some(c),
-                None => invalid(
-                    "is not a cursor this service issued; pass a nextCursor value unchanged",
-                ),
-            },
-            other => match other.strip_prefix("metadata.") {
-                Some(meta_key) if metadata_key_is_valid(meta_key) => {
-                    metadata.push((meta_key.to_owned(), value));
-                }
-                Some(_) => {
-                    invalid("the metadata key must be 1 to 64 characters of A-Z a-z 0-9 _ -")
-                }
-                None => invalid("is not a known query parameter"),
-            },
+                "asc" => Ok(Order::Asc),
+                "desc" => Ok(Order::Desc),
+                _ => Err("must be \"asc\" or \"desc\"".into()),
+            }
+            .map(|o| order = Some(o)),
+            "limit" => page_limit(&value).map(|n| limit = Some(n)),
+            "after" => SessionCursor::decode(&value)
+                .map(|c| after = Some(c))
+                .ok_or_else(not_a_cursor),
+            other => filters
+                .take(other, &value)
+                .unwrap_or_else(|| Err("is not a known query parameter".into())),
+        };
+        if let Err(message) = taken {
+            errors.push(FieldError::new(key, message));
         }
     }
-    if metadata.len() > MAX_METADATA_FILTERS {
-        errors.push(FieldError::new(
-            "metadata",
-            format!("at most {MAX_METADATA_FILTERS} metadata filters"),
-        ));
-    }
-    if let (Some(from), Some(before)) = (query.started_from, query.started_before)
-        && from >= before
-    {
-        errors.push(FieldError::new(
-            "startedBefore",
-            "must be later than startedFrom",
-        ));
-    }
+    filters.check(&mut errors);
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let mut statuses = query.status.unwrap_or_default();
-    statuses.sort_by_key(|s| s.as_str());
-    statuses.dedup();
     Ok(ListRequest {
-        statuses,
-        started_from: query.started_from,
-        started_before: query.started_before,
-        ended_reason: query.ended_reason,
-        metadata,
-        order: query.order.map_or(Order::Desc, Order::from),
-        limit: query.limit.unwrap_or(DEFAULT_PAGE_LIMIT),
-        after: query.after,
+        statuses: filters.statuses,
+        started_from: filters.started_from,
+        started_before: filters.started_before,
+        ended_reason,
+        metadata: filters.metadata,
+        order: order.unwrap_or(Order::Desc),
+        limit: limit.unwrap_or(DEFAULT_PAGE_LIMIT),
+        after,
     })
 }
 

@@ -67,6 +67,7 @@ problem_response! {
         super::get_event,
         super::complete_session,
         super::changes::list_changes,
+        super::search::search,
         super::health,
         super::ready,
         super::metrics,
@@ -85,6 +86,7 @@ problem_response! {
     tags(
         (name = "sessions", description = "Calls and their events"),
         (name = "changes", description = "The change feed: every change to every call, in order"),
+        (name = "search", description = "Find calls by what was said"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]
@@ -120,7 +122,7 @@ fn operations(
 
 /// Whether the route at `path` needs a key when keys are configured.
 fn guarded(path: &str) -> bool {
-    path.starts_with("/sessions") || path == "/changes" || path == "/metrics"
+    path.starts_with("/sessions") || path == "/changes" || path == "/search" || path == "/metrics"
 }
 
 /// Documents the optional API keys: a bearer scheme, the 401 that `/sessions` routes (and

@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics::Histogram;
 
+use super::search::{Candidate, SearchRepository, SearchScan};
 use super::{
     Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
     EventRange, EventRepository, MetadataPatch, Patched, PurgeOutcome, RepoError, Repositories,
@@ -192,6 +193,13 @@ impl EventRepository for Timed<dyn EventRepository> {
     }
 }
 
+#[async_trait]
+impl SearchRepository for Timed<dyn SearchRepository> {
+    async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError> {
+        timed(self.backend, "search", self.inner.search(scan)).await
+    }
+}
+
 impl Repositories {
     /// The same repositories, with every call timed under `backend` in `recorder` (whether or
     /// not it is installed as the global recorder yet).
@@ -215,6 +223,10 @@ impl Repositories {
             }),
             changes: self.changes,
             feed: self.feed,
+            search: Arc::new(Timed {
+                backend,
+                inner: self.search,
+            }),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod decide;
 pub mod feed;
 mod instrumented;
 pub mod mongo;
+pub mod search;
 pub mod sqlite;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -415,6 +416,8 @@ pub struct Repositories {
     pub changes: Option<Arc<dyn ChangeFeed>>,
     /// The public change feed (`GET /changes`).
     pub feed: Arc<dyn feed::FeedRepository>,
+    /// Transcript search (`GET /search`).
+    pub search: Arc<dyn search::SearchRepository>,
 }
 
 /// The window of seqs a page reads from, for a session holding `count` events. Seqs are dense

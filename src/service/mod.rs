@@ -10,6 +10,7 @@ pub mod live;
 mod maintenance;
 mod read;
 mod redaction;
+mod search;
 mod write;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use error::ServiceError;
 pub use maintenance::Maintenance;
 pub use read::{ListRequest, PageMode, PageRequest, SessionList, SessionPage};
 pub use redaction::Redaction;
+pub use search::{MAX_SEARCH_CANDIDATES, SearchCursor, SearchHit, SearchRequest, SearchResults};
 pub use write::Written;
 
 /// Page sizes accepted by the read endpoints.

@@ -248,7 +248,13 @@ fn matches(request: &ListRequest, session: &Session) -> bool {
             .ended_reason
             .as_ref()
             .is_none_or(|r| session.ended_reason.as_ref() == Some(r))
-        && request.metadata.iter().all(|(key, value)| {
-            session.metadata.as_map().get(key).and_then(|v| v.as_str()) == Some(value.as_str())
-        })
+        && metadata_matches(&request.metadata, session)
+}
+
+/// Whether each of the session's top-level metadata `keys` is the string given (what
+/// `metadata.KEY=VALUE` filters ask, in listing and in search).
+pub(super) fn metadata_matches(wanted: &[(String, String)], session: &Session) -> bool {
+    wanted.iter().all(|(key, value)| {
+        session.metadata.as_map().get(key).and_then(|v| v.as_str()) == Some(value.as_str())
+    })
 }

@@ -139,6 +139,7 @@ async fn app_over_faulty_sqlite() -> (TestApp, Arc<AtomicU8>, TestStore) {
             events: Arc::new(faulty),
             changes: None,
             feed: ctx.repos.feed.clone(),
+            search: ctx.repos.search.clone(),
         },
     })
     .await;

@@ -90,8 +90,13 @@ impl TextQuery {
 
     /// Whether text with these terms matches.
     pub fn matches(&self, text: &[Term]) -> bool {
-        self.required.iter().all(|c| spans(c, text).next().is_some())
-            && self.excluded.iter().all(|c| spans(c, text).next().is_none())
+        self.required
+            .iter()
+            .all(|c| spans(c, text).next().is_some())
+            && self
+                .excluded
+                .iter()
+                .all(|c| spans(c, text).next().is_none())
     }
 
     /// Where the required clauses match in text with these terms: `[start, end)` in UTF-16 code
@@ -116,7 +121,10 @@ impl TextQuery {
 
     /// How often each required clause matches in text with these terms (what ranking counts).
     pub fn required_clauses_matched(&self, text: &[Term]) -> Vec<usize> {
-        self.required.iter().map(|c| spans(c, text).count()).collect()
+        self.required
+            .iter()
+            .map(|c| spans(c, text).count())
+            .collect()
     }
 
     /// Every term a matching text must hold (those of required phrases): what an index of
@@ -177,7 +185,10 @@ fn word(raw: &str) -> Result<Option<Clause>, Invalid> {
 }
 
 /// Where `clause` matches among `text`'s terms: the indexes of the first and last term of each.
-fn spans<'a>(clause: &'a Clause, text: &'a [Term]) -> Box<dyn Iterator<Item = (usize, usize)> + 'a> {
+fn spans<'a>(
+    clause: &'a Clause,
+    text: &'a [Term],
+) -> Box<dyn Iterator<Item = (usize, usize)> + 'a> {
     match clause {
         Clause::Prefix(prefix) => Box::new(
             text.iter()

@@ -21,7 +21,10 @@ fn matches(query: &str, text: &str) -> bool {
 #[test]
 fn terms_ignore_case_and_accents_and_split_on_punctuation() {
     assert_eq!(folded("Café, CAFÉ! cafe"), ["cafe", "cafe", "cafe"]);
-    assert_eq!(folded("Don't  STOP-me now"), ["don", "t", "stop", "me", "now"]);
+    assert_eq!(
+        folded("Don't  STOP-me now"),
+        ["don", "t", "stop", "me", "now"]
+    );
     assert_eq!(folded("Ça coûte 12,50 €"), ["ca", "coute", "12", "50"]);
     assert_eq!(folded("Straße ÅNGSTRÖM"), ["straße", "angstrom"]);
     assert_eq!(folded("e\u{301}te\u{301}"), ["ete"]);
@@ -34,7 +37,10 @@ fn term_offsets_are_utf16_code_units() {
     let found = terms(text);
     let utf16: Vec<u16> = text.encode_utf16().collect();
     let slice = |t: &Term| String::from_utf16_lossy(&utf16[t.start as usize..t.end as usize]);
-    assert_eq!(found[0].start, 3, "the emoji is two UTF-16 units, then a space");
+    assert_eq!(
+        found[0].start, 3,
+        "the emoji is two UTF-16 units, then a space"
+    );
     assert_eq!(slice(&found[0]), "Refund");
     assert_eq!(slice(&found[1]), "café");
 }
@@ -43,7 +49,10 @@ fn term_offsets_are_utf16_code_units() {
 fn words_must_all_match_in_any_order() {
     assert!(matches("refund policy", "What is your POLICY on a refund?"));
     assert!(!matches("refund policy", "I want a refund"));
-    assert!(matches("remboursement", "Le rembóursement, s'il vous plaît"));
+    assert!(matches(
+        "remboursement",
+        "Le rembóursement, s'il vous plaît"
+    ));
 }
 
 #[test]
@@ -51,7 +60,10 @@ fn a_phrase_matches_its_terms_next_to_each_other_in_order() {
     assert!(matches("\"refund policy\"", "our Refund-Policy says"));
     assert!(!matches("\"refund policy\"", "the policy on a refund"));
     assert!(!matches("\"refund policy\"", "refund the policy"));
-    assert!(matches("don't", "I don't know"), "a word with an apostrophe is a phrase");
+    assert!(
+        matches("don't", "I don't know"),
+        "a word with an apostrophe is a phrase"
+    );
     assert!(!matches("don't", "I don know t"));
 }
 
@@ -69,7 +81,10 @@ fn exclusions_leave_out_texts_holding_them() {
     assert!(!matches("refund -\"thank you\"", "refund. Thank you!"));
     assert!(matches("refund -\"thank you\"", "refund. You, thank"));
     assert!(!matches("refund -ref*", "refund"));
-    assert!(matches("a-b", "a b"), "a dash inside a word is not an exclusion");
+    assert!(
+        matches("a-b", "a b"),
+        "a dash inside a word is not an exclusion"
+    );
 }
 
 #[test]
@@ -84,12 +99,20 @@ fn bad_queries_are_refused_with_a_reason() {
         ("o'br*", "prefix of two terms"),
         ("\"\" -x", "empty phrase"),
     ] {
-        assert!(TextQuery::parse(bad).is_err(), "{bad:?} ({why}) was accepted");
+        assert!(
+            TextQuery::parse(bad).is_err(),
+            "{bad:?} ({why}) was accepted"
+        );
     }
     let long = "a".repeat(MAX_QUERY_CHARS + 1);
     assert!(TextQuery::parse(&long).is_err());
-    assert!(TextQuery::parse(&"é".repeat(MAX_QUERY_CHARS)).is_ok(), "characters, not bytes");
-    let many = (0..=MAX_CLAUSES).map(|i| format!("w{i}")).collect::<Vec<_>>();
+    assert!(
+        TextQuery::parse(&"é".repeat(MAX_QUERY_CHARS)).is_ok(),
+        "characters, not bytes"
+    );
+    let many = (0..=MAX_CLAUSES)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>();
     assert!(TextQuery::parse(&many.join(" ")).is_err());
 }
 
@@ -142,7 +165,9 @@ fn only_the_text_of_speech_is_searchable() {
 fn index_forms_hold_the_folded_terms() {
     assert_eq!(index_line("Hello, WORLD, hello"), "hello world hello");
     assert_eq!(distinct_terms("Hello, WORLD, hello"), ["hello", "world"]);
-    let long: String = (0..MAX_INDEXED_TERMS + 10).map(|i| format!("w{i} ")).collect();
+    let long: String = (0..MAX_INDEXED_TERMS + 10)
+        .map(|i| format!("w{i} "))
+        .collect();
     assert_eq!(distinct_terms(&long).len(), MAX_INDEXED_TERMS);
 }
 
@@ -151,7 +176,10 @@ fn ranking_prefers_more_matches_in_shorter_texts() {
     let query = q("refund");
     let ranker = Ranker::new(6.0);
     let short = ranker.score(&query, &terms("refund please"));
-    let long = ranker.score(&query, &terms("I would like a refund for the order I placed"));
+    let long = ranker.score(
+        &query,
+        &terms("I would like a refund for the order I placed"),
+    );
     let twice = ranker.score(&query, &terms("refund refund please"));
     assert!(short > long && twice > short, "{short} {long} {twice}");
 }

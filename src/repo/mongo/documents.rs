@@ -4,6 +4,7 @@ use bson::{Bson, DateTime, Document, doc};
 
 use super::convert::{corrupt, from_document, to_document};
 use super::{OPEN, TOMBSTONE};
+use crate::domain::search;
 use crate::domain::{
     EndReason, Event, EventId, EventType, JsonObject, Language, NewSession, Redact, Session,
     SessionId, Status, Timers, Timestamp,
@@ -174,16 +175,22 @@ pub(super) fn session_to_document(new: &NewSession) -> Document {
 /// An event's document. Its payload is kept as the compact JSON text the service validated
 /// (`payloadJson`, a string): the service never queries inside a payload, and a read then sends
 /// that text on as it is, without converting BSON to JSON. Documents written before this hold
-/// `payload` as a BSON document instead; [`event_from`] reads both.
+/// `payload` as a BSON document instead; [`event_from`] reads both. A searchable event also holds
+/// `terms`, the distinct folded terms of its text (`domain::search::distinct_terms`), which the
+/// `events_by_term` index serves.
 pub(super) fn event_to_document(event: &Event) -> Document {
-    doc! {
+    let mut document = doc! {
         "sessionId": event.session_id.as_str(),
         "eventId": event.event_id.as_str(),
         "seq": to_i64(event.seq),
         "type": event.event_type.as_str(),
         "payloadJson": event.payload.json(),
         "timestamp": DateTime::from_millis(event.timestamp.millis()),
+    };
+    if let Some(text) = search::searchable_text(event.event_type, &event.payload) {
+        document.insert("terms", search::distinct_terms(&text));
     }
+    document
 }
 
 /// The payload of an event document, in either form (see [`event_to_document`]).

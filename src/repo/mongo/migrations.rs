@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_lifecycle",
         include_str!("../../../migrations/mongodb/0002_session_lifecycle.json"),
     ),
+    (
+        3,
+        "search",
+        include_str!("../../../migrations/mongodb/0003_search.json"),
+    ),
 ];
 
 #[derive(Deserialize)]

@@ -19,6 +19,7 @@ mod feed;
 mod lifecycle;
 mod migrations;
 mod patch;
+mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +135,7 @@ impl MongoStore {
             events: Arc::new(self.clone()),
             changes: Some(Arc::new(feed::MongoFeed::new(self.db.clone()))),
             feed: Arc::new(self.clone()),
+            search: Arc::new(self.clone()),
         }
     }
 }

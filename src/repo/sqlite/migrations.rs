@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "changes",
         include_str!("../../../migrations/sqlite/0005_changes.sql"),
     ),
+    (
+        6,
+        "search",
+        include_str!("../../../migrations/sqlite/0006_search.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.

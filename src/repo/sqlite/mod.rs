@@ -11,6 +11,7 @@ mod feed;
 mod migrations;
 mod readers;
 mod rows;
+mod search;
 mod snapshot;
 mod writer;
 
@@ -128,6 +129,7 @@ impl SqliteStore {
             // Another process's writes are found by polling (`service::live`).
             changes: None,
             feed: Arc::new(self.clone()),
+            search: Arc::new(self.clone()),
         }
     }
 
@@ -193,6 +195,12 @@ fn snapshot<T>(
     let value = result?;
     ended?;
     Ok(value)
+}
+
+/// The search index's line for an event, if it is searchable: made here, off the writer.
+fn search_line(new: &NewEvent) -> Option<String> {
+    crate::domain::search::searchable_text(new.event_type, &new.payload)
+        .map(|text| crate::domain::search::index_line(&text))
 }
 
 fn unavailable(message: &'static str) -> RepoError {
@@ -358,8 +366,11 @@ impl EventRepository for SqliteStore {
         // The JSON text is kept since the request was parsed; were it not, it is made here, off
         // the writer, which then only reads it.
         new.payload.json();
-        self.write(Touches::Appends, move |db| writer::append(db, &new))
-            .await
+        let line = search_line(&new);
+        self.write(Touches::Appends, move |db| {
+            writer::append(db, &new, line.as_deref())
+        })
+        .await
     }
 
     async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
@@ -367,8 +378,11 @@ impl EventRepository for SqliteStore {
         for new in batch.events() {
             new.payload.json();
         }
-        self.write(Touches::Appends, move |db| writer::append_batch(db, &batch))
-            .await
+        let lines: Vec<Option<String>> = batch.events().iter().map(search_line).collect();
+        self.write(Touches::Appends, move |db| {
+            writer::append_batch(db, &batch, &lines)
+        })
+        .await
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {

@@ -140,4 +140,5 @@ mod lifecycle_store;
 mod patch;
 mod reads;
 mod redact;
+mod search;
 mod writes;

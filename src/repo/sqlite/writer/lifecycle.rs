@@ -188,17 +188,29 @@ pub fn delete(db: &mut Db, id: &SessionId, at: Timestamp) -> Result<DeleteOutcom
     Ok(DeleteOutcome { deleted_now: true })
 }
 
-/// Removes up to `max` of the erased session's first events and counts down what is left.
+/// Removes up to `max` of the erased session's first events, and their search rows, and counts
+/// down what is left.
 fn remove_events(conn: &Connection, id: &SessionId, max: u64) -> Result<u64, RepoError> {
-    let removed = conn
+    let upto: Option<i64> = conn
         .prepare_cached(
-            "DELETE FROM events WHERE session_id = ?1 AND seq IN
+            "SELECT max(seq) FROM
                  (SELECT seq FROM events WHERE session_id = ?1 ORDER BY seq LIMIT ?2)",
         )
         .and_then(|mut stmt| {
-            stmt.execute(params![id.as_str(), i64::try_from(max).unwrap_or(i64::MAX)])
+            stmt.query_row(
+                params![id.as_str(), i64::try_from(max).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
         })
-        .map_err(map_err)? as u64;
+        .map_err(map_err)?;
+    let mut removed = 0;
+    if let Some(upto) = upto {
+        removed = conn
+            .prepare_cached("DELETE FROM events WHERE session_id = ?1 AND seq <= ?2")
+            .and_then(|mut stmt| stmt.execute(params![id.as_str(), upto]))
+            .map_err(map_err)? as u64;
+        super::search::forget(conn, id, upto)?;
+    }
     let left: i64 = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE session_id = ?1)")
         .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)))

@@ -9,6 +9,7 @@ mod append;
 mod changes;
 mod lifecycle;
 mod open_sessions;
+mod search;
 #[cfg(test)]
 mod tests;
 

@@ -91,14 +91,18 @@ fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
 
 fn append_cmd(new: NewEvent) -> (Command, Answer<Appended>) {
     let (reply, rx) = oneshot::channel();
-    let cmd = Command::new(Touches::Appends, move |db| append(db, &new), reply);
+    let cmd = Command::new(Touches::Appends, move |db| append(db, &new, None), reply);
     (cmd, rx)
 }
 
 fn batch_cmd(events: Vec<NewEvent>) -> (Command, Answer<BatchAppended>) {
     let batch = NewEvents::new(events).unwrap();
     let (reply, rx) = oneshot::channel();
-    let cmd = Command::new(Touches::Appends, move |db| append_batch(db, &batch), reply);
+    let cmd = Command::new(
+        Touches::Appends,
+        move |db| append_batch(db, &batch, &[]),
+        reply,
+    );
     (cmd, rx)
 }
 
