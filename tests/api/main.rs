@@ -27,6 +27,7 @@ mod patch;
 mod races;
 mod reads;
 mod redact;
+mod search;
 mod sessions;
 mod storage_full;
 mod stream_basics;
