@@ -1,10 +1,12 @@
-// The console's entry point: the hash router (#/ the list, #/calls/ID one call), the API key
-// dialog, and the header's key controls.
+// The console's entry point: the hash router (#/ the list, #/calls/ID one call, #/calls/ID?seq=N
+// one call at one event, #/search?q=… the search), the API key dialog, and the header's key
+// controls and section links.
 
 import { apiKey, forgetApiKey, onAuthProblem, setApiKey } from "./api.js";
 import { renderCall } from "./call.js";
 import { clearNotice, el, showNotice, showPendingNotice } from "./dom.js";
-import { renderList } from "./list.js";
+import { listHash, renderList } from "./list.js";
+import { renderSearch, searchHash } from "./search.js";
 
 const main = document.getElementById("main");
 const keyDialog = document.getElementById("key-dialog");
@@ -14,6 +16,8 @@ const keyMessage = document.getElementById("key-message");
 const keyState = document.getElementById("key-state");
 const keyChange = document.getElementById("key-change");
 const keyForget = document.getElementById("key-forget");
+const navCalls = document.getElementById("nav-calls");
+const navSearch = document.getElementById("nav-search");
 
 let view = null;
 
@@ -22,7 +26,7 @@ function route({ focus = false } = {}) {
   view?.abort();
   view = new AbortController();
   const hash = location.hash || "#/";
-  const call = /^#\/calls\/([^?#]+)$/.exec(hash);
+  const call = /^#\/calls\/([^?#]+)(?:\?([^#]*))?$/.exec(hash);
   let sessionId = null;
   if (call) {
     try {
@@ -31,13 +35,25 @@ function route({ focus = false } = {}) {
       sessionId = null;
     }
   }
+  const search = hash === "#/search" || hash.startsWith("#/search?");
   if (sessionId !== null) {
     document.title = `${sessionId} · session-service console`;
-    renderCall(main, sessionId, view.signal);
+    const seq = Number(new URLSearchParams(call[2] ?? "").get("seq") ?? "");
+    renderCall(main, sessionId, view.signal, { seq: Number.isSafeInteger(seq) && seq >= 1 ? seq : null });
+  } else if (search) {
+    document.title = "Search · session-service console";
+    renderSearch(main, new URLSearchParams(hash.slice("#/search?".length)), view.signal);
   } else {
     document.title = "Calls · session-service console";
     const query = hash.startsWith("#/?") ? hash.slice(3) : "";
     renderList(main, new URLSearchParams(query), view.signal);
+  }
+  // The section links go back to each section as it was left (its filters, its query).
+  navCalls.href = listHash();
+  navSearch.href = searchHash() ?? "#/search";
+  for (const [link, here] of [[navCalls, !search && sessionId === null], [navSearch, search]]) {
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   showKeyState();
   if (focus) main.focus({ preventScroll: true });

@@ -1,12 +1,17 @@
 // One call: its fields, metadata (editable: metadata.js) and timers, and its transcript as a
 // conversation, followed live over the event stream. The newest events come from one JSON page;
 // older ones on demand ("Load earlier"); new ones from the stream, opened after the last seq shown.
+// Opened at one event (#/calls/ID?seq=N, from a search hit), the page of events holding it is read
+// too, and it is scrolled to and marked; the events between that page and the newest ones wait
+// behind a button in their place. Seqs run 1, 2, 3… without gaps, so ascending pages of a fixed
+// size always hold the same events, whatever is appended meanwhile.
 
 import { ApiError, describe, getJson, request, sessionPath } from "./api.js";
 import { definitions, el, noticeAfterNavigation, replace, showNotice } from "./dom.js";
 import { TERMINAL, callDuration, formatDateTime, formatTime, formatTimer, relative } from "./format.js";
 import { listHash } from "./list.js";
 import { metadataPanel } from "./metadata.js";
+import { searchHash } from "./search.js";
 import { follow } from "./sse.js";
 
 const PAGE_SIZE = 50;
@@ -124,8 +129,11 @@ function confirmDelete(sessionId, signal) {
   dialog.showModal();
 }
 
-/** Renders the call `sessionId` into `main`, and follows it until `signal` aborts. */
-export async function renderCall(main, sessionId, signal) {
+/**
+ * Renders the call `sessionId` into `main`, and follows it until `signal` aborts. With `seq`, that
+ * event is loaded (with its page of events if it is not among the newest), scrolled to and marked.
+ */
+export async function renderCall(main, sessionId, signal, { seq: target = null } = {}) {
   const heading = el("h1", { class: "call-title", text: sessionId });
   const indicator = el("p", { class: "live", role: "status", dataset: { state: "connecting" } }, el("span", { class: "dot", "aria-hidden": "true" }), el("span", { class: "live-text", text: "Loading…" }));
   const exportButton = el("button", { type: "button", text: "Export NDJSON" });
@@ -151,10 +159,16 @@ export async function renderCall(main, sessionId, signal) {
   const transcript = el("ol", { class: "transcript", "aria-label": "Transcript", "aria-live": "polite", "aria-relevant": "additions" });
   const empty = el("p", { class: "muted empty-transcript", text: "No events yet." });
   const problem = el("p", { class: "call-problem", role: "alert" });
+  const fromSearch = target !== null ? searchHash() : null;
 
   replace(
     main,
-    el("nav", { class: "crumbs" }, el("a", { href: listHash(), text: "← All calls" })),
+    el(
+      "nav",
+      { class: "crumbs" },
+      el("a", { href: listHash(), text: "← All calls" }),
+      fromSearch ? el("a", { href: fromSearch, text: "← Search results" }) : null,
+    ),
     el("div", { class: "call-head" }, heading, indicator),
     el("div", { class: "call-actions" }, exportButton, deleteButton),
     problem,
@@ -179,6 +193,8 @@ export async function renderCall(main, sessionId, signal) {
   let session;
   let olderCursor = null;
   let lastSeq = 0;
+  // Whether the transcript may have a hole (after a jump to an event older than the newest page).
+  let gapsPossible = false;
   const shown = new Set();
   const setIndicator = (state, note) => {
     indicator.dataset.state = state;
@@ -209,6 +225,18 @@ export async function renderCall(main, sessionId, signal) {
     if (expires) expires.textContent = expiresText(session, now);
   };
   const nearBottom = () => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
+  const gaps = () => transcript.querySelectorAll(":scope > .gap");
+  /** The lowest seq shown (0: none). A gap is never first: it stands between two turns. */
+  const lowestSeq = () => Number(transcript.firstElementChild?.dataset.seq ?? 0);
+  const hasEarlier = () => Boolean(olderCursor) || lowestSeq() > 1;
+  /** The ascending page of PAGE_SIZE events that holds `seq` (its bounds never move). */
+  const pageHolding = (seq) =>
+    getJson(sessionPath(sessionId, `/events?order=asc&limit=${PAGE_SIZE}&page=${Math.ceil(seq / PAGE_SIZE)}`), { signal });
+  /**
+   * Events added `before` the first turn (earlier ones: the view keeps its place), `after` the
+   * last (newer ones: followed if the view was at the bottom), or `between` (a gap's events,
+   * each where its seq goes).
+   */
   const addEvents = (events, where) => {
     const fresh = events.filter((e) => !shown.has(e.seq)).sort((a, b) => a.seq - b.seq);
     if (fresh.length === 0) return;
@@ -218,11 +246,70 @@ export async function renderCall(main, sessionId, signal) {
       const height = document.documentElement.scrollHeight;
       transcript.prepend(...fresh.map(turn));
       window.scrollBy(0, document.documentElement.scrollHeight - height);
-    } else {
+    } else if (where === "after") {
       const follow = nearBottom();
       transcript.append(...fresh.map(turn));
       if (follow) transcript.lastElementChild.scrollIntoView({ block: "end" });
+    } else {
+      // Each before the first turn with a greater seq (gaps skipped: they are drawn again below).
+      let next = transcript.firstElementChild;
+      for (const e of fresh) {
+        while (next && (next.classList.contains("gap") || Number(next.dataset.seq) < e.seq)) next = next.nextElementSibling;
+        transcript.insertBefore(turn(e), next);
+      }
     }
+    if (gapsPossible) showGaps();
+  };
+  /** A gap's place: how many events are not shown, and a button that reads the next of them. */
+  const gapItem = (from, to) => {
+    const end = Math.min(to, Math.ceil(from / PAGE_SIZE) * PAGE_SIZE);
+    const count = to - from + 1;
+    const button = el("button", { type: "button", class: "quiet", text: end === from ? `Load event #${from}` : `Load events #${from}–#${end}` });
+    button.addEventListener("click", () => fillGap(from, button));
+    return el("li", { class: "gap" }, el("span", { class: "gap-text", text: `${count} event${count === 1 ? "" : "s"} not shown` }), button);
+  };
+  /** Draws a gap between every two turns whose seqs do not follow each other. */
+  function showGaps() {
+    const hadFocus = [...gaps()].some((gap) => gap.contains(document.activeElement));
+    for (const gap of gaps()) gap.remove();
+    let previous = null;
+    for (const item of [...transcript.children]) {
+      const seq = Number(item.dataset.seq);
+      if (previous !== null && seq > previous + 1) item.before(gapItem(previous + 1, seq - 1));
+      previous = seq;
+    }
+    if (hadFocus) gaps()[0]?.querySelector("button").focus();
+  }
+  async function fillGap(from, button) {
+    button.disabled = true;
+    try {
+      addEvents((await pageHolding(from)).events, "between");
+      // The gap closed (its button went with it): the keyboard goes on from the first event read.
+      if (gaps().length === 0) {
+        const first = transcript.querySelector(`:scope > li[data-seq="${from}"]`);
+        if (first) {
+          first.tabIndex = -1;
+          first.focus({ preventScroll: true });
+        }
+      }
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      problem.textContent = `Could not read events: ${describe(error)}`;
+      button.disabled = false;
+    }
+  }
+  /** Scrolls to the event the view was opened at, and marks it. */
+  const showTarget = () => {
+    const item = transcript.querySelector(`:scope > li[data-seq="${target}"]`);
+    if (!item) {
+      if (!problem.textContent) problem.textContent = `This call has no event #${target}.`;
+      return;
+    }
+    item.classList.add("turn-target");
+    item.setAttribute("aria-current", "true");
+    item.tabIndex = -1;
+    item.scrollIntoView({ block: "center" });
+    item.focus({ preventScroll: true });
   };
 
   // The session's fields (lastEventAt, expiresAt) are re-read shortly after events arrive.
@@ -248,8 +335,22 @@ export async function renderCall(main, sessionId, signal) {
     olderCursor = pagination.nextCursor;
     addEvents(events, "after");
     lastSeq = events.length ? Math.max(...events.map((e) => e.seq)) : 0;
-    earlier.hidden = !olderCursor;
-    if (events.length) transcript.lastElementChild.scrollIntoView({ block: "end" });
+    if (target !== null && !shown.has(target) && target < lowestSeq()) {
+      // Older than the newest page: its own page is read; the events between the two wait.
+      try {
+        const page = await pageHolding(target);
+        if (signal.aborted) return;
+        gapsPossible = true;
+        olderCursor = null; // it continued the newest page; earlier events are now read by page
+        addEvents(page.events, "before");
+      } catch (error) {
+        if (signal.aborted || error.name === "AbortError") return;
+        problem.textContent = `Could not read event #${target}: ${describe(error)}`;
+      }
+    }
+    earlier.hidden = !hasEarlier();
+    if (target !== null) showTarget();
+    else if (events.length) transcript.lastElementChild.scrollIntoView({ block: "end" });
   } catch (error) {
     if (signal.aborted || error.name === "AbortError") return;
     const gone = error instanceof ApiError && (error.status === 404 || error.status === 410);
@@ -265,11 +366,16 @@ export async function renderCall(main, sessionId, signal) {
   earlier.addEventListener("click", async () => {
     earlier.disabled = true;
     try {
-      const path = sessionPath(sessionId, `/events?order=desc&limit=${PAGE_SIZE}&after=${encodeURIComponent(olderCursor)}`);
-      const older = await getJson(path, { signal });
-      addEvents(older.events, "before");
-      olderCursor = older.pagination.nextCursor;
-      earlier.hidden = !olderCursor;
+      if (olderCursor) {
+        const path = sessionPath(sessionId, `/events?order=desc&limit=${PAGE_SIZE}&after=${encodeURIComponent(olderCursor)}`);
+        const older = await getJson(path, { signal });
+        addEvents(older.events, "before");
+        olderCursor = older.pagination.nextCursor;
+      } else {
+        // After a jump: the page below the lowest event shown.
+        addEvents((await pageHolding(lowestSeq() - 1)).events, "before");
+      }
+      earlier.hidden = !hasEarlier();
     } catch (error) {
       if (error.name !== "AbortError") problem.textContent = `Could not read earlier events: ${describe(error)}`;
     } finally {

@@ -69,15 +69,15 @@ function listUrl(filters, cursor) {
 }
 
 /** An RFC 3339 time as a datetime-local value (local time, to the second). */
-function toLocalInput(iso) {
+export function toLocalInput(iso) {
   const d = new Date(iso);
   if (!iso || Number.isNaN(d.getTime())) return "";
   const p = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-/** A datetime-local value as RFC 3339 UTC; "" for empty. */
-function fromLocalInput(value) {
+/** A datetime-local value as RFC 3339 UTC; "" for empty, null for a value that is no time. */
+export function fromLocalInput(value) {
   if (!value) return "";
   const d = new Date(value);
   return Number.isNaN(d.getTime()) ? null : d.toISOString();

@@ -52,6 +52,7 @@ const ASSETS: &[Asset] = &[
     asset!("list.js", JS),
     asset!("call.js", JS),
     asset!("metadata.js", JS),
+    asset!("search.js", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../../console/index.html");
