@@ -197,6 +197,11 @@ field() {
     fi
 }
 
+# first_of KEY: the first `"KEY":value` in the last response (a string, or an array of numbers).
+first_of() {
+    { grep -oE "\"$1\":(\"[^\"]*\"|\[[][0-9,]*\])" "$RESP" || true; } | head -n 1
+}
+
 # seqs: the seq numbers of the events in the last response, e.g. [1,2,3].
 seqs() {
     if ((HAVE_JQ)); then
@@ -505,6 +510,25 @@ check "the feed's frames" "$(grep '^event: ' "$FEED_OUT" | tr '\n' ' ')" "event:
 rm -f "$FEED_OUT"
 call "A cursor that no answer gave: 400 invalid_cursor" 400 GET "/changes?after=not-a-cursor"
 check "code" "$(field code)" invalid_cursor
+
+echo
+echo "${YELLOW}${BOLD}### Search: find calls by what was said${RESET}"
+SSID="$SID-search"
+QUIET=1
+call "Create a call" 201 POST /sessions "{\"sessionId\":\"$SSID\",\"language\":\"en-US\",\"metadata\":{\"team\":\"billing\"}}"
+call "The caller asks" 201 POST "/sessions/$SSID/events" '{"eventId":"s-1","type":"user_speech","payload":{"text":"I would like a REFUND for my café order"}}'
+call "The bot answers" 201 POST "/sessions/$SSID/events" '{"eventId":"s-2","type":"bot_speech","payload":{"text":"Our refund policy covers that, thank you"}}'
+QUIET=0
+call "Words, any order, any case or accent: found as soon as stored" 200 GET "/search?q=refund+cafe&metadata.team=billing"
+check "the hit" "$(first_of eventId)" '"eventId":"s-1"'
+check "its highlights (UTF-16 offsets)" "$(first_of highlights)" '"highlights":[[15,21],[29,33]]'
+
+call "A phrase, leaving out what the bot said" 200 GET "/search?q=%22refund+policy%22+-thank&metadata.team=billing"
+check "hits" "$(grep -c '"eventId"' "$RESP" || true)" 0
+call "Only the bot, newest first" 200 GET "/search?q=ref*&type=bot_speech&order=newest&metadata.team=billing"
+check "the hit" "$(first_of eventId)" '"eventId":"s-2"'
+call "A phrase left open: 400" 400 GET "/search?q=%22refund"
+check "code" "$(field code)" validation_failed
 
 # ---------------------------------------------------------------------------------------------
 echo
