@@ -13,26 +13,38 @@ use crate::repo::search::{
     Candidate, MAX_RELEVANCE_DEPTH, SearchAfter, SearchOrder, SearchRepository, SearchScan,
 };
 
-/// The event's columns as `rows::event` reads them, its search row's id and session, and only
-/// events of sessions not erased. `?1` the FTS5 query, `?2` the type or NULL, `?3` the session
-/// or NULL, `?4` the limit, `?5` the rowid bound (newest) or the offset (relevance).
+/// The events found, ranked or not: their search row's id and session, only events of
+/// sessions not erased, and the order's key (`score`). `?1` the FTS5 query, `?2` the type or NULL,
+/// `?3` the session or NULL, `?4` the limit, `?5` the rowid bound (newest) or the offset
+/// (relevance). Only then are the events of this one page read (`rows::event`'s columns first):
+/// reading every match's payload before ranking cost most of a relevance query.
 macro_rules! candidates {
-    ($order:literal) => {
+    ($score:literal, $order:literal) => {
         concat!(
-            "SELECT e.seq, e.event_id, e.type, e.payload, e.timestamp, r.id, r.session_id
-             FROM search_text f
-             JOIN search_rows r ON r.id = f.rowid
-             JOIN events e ON e.session_id = r.session_id AND e.seq = r.seq
-             JOIN sessions s ON s.session_id = r.session_id
-             WHERE search_text MATCH ?1 AND s.status <> 'deleted'
-               AND (?2 IS NULL OR r.type = ?2) AND (?3 IS NULL OR r.session_id = ?3) ",
-            $order
+            "WITH found AS (
+                 SELECT r.id, r.session_id, r.seq, ", $score, " AS score
+                 FROM search_text f
+                 JOIN search_rows r ON r.id = f.rowid
+                 JOIN sessions s ON s.session_id = r.session_id
+                 WHERE search_text MATCH ?1 AND s.status <> 'deleted'
+                   AND (?2 IS NULL OR r.type = ?2) AND (?3 IS NULL OR r.session_id = ?3) ",
+            $order,
+            ")
+             SELECT e.seq, e.event_id, e.type, e.payload, e.timestamp, found.id, found.session_id
+             FROM found JOIN events e ON e.session_id = found.session_id AND e.seq = found.seq
+             ORDER BY found.score, found.id DESC"
         )
     };
 }
 
-const NEWEST: &str = candidates!("AND f.rowid < ?5 ORDER BY f.rowid DESC LIMIT ?4");
-const RELEVANCE: &str = candidates!("ORDER BY bm25(search_text), f.rowid DESC LIMIT ?4 OFFSET ?5");
+const NEWEST: &str = candidates!(
+    "-f.rowid",
+    "AND f.rowid < ?5 ORDER BY f.rowid DESC LIMIT ?4"
+);
+const RELEVANCE: &str = candidates!(
+    "bm25(search_text)",
+    "ORDER BY score, f.rowid DESC LIMIT ?4 OFFSET ?5"
+);
 
 #[async_trait]
 impl SearchRepository for SqliteStore {
