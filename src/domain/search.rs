@@ -27,6 +27,11 @@ pub fn is_searched(event_type: EventType) -> bool {
 /// payload. Nothing else is indexed (not other payload fields, not `system` events, not a
 /// `text` that is not a string).
 pub fn searchable_text(event_type: EventType, payload: &JsonObject) -> Option<String> {
+    searchable_text_in(event_type, payload.json())
+}
+
+/// [`searchable_text`] of a payload still in its JSON text (as a store keeps it).
+pub fn searchable_text_in(event_type: EventType, payload_json: &str) -> Option<String> {
     if !is_searched(event_type) {
         return None;
     }
@@ -36,7 +41,7 @@ pub fn searchable_text(event_type: EventType, payload: &JsonObject) -> Option<St
         text: Option<serde_json::Value>,
     }
     // Only the `text` member is kept; the rest of the payload is skipped, not built.
-    let speech: Speech = serde_json::from_str(payload.json()).ok()?;
+    let speech: Speech = serde_json::from_str(payload_json).ok()?;
     match speech.text {
         Some(serde_json::Value::String(text)) => Some(text),
         _ => None,

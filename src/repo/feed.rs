@@ -158,7 +158,8 @@ pub trait FeedRepository: Send + Sync {
     /// for positions this store did not make.
     fn beyond(&self, position: &str, head: &str) -> bool;
 
-    /// Removes changes older than `before`, at most `max` of them; how many it removed.
+    /// Removes changes older than `before`, at most `max` of them; how many it removed. None the
+    /// search index has yet to follow (see [`super::search::SearchRepository::index_pending`]).
     async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError>;
 
     /// When the oldest change retained happened, if any is.

@@ -198,6 +198,10 @@ impl SearchRepository for Timed<dyn SearchRepository> {
     async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError> {
         timed(self.backend, "search", self.inner.search(scan)).await
     }
+
+    async fn index_pending(&self) -> Result<u64, RepoError> {
+        timed(self.backend, "index_pending", self.inner.index_pending()).await
+    }
 }
 
 impl Repositories {

@@ -55,10 +55,17 @@ pub trait SearchRepository: Send + Sync {
     /// Up to `scan.limit` searchable events (see [`crate::domain::search::searchable_text`])
     /// whose terms may match `scan.query`, of `scan.event_type` and in `scan.session_id` when
     /// given, in `scan.order`, after `scan.after`. Never an event of an erased session, from the
-    /// moment its erasure returned. An event is found from the moment its append returned.
+    /// moment its erasure returned. An event is found from the moment its append returned (unless
+    /// the index cannot be written then, as on a full disk: the index is searched as it is).
     ///
     /// A candidate may fail the query where the index cannot tell (MongoDB's index holds terms,
     /// not their order): callers check each with [`TextQuery::matches`]. In relevance order,
     /// no candidate lies past [`MAX_RELEVANCE_DEPTH`].
     async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError>;
+
+    /// Brings the index up to every write committed so far, for a store that indexes after the
+    /// write (the embedded store; MongoDB indexes each event's terms as it stores it); the
+    /// number of events it indexed. [`Self::search`] does the same for what it needs first; this
+    /// keeps that small (`service::maintenance`).
+    async fn index_pending(&self) -> Result<u64, RepoError>;
 }

@@ -22,13 +22,20 @@ const RETENTION_BATCH: u32 = 100;
 /// Events of erased sessions removed per tick: small enough that other writers barely wait.
 const PURGE_EVENTS: u64 = 1_000;
 
-/// Runs the background work every `interval`, until dropped.
+/// How often the search index is brought up to the writes (on a store that indexes after the
+/// write): a search does that itself first, so this only keeps what it has to do small.
+const INDEX_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs the background work every `interval` (and the search index's every [`INDEX_INTERVAL`]),
+/// until dropped.
 pub struct Maintenance {
     task: tokio::task::JoinHandle<()>,
+    indexer: tokio::task::JoinHandle<()>,
 }
 
 impl Maintenance {
     pub fn start(service: SessionService, interval: Duration) -> Self {
+        let indexer = tokio::spawn(index(service.clone()));
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,14 +75,29 @@ impl Maintenance {
                 }
             }
         });
-        Self { task }
+        Self { task, indexer }
     }
 
     /// Stops the work (between steps: each step is one storage write that commits or not) and
-    /// waits until the task has let go of the store.
+    /// waits until the tasks have let go of the store.
     pub async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        for task in [self.task, self.indexer] {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Keeps the search index up with the writes, every [`INDEX_INTERVAL`].
+async fn index(service: SessionService) {
+    let mut ticks = tokio::time::interval(INDEX_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = service.repos.search.index_pending().await {
+            metrics::counter!("search_index_failures_total").increment(1);
+            tracing::warn!(error = %e, "search indexing failed; retrying next tick");
+        }
     }
 }
 

@@ -113,6 +113,18 @@ pub const METRICS: &[Metric] = &[
         "Age of the oldest change the embedded store's feed keeps (0: none, or MongoDB, whose oplog is the server's)",
     ),
     counter(
+        "search_indexed_events_total",
+        "Events the embedded store's search index took in after they were stored (index passes, each up to 1,000 changes)",
+    ),
+    gauge(
+        "search_index_pending_changes",
+        "Changes the embedded store's search index had yet to follow at its last look (a search first catches up); MongoDB indexes as it stores",
+    ),
+    counter(
+        "search_index_failures_total",
+        "Background index passes that failed (retried 250 ms later; a search still catches up first)",
+    ),
+    counter(
         "redactions_total",
         "Matches of personal data replaced in stored event payloads (REDACT, a call's redact), by kind",
     ),

@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod full_disk;
 mod redact;
+mod search_index;
 mod shutdown;
 mod stream;
 mod stream_connection;

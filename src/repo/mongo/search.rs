@@ -185,6 +185,11 @@ impl MongoStore {
 
 #[async_trait]
 impl SearchRepository for MongoStore {
+    /// Nothing waits: an event's terms are written with it, in its insert.
+    async fn index_pending(&self) -> Result<u64, RepoError> {
+        Ok(0)
+    }
+
     async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError> {
         match (scan.order, scan.after) {
             (SearchOrder::Newest, after) => {

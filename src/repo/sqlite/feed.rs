@@ -157,11 +157,13 @@ fn change(row: &rusqlite::Row<'_>) -> Result<FeedChange, RepoError> {
 }
 
 /// Removes the oldest changes, from the first on, up to the first one at or after `before`
-/// (contiguous, so what is kept is a suffix of the log), at most `max`.
+/// (contiguous, so what is kept is a suffix of the log), at most `max`, and none the search index
+/// has yet to follow (`writer::search`).
 pub fn trim(conn: &Connection, before: Timestamp, max: u32) -> Result<u64, RepoError> {
     let removed = conn
         .prepare_cached(
             "DELETE FROM changes WHERE pos IN (SELECT pos FROM changes ORDER BY pos LIMIT ?2)
+                 AND pos <= (SELECT pos FROM search_progress)
                  AND pos < coalesce((SELECT min(pos) FROM
                      (SELECT pos, at FROM changes ORDER BY pos LIMIT ?2) WHERE at >= ?1),
                      9223372036854775807)",
@@ -220,7 +222,7 @@ impl FeedRepository for SqliteStore {
     }
 
     async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError> {
-        self.write(super::writer::Touches::Appends, move |db| {
+        self.write(super::writer::Touches::Neither, move |db| {
             trim(db.conn, before, max)
         })
         .await

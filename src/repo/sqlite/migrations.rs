@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "search",
         include_str!("../../../migrations/sqlite/0006_search.sql"),
     ),
+    (
+        7,
+        "search_after_write",
+        include_str!("../../../migrations/sqlite/0007_search_after_write.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.

@@ -197,12 +197,6 @@ fn snapshot<T>(
     Ok(value)
 }
 
-/// The search index's line for an event, if it is searchable: made here, off the writer.
-fn search_line(new: &NewEvent) -> Option<String> {
-    crate::domain::search::searchable_text(new.event_type, &new.payload)
-        .map(|text| crate::domain::search::index_line(&text))
-}
-
 fn unavailable(message: &'static str) -> RepoError {
     RepoError::Unavailable(message.into())
 }
@@ -366,11 +360,8 @@ impl EventRepository for SqliteStore {
         // The JSON text is kept since the request was parsed; were it not, it is made here, off
         // the writer, which then only reads it.
         new.payload.json();
-        let line = search_line(&new);
-        self.write(Touches::Appends, move |db| {
-            writer::append(db, &new, line.as_deref())
-        })
-        .await
+        self.write(Touches::Appends, move |db| writer::append(db, &new))
+            .await
     }
 
     async fn append_batch(&self, batch: NewEvents) -> Result<BatchAppended, RepoError> {
@@ -378,11 +369,8 @@ impl EventRepository for SqliteStore {
         for new in batch.events() {
             new.payload.json();
         }
-        let lines: Vec<Option<String>> = batch.events().iter().map(search_line).collect();
-        self.write(Touches::Appends, move |db| {
-            writer::append_batch(db, &batch, &lines)
-        })
-        .await
+        self.write(Touches::Appends, move |db| writer::append_batch(db, &batch))
+            .await
     }
 
     async fn get(&self, session_id: &SessionId, event_id: &EventId) -> Result<Event, RepoError> {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
+use super::writer::{self, Touches};
 use super::{SqliteStore, map_err, rows, snapshot};
 use crate::domain::{Session, SessionId};
 use crate::repo::RepoError;
@@ -49,9 +50,51 @@ const RELEVANCE: &str = candidates!(
 #[async_trait]
 impl SearchRepository for SqliteStore {
     async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError> {
+        // Every write acknowledged before this search is found by it. Should the index not be
+        // writable now (a full disk), the search answers from the index as it stands.
+        if let Err(e) = self.catch_up(false).await {
+            metrics::counter!("search_index_failures_total").increment(1);
+            tracing::warn!(error = %e, "the search index could not catch up; searching it as it is");
+        }
         let scan = scan.clone();
         self.read(move |conn| snapshot(conn, |tx| run(tx, &scan)))
             .await
+    }
+
+    async fn index_pending(&self) -> Result<u64, RepoError> {
+        self.catch_up(true).await
+    }
+}
+
+impl SqliteStore {
+    /// Runs index passes until the index has followed every change committed before this call
+    /// (and, with `backfill`, indexed every older event too); the events indexed. Costs one read
+    /// when there is nothing to do.
+    async fn catch_up(&self, backfill: bool) -> Result<u64, RepoError> {
+        let (pos, head, backfilled): (i64, i64, bool) = self
+            .read(|conn| {
+                snapshot(conn, |tx| {
+                    let (pos, backfilled) = tx
+                        .prepare_cached("SELECT pos, backfill_done FROM search_progress")
+                        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+                        .map_err(map_err)?;
+                    Ok((pos, writer::search::head(tx)?, backfilled))
+                })
+            })
+            .await?;
+        metrics::gauge!("search_index_pending_changes").set((head - pos).max(0) as f64);
+        let mut done = (pos >= head, backfilled || !backfill);
+        let mut indexed = 0;
+        while done != (true, true) {
+            let progress = self.write(Touches::Neither, writer::search::pass).await?;
+            indexed += progress.indexed;
+            done = (progress.pos >= head, progress.backfilled || !backfill);
+        }
+        if indexed > 0 {
+            metrics::counter!("search_indexed_events_total").increment(indexed);
+            metrics::gauge!("search_index_pending_changes").set(0.0);
+        }
+        Ok(indexed)
     }
 }
 
@@ -59,7 +102,7 @@ fn run(conn: &Connection, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError
     let (sql, bound, limit) = match (scan.order, scan.after) {
         (SearchOrder::Newest, after) => {
             let before = match after {
-                Some(SearchAfter::Position(p)) => i64::try_from(p).unwrap_or(i64::MAX),
+                Some(SearchAfter::Position(p)) => row_id(p),
                 _ => i64::MAX,
             };
             (NEWEST, before, scan.limit)
@@ -106,8 +149,36 @@ fn run(conn: &Connection, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError
         candidates.push(Candidate {
             event: rows::event(&session.session_id, row)?,
             session,
-            position: u128::try_from(position).map_err(|_| rows::corrupt("search row id"))?,
+            position: position_of(position),
         });
     }
     Ok(candidates)
+}
+
+/// A search row's place in newest order as a position: its id, which may be negative (a
+/// backfilled event's), moved up so every id is a distinct unsigned number in the same order.
+fn position_of(row_id: i64) -> u128 {
+    u128::from(row_id.cast_unsigned() ^ (1 << 63))
+}
+
+/// The row id before which [`position_of`] `position` lies (every id, for one past them all).
+fn row_id(position: u128) -> i64 {
+    u64::try_from(position).map_or(i64::MAX, |p| (p ^ (1 << 63)).cast_signed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_keep_the_order_of_row_ids_and_map_back() {
+        let ids = [i64::MIN, -1_000, -1, 0, 1, 42, i64::MAX];
+        for pair in ids.windows(2) {
+            assert!(position_of(pair[0]) < position_of(pair[1]));
+        }
+        for id in ids {
+            assert_eq!(row_id(position_of(id)), id);
+        }
+        assert_eq!(row_id(u128::MAX), i64::MAX);
+    }
 }

@@ -6,7 +6,7 @@ use rusqlite::params;
 use super::super::{map_err, rows};
 use super::lifecycle::expire;
 use super::open_sessions::OpenState;
-use super::{Db, changes, search};
+use super::{Db, changes};
 use crate::domain::{Event, NewEvent, NewEvents, SessionId, Status, Timers, Timestamp};
 use crate::repo::decide::{self, BatchPlan, Refusal};
 use crate::repo::{Appended, BatchAppended, BatchItem, RepoError};
@@ -14,8 +14,8 @@ use crate::repo::{Appended, BatchAppended, BatchItem, RepoError};
 /// Inserts first and looks the event up only when its id was already stored, so a new event
 /// (the usual case) costs no lookup. The unique `(session_id, event_id)` index decides a
 /// duplicate, and the primary key `(session_id, seq)` is the backstop against a reused seq.
-/// `line` is the event's search terms, if it is searchable (made off the writer).
-pub fn append(db: &mut Db, new: &NewEvent, line: Option<&str>) -> Result<Appended, RepoError> {
+/// The search index follows the change recorded here, later (`super::search`).
+pub fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
     let state = open_state(db, &new.session_id)?;
     let target = state.target(new.received_at, new.expected_seq);
     if let Some(redact) = target.redaction_changed(new.redact) {
@@ -46,21 +46,13 @@ pub fn append(db: &mut Db, new: &NewEvent, line: Option<&str>) -> Result<Appende
     }
     record_appended(db, &new.session_id, &state, event.seq, new.received_at)?;
     changes::event(db.conn, &new.session_id, event.seq)?;
-    if let Some(line) = line {
-        search::index(db.conn, &event, line)?;
-    }
     Ok(Appended::New(event))
 }
 
 /// Every lookup first, then either every new event is inserted and the session updated once, or
 /// nothing is written (a refusal, or an error that rolls the command's savepoint back). The
-/// writer being the only one, nothing changes in between. `lines` are the events' search terms,
-/// in the batch's order (an event past its end is not indexed).
-pub fn append_batch(
-    db: &mut Db,
-    batch: &NewEvents,
-    lines: &[Option<String>],
-) -> Result<BatchAppended, RepoError> {
+/// writer being the only one, nothing changes in between.
+pub fn append_batch(db: &mut Db, batch: &NewEvents) -> Result<BatchAppended, RepoError> {
     let id = batch.session_id();
     let state = open_state(db, id)?;
     let stored = batch
@@ -81,7 +73,7 @@ pub fn append_batch(
         }
         BatchPlan::Insert { items } => {
             let mut last = state.event_count;
-            for (i, item) in items.iter().enumerate() {
+            for item in &items {
                 let BatchItem::New(event) = item else {
                     continue;
                 };
@@ -92,9 +84,6 @@ pub fn append_batch(
                     ));
                 }
                 changes::event(db.conn, id, event.seq)?;
-                if let Some(Some(line)) = lines.get(i) {
-                    search::index(db.conn, event, line)?;
-                }
                 last = event.seq;
             }
             record_appended(db, id, &state, last, batch.received_at())?;

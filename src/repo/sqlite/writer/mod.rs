@@ -9,7 +9,9 @@ mod append;
 mod changes;
 mod lifecycle;
 mod open_sessions;
-mod search;
+pub mod search;
+#[cfg(test)]
+mod search_tests;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +33,8 @@ pub enum Touches {
     Appends,
     /// May end, erase or otherwise change sessions: the cache is emptied before it runs.
     Sessions,
+    /// Writes neither sessions nor events (the change log's trim, the search index).
+    Neither,
 }
 
 /// Work for the writer, and whom to answer.

@@ -27,7 +27,7 @@ pub enum Fault {
 
 /// COMMIT failures to inject, one per COMMIT, in order.
 #[derive(Default)]
-pub struct Faults(VecDeque<Fault>);
+pub struct Faults(pub(super) VecDeque<Fault>);
 
 impl Faults {
     pub fn at_commit(&mut self, conn: &Connection) -> rusqlite::Result<()> {
@@ -48,11 +48,11 @@ impl Faults {
     }
 }
 
-fn id(raw: &str) -> SessionId {
+pub(super) fn id(raw: &str) -> SessionId {
     SessionId::parse(raw).unwrap()
 }
 
-fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
+pub(super) fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
     NewEvent {
         session_id: id(session),
         event_id: EventId::parse(event).unwrap(),
@@ -65,7 +65,7 @@ fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
     }
 }
 
-fn open_db() -> (tempfile::TempDir, Connection) {
+pub(super) fn open_db() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = Connection::open(dir.path().join("w.db")).unwrap();
     super::super::migrations::migrate(&mut conn).unwrap();
@@ -75,7 +75,7 @@ fn open_db() -> (tempfile::TempDir, Connection) {
 
 type Answer<T> = oneshot::Receiver<Result<T, RepoError>>;
 
-fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
+pub(super) fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
     let new = NewSession {
         session_id: id(session),
         language: Language::parse("en").unwrap(),
@@ -89,24 +89,20 @@ fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
     (cmd, rx)
 }
 
-fn append_cmd(new: NewEvent) -> (Command, Answer<Appended>) {
+pub(super) fn append_cmd(new: NewEvent) -> (Command, Answer<Appended>) {
     let (reply, rx) = oneshot::channel();
-    let cmd = Command::new(Touches::Appends, move |db| append(db, &new, None), reply);
+    let cmd = Command::new(Touches::Appends, move |db| append(db, &new), reply);
     (cmd, rx)
 }
 
-fn batch_cmd(events: Vec<NewEvent>) -> (Command, Answer<BatchAppended>) {
+pub(super) fn batch_cmd(events: Vec<NewEvent>) -> (Command, Answer<BatchAppended>) {
     let batch = NewEvents::new(events).unwrap();
     let (reply, rx) = oneshot::channel();
-    let cmd = Command::new(
-        Touches::Appends,
-        move |db| append_batch(db, &batch, &[]),
-        reply,
-    );
+    let cmd = Command::new(Touches::Appends, move |db| append_batch(db, &batch), reply);
     (cmd, rx)
 }
 
-fn run(db: &mut Db, commands: Vec<Command>) {
+pub(super) fn run(db: &mut Db, commands: Vec<Command>) {
     let mut commands = commands;
     commit_batch(db, &mut commands);
 }
