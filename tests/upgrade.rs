@@ -6,10 +6,12 @@
 use bson::{Bson, DateTime, doc};
 use session_service::app::open_storage;
 use session_service::config::DatabaseConfig;
+use session_service::domain::search::TextQuery;
 use session_service::domain::{
     EventId, EventType, JsonObject, NewEvent, Order, SessionId, Status, Timers, Timestamp,
 };
 use session_service::repo::mongo::MongoSettings;
+use session_service::repo::search::{SearchOrder, SearchScan};
 use session_service::repo::sqlite::{SqliteConfig, Synchronous};
 use session_service::repo::{EventRange, Repositories, Start};
 use session_service::service::{Lifecycle, SessionService};
@@ -262,6 +264,26 @@ async fn upgrade_and_check(config: DatabaseConfig) {
             r#"{"text":"new","n":1}"#
         ]
     );
+
+    // Events stored before search existed are found once the background indexing (run here
+    // as its task runs it) has taken them in.
+    repos.search.index_pending().await.unwrap();
+    assert_eq!(
+        repos.search.index_pending().await.unwrap(),
+        0,
+        "once is enough"
+    );
+    let scan = |q: &str| SearchScan {
+        query: TextQuery::parse(q).unwrap(),
+        event_type: None,
+        session_id: None,
+        order: SearchOrder::Newest,
+        after: None,
+        limit: 100,
+    };
+    let found = repos.search.search(&scan("hi")).await.unwrap();
+    assert_eq!(found.len(), 5, "every old speech event");
+    assert_eq!(repos.search.search(&scan("new")).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

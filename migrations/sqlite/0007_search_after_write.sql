@@ -1,6 +1,6 @@
 -- Transcript search is indexed after the write instead of in it. FTS5 writes a segment of its
 -- index per transaction: one per appended event cost ingest a fifth of its throughput, one per
--- thousand events costs little. An index pass (src/repo/sqlite/writer/search.rs) runs on the
+-- few hundred events costs little. An index pass (src/repo/sqlite/writer/search.rs) runs on the
 -- writer, in its own command: it reads the change log past `search_progress.pos`, indexes the
 -- events those changes stored, and moves `pos` on, all in one transaction, so a failed COMMIT
 -- leaves nothing half done. A search first brings the index up to every commit before it.

@@ -114,7 +114,7 @@ pub const METRICS: &[Metric] = &[
     ),
     counter(
         "search_indexed_events_total",
-        "Events the embedded store's search index took in after they were stored (index passes, each up to 1,000 changes)",
+        "Events the embedded store's search index took in after they were stored (index passes, each up to 250 changes)",
     ),
     gauge(
         "search_index_pending_changes",

@@ -20,6 +20,7 @@ mod lifecycle;
 mod migrations;
 mod patch;
 mod search;
+mod search_backfill;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -185,9 +185,10 @@ impl MongoStore {
 
 #[async_trait]
 impl SearchRepository for MongoStore {
-    /// Nothing waits: an event's terms are written with it, in its insert.
+    /// An event's terms are written with it, in its insert: only events stored before search
+    /// existed wait, for the backfill (`search_backfill`).
     async fn index_pending(&self) -> Result<u64, RepoError> {
-        Ok(0)
+        self.backfill_terms().await
     }
 
     async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError> {

@@ -12,7 +12,7 @@ use crate::repo::RepoError;
 /// The most changes one pass reads (and events the backfill looks at): the index's cost per event
 /// falls with the size of a pass (FTS5 writes a segment per transaction), while the appends
 /// committed with it wait for it.
-pub const PASS_SIZE: i64 = 1_000;
+pub const PASS_SIZE: i64 = 250;
 
 /// Where the index stands after a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
