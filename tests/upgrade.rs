@@ -267,7 +267,11 @@ async fn upgrade_and_check(config: DatabaseConfig) {
 
     // Events stored before search existed are found once the background indexing (run here
     // as its task runs it) has taken them in.
-    repos.search.index_pending().await.unwrap();
+    let indexed = repos.search.index_pending().await.unwrap();
+    assert!(
+        indexed >= 5,
+        "the 5 old speech events were indexed now: {indexed}"
+    );
     assert_eq!(
         repos.search.index_pending().await.unwrap(),
         0,

@@ -75,8 +75,8 @@ pub struct SearchCursor {
 impl SearchCursor {
     pub fn encode(&self) -> String {
         let text = match self.after {
-            SearchAfter::Position(p) => format!("q1.n.{p}"),
-            SearchAfter::Offset(n) => format!("q1.r.{n}"),
+            SearchAfter::Position(p) => format!("q2.n.{p}"),
+            SearchAfter::Offset(n) => format!("q2.r.{n}"),
         };
         URL_SAFE_NO_PAD.encode(text)
     }
@@ -84,7 +84,8 @@ impl SearchCursor {
     pub fn decode(raw: &str) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
-        let rest = text.strip_prefix("q1.")?;
+        // `q1` cursors (before search rows were numbered by change position) are refused, not misread.
+        let rest = text.strip_prefix("q2.")?;
         let (code, number) = rest.split_once('.')?;
         // Only the canonical spelling of the number, so each position has one cursor.
         let canonical = |n: &str| !n.is_empty() && (n == "0" || !n.starts_with('0'));
@@ -212,12 +213,14 @@ mod tests {
             assert_eq!(SearchCursor::decode(&cursor.encode()), Some(cursor));
         }
         for raw in [
-            "q1.n.01",
-            "q1.x.1",
-            "q1.r.",
-            "q1.r.-1",
+            "q2.n.01",
+            "q2.x.1",
+            "q2.r.",
+            "q2.r.-1",
             "v1.a.1",
-            "q1.r.99999999999",
+            "q2.r.99999999999",
+            "q1.n.5",
+            "q1.r.1",
         ] {
             let encoded = URL_SAFE_NO_PAD.encode(raw);
             assert_eq!(SearchCursor::decode(&encoded), None, "{raw}");

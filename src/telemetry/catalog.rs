@@ -122,7 +122,7 @@ pub const METRICS: &[Metric] = &[
     ),
     counter(
         "search_index_failures_total",
-        "Background index passes that failed (retried 250 ms later; a search still catches up first)",
+        "Index catch-ups that failed, in the background (retried 250 ms later) or before a search (which then searches the index as it is)",
     ),
     counter(
         "redactions_total",

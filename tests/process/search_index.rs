@@ -1,6 +1,6 @@
 //! The embedded store indexes transcripts after the write, in the background: with no search
 //! asking for it, every searchable event is taken in (`search_indexed_events_total`), each once,
-//! and a restart goes on from where the index stood.
+//! also after a restart.
 
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,7 @@ async fn events_are_indexed_in_the_background_each_once_and_after_a_restart() {
     service.sigterm();
     service.wait_exit(EXIT_LIMIT).await;
 
-    // After a restart the index goes on from where it stood: only the new events are taken in.
+    // After a restart the new events are taken in, each once, and the earlier ones not again.
     let service = sqlite_service(&store, None, SHUTDOWN_TIMEOUT).start().await;
     for i in 5..8 {
         let url = service.url("/sessions/c/events");

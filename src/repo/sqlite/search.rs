@@ -50,9 +50,12 @@ const RELEVANCE: &str = candidates!(
 #[async_trait]
 impl SearchRepository for SqliteStore {
     async fn search(&self, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError> {
-        // Every write acknowledged before this search is found by it. Should the index not be
-        // writable now (a full disk), the search answers from the index as it stands.
-        if let Err(e) = self.catch_up(false).await {
+        // Every write acknowledged before this search is found by it: the first read of a search
+        // brings the index up to date (the reads after it go on from where it stood). Should the
+        // index not be writable now (a full disk), the search answers from it as it stands.
+        if scan.after.is_none()
+            && let Err(e) = self.catch_up(false).await
+        {
             metrics::counter!("search_index_failures_total").increment(1);
             tracing::warn!(error = %e, "the search index could not catch up; searching it as it is");
         }
@@ -71,6 +74,8 @@ impl SqliteStore {
     /// (and, with `backfill`, indexed every older event too); the events indexed. Costs one read
     /// when there is nothing to do.
     async fn catch_up(&self, backfill: bool) -> Result<u64, RepoError> {
+        let indexed_total = metrics::counter!("search_indexed_events_total");
+        let pending = metrics::gauge!("search_index_pending_changes");
         let (pos, head, backfilled): (i64, i64, bool) = self
             .read(|conn| {
                 snapshot(conn, |tx| {
@@ -82,17 +87,19 @@ impl SqliteStore {
                 })
             })
             .await?;
-        metrics::gauge!("search_index_pending_changes").set((head - pos).max(0) as f64);
+        pending.set((head - pos).max(0) as f64);
         let mut done = (pos >= head, backfilled || !backfill);
         let mut indexed = 0;
         while done != (true, true) {
-            let progress = self.write(Touches::Neither, writer::search::pass).await?;
+            let progress = self
+                .write(Touches::Neither, move |db| {
+                    writer::search::pass(db, backfill)
+                })
+                .await?;
             indexed += progress.indexed;
+            indexed_total.increment(progress.indexed);
+            pending.set((progress.head - progress.pos).max(0) as f64);
             done = (progress.pos >= head, progress.backfilled || !backfill);
-        }
-        if indexed > 0 {
-            metrics::counter!("search_indexed_events_total").increment(indexed);
-            metrics::gauge!("search_index_pending_changes").set(0.0);
         }
         Ok(indexed)
     }

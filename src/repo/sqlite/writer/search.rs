@@ -21,19 +21,19 @@ pub struct Progress {
     pub pos: i64,
     /// The last change's position when the pass ran.
     pub head: i64,
-    /// Whether events stored before the log (migration 0006) are all indexed.
+    /// Whether events stored before migration 0006 are all indexed.
     pub backfilled: bool,
     /// Events this pass indexed.
     pub indexed: u64,
 }
 
 /// One index pass: the events stored by the next [`PASS_SIZE`] changes past the index's
-/// position, then, if that reached the log's end, the next chunk of the backfill. Only what this
-/// transaction commits moves the position, and an event already indexed is skipped, so a pass
-/// run again after a failure indexes every event once.
-pub fn pass(db: &mut Db) -> Result<Progress, RepoError> {
+/// position, then, with `backfill` and if that reached the log's end, the next chunk of the
+/// backfill. Only what this transaction commits moves the position, and an event already indexed
+/// is skipped, so a pass run again after a failure indexes every event once.
+pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
     let conn = db.conn;
-    let (mut pos, cursor_session, cursor_seq, backfilled): (i64, String, i64, bool) = conn
+    let (mut pos, cursor_session, cursor_seq, backfilled): (i64, Option<String>, i64, bool) = conn
         .prepare_cached(
             "SELECT pos, backfill_session, backfill_seq, backfill_done FROM search_progress",
         )
@@ -60,32 +60,38 @@ pub fn pass(db: &mut Db) -> Result<Progress, RepoError> {
             let Some(event_type) = event_type else {
                 continue;
             };
-            let payload: String = row.get(4).map_err(map_err)?;
-            let session: String = row.get(1).map_err(map_err)?;
-            let seq: i64 = row.get(2).map_err(map_err)?;
-            indexed += u64::from(index(conn, pos, &session, seq, &event_type, &payload)?);
+            let line = line_of(&event_type, &row.get::<_, String>(4).map_err(map_err)?)?;
+            if let Some(line) = line {
+                let session: String = row.get(1).map_err(map_err)?;
+                let seq: i64 = row.get(2).map_err(map_err)?;
+                indexed += u64::from(index(conn, pos, &session, seq, &event_type, &line)?);
+            }
         }
     }
     let caught_up = read < PASS_SIZE;
     if caught_up {
         pos = pos.max(head);
     }
-    let mut backfill = (cursor_session, cursor_seq, backfilled);
-    if caught_up && !backfilled {
-        let (session, seq, done, count) = backfill_chunk(conn, &backfill.0, backfill.1)?;
-        backfill = (session, seq, done);
+    let mut cursor = (cursor_session, cursor_seq, backfilled);
+    if backfill && caught_up && !backfilled {
+        let (next, done, count) = backfill_chunk(conn, cursor.0.as_deref().zip(Some(cursor.1)))?;
+        cursor = (
+            next.as_ref().map(|n| n.0.clone()),
+            next.map_or(0, |n| n.1),
+            done,
+        );
         indexed += count;
     }
     conn.prepare_cached(
         "UPDATE search_progress SET pos = ?1, backfill_session = ?2, backfill_seq = ?3,
              backfill_done = ?4",
     )
-    .and_then(|mut s| s.execute(params![pos, backfill.0, backfill.1, backfill.2]))
+    .and_then(|mut s| s.execute(params![pos, cursor.0, cursor.1, cursor.2]))
     .map_err(map_err)?;
     Ok(Progress {
         pos,
         head,
-        backfilled: backfill.2,
+        backfilled: cursor.2,
         indexed,
     })
 }
@@ -98,24 +104,27 @@ pub fn head(conn: &Connection) -> Result<i64, RepoError> {
         .map_err(map_err)
 }
 
-/// Indexes the stored event under `id`, if it is searchable and not indexed yet; whether it did.
+/// The index line of a stored event, if it is searchable.
+fn line_of(event_type: &str, payload: &str) -> Result<Option<String>, RepoError> {
+    let kind =
+        EventType::parse(event_type).map_err(|_| super::super::rows::corrupt("event type"))?;
+    Ok(searchable_text_in(kind, payload).map(|text| index_line(&text)))
+}
+
+/// Indexes the stored event under `id` unless it is indexed already; whether it did. An `id`
+/// taken by another event is an error, not a skip: nothing is dropped silently.
 fn index(
     conn: &Connection,
     id: i64,
     session: &str,
     seq: i64,
     event_type: &str,
-    payload: &str,
+    line: &str,
 ) -> Result<bool, RepoError> {
-    let Ok(kind) = EventType::parse(event_type) else {
-        return Err(super::super::rows::corrupt("event type"));
-    };
-    let Some(text) = searchable_text_in(kind, payload) else {
-        return Ok(false);
-    };
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO search_rows (id, session_id, seq, type) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO search_rows (id, session_id, seq, type) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (session_id, seq) DO NOTHING",
         )
         .and_then(|mut s| s.execute(params![id, session, seq, event_type]))
         .map_err(map_err)?;
@@ -123,45 +132,64 @@ fn index(
         return Ok(false);
     }
     conn.prepare_cached("INSERT INTO search_text (rowid, terms) VALUES (?1, ?2)")
-        .and_then(|mut s| s.execute(params![id, index_line(&text)]))
+        .and_then(|mut s| s.execute(params![id, line]))
         .map_err(map_err)?;
     Ok(true)
 }
 
-/// Indexes the events after `(session, seq)` in primary-key order that have no search row (stored
-/// before migration 0006), at most [`PASS_SIZE`] looked at, under ids below every other row's.
-/// Runs only once the log is indexed to its end, so every event it finds without a row is one
-/// the log will never index. Returns the new cursor, whether it reached the end, and the count.
+/// The backfill of events stored before migration 0006 (they have no search row): the
+/// [`PASS_SIZE`] events before `before` (from the last one when `None`), walked down in
+/// primary-key order, so that a session's later events get higher ids; every id below all
+/// others, so backfilled events come after every other in newest order. Runs only once the log is
+/// indexed to its end, so an event it finds without a row is one the log will never index.
+/// Returns where to go on from, whether it reached the first event, and the count.
+#[allow(clippy::type_complexity)]
 fn backfill_chunk(
     conn: &Connection,
-    session: &str,
-    seq: i64,
-) -> Result<(String, i64, bool, u64), RepoError> {
-    let mut next_id: i64 = conn
-        .prepare_cached("SELECT min(0, coalesce(min(id), 0)) - 1 FROM search_rows")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(map_err)?;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT session_id, seq, type, payload FROM events
-             WHERE (session_id, seq) > (?1, ?2) ORDER BY session_id, seq LIMIT ?3",
-        )
-        .map_err(map_err)?;
+    before: Option<(&str, i64)>,
+) -> Result<(Option<(String, i64)>, bool, u64), RepoError> {
+    // Events that have a row are skipped without reading their text.
+    const COLUMNS: &str = "SELECT e.session_id, e.seq, e.type,
+             CASE WHEN r.id IS NULL THEN e.payload END
+         FROM events e LEFT JOIN search_rows r ON r.session_id = e.session_id AND r.seq = e.seq";
+    let sql = match before {
+        None => format!("{COLUMNS} ORDER BY e.session_id DESC, e.seq DESC LIMIT ?3"),
+        Some(_) => format!(
+            "{COLUMNS} WHERE (e.session_id, e.seq) < (?1, ?2)
+             ORDER BY e.session_id DESC, e.seq DESC LIMIT ?3"
+        ),
+    };
+    let (session, seq) = before.unwrap_or(("", 0));
+    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
     let mut rows = stmt
         .query(params![session, seq, PASS_SIZE])
         .map_err(map_err)?;
-    let (mut cursor, mut read, mut indexed) = ((session.to_owned(), seq), 0, 0);
+    let (mut last, mut read, mut wanted) = (None, 0, Vec::new());
     while let Some(row) = rows.next().map_err(map_err)? {
         read += 1;
-        cursor = (row.get(0).map_err(map_err)?, row.get(1).map_err(map_err)?);
-        let event_type: String = row.get(2).map_err(map_err)?;
-        let payload: String = row.get(3).map_err(map_err)?;
-        if index(conn, next_id, &cursor.0, cursor.1, &event_type, &payload)? {
-            next_id -= 1;
-            indexed += 1;
+        let at: (String, i64) = (row.get(0).map_err(map_err)?, row.get(1).map_err(map_err)?);
+        let payload: Option<String> = row.get(3).map_err(map_err)?;
+        if let Some(payload) = payload {
+            let event_type: String = row.get(2).map_err(map_err)?;
+            if let Some(line) = line_of(&event_type, &payload)? {
+                wanted.push((at.clone(), event_type, line));
+            }
         }
+        last = Some(at);
     }
-    Ok((cursor.0, cursor.1, read < PASS_SIZE, indexed))
+    drop(rows);
+    // Ids below every row's, the first found (the latest event) highest. They are inserted lowest
+    // first: FTS5 writes out what it holds whenever a rowid comes below the one before.
+    let lowest: i64 = conn
+        .prepare_cached("SELECT min(0, coalesce(min(id), 0)) FROM search_rows")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(map_err)?;
+    let mut indexed = 0;
+    for (i, ((session, seq), event_type, line)) in wanted.iter().enumerate().rev() {
+        let id = lowest - 1 - i as i64;
+        indexed += u64::from(index(conn, id, session, *seq, event_type, line)?);
+    }
+    Ok((last, read < PASS_SIZE, indexed))
 }
 
 /// Removes the index rows of the session's events up to `seq` (an erasure's chunk).

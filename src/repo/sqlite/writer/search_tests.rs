@@ -23,11 +23,14 @@ fn said_at(session: &str, event_id: &str, text: &str, at: Timestamp) -> NewEvent
 }
 
 fn pass(db: &mut Db) -> Result<Progress, RepoError> {
+    pass_with(db, true)
+}
+
+/// A pass as a search runs it (`backfill: false`) or as the background task does.
+fn pass_with(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
     let (reply, rx) = oneshot::channel();
-    run(
-        db,
-        vec![Command::new(Touches::Neither, search::pass, reply)],
-    );
+    let work = move |db: &mut Db<'_>| search::pass(db, backfill);
+    run(db, vec![Command::new(Touches::Neither, work, reply)]);
     rx.blocking_recv().unwrap()
 }
 
@@ -78,7 +81,7 @@ fn an_index_pass_whose_commit_fails_leaves_nothing_and_the_next_indexes_each_eve
         // The pass commits with an append; the COMMIT fails: neither stays.
         db.faults.0.push_back(fault);
         let (reply, pass_rx) = oneshot::channel();
-        let index = Command::new(Touches::Neither, search::pass, reply);
+        let index = Command::new(Touches::Neither, |db| search::pass(db, true), reply);
         let (append, append_rx) = append_cmd(said("s", "e3", "refund please"));
         run(&mut db, vec![index, append]);
         assert!(pass_rx.blocking_recv().unwrap().is_err(), "{fault:?}");
@@ -203,6 +206,12 @@ fn events_stored_before_the_index_are_backfilled_once_the_log_is_followed() {
     let applied = super::super::migrations::migrate(&mut conn).unwrap();
     assert_eq!(applied, ["0006_search", "0007_search_after_write"]);
     let mut db = Db::new(&conn);
+    let searching = pass_with(&mut db, false).unwrap();
+    assert_eq!(
+        (searching.indexed, searching.backfilled),
+        (0, false),
+        "a search's pass does not backfill"
+    );
     let first = pass(&mut db).unwrap();
     assert!(
         !first.backfilled,
@@ -215,6 +224,15 @@ fn events_stored_before_the_index_are_backfilled_once_the_log_is_followed() {
     assert_eq!(
         count(&conn, "SELECT count(*) FROM search_rows WHERE id < 0"),
         PASS_SIZE + 10
+    );
+    // Within a session, a later event has the higher id (it is newer in newest order).
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM search_rows a JOIN search_rows b
+                 ON a.session_id = b.session_id AND a.seq < b.seq AND a.id > b.id"
+        ),
+        0
     );
     let newest: String = conn
         .query_row(
