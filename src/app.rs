@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -41,6 +42,8 @@ pub enum StartupError {
 pub struct Storage {
     pub repos: Repositories,
     pub applied_migrations: Vec<String>,
+    /// MongoDB only: the commands sent to the server, counted (`mongodb_commands_total`).
+    pub mongo_round_trips: Option<Arc<crate::repo::mongo::RoundTrips>>,
     closer: Closer,
 }
 
@@ -65,12 +68,14 @@ pub async fn open_storage(config: &DatabaseConfig) -> Result<Storage, StartupErr
             Ok(Storage {
                 repos: opened.store.repositories().instrumented("sqlite", recorder),
                 applied_migrations: opened.applied_migrations,
+                mongo_round_trips: None,
                 closer: Closer::SqliteWriter(opened.writer),
             })
         }
         DatabaseConfig::Mongo(mongo) => {
             let opened = MongoStore::open(mongo).await.map_err(storage_error)?;
             Ok(Storage {
+                mongo_round_trips: Some(opened.store.round_trips()),
                 repos: opened
                     .store
                     .repositories()

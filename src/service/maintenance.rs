@@ -93,7 +93,6 @@ async fn index(service: SessionService) {
     let mut ticks = tokio::time::interval(INDEX_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let failures = metrics::counter!("search_index_failures_total");
-    metrics::counter!("search_indexed_events_total").increment(0);
     loop {
         ticks.tick().await;
         if let Err(e) = service.repos.search.index_pending().await {

@@ -125,6 +125,10 @@ pub const METRICS: &[Metric] = &[
         "Index catch-ups that failed, in the background (retried 250 ms later) or before a search (which then searches the index as it is)",
     ),
     counter(
+        "mongodb_commands_total",
+        "MongoDB only: commands the driver sent to the server (each one round trip), by command name",
+    ),
+    counter(
         "redactions_total",
         "Matches of personal data replaced in stored event payloads (REDACT, a call's redact), by kind",
     ),
@@ -187,6 +191,7 @@ const FROM_ZERO: &[(&str, &[(&str, &str)])] = &[
     ("redactions_total", &[("kind", "ssn")]),
     ("storage_write_failures_total", &[("kind", "full")]),
     ("storage_write_failures_total", &[("kind", "unavailable")]),
+    ("search_index_failures_total", &[]),
     ("streams_refused_total", &[]),
     ("sweeper_failures_total", &[]),
 ];

@@ -241,3 +241,25 @@ backend_test! { async fn a_request_slower_than_the_timeout_gets_a_503_problem(s:
         "nothing stored"
     );
 }}
+
+/// MongoDB only (the embedded store sends no commands): `mongodb_commands_total{command}`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mongodb_the_commands_sent_are_counted_by_name_in_metrics() {
+    let store = crate::support::TestStore::open(crate::support::Backend::Mongo).await;
+    let app = spawn_app(store.ctx()).await;
+    app.create_session("call-1").await;
+    app.add_event("call-1", "e1").await;
+    let metrics = app.get("/metrics").await.text;
+    let sent = |command: &str| {
+        let prefix = format!("mongodb_commands_total{{command=\"{command}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+    };
+    assert!(sent("findAndModify").is_some_and(|n| n >= 2.0), "{metrics}");
+    assert!(
+        sent("commitTransaction").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}

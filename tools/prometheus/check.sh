@@ -223,7 +223,9 @@ problems=()
 if [ ! -f "$catalog" ]; then
     problems+=("no $catalog to read the metric list from")
 else
-    mapfile -t listed < <(perl -0ne 'print "$2 $1\n" while /\b(counter|gauge|histogram)\(\s*"([a-z_:][a-z0-9_:]*)"/g' "$catalog")
+    # Metrics whose help starts "MongoDB only:" are left out: the service scraped here runs on
+    # the embedded store.
+    mapfile -t listed < <(perl -0ne 'while (/\b(counter|gauge|histogram)\(\s*"([a-z_:][a-z0-9_:]*)",\s*"([^"]*)"/g) { print "$2 $1\n" unless $3 =~ /^MongoDB only:/ }' "$catalog")
     [ "${#listed[@]}" -gt 0 ] || problems+=("no metric found in $catalog")
     for entry in "${listed[@]}"; do
         name=${entry% *} kind=${entry#* }

@@ -6,9 +6,7 @@ use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::options::ReturnDocument;
 
 use super::convert::corrupt;
-use super::documents::{
-    date, event_from, event_to_document, optional_date, redact_bson, session_from, timers_of,
-};
+use super::documents::{date, event_from, event_to_document, redact_bson, session_from};
 use super::errors::{TxnError, backoff, commit, is_unreachable};
 use super::{MongoStore, OPEN, TRANSACTION_RETRY_BUDGET};
 use crate::domain::{NewEvent, SessionId, Status};
@@ -73,25 +71,19 @@ impl MongoStore {
         if let Some(expected) = new.expected_seq {
             filter.insert("eventCount", expected as i64);
         }
+        // One update counts the event, marks the session active, records the event's time and
+        // moves the deadline (`deadline_after`): three round trips in all with the insert and
+        // the commit. A stored event is found by the unique `(sessionId, eventId)` index
+        // refusing the insert (which ends the transaction), not by a read before every write.
         let counted = self
             .sessions
-            .find_one_and_update(
-                filter,
-                doc! {
-                    "$inc": { "eventCount": 1_i64 },
-                    "$set": { "status": "active", "lastEventAt": received_at },
-                },
-            )
+            .find_one_and_update(filter, counted_at(Bson::DateTime(received_at), 1))
             .return_document(ReturnDocument::After)
             .session(&mut *session)
             .await?;
         let Some(counted) = counted else {
             return self.refused(session, new).await;
         };
-        if let Some(existing) = self.find_event(session, new).await? {
-            session.abort_transaction().await?;
-            return Ok(Appended::Existing(event_from(&existing)?));
-        }
         let seq = counted
             .get_i64("eventCount")
             .ok()
@@ -100,16 +92,6 @@ impl MongoStore {
         let event = new.stored(seq);
         self.events
             .insert_one(event_to_document(&event))
-            .session(&mut *session)
-            .await?;
-        // The deadline moves with the event; the timers come from the document just updated.
-        let (timers, since) = timers_of(&counted)?;
-        let expires_at = crate::domain::deadline(timers, since, Some(new.received_at));
-        self.sessions
-            .update_one(
-                doc! { "sessionId": sid },
-                doc! { "$set": { "expiresAt": optional_date(expires_at.map(|d| d.at)) } },
-            )
             .session(&mut *session)
             .await?;
         commit(session).await?;
@@ -206,4 +188,32 @@ impl MongoStore {
             Ok(decide::expired_append(Err(Status::Failed)))
         }
     }
+}
+
+/// The update of a session that takes `events` new events received at `received_at`: a pipeline, so the new
+/// deadline is computed by the server from the session's own timers in the same write (what
+/// `domain::deadline` computes: the earlier of the inactivity deadline, counted from the event or
+/// from `timersSince` if that is later, and the maximum duration's; none for a timer of 0).
+pub(super) fn counted_at(received_at: Bson, events: i64) -> Vec<Document> {
+    let since = doc! { "$ifNull": ["$timersSince", "$startedAt"] };
+    let inactivity = doc! { "$ifNull": ["$inactivityTimeoutSeconds", 0_i64] };
+    let max_duration = doc! { "$ifNull": ["$maxDurationSeconds", 0_i64] };
+    let inactivity_at = doc! { "$cond": [
+        { "$gt": [inactivity.clone(), 0_i64] },
+        { "$add": [{ "$max": [received_at.clone(), since.clone()] },
+                   { "$multiply": [inactivity, 1000_i64] }] },
+        Bson::Null,
+    ] };
+    let max_duration_at = doc! { "$cond": [
+        { "$gt": [max_duration.clone(), 0_i64] },
+        { "$add": [since, { "$multiply": [max_duration, 1000_i64] }] },
+        Bson::Null,
+    ] };
+    vec![doc! { "$set": {
+        "eventCount": { "$add": ["$eventCount", events] },
+        "status": "active",
+        "lastEventAt": received_at,
+        // `$min` skips nulls: no timer, no deadline.
+        "expiresAt": { "$min": [inactivity_at, max_duration_at] },
+    } }]
 }

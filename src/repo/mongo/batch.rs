@@ -1,12 +1,18 @@
-//! Batch appends: one transaction reads the session and every stored event the batch names,
-//! decides, and then either inserts every new event with one `insertMany` and moves the session's
-//! `eventCount` by their number, or writes nothing (but a timer's end). The session document's
-//! update is conditional on the `eventCount` read, and any write to it by a concurrent append
-//! conflicts, so seqs stay dense; a concurrent batch that stored one of the ids first makes the
-//! unique `(sessionId, eventId)` index refuse the insert, and the transaction is run again, now
-//! seeing that event.
+//! Batch appends: one transaction reads every stored event the batch names; the usual batch (new
+//! events, no conflict, a session that takes them) is then counted on its session by one update
+//! and inserted with one `insertMany` (four round trips with the commit, `counted_batch`).
+//! Otherwise it reads the session, decides, and either inserts every new event and moves the
+//! session's `eventCount` by their number, or writes nothing (but a timer's end). The session
+//! document's update is conditional, and any write to it by a concurrent append conflicts, so seqs
+//! stay dense; a concurrent batch that stored one of the ids first makes the unique
+//! `(sessionId, eventId)` index refuse the insert, and the transaction is run again, now seeing
+//! that event.
 
-use bson::doc;
+use bson::{Bson, doc};
+use mongodb::options::ReturnDocument;
+
+use super::append::counted_at;
+use super::documents::redact_bson;
 
 use super::{
     MongoStore, OPEN, TRANSACTION_RETRY_BUDGET, TxnError, backoff, commit, date, event_from,
@@ -15,7 +21,7 @@ use super::{
 };
 use crate::domain::{Event, NewEvents, Status};
 use crate::repo::decide::{self, BatchPlan, Target};
-use crate::repo::{BatchAppended, RepoError};
+use crate::repo::{BatchAppended, BatchItem, RepoError};
 use mongodb::ClientSession;
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 
@@ -97,6 +103,14 @@ impl MongoStore {
         batch: &NewEvents,
     ) -> Result<Decided, TxnError> {
         let sid = batch.session_id().as_str();
+        let stored_events = self.stored_events(session, batch).await?;
+        if let Some(items) = self.counted_batch(session, batch, &stored_events).await? {
+            let docs = decide::new_events(&items).map(event_to_document);
+            self.events.insert_many(docs).session(&mut *session).await?;
+            return Ok(Decided::Commit(BatchAppended::Stored(items)));
+        }
+        // Nothing new, a conflict, or a session that does not take the batch as it is: read it
+        // and decide.
         let Some(stored) = self
             .sessions
             .find_one(doc! { "sessionId": sid })
@@ -106,21 +120,6 @@ impl MongoStore {
             return Err(RepoError::NotFound.into());
         };
         let mut state = session_from(&stored)?;
-        let ids: Vec<&str> = batch.events().iter().map(|e| e.event_id.as_str()).collect();
-        let mut cursor = self
-            .events
-            .find(doc! { "sessionId": sid, "eventId": { "$in": ids } })
-            .session(&mut *session)
-            .await?;
-        let mut found: Vec<Event> = Vec::new();
-        while let Some(doc) = cursor.next(&mut *session).await {
-            found.push(event_from(&doc?)?);
-        }
-        let stored_events: Vec<Option<Event>> = batch
-            .events()
-            .iter()
-            .map(|new| found.iter().find(|e| e.event_id == new.event_id).cloned())
-            .collect();
         let received_at = batch.received_at();
         let count = stored
             .get_i64("eventCount")
@@ -181,6 +180,88 @@ impl MongoStore {
         let docs = decide::new_events(&items).map(event_to_document);
         self.events.insert_many(docs).session(&mut *session).await?;
         Ok(Decided::Commit(BatchAppended::Stored(items)))
+    }
+}
+
+impl MongoStore {
+    /// The stored events the batch names, in the batch's order, read in the transaction.
+    async fn stored_events(
+        &self,
+        session: &mut ClientSession,
+        batch: &NewEvents,
+    ) -> Result<Vec<Option<Event>>, TxnError> {
+        let ids: Vec<&str> = batch.events().iter().map(|e| e.event_id.as_str()).collect();
+        let mut cursor = self
+            .events
+            .find(doc! { "sessionId": batch.session_id().as_str(), "eventId": { "$in": ids } })
+            .session(&mut *session)
+            .await?;
+        let mut found: Vec<Event> = Vec::new();
+        while let Some(doc) = cursor.next(&mut *session).await {
+            found.push(event_from(&doc?)?);
+        }
+        Ok(batch
+            .events()
+            .iter()
+            .map(|new| found.iter().find(|e| e.event_id == new.event_id).cloned())
+            .collect())
+    }
+
+    /// The usual batch in one write: when it has new events and no conflict, one update counts
+    /// them on the session if the session takes them (open, before its deadline, at the expected
+    /// seq, under the same `redact`: what `decide` would check), and gives back the session as it
+    /// was, from which the new events get their seqs. Four round trips in all, with the read of the
+    /// stored events, the insert and the commit. `None` when the session did not take them (it
+    /// was not written) or there is nothing to count.
+    async fn counted_batch(
+        &self,
+        session: &mut ClientSession,
+        batch: &NewEvents,
+        stored_events: &[Option<Event>],
+    ) -> Result<Option<Vec<BatchItem>>, TxnError> {
+        let new = stored_events.iter().filter(|s| s.is_none()).count();
+        let conflict = batch
+            .events()
+            .iter()
+            .zip(stored_events)
+            .any(|(new, stored)| stored.as_ref().is_some_and(|s| !new.matches(s)));
+        if new == 0 || conflict {
+            return Ok(None);
+        }
+        let received_at = date(batch.received_at());
+        let mut filter = doc! {
+            "sessionId": batch.session_id().as_str(),
+            "status": { "$in": OPEN.as_slice() },
+            "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
+            "redact": redact_bson(batch.redact()),
+        };
+        if let Some(expected) = batch.expected_seq() {
+            filter.insert("eventCount", expected as i64);
+        }
+        let Some(before) = self
+            .sessions
+            .find_one_and_update(filter, counted_at(Bson::DateTime(received_at), new as i64))
+            .return_document(ReturnDocument::Before)
+            .session(&mut *session)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let state = session_from(&before)?;
+        let target = Target {
+            status: state.status,
+            expired: false,
+            event_count: state.event_count,
+            expected_seq: batch.expected_seq(),
+            redact: state.redact,
+        };
+        match decide::plan_batch(batch, stored_events.to_vec(), target) {
+            BatchPlan::Insert { items } => Ok(Some(items)),
+            _ => Err(RepoError::Backend(
+                "a session that took a batch's events refused them when decided".into(),
+            )
+            .into()),
+        }
     }
 }
 

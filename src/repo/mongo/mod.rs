@@ -19,8 +19,11 @@ mod feed;
 mod lifecycle;
 mod migrations;
 mod patch;
+mod round_trips;
 mod search;
 mod search_backfill;
+
+pub use round_trips::RoundTrips;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +83,8 @@ pub struct MongoStore {
     /// Appends to one session queue here before their transactions, so that one instance does
     /// not make its own appends conflict with each other (other instances still can, and retry).
     append_locks: Arc<[tokio::sync::Mutex<()>]>,
+    /// Commands sent to the server (`round_trips`).
+    round_trips: Arc<RoundTrips>,
 }
 
 /// How many locks the sessions are spread over; two sessions share one rarely.
@@ -112,6 +117,8 @@ impl MongoStore {
                 .build()
         });
         options.write_concern = Some(write_concern.clone());
+        let round_trips = Arc::new(RoundTrips::default());
+        options.command_event_handler = Some(round_trips.handler());
         let client = Client::with_options(options).map_err(|e| RepoError::Backend(Box::new(e)))?;
         let db = client.database(&settings.database);
         let applied_migrations = migrations::migrate(&db).await.map_err(map_err)?;
@@ -125,9 +132,15 @@ impl MongoStore {
                 append_locks: (0..APPEND_LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
+                round_trips,
             },
             applied_migrations,
         })
+    }
+
+    /// The commands this store has sent to the server so far.
+    pub fn round_trips(&self) -> Arc<RoundTrips> {
+        Arc::clone(&self.round_trips)
     }
 
     pub fn repositories(&self) -> Repositories {
@@ -309,16 +322,9 @@ impl SessionRepository for MongoStore {
 #[async_trait]
 impl EventRepository for MongoStore {
     async fn append(&self, new: NewEvent) -> Result<Appended, RepoError> {
-        // A retry of a stored event needs no transaction (stored events never change), unless
-        // its session was erased: a tombstone's events stay until purged, and are `Deleted`.
-        // The session's `redact` is checked first, as in the transaction.
-        if let Some(existing) = self.stored_event(&new.session_id, &new.event_id).await? {
-            let redact = self.require_live(&new.session_id).await?;
-            if redact != new.redact {
-                return Ok(Appended::RedactionChanged(redact));
-            }
-            return Ok(Appended::Existing(event_from(&existing)?));
-        }
+        // A retry of a stored event is refused by the unique index inside the transaction
+        // (which ends it), and then read as any stored event is (`Self::get`: not when its
+        // session was erased). Its `redact` was checked by the transaction's first write.
         let _queued = self.append_lock(&new.session_id).lock().await;
         match self.append_in_transaction(&new).await {
             Ok(appended) => Ok(appended),

@@ -1,0 +1,167 @@
+//! Round trips to MongoDB per operation, counted by the driver's command monitoring (each
+//! command the driver sends is one round trip; on a replica set with `w: majority` a write's is a
+//! replication wait). Each count is pinned, so a change that adds a round trip fails here and
+//! has to say why. BENCHMARKS.md has the table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use session_service::app::open_storage;
+use session_service::config::DatabaseConfig;
+use session_service::domain::{
+    EventId, EventType, JsonObject, Language, NewEvent, NewEvents, NewSession, Order, SessionId,
+    Timers, Timestamp,
+};
+use session_service::repo::mongo::{MongoSettings, RoundTrips};
+use session_service::repo::{EventRange, Repositories, Start};
+
+fn said(session: &str, event: &str, at: Timestamp) -> NewEvent {
+    NewEvent {
+        session_id: SessionId::parse(session).unwrap(),
+        event_id: EventId::parse(event).unwrap(),
+        event_type: EventType::UserSpeech,
+        payload: JsonObject::parse(serde_json::json!({"text": "I would like a refund"})).unwrap(),
+        client_timestamp: None,
+        received_at: at,
+        expected_seq: None,
+        redact: None,
+    }
+}
+
+/// The commands `op` sent, by name.
+async fn counted<F: std::future::Future<Output = ()>>(
+    trips: &RoundTrips,
+    op: F,
+) -> BTreeMap<String, u64> {
+    let before = trips.snapshot();
+    op.await;
+    let mut sent = trips.snapshot();
+    for (command, n) in &before {
+        if let Some(after) = sent.get_mut(command) {
+            *after -= n;
+        }
+    }
+    sent.retain(|_, n| *n > 0);
+    sent
+}
+
+fn total(sent: &BTreeMap<String, u64>) -> u64 {
+    sent.values().sum()
+}
+
+async fn open() -> (Repositories, Arc<RoundTrips>) {
+    let uri = std::env::var("MONGODB_URI")
+        .expect("MONGODB_URI is not set: run ./run-tests.sh, which starts a test server");
+    let settings = MongoSettings {
+        uri,
+        database: format!(
+            "round_trips_{}_{}",
+            std::process::id(),
+            Timestamp::now().millis()
+        ),
+    };
+    let storage = open_storage(&DatabaseConfig::Mongo(settings))
+        .await
+        .expect("open the MongoDB store");
+    let trips = storage
+        .mongo_round_trips
+        .expect("a MongoDB store counts its commands");
+    (storage.repos, trips)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_operation_takes_the_round_trips_pinned_here() {
+    let (repos, trips) = open().await;
+    let id = SessionId::parse("call-1").unwrap();
+    let create = counted(&trips, async {
+        let new = NewSession {
+            session_id: id.clone(),
+            language: Language::parse("en-US").unwrap(),
+            metadata: JsonObject::default(),
+            started_at: Timestamp::now(),
+            timers: Timers::default(),
+            redact: None,
+        };
+        assert!(repos.sessions.create_or_get(new).await.unwrap().created);
+    })
+    .await;
+    // Warm: the first append may open connections; its commands are counted all the same.
+    let first = counted(&trips, async {
+        repos
+            .events
+            .append(said("call-1", "e0", Timestamp::now()))
+            .await
+            .unwrap();
+    })
+    .await;
+    let append = counted(&trips, async {
+        repos
+            .events
+            .append(said("call-1", "e1", Timestamp::now()))
+            .await
+            .unwrap();
+    })
+    .await;
+    let replay = counted(&trips, async {
+        repos
+            .events
+            .append(said("call-1", "e1", Timestamp::now()))
+            .await
+            .unwrap();
+    })
+    .await;
+    let at = Timestamp::now();
+    let batch = counted(&trips, async {
+        let events = (0..50)
+            .map(|i| said("call-1", &format!("b{i}"), at))
+            .collect();
+        repos
+            .events
+            .append_batch(NewEvents::new(events).unwrap())
+            .await
+            .unwrap();
+    })
+    .await;
+    let page = counted(&trips, async {
+        let range = EventRange {
+            order: Order::Asc,
+            start: Start::Offset(0),
+            limit: 20,
+        };
+        assert_eq!(
+            repos.events.page(&id, range).await.unwrap().events.len(),
+            20
+        );
+    })
+    .await;
+    let session = counted(&trips, async {
+        repos.sessions.get(&id).await.unwrap();
+    })
+    .await;
+    let table = [
+        ("create", &create),
+        ("first append", &first),
+        ("append", &append),
+        ("replayed append", &replay),
+        ("batch of 50", &batch),
+        ("page of 20", &page),
+        ("get session", &session),
+    ];
+    for (name, sent) in &table {
+        println!("{name}: {} {sent:?}", total(sent));
+    }
+    let pinned: Vec<(&str, u64)> = table.iter().map(|(n, s)| (*n, total(s))).collect();
+    assert_eq!(
+        pinned,
+        [
+            ("create", 1),
+            ("first append", 3),
+            ("append", 3),
+            ("replayed append", 5),
+            ("batch of 50", 4),
+            ("page of 20", 2),
+            ("get session", 1),
+        ],
+        "{table:?}"
+    );
+}
