@@ -85,31 +85,17 @@ async fn each_operation_takes_the_round_trips_pinned_here() {
         assert!(repos.sessions.create_or_get(new).await.unwrap().created);
     })
     .await;
+    // One new event, then the same again: each append's commands.
+    let append_once = |event: &'static str| {
+        counted(&trips, async {
+            let new = said("call-1", event, Timestamp::now());
+            repos.events.append(new).await.unwrap();
+        })
+    };
     // Warm: the first append may open connections; its commands are counted all the same.
-    let first = counted(&trips, async {
-        repos
-            .events
-            .append(said("call-1", "e0", Timestamp::now()))
-            .await
-            .unwrap();
-    })
-    .await;
-    let append = counted(&trips, async {
-        repos
-            .events
-            .append(said("call-1", "e1", Timestamp::now()))
-            .await
-            .unwrap();
-    })
-    .await;
-    let replay = counted(&trips, async {
-        repos
-            .events
-            .append(said("call-1", "e1", Timestamp::now()))
-            .await
-            .unwrap();
-    })
-    .await;
+    let first = append_once("e0").await;
+    let append = append_once("e1").await;
+    let replay = append_once("e1").await;
     let at = Timestamp::now();
     let batch = counted(&trips, async {
         let events = (0..50)

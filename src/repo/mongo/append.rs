@@ -9,7 +9,7 @@ use super::convert::corrupt;
 use super::documents::{date, event_from, event_to_document, redact_bson, session_from};
 use super::errors::{TxnError, backoff, commit, is_unreachable};
 use super::{MongoStore, OPEN, TRANSACTION_RETRY_BUDGET};
-use crate::domain::{NewEvent, SessionId, Status};
+use crate::domain::{NewEvent, Redact, SessionId, Status};
 use crate::repo::decide::{self, Refusal, Target};
 use crate::repo::{Appended, RepoError};
 
@@ -55,24 +55,12 @@ impl MongoStore {
             .start_transaction()
             .write_concern(self.write_concern.clone())
             .await?;
-        let sid = new.session_id.as_str();
         let received_at = date(new.received_at);
         // The first write takes the session document: concurrent appends to this session conflict
-        // here and retry, which is what makes seqs dense and ordered. It matches only an open
-        // session whose deadline has not come by the time the event arrived.
-        // With an expected seq, it matches only if the count is still that one; and only if the
-        // payload was redacted under the session's `redact`.
-        let mut filter = doc! {
-            "sessionId": sid,
-            "status": { "$in": OPEN.as_slice() },
-            "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
-            "redact": redact_bson(new.redact),
-        };
-        if let Some(expected) = new.expected_seq {
-            filter.insert("eventCount", expected as i64);
-        }
+        // here and retry, which is what makes seqs dense and ordered.
+        let filter = takes_events(&new.session_id, received_at, new.redact, new.expected_seq);
         // One update counts the event, marks the session active, records the event's time and
-        // moves the deadline (`deadline_after`): three round trips in all with the insert and
+        // moves the deadline (`counted_at`): three round trips in all with the insert and
         // the commit. A stored event is found by the unique `(sessionId, eventId)` index
         // refusing the insert (which ends the transaction), not by a read before every write.
         let counted = self
@@ -188,6 +176,27 @@ impl MongoStore {
             Ok(decide::expired_append(Err(Status::Failed)))
         }
     }
+}
+
+/// The sessions that take new events received at `received_at`: open, whose deadline has not
+/// come by then, whose payloads are redacted under `redact`, and, with an expected seq, whose
+/// count is still that one (what `decide` checks before an append).
+pub(super) fn takes_events(
+    id: &SessionId,
+    received_at: bson::DateTime,
+    redact: Option<Redact>,
+    expected_seq: Option<u64>,
+) -> Document {
+    let mut filter = doc! {
+        "sessionId": id.as_str(),
+        "status": { "$in": OPEN.as_slice() },
+        "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
+        "redact": redact_bson(redact),
+    };
+    if let Some(expected) = expected_seq {
+        filter.insert("eventCount", expected as i64);
+    }
+    filter
 }
 
 /// The update of a session that takes `events` new events received at `received_at`: a pipeline, so the new

@@ -11,8 +11,7 @@
 use bson::{Bson, doc};
 use mongodb::options::ReturnDocument;
 
-use super::append::counted_at;
-use super::documents::redact_bson;
+use super::append::{counted_at, takes_events};
 
 use super::{
     MongoStore, OPEN, TRANSACTION_RETRY_BUDGET, TxnError, backoff, commit, date, event_from,
@@ -229,15 +228,12 @@ impl MongoStore {
             return Ok(None);
         }
         let received_at = date(batch.received_at());
-        let mut filter = doc! {
-            "sessionId": batch.session_id().as_str(),
-            "status": { "$in": OPEN.as_slice() },
-            "$or": [{ "expiresAt": Bson::Null }, { "expiresAt": { "$gt": received_at } }],
-            "redact": redact_bson(batch.redact()),
-        };
-        if let Some(expected) = batch.expected_seq() {
-            filter.insert("eventCount", expected as i64);
-        }
+        let filter = takes_events(
+            batch.session_id(),
+            received_at,
+            batch.redact(),
+            batch.expected_seq(),
+        );
         let Some(before) = self
             .sessions
             .find_one_and_update(filter, counted_at(Bson::DateTime(received_at), new as i64))

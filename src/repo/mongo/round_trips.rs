@@ -2,7 +2,7 @@
 //! sends is one round trip (on a replica set with `w: majority`, a write's is a replication
 //! wait), so latency and throughput follow this count more than CPU. Exported as
 //! `mongodb_commands_total{command}` and kept per store for the tests that pin each operation's
-//! count (`tests/contract/round_trips.rs`).
+//! count (`tests/round_trips.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,10 +43,5 @@ impl RoundTrips {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-
-    /// Every command sent so far.
-    pub fn total(&self) -> u64 {
-        self.snapshot().values().sum()
     }
 }

@@ -74,7 +74,7 @@ pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
     }
     let mut cursor = (cursor_session, cursor_seq, backfilled);
     if backfill && caught_up && !backfilled {
-        let (next, done, count) = backfill_chunk(conn, cursor.0.as_deref().zip(Some(cursor.1)))?;
+        let (next, done, count) = backfill_chunk(conn, cursor.0.as_deref().map(|s| (s, cursor.1)))?;
         cursor = (
             next.as_ref().map(|n| n.0.clone()),
             next.map_or(0, |n| n.1),
