@@ -204,7 +204,14 @@ fn events_stored_before_the_index_are_backfilled_once_the_log_is_followed() {
         }
     }
     let applied = super::super::migrations::migrate(&mut conn).unwrap();
-    assert_eq!(applied, ["0006_search", "0007_search_after_write"]);
+    assert_eq!(
+        applied,
+        [
+            "0006_search",
+            "0007_search_after_write",
+            "0008_checks_without_lists"
+        ]
+    );
     let mut db = Db::new(&conn);
     let searching = pass_with(&mut db, false).unwrap();
     assert_eq!(
