@@ -62,6 +62,14 @@ pub const METRICS: &[Metric] = &[
         "sqlite_write_batch_size",
         "Commands committed together in one SQLite write transaction (group commit), per transaction",
     ),
+    gauge(
+        "sqlite_wal_frames",
+        "Frames in the SQLite WAL file at the checkpointer's last run (every 100 ms); it starts over from 0 when the WAL restarts",
+    ),
+    counter(
+        "sqlite_checkpoint_failures_total",
+        "Checkpoints beside the writer that failed (their pages stay in the WAL and are copied by a later one)",
+    ),
     // Sessions
     counter(
         "sessions_created_total",

@@ -7,6 +7,7 @@
 //! read-check-write of a command is serialized by the store itself. Reads run on a small pool of
 //! read-only connections that see WAL snapshots.
 
+mod checkpointer;
 mod feed;
 mod migrations;
 mod readers;
@@ -41,6 +42,16 @@ pub enum Synchronous {
     Full,
     /// fsync only at checkpoints: a power loss can lose the last commits before a checkpoint.
     Normal,
+}
+
+impl Synchronous {
+    /// The value of SQLite's `synchronous` pragma.
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +89,8 @@ pub struct SqliteStore {
     readers: readers::Readers,
     /// Told after every commit of this process's writer (what waiting feed reads wait for).
     committed: Arc<tokio::sync::Notify>,
+    /// The checkpointer stops once every clone of this is dropped.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 /// What opening the store did, for the startup log.
@@ -111,11 +124,15 @@ impl SqliteStore {
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         let readers = readers::Readers::spawn(&config.path, config.reader_threads)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
+        let (checkpointer, stop) = std::sync::mpsc::channel();
+        checkpointer::spawn(&config.path, config.synchronous.pragma(), stop)
+            .map_err(|e| RepoError::Backend(Box::new(e)))?;
         Ok(Opened {
             store: SqliteStore {
                 writer: tx,
                 readers,
                 committed,
+                _checkpointer: checkpointer,
             },
             applied_migrations,
             writer,
@@ -160,15 +177,11 @@ impl SqliteStore {
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    let level = match sync {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", level)?;
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     // The writer checkpoints (in line, after a commit) once the WAL holds this many pages: about
-    // 40 MB at most, instead of SQLite's 4 MB. A checkpoint copies each page changed since the last
-    // one once, however often it was rewritten, and syncs the database file; ten times fewer
-    // checkpoints cut the writer's CPU per event and the commit stalls they cause.
+    // 40 MB at most, instead of SQLite's 4 MB. The checkpointer (`checkpointer.rs`) copies pages
+    // every 100 ms beside the writer, so this is the backstop that restarts the WAL, and it finds
+    // little left to copy.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     Ok(())
 }
