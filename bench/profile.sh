@@ -30,7 +30,7 @@ OUT=${PROFILE_OUT:-bench-results/callgrind.$MODE.out}
 
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 2; }
 [ -x "$LOAD" ] || cargo build --release --locked --example bench_load
-mkdir -p bench-results
+mkdir -p "$(dirname "$OUT")"
 rm -f "$OUT" "$OUT"-*
 WORK=$(mktemp -d)
 pid=""
