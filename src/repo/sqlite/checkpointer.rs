@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::Synchronous;
+
 /// How often the checkpointer runs: often enough that what it leaves to the writer's own
 /// checkpoint is a few hundred milliseconds of commits at most.
 pub const INTERVAL: Duration = Duration::from_millis(100);
@@ -32,11 +34,11 @@ pub struct Checkpoint {
     pub copied_frames: i64,
 }
 
-/// Starts the checkpointer on its own connection to `path`, syncing as `synchronous` (`FULL` or
-/// `NORMAL`, as the writer's). It runs until `stop`'s sender is dropped.
+/// Starts the checkpointer on its own connection to `path`, configured as the writer's (the same
+/// sync level, which decides how a checkpoint syncs). It runs until `stop`'s sender is dropped.
 pub fn spawn(
     path: &Path,
-    synchronous: &'static str,
+    synchronous: Synchronous,
     stop: Receiver<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let path = path.to_path_buf();
@@ -56,10 +58,9 @@ pub fn spawn(
         })
 }
 
-fn open(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
+fn open(path: &Path, synchronous: Synchronous) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    conn.pragma_update(None, "synchronous", synchronous)?;
+    super::configure(&conn, synchronous)?;
     Ok(conn)
 }
 
@@ -95,7 +96,7 @@ mod tests {
 
     use rusqlite::{Connection, OpenFlags};
 
-    use super::{checkpoint, spawn};
+    use super::{Synchronous, checkpoint, spawn};
 
     /// A database in WAL mode whose writer never checkpoints by itself (unless `backstop`).
     fn writer(path: &Path, backstop: i64) -> Connection {
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!(size(&path), before, "the writer itself copied nothing");
 
         let (stop_tx, stop) = std::sync::mpsc::channel();
-        let thread = spawn(&path, "FULL", stop).unwrap();
+        let thread = spawn(&path, Synchronous::Full, stop).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while size(&path) < before + 200 * 2000 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -180,7 +181,7 @@ mod tests {
         let path = dir.path().join("c.db");
         let conn = writer(&path, 100);
         let (stop_tx, stop) = std::sync::mpsc::channel();
-        let thread = spawn(&path, "NORMAL", stop).unwrap();
+        let thread = spawn(&path, Synchronous::Normal, stop).unwrap();
         let wal = dir.path().join("c.db-wal");
         let mut largest = 0;
         for _ in 0..40 {

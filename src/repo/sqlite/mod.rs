@@ -44,16 +44,6 @@ pub enum Synchronous {
     Normal,
 }
 
-impl Synchronous {
-    /// The value of SQLite's `synchronous` pragma.
-    fn pragma(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
     pub path: PathBuf,
@@ -125,7 +115,7 @@ impl SqliteStore {
         let readers = readers::Readers::spawn(&config.path, config.reader_threads)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         let (checkpointer, stop) = std::sync::mpsc::channel();
-        checkpointer::spawn(&config.path, config.synchronous.pragma(), stop)
+        checkpointer::spawn(&config.path, config.synchronous, stop)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         Ok(Opened {
             store: SqliteStore {
@@ -177,7 +167,11 @@ impl SqliteStore {
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", sync.pragma())?;
+    let level = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", level)?;
     // The writer checkpoints (in line, after a commit) once the WAL holds this many pages: about
     // 40 MB at most, instead of SQLite's 4 MB. The checkpointer (`checkpointer.rs`) copies pages
     // every 100 ms beside the writer, so this is the backstop that restarts the WAL, and it finds
