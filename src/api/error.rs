@@ -298,6 +298,7 @@ impl From<ServiceError> for AppError {
             },
             ServiceError::InvalidMetadata(e) => AppError::invalid("metadata", e.0),
             ServiceError::InvalidBatch(e) => AppError::invalid("events", e.0),
+            ServiceError::InvalidStats { field, invalid } => AppError::invalid(field, invalid.0),
             ServiceError::InvalidPayload { at, invalid } => AppError::invalid(
                 at.map_or("payload".to_owned(), |i| format!("events[{i}].payload")),
                 format!("once redacted, {}", invalid.0),

@@ -17,6 +17,7 @@ mod preconditions;
 mod query;
 mod request_id;
 mod search;
+mod stats;
 mod stream;
 pub use stream::LiveStream;
 
@@ -89,7 +90,8 @@ pub fn router(
         .route("/sessions/{session_id}/events/{event_id}", get(get_event))
         .route("/sessions/{session_id}/complete", post(complete_session))
         .route("/changes", get(changes::list_changes))
-        .route("/search", get(search::search));
+        .route("/search", get(search::search))
+        .route("/stats", get(stats::stats));
     let metrics = Router::new().route("/metrics", get(metrics));
     // Writes that fail on storage make `/ready` answer 503 until one succeeds (the `observe`
     // layer records how each write ended in `storage_health`).

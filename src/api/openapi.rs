@@ -68,6 +68,7 @@ problem_response! {
         super::complete_session,
         super::changes::list_changes,
         super::search::search,
+        super::stats::stats,
         super::health,
         super::ready,
         super::metrics,
@@ -87,6 +88,7 @@ problem_response! {
         (name = "sessions", description = "Calls and their events"),
         (name = "changes", description = "The change feed: every change to every call, in order"),
         (name = "search", description = "Find calls by what was said"),
+        (name = "stats", description = "Count calls and measure their durations"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]
@@ -122,7 +124,11 @@ fn operations(
 
 /// Whether the route at `path` needs a key when keys are configured.
 fn guarded(path: &str) -> bool {
-    path.starts_with("/sessions") || path == "/changes" || path == "/search" || path == "/metrics"
+    path.starts_with("/sessions")
+        || path == "/changes"
+        || path == "/search"
+        || path == "/stats"
+        || path == "/metrics"
 }
 
 /// Documents the optional API keys: a bearer scheme, the 401 that `/sessions` routes (and

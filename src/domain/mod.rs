@@ -8,6 +8,7 @@ mod order;
 mod redact;
 pub mod search;
 mod session;
+pub mod stats;
 mod timestamp;
 
 pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};

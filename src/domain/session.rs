@@ -6,7 +6,7 @@ use super::{
 };
 
 /// Where a session is in its life: `initiated` → `active` (first event) → `completed` | `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
     Initiated,
     Active,
@@ -15,6 +15,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status a stored session can have.
+    pub const ALL: [Status; 4] = [
+        Status::Initiated,
+        Status::Active,
+        Status::Completed,
+        Status::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Initiated => "initiated",

@@ -9,11 +9,13 @@ use async_trait::async_trait;
 use metrics::Histogram;
 
 use super::search::{Candidate, SearchRepository, SearchScan};
+use super::stats::{StatsRepository, StatsScan};
 use super::{
     Appended, BatchAppended, CreateOutcome, DeleteOutcome, EndOutcome, EndRequest, EventPage,
     EventRange, EventRepository, MetadataPatch, Patched, PurgeOutcome, RepoError, Repositories,
     SessionRepository, SessionScan,
 };
+use crate::domain::stats::Cell;
 use crate::domain::{
     Event, EventId, NewEvent, NewEvents, NewSession, Session, SessionId, Timers, Timestamp,
 };
@@ -204,6 +206,17 @@ impl SearchRepository for Timed<dyn SearchRepository> {
     }
 }
 
+#[async_trait]
+impl StatsRepository for Timed<dyn StatsRepository> {
+    async fn tally(&self, scan: &StatsScan) -> Result<Vec<Cell>, RepoError> {
+        timed(self.backend, "stats", self.inner.tally(scan)).await
+    }
+
+    async fn active_now(&self) -> Result<u64, RepoError> {
+        timed(self.backend, "active_now", self.inner.active_now()).await
+    }
+}
+
 impl Repositories {
     /// The same repositories, with every call timed under `backend` in `recorder` (whether or
     /// not it is installed as the global recorder yet).
@@ -230,6 +243,10 @@ impl Repositories {
             search: Arc::new(Timed {
                 backend,
                 inner: self.search,
+            }),
+            stats: Arc::new(Timed {
+                backend,
+                inner: self.stats,
             }),
         }
     }

@@ -18,6 +18,7 @@ mod instrumented;
 pub mod mongo;
 pub mod search;
 pub mod sqlite;
+pub mod stats;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -418,6 +419,8 @@ pub struct Repositories {
     pub feed: Arc<dyn feed::FeedRepository>,
     /// Transcript search (`GET /search`).
     pub search: Arc<dyn search::SearchRepository>,
+    /// Call analytics (`GET /stats`).
+    pub stats: Arc<dyn stats::StatsRepository>,
 }
 
 /// The window of seqs a page reads from, for a session holding `count` events. Seqs are dense

@@ -52,6 +52,13 @@ pub enum ServiceError {
         at: Option<usize>,
         invalid: crate::domain::Invalid,
     },
+    /// A `GET /stats` request whose range, steps or groups break the rules of
+    /// [`crate::domain::stats`]: `field` names the parameter to change.
+    #[error("{invalid}")]
+    InvalidStats {
+        field: &'static str,
+        invalid: crate::domain::Invalid,
+    },
     /// A batch that breaks the rules [`crate::domain::NewEvents`] states.
     #[error("invalid batch: {0}")]
     InvalidBatch(crate::domain::Invalid),

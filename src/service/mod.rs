@@ -11,6 +11,7 @@ mod maintenance;
 mod read;
 mod redaction;
 mod search;
+mod stats;
 mod write;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use maintenance::Maintenance;
 pub use read::{ListRequest, PageMode, PageRequest, SessionList, SessionPage};
 pub use redaction::Redaction;
 pub use search::{MAX_SEARCH_CANDIDATES, SearchCursor, SearchHit, SearchRequest, SearchResults};
+pub use stats::{StatsAnswer, StatsRequest};
 pub use write::Written;
 
 /// Page sizes accepted by the read endpoints.

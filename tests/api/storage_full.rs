@@ -140,6 +140,7 @@ async fn app_over_faulty_sqlite() -> (TestApp, Arc<AtomicU8>, TestStore) {
             changes: None,
             feed: ctx.repos.feed.clone(),
             search: ctx.repos.search.clone(),
+            stats: ctx.repos.stats.clone(),
         },
     })
     .await;

@@ -22,6 +22,7 @@ mod patch;
 mod round_trips;
 mod search;
 mod search_backfill;
+mod stats;
 
 pub use round_trips::RoundTrips;
 
@@ -150,6 +151,7 @@ impl MongoStore {
             changes: Some(Arc::new(feed::MongoFeed::new(self.db.clone()))),
             feed: Arc::new(self.clone()),
             search: Arc::new(self.clone()),
+            stats: Arc::new(self.clone()),
         }
     }
 }

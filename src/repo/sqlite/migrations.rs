@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "checks_without_lists",
         include_str!("../../../migrations/sqlite/0008_checks_without_lists.sql"),
     ),
+    (
+        9,
+        "session_stats",
+        include_str!("../../../migrations/sqlite/0009_session_stats.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.

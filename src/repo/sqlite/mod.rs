@@ -14,6 +14,7 @@ mod readers;
 mod rows;
 mod search;
 mod snapshot;
+mod stats;
 mod writer;
 
 use std::path::PathBuf;
@@ -137,6 +138,7 @@ impl SqliteStore {
             changes: None,
             feed: Arc::new(self.clone()),
             search: Arc::new(self.clone()),
+            stats: Arc::new(self.clone()),
         }
     }
 

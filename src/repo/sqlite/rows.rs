@@ -81,7 +81,7 @@ fn json_object(text: &str) -> Result<JsonObject, RepoError> {
     JsonObject::from_stored_json(text).map_err(|e| corrupt(e.0))
 }
 
-fn timestamp(millis: i64) -> Result<Timestamp, RepoError> {
+pub fn timestamp(millis: i64) -> Result<Timestamp, RepoError> {
     Timestamp::from_millis(millis).map_err(|e| corrupt(e.0))
 }
 

@@ -141,4 +141,5 @@ mod patch;
 mod reads;
 mod redact;
 mod search;
+mod stats;
 mod writes;

@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::{map_err, rows};
+use super::stats::{self, Counted};
 use super::{Db, changes};
 use crate::domain::{EndReason, NewSession, Session, SessionId, Status, Timers, Timestamp};
 use crate::repo::decide::{self, PatchPlan};
@@ -141,6 +142,17 @@ fn store_end(conn: &Connection, ended: &Session) -> Result<bool, RepoError> {
     )?;
     if ended_now {
         changes::session(conn, ChangeKind::SessionEnded, ended)?;
+        stats::count(
+            conn,
+            &Counted {
+                started_at: ended.started_at,
+                ended_at,
+                status: ended.status.as_str(),
+                ended_reason: ended.ended_reason.as_ref().map(EndReason::as_str),
+                language: ended.language.as_str(),
+                events: ended.event_count,
+            },
+        )?;
     }
     Ok(ended_now)
 }
@@ -164,13 +176,42 @@ const INLINE_EVENT_DELETES: u64 = 1_000;
 
 pub fn delete(db: &mut Db, id: &SessionId, at: Timestamp) -> Result<DeleteOutcome, RepoError> {
     let conn = db.conn;
-    let status: String = conn
-        .prepare_cached("SELECT status FROM sessions WHERE session_id = ?1")
-        .and_then(|mut stmt| stmt.query_row([id.as_str()], |r| r.get(0)).optional())
+    type Row = (String, i64, Option<i64>, Option<String>, String, i64);
+    let (status, started_at, ended_at, reason, language, events): Row = conn
+        .prepare_cached(
+            "SELECT status, started_at, ended_at, ended_reason, language, event_count
+             FROM sessions WHERE session_id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([id.as_str()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()
+        })
         .map_err(map_err)?
         .ok_or(RepoError::NotFound)?;
     if status == "deleted" {
         return Ok(DeleteOutcome { deleted_now: false });
+    }
+    if let Some(ended_at) = ended_at {
+        stats::uncount(
+            conn,
+            &Counted {
+                started_at: rows::timestamp(started_at)?,
+                ended_at: rows::timestamp(ended_at)?,
+                status: &status,
+                ended_reason: reason.as_deref(),
+                language: &language,
+                events: u64::try_from(events).map_err(|_| rows::corrupt("event_count"))?,
+            },
+        )?;
     }
     // The tombstone keeps the id and the deletion time; `event_count` becomes the number of
     // events still to remove. Everything else is erased now.

@@ -12,6 +12,7 @@ mod open_sessions;
 pub mod search;
 #[cfg(test)]
 mod search_tests;
+mod stats;
 #[cfg(test)]
 mod tests;
 
