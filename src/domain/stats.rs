@@ -3,7 +3,7 @@
 //! it. A store only counts; what a step is, which group a call is in and what a percentile is
 //! are decided here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::tz::TimeZone;
 use jiff::{RoundMode, Unit, ZonedDateTimeRound};
@@ -235,13 +235,27 @@ fn next_start(start: &jiff::ZonedDateTime, step: Step, zone: &Zone) -> Option<ji
     }
 }
 
+/// Durations below this many seconds (half an hour: most calls) are counted in a plain array,
+/// the rest in a sorted map: adding up a month of calls is mostly incrementing counters, and a
+/// tally holds at most 14 KB of array.
+const DENSE_SECONDS: u64 = 1_800;
+
 /// The calls of one step and group, counted: how many, their events, and the whole-second
 /// durations of those that ended (`duration → calls`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Tally {
     pub calls: u64,
     pub events: u64,
-    pub durations: BTreeMap<u64, u64>,
+    /// `dense[s]`: the calls of `s` seconds, for `s < DENSE_SECONDS` (as long as needed).
+    dense: Vec<u64>,
+    long: BTreeMap<u64, u64>,
+}
+
+impl PartialEq for Tally {
+    fn eq(&self, other: &Self) -> bool {
+        (self.calls, self.events) == (other.calls, other.events)
+            && self.durations().eq(other.durations())
+    }
 }
 
 impl Tally {
@@ -250,30 +264,57 @@ impl Tally {
         Tally {
             calls,
             events,
-            durations: BTreeMap::new(),
+            ..Tally::default()
         }
     }
 
     /// `calls` ended calls of `duration` seconds each, with `events` events between them.
     pub fn ended(duration: u64, calls: u64, events: u64) -> Tally {
-        Tally {
-            calls,
-            events,
-            durations: BTreeMap::from([(duration, calls)]),
+        let mut tally = Tally::open(calls, events);
+        tally.add_durations(duration, calls);
+        tally
+    }
+
+    /// Counts `calls` more ended calls of `seconds` (their number and events are the caller's
+    /// to add).
+    pub fn add_durations(&mut self, seconds: u64, calls: u64) {
+        if seconds < DENSE_SECONDS {
+            let at = seconds as usize;
+            if self.dense.len() <= at {
+                self.dense.resize(at + 1, 0);
+            }
+            self.dense[at] += calls;
+        } else {
+            *self.long.entry(seconds).or_default() += calls;
         }
     }
 
     pub fn add(&mut self, other: &Tally) {
         self.calls += other.calls;
         self.events += other.events;
-        for (&duration, &calls) in &other.durations {
-            *self.durations.entry(duration).or_default() += calls;
+        if self.dense.len() < other.dense.len() {
+            self.dense.resize(other.dense.len(), 0);
         }
+        for (mine, theirs) in self.dense.iter_mut().zip(&other.dense) {
+            *mine += theirs;
+        }
+        for (&seconds, &calls) in &other.long {
+            *self.long.entry(seconds).or_default() += calls;
+        }
+    }
+
+    /// `(seconds, calls)` of the ended calls, shortest first.
+    pub fn durations(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let dense = self.dense.iter().enumerate();
+        dense
+            .filter(|(_, calls)| **calls > 0)
+            .map(|(seconds, calls)| (seconds as u64, *calls))
+            .chain(self.long.iter().map(|(s, c)| (*s, *c)))
     }
 
     /// The calls that ended.
     pub fn ended_calls(&self) -> u64 {
-        self.durations.values().sum()
+        self.dense.iter().sum::<u64>() + self.long.values().sum::<u64>()
     }
 
     pub fn summary(&self) -> Summary {
@@ -285,7 +326,7 @@ impl Tally {
                 p50: self.percentile(50, ended),
                 p90: self.percentile(90, ended),
                 p99: self.percentile(99, ended),
-                max: self.durations.keys().next_back().copied().unwrap_or(0),
+                max: self.durations().last().map_or(0, |(seconds, _)| seconds),
             }),
             events: self.events,
             events_per_call: if self.calls == 0 {
@@ -301,7 +342,7 @@ impl Tally {
     fn percentile(&self, p: u64, ended: u64) -> u64 {
         let rank = (p * ended).div_ceil(100).max(1);
         let mut seen = 0;
-        for (&duration, &calls) in &self.durations {
+        for (duration, calls) in self.durations() {
             seen += calls;
             if seen >= rank {
                 return duration;
@@ -332,11 +373,11 @@ pub struct Percentiles {
     pub max: u64,
 }
 
-/// What a store counted: the calls of step `step` whose dimensions are `dims`.
+/// What a store counted: the calls of step `step` in group `group` (`None` without a grouping).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
     pub step: usize,
-    pub dims: Dims,
+    pub group: Option<String>,
     pub tally: Tally,
 }
 
@@ -346,25 +387,50 @@ pub fn step_of(bounds: &[Timestamp], t: Timestamp) -> Option<usize> {
     (after >= 1 && after < bounds.len()).then(|| after - 1)
 }
 
-/// Cells added up as a store reads them, so that what it holds grows with the steps, groups and
-/// distinct durations, not with the calls read.
+/// Cells added up as a store reads them, by step and group (the calls' other dimensions are
+/// dropped as they are read), so that what it holds grows with the steps, groups and distinct
+/// durations, not with the calls read. Groups past what an answer can hold are not kept: once
+/// there are more than [`MAX_BUCKETS`] / steps, the calls of further groups are dropped (the
+/// answer is refused anyway), so a grouping by a key with a value per call stays bounded.
 #[derive(Debug, Default)]
-pub struct Cells(HashMap<(usize, Dims), Tally>);
+pub struct Cells {
+    group_by: Option<GroupBy>,
+    max_groups: usize,
+    groups: HashSet<Option<String>>,
+    cells: HashMap<(usize, Option<String>), Tally>,
+    dropped: Tally,
+}
 
 impl Cells {
-    pub fn add(&mut self, step: usize, dims: Dims, tally: &Tally) {
+    /// For `steps` steps grouped by `group_by`.
+    pub fn new(group_by: Option<&GroupBy>, steps: usize) -> Cells {
+        Cells {
+            group_by: group_by.cloned(),
+            max_groups: MAX_BUCKETS / steps.max(1) + 1,
+            ..Cells::default()
+        }
+    }
+
+    pub fn add(&mut self, step: usize, dims: &Dims, tally: &Tally) {
         self.tally(step, dims).add(tally);
     }
 
-    /// The tally of `step` and `dims`, to add to in place.
-    pub fn tally(&mut self, step: usize, dims: Dims) -> &mut Tally {
-        self.0.entry((step, dims)).or_default()
+    /// The tally of `step` and the group of `dims`, to add to in place.
+    pub fn tally(&mut self, step: usize, dims: &Dims) -> &mut Tally {
+        let group = self.group_by.as_ref().and_then(|g| g.group_of(dims));
+        if !self.groups.contains(&group) {
+            if self.groups.len() == self.max_groups {
+                return &mut self.dropped;
+            }
+            self.groups.insert(group.clone());
+        }
+        self.cells.entry((step, group)).or_default()
     }
 
     pub fn into_vec(self) -> Vec<Cell> {
-        self.0
+        self.cells
             .into_iter()
-            .map(|((step, dims), tally)| Cell { step, dims, tally })
+            .map(|((step, group), tally)| Cell { step, group, tally })
             .collect()
     }
 }
@@ -388,17 +454,12 @@ pub struct Figures {
 
 /// Adds up a store's cells into the answer's figures; more than [`MAX_BUCKETS`] buckets (steps
 /// × groups) is refused.
-pub fn figures(
-    steps: usize,
-    cells: &[Cell],
-    group_by: Option<&GroupBy>,
-) -> Result<Figures, Invalid> {
+pub fn figures(steps: usize, cells: &[Cell]) -> Result<Figures, Invalid> {
     let mut by_group: BTreeMap<GroupKey, Vec<Tally>> = BTreeMap::new();
     let mut totals = Tally::default();
     for cell in cells {
-        let group = group_by.and_then(|g| g.group_of(&cell.dims));
         let per_step = by_group
-            .entry(GroupKey(group))
+            .entry(GroupKey(cell.group.clone()))
             .or_insert_with(|| vec![Tally::default(); steps]);
         if let Some(tally) = per_step.get_mut(cell.step) {
             tally.add(&cell.tally);
@@ -411,8 +472,14 @@ pub fn figures(
     let count = steps * by_group.len();
     if count > MAX_BUCKETS {
         return Err(Invalid::new(format!(
-            "{steps} time steps × {} groups is {count} buckets, more than {MAX_BUCKETS}: narrow \
-             the range, use a longer bucket or group by something with fewer values",
+            "{steps} time steps × {}{} groups is {count} buckets, more than {MAX_BUCKETS}: \
+             narrow the range, use a longer bucket or group by something with fewer values",
+            // As many as `Cells` keeps: there may have been more.
+            if by_group.len() == MAX_BUCKETS / steps.max(1) + 1 {
+                "at least "
+            } else {
+                ""
+            },
             by_group.len()
         )));
     }

@@ -53,11 +53,9 @@ impl SessionService {
         let cells = repos.stats.tally(&scan).await?;
         let active_now = repos.stats.active_now().await?;
         let figures =
-            figures(steps.len(), &cells, request.group_by.as_ref()).map_err(|invalid| {
-                ServiceError::InvalidStats {
-                    field: "groupBy",
-                    invalid,
-                }
+            figures(steps.len(), &cells).map_err(|invalid| ServiceError::InvalidStats {
+                field: "groupBy",
+                invalid,
             })?;
         Ok(StatsAnswer {
             request,

@@ -29,6 +29,7 @@ mod reads;
 mod redact;
 mod search;
 mod sessions;
+mod stats;
 mod storage_full;
 mod stream_basics;
 mod stream_batch;

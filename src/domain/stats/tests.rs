@@ -187,35 +187,60 @@ fn group_by_parses_the_four_kinds() {
     }
 }
 
-fn dims(status: Status, reason: Option<&str>) -> Dims {
-    Dims {
+fn cell(step: usize, group: Option<&str>, tally: Tally) -> Cell {
+    Cell {
+        step,
+        group: group.map(str::to_owned),
+        tally,
+    }
+}
+
+#[test]
+fn cells_keep_only_the_grouped_dimension() {
+    let dims = |status, reason: Option<&str>, language: &str| Dims {
         status,
         ended_reason: reason.map(str::to_owned),
-        language: "en".into(),
-        metadata: None,
+        language: language.into(),
+        metadata: Some("x".into()),
+    };
+    let mut by_reason = Cells::new(Some(&GroupBy::EndedReason), 1);
+    let mut ungrouped = Cells::new(None, 1);
+    for cells in [&mut by_reason, &mut ungrouped] {
+        cells.add(
+            0,
+            &dims(Status::Completed, Some("a"), "en"),
+            &Tally::ended(3, 1, 1),
+        );
+        cells.add(
+            0,
+            &dims(Status::Failed, Some("a"), "de"),
+            &Tally::ended(5, 1, 0),
+        );
+        cells.add(0, &dims(Status::Active, None, "de"), &Tally::open(1, 2));
     }
+    let mut found = by_reason.into_vec();
+    found.sort_by(|a, b| a.group.cmp(&b.group));
+    assert_eq!(found.len(), 2);
+    assert_eq!(
+        (found[0].group.as_deref(), found[1].group.as_deref()),
+        (None, Some("a"))
+    );
+    assert_eq!((found[1].tally.calls, found[1].tally.ended_calls()), (2, 2));
+    let all = ungrouped.into_vec();
+    assert_eq!(
+        (all.len(), all[0].group.as_deref(), all[0].tally.calls),
+        (1, None, 3)
+    );
 }
 
 #[test]
 fn figures_fill_every_step_and_group_and_put_calls_without_a_group_last() {
     let cells = [
-        Cell {
-            step: 0,
-            dims: dims(Status::Completed, Some("transferred")),
-            tally: Tally::ended(30, 2, 4),
-        },
-        Cell {
-            step: 1,
-            dims: dims(Status::Active, None),
-            tally: Tally::open(1, 3),
-        },
-        Cell {
-            step: 1,
-            dims: dims(Status::Failed, Some("error")),
-            tally: Tally::ended(5, 1, 1),
-        },
+        cell(0, Some("transferred"), Tally::ended(30, 2, 4)),
+        cell(1, None, Tally::open(1, 3)),
+        cell(1, Some("error"), Tally::ended(5, 1, 1)),
     ];
-    let f = figures(2, &cells, Some(&GroupBy::EndedReason)).unwrap();
+    let f = figures(2, &cells).unwrap();
     let keys: Vec<_> = f
         .buckets
         .iter()
@@ -243,7 +268,14 @@ fn figures_fill_every_step_and_group_and_put_calls_without_a_group_last() {
         [(Some("error"), 1), (Some("transferred"), 2), (None, 1)]
     );
 
-    let ungrouped = figures(2, &cells, None).unwrap();
+    let ungrouped: Vec<Cell> = cells
+        .iter()
+        .map(|c| Cell {
+            group: None,
+            ..c.clone()
+        })
+        .collect();
+    let ungrouped = figures(2, &ungrouped).unwrap();
     assert_eq!(ungrouped.buckets.len(), 2);
     assert_eq!(ungrouped.buckets[1].summary.calls, 2);
     assert_eq!(ungrouped.groups.len(), 1);
@@ -251,7 +283,7 @@ fn figures_fill_every_step_and_group_and_put_calls_without_a_group_last() {
 
 #[test]
 fn no_calls_is_one_zero_bucket_per_step() {
-    let f = figures(3, &[], Some(&GroupBy::Status)).unwrap();
+    let f = figures(3, &[]).unwrap();
     assert_eq!(f.buckets.len(), 3);
     assert!(
         f.buckets
@@ -264,13 +296,51 @@ fn no_calls_is_one_zero_bucket_per_step() {
 fn more_than_a_thousand_buckets_of_steps_times_groups_are_refused() {
     let cells: Vec<Cell> = ["a", "b", "c"]
         .iter()
-        .map(|r| Cell {
-            step: 0,
-            dims: dims(Status::Completed, Some(r)),
-            tally: Tally::ended(1, 1, 0),
-        })
+        .map(|r| cell(0, Some(r), Tally::ended(1, 1, 0)))
         .collect();
-    assert!(figures(333, &cells, Some(&GroupBy::EndedReason)).is_ok());
-    let refused = figures(334, &cells, Some(&GroupBy::EndedReason)).unwrap_err();
+    assert!(figures(333, &cells).is_ok());
+    let refused = figures(334, &cells).unwrap_err();
     assert!(refused.0.contains("1002 buckets"), "{refused}");
+}
+
+#[test]
+fn durations_of_an_hour_and_more_count_and_order_like_shorter_ones() {
+    let mut tally = Tally::ended(7_200, 1, 0);
+    tally.add(&Tally::ended(3_599, 1, 0));
+    tally.add(&Tally::ended(3_600, 2, 0));
+    tally.add(&Tally::ended(0, 1, 0));
+    assert_eq!(
+        tally.durations().collect::<Vec<_>>(),
+        [(0, 1), (3_599, 1), (3_600, 2), (7_200, 1)]
+    );
+    let p = tally.summary().durations.unwrap();
+    assert_eq!((p.p50, p.p90, p.max), (3_600, 7_200, 7_200));
+    // Equal counts are equal tallies, however they were added up.
+    assert_eq!(Tally::ended(5, 2, 0), {
+        let mut t = Tally::ended(5, 1, 0);
+        t.add(&Tally::ended(5, 1, 0));
+        t.add(&Tally::ended(1, 0, 0));
+        t
+    });
+}
+
+#[test]
+fn groups_past_what_an_answer_holds_are_not_kept() {
+    let mut cells = Cells::new(Some(&GroupBy::Metadata("customer".into())), 10);
+    for i in 0..5_000 {
+        let dims = Dims {
+            status: Status::Completed,
+            ended_reason: None,
+            language: "en".into(),
+            metadata: Some(format!("customer-{i}")),
+        };
+        cells.add(i % 10, &dims, &Tally::ended(1, 1, 0));
+    }
+    let kept = cells.into_vec();
+    assert!(kept.len() <= 10 * 101, "{}", kept.len());
+    let refused = figures(10, &kept).unwrap_err();
+    assert!(
+        refused.0.contains("10 time steps × at least 101 groups"),
+        "{refused}"
+    );
 }

@@ -56,12 +56,12 @@ impl StatsRepository for MongoStore {
             }},
         ];
         let mut found = self.sessions.aggregate(pipeline).await.map_err(map_err)?;
-        let mut cells = Cells::default();
+        let mut cells = Cells::new(scan.group_by.as_ref(), scan.bounds.len() - 1);
         while let Some(group) = found.try_next().await.map_err(map_err)? {
             let (step, dims, tally) = cell(&group).ok_or_else(|| {
                 RepoError::Backend(format!("an unexpected stats group: {group}").into())
             })?;
-            cells.add(step, dims, &tally);
+            cells.add(step, &dims, &tally);
         }
         Ok(cells.into_vec())
     }

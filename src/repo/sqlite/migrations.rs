@@ -145,7 +145,10 @@ mod tests {
              DELETE FROM changes;",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), ["0008_checks_without_lists"]);
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            ["0008_checks_without_lists", "0009_session_stats"]
+        );
 
         let events: Vec<(String, i64, String, String)> = conn
             .prepare("SELECT event_id, seq, type, payload FROM events ORDER BY seq")
@@ -196,5 +199,63 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn session_stats_counts_the_calls_that_had_ended_before_it() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap().len(), MIGRATIONS.len());
+        conn.execute_batch(
+            "DELETE FROM schema_migrations WHERE version = 9; DROP TABLE session_stats;
+             INSERT INTO sessions (session_id, status, language, metadata, started_at, ended_at,
+                                   event_count, ended_reason)
+             VALUES ('a', 'completed', 'en', '{}', 900000, 961500, 3, 'caller_hangup'),
+                    ('b', 'completed', 'en', '{}', 901000, 962900, 2, 'caller_hangup'),
+                    ('c', 'failed', 'de', '{}', 1799999, 1799000, 0, NULL),
+                    ('d', 'active', 'en', '{}', 900000, NULL, 4, NULL),
+                    ('e', 'deleted', '', '{}', 900000, NULL, 0, NULL);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), ["0009_session_stats"]);
+        let rows: Vec<(i64, String, String, String, i64, i64, String)> = conn
+            .prepare("SELECT * FROM session_stats ORDER BY status")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    1,
+                    "completed".into(),
+                    "caller_hangup".into(),
+                    "en".into(),
+                    2,
+                    5,
+                    r#"{"61":2}"#.into()
+                ),
+                (
+                    1,
+                    "failed".into(),
+                    String::new(),
+                    "de".into(),
+                    1,
+                    0,
+                    r#"{"0":1}"#.into()
+                ),
+            ]
+        );
     }
 }

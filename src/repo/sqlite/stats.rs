@@ -43,7 +43,7 @@ fn count(
     let (Some(&first), Some(&last)) = (scan.bounds.first(), scan.bounds.last()) else {
         return Ok(Vec::new());
     };
-    let mut cells = Cells::default();
+    let mut cells = Cells::new(scan.group_by.as_ref(), scan.bounds.len() - 1);
     let metadata_key = match &scan.group_by {
         Some(GroupBy::Metadata(key)) => Some(format!("$.\"{key}\"")),
         _ => None,
@@ -132,7 +132,7 @@ fn calls(
             language: row.get(3).map_err(map_err)?,
             metadata: row.get(5).map_err(map_err)?,
         };
-        cells.add(step, dims, &tally);
+        cells.add(step, &dims, &tally);
     }
     Ok(())
 }
@@ -180,7 +180,7 @@ fn tallies(
             language: row.get(3).map_err(map_err)?,
             metadata: None,
         };
-        let tally = cells.tally(step, dims);
+        let tally = cells.tally(step, &dims);
         tally.calls += u64::try_from(calls).map_err(|_| rows::corrupt("calls"))?;
         tally.events += u64::try_from(events).map_err(|_| rows::corrupt("events"))?;
         let durations = row.get_ref(6).map_err(map_err)?.as_str();
@@ -190,25 +190,29 @@ fn tallies(
     Ok(())
 }
 
-/// Adds `durations` (`{"<seconds>":calls,…}`, as SQLite's JSON functions write it) into `tally`,
-/// without building a JSON tree: this is most of what a long range reads.
+/// Adds `durations` (`{"<seconds>":calls,…}`, minified, as SQLite's JSON functions write it)
+/// into `tally`, byte by byte, without building a JSON tree: this is most of what a long range
+/// reads.
 fn add_durations(text: &str, tally: &mut Tally) -> Option<()> {
-    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?.trim();
-    if inner.is_empty() {
-        return Some(());
-    }
-    for pair in inner.split(',') {
-        let (seconds, calls) = pair.split_once(':')?;
-        let seconds: u64 = seconds
-            .trim()
-            .strip_prefix('"')?
-            .strip_suffix('"')?
-            .parse()
-            .ok()?;
-        let calls: u64 = calls.trim().parse().ok()?;
-        *tally.durations.entry(seconds).or_default() += calls;
+    let mut rest = text.as_bytes().strip_prefix(b"{")?.strip_suffix(b"}")?;
+    while !rest.is_empty() {
+        let (seconds, after) = number(rest.strip_prefix(b"\"")?)?;
+        let (calls, after) = number(after.strip_prefix(b"\":")?)?;
+        tally.add_durations(seconds, calls);
+        rest = match after {
+            [] => after,
+            [b',', more @ ..] if !more.is_empty() => more,
+            _ => return None,
+        };
     }
     Some(())
+}
+
+/// The decimal number `bytes` starts with, and what follows it.
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let value = std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()?;
+    Some((value, &bytes[digits..]))
 }
 
 #[cfg(test)]
@@ -229,11 +233,16 @@ mod tests {
         let mut tally = Tally::default();
         add_durations(&text, &mut tally).unwrap();
         add_durations("{}", &mut tally).unwrap();
-        assert_eq!(
-            tally.durations.into_iter().collect::<Vec<_>>(),
-            [(5, 2), (61, 1)]
-        );
-        for bad in ["", "{", "{\"a\":1}", "{\"1\":x}", "[1]"] {
+        assert_eq!(tally.durations().collect::<Vec<_>>(), [(5, 2), (61, 1)]);
+        for bad in [
+            "",
+            "{",
+            "{\"a\":1}",
+            "{\"1\":x}",
+            "[1]",
+            "{\"1\":2,}",
+            "{\"1\":2 }",
+        ] {
             assert!(add_durations(bad, &mut Tally::default()).is_none(), "{bad}");
         }
     }

@@ -112,7 +112,7 @@ async fn calls(repos: &Repositories) -> Vec<Call> {
 
 /// What the steps hold, counted from the calls themselves.
 fn model(calls: &[Call], bounds: &[Timestamp], group_by: Option<&GroupBy>) -> Figures {
-    let mut cells = Cells::default();
+    let mut cells = Cells::new(group_by, bounds.len() - 1);
     for call in calls.iter().filter(|c| !c.erased) {
         let Some(step) = step_of(bounds, call.started_at) else {
             continue;
@@ -135,9 +135,9 @@ fn model(calls: &[Call], bounds: &[Timestamp], group_by: Option<&GroupBy>) -> Fi
                 _ => None,
             },
         };
-        cells.add(step, dims, &tally);
+        cells.add(step, &dims, &tally);
     }
-    figures(bounds.len() - 1, &cells.into_vec(), group_by).unwrap()
+    figures(bounds.len() - 1, &cells.into_vec()).unwrap()
 }
 
 fn groupings() -> Vec<Option<GroupBy>> {
@@ -174,7 +174,7 @@ async fn assert_counts_match(repos: &Repositories, calls: &[Call]) {
                 group_by: group_by.clone(),
             };
             let cells = repos.stats.tally(&scan).await.unwrap();
-            let counted = figures(bounds.len() - 1, &cells, group_by.as_ref()).unwrap();
+            let counted = figures(bounds.len() - 1, &cells).unwrap();
             assert_eq!(
                 counted,
                 model(calls, &bounds, group_by.as_ref()),
@@ -189,7 +189,7 @@ backend_test! { async fn every_step_and_grouping_counts_exactly_the_calls(s: Sto
     assert_counts_match(&s.repos, &calls).await;
     let all = step_sets().pop().unwrap();
     let whole = figures(1, &s.repos.stats.tally(&StatsScan { bounds: all, group_by: None })
-        .await.unwrap(), None).unwrap();
+        .await.unwrap()).unwrap();
     assert_eq!((whole.totals.calls, whole.totals.ended), (40, 30));
     assert_eq!(whole.totals.events, (0..40).map(|i| i % 4).sum::<u64>());
     assert_eq!(s.repos.stats.active_now().await.unwrap(), 10);
@@ -224,7 +224,7 @@ backend_test! { async fn a_timer_end_is_counted_like_any_other(s: StoreCtx) {
     let bounds = vec![at(T0), at(T0 + 60 * MINUTE)];
     let cells = s.repos.stats.tally(&StatsScan { bounds, group_by: Some(GroupBy::EndedReason) })
         .await.unwrap();
-    let f = figures(1, &cells, Some(&GroupBy::EndedReason)).unwrap();
+    let f = figures(1, &cells).unwrap();
     assert_eq!(f.groups.len(), 1);
     assert_eq!(f.groups[0].0.as_deref(), Some("max_duration_exceeded"));
     let durations = f.totals.durations.unwrap();
