@@ -1,11 +1,17 @@
-// The console's entry point: the hash router (#/ the list, #/calls/ID one call, #/calls/ID?seq=N
-// one call at one event, #/search?q=… the search), the API key dialog, and the header's key
-// controls and section links.
+// The console's entry point: the hash router, the API key dialog, and the header's key controls
+// and section links. The addresses:
+//   #/                       the overview, the start page (#/overview?range=… a chosen range: overview.js)
+//   #/calls, #/calls?…       the calls list, with its filters
+//   #/?status=…&from=…       the list's address before the overview: still opens the list, and is
+//                            rewritten to #/calls?… (the overview's own query lives at #/overview)
+//   #/calls/ID[?seq=N]       one call (at one event)
+//   #/search?q=…             the search
 
 import { apiKey, forgetApiKey, onAuthProblem, setApiKey } from "./api.js";
 import { renderCall } from "./call.js";
 import { clearNotice, el, showNotice, showPendingNotice } from "./dom.js";
 import { listHash, renderList } from "./list.js";
+import { overviewHash, renderOverview } from "./overview.js";
 import { renderSearch, searchHash } from "./search.js";
 
 const main = document.getElementById("main");
@@ -16,6 +22,7 @@ const keyMessage = document.getElementById("key-message");
 const keyState = document.getElementById("key-state");
 const keyChange = document.getElementById("key-change");
 const keyForget = document.getElementById("key-forget");
+const navOverview = document.getElementById("nav-overview");
 const navCalls = document.getElementById("nav-calls");
 const navSearch = document.getElementById("nav-search");
 
@@ -25,7 +32,11 @@ let view = null;
 function route({ focus = false } = {}) {
   view?.abort();
   view = new AbortController();
-  const hash = location.hash || "#/";
+  let hash = location.hash || "#/";
+  if (hash.startsWith("#/?") && hash.length > 3) {
+    hash = `#/calls?${hash.slice(3)}`;
+    history.replaceState(history.state, "", hash);
+  }
   const call = /^#\/calls\/([^?#]+)(?:\?([^#]*))?$/.exec(hash);
   let sessionId = null;
   if (call) {
@@ -36,6 +47,8 @@ function route({ focus = false } = {}) {
     }
   }
   const search = hash === "#/search" || hash.startsWith("#/search?");
+  const list = hash === "#/calls" || hash.startsWith("#/calls?");
+  const overview = sessionId === null && !search && !list;
   if (sessionId !== null) {
     document.title = `${sessionId} · session-service console`;
     const seq = Number(new URLSearchParams(call[2] ?? "").get("seq") ?? "");
@@ -43,15 +56,20 @@ function route({ focus = false } = {}) {
   } else if (search) {
     document.title = "Search · session-service console";
     renderSearch(main, new URLSearchParams(hash.slice("#/search?".length)), view.signal);
-  } else {
+  } else if (list) {
     document.title = "Calls · session-service console";
-    const query = hash.startsWith("#/?") ? hash.slice(3) : "";
-    renderList(main, new URLSearchParams(query), view.signal);
+    renderList(main, new URLSearchParams(hash.slice("#/calls?".length)), view.signal);
+  } else {
+    // #/, #/overview?…, and any address this console does not know.
+    document.title = "Overview · session-service console";
+    const query = hash.startsWith("#/overview?") ? hash.slice("#/overview?".length) : "";
+    renderOverview(main, new URLSearchParams(query), view.signal);
   }
-  // The section links go back to each section as it was left (its filters, its query).
+  // The section links go back to each section as it was left (its range, filters, query).
+  navOverview.href = overviewHash();
   navCalls.href = listHash();
   navSearch.href = searchHash() ?? "#/search";
-  for (const [link, here] of [[navCalls, !search && sessionId === null], [navSearch, search]]) {
+  for (const [link, here] of [[navOverview, overview], [navCalls, list], [navSearch, search]]) {
     if (here) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }

@@ -31,7 +31,7 @@ const METADATA_KEY = /^[A-Za-z0-9_-]{1,64}$/;
 // they came from) and the cursors of the pages up to the current one (null: the first page).
 const place = { query: null, cursors: [null] };
 
-/** The filters a list hash query (`#/?status=…&from=…&before=…&key=…&value=…`) names. */
+/** The filters a list hash query (`#/calls?status=…&from=…&before=…&key=…&value=…`) names. */
 export function filtersFrom(params) {
   return {
     status: (params.get("status") || "").split(",").filter((s) => STATUSES.includes(s)),
@@ -52,7 +52,7 @@ function hashQuery(filters) {
     params.set("value", filters.value);
   }
   const text = params.toString();
-  return text ? `#/?${text}` : "#/";
+  return text ? `#/calls?${text}` : "#/calls";
 }
 
 /** The `GET /sessions` URL of one page. */
@@ -577,5 +577,5 @@ export function renderList(main, params, signal) {
 
 /** The hash of the list as the user left it (to go back to from a call). */
 export function listHash() {
-  return place.query ?? "#/";
+  return place.query ?? "#/calls";
 }

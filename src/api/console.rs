@@ -52,6 +52,9 @@ const ASSETS: &[Asset] = &[
     asset!("list.js", JS),
     asset!("call.js", JS),
     asset!("metadata.js", JS),
+    asset!("overview.js", JS),
+    asset!("chart.js", JS),
+    asset!("zone.js", JS),
     asset!("search.js", JS),
 ];
 

@@ -90,6 +90,10 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
     const { page, context, trouble } = await openPage(browser);
     await page.goto(`${proxy.base}/`);
     assert.equal(new URL(page.url()).pathname, "/console", "/ redirects to the console");
+    // The console opens on its overview; the header's Calls link leads to the list.
+    await page.getByRole("heading", { name: "Overview", level: 1 }).waitFor();
+    await page.getByRole("link", { name: "Calls", exact: true }).click();
+    assert.equal(new URL(page.url()).hash, "#/calls");
     const newer = page.locator("tr[data-session-id='list-newer']");
     await newer.waitFor();
     assert.match(await newer.innerText(), /active/);
@@ -107,7 +111,7 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
 
   test("the filters narrow the list and the refresh keeps them and the page", { timeout: TEST_TIMEOUT }, async () => {
     const { page, context, trouble } = await openPage(browser);
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     await page.locator("tr[data-session-id='list-older']").waitFor();
     await page.getByLabel("Metadata key").fill("userId");
     await page.getByLabel("Metadata value").fill("u-1");
@@ -166,7 +170,7 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
     await api.addEvent("talk-1", "b-1", "bot_speech", { text: "Sure, which one?", confidence: 0.93 });
     await api.addEvent("talk-1", "s-1", "system", { text: "transferred to queue 4" });
     const { page, context, trouble } = await openPage(browser);
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     const link = page.getByRole("link", { name: "talk-1", exact: true });
     await link.waitFor();
     for (let i = 0; i < 60 && !(await link.evaluate((a) => a === document.activeElement)); i++) {
@@ -217,7 +221,7 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
         assert.match(await page.locator(".details").innerText(), /completed[\s\S]*caller_hangup/);
         await page.screenshot({ path: join(SCREENSHOTS, "call-ended-375.png"), fullPage: true });
       } else {
-        await page.goto(`${proxy.base}/console`);
+        await page.goto(`${proxy.base}/console#/calls`);
         await page.locator("tr[data-session-id='live-1']").waitFor();
         const overflowList = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
         assert.ok(overflowList <= 0);
@@ -226,7 +230,7 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
       await context.close();
     }
     const { page, context } = await openPage(browser, { width: 375, height: 760 });
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     await page.locator("tr[data-session-id='live-1']").waitFor();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `the list fits 375 px (${overflow} px)`);
@@ -238,7 +242,7 @@ describe("without API keys", { timeout: TEST_TIMEOUT * 12 }, () => {
     await api.createSession("xss-1", { metadata: { note: SCRIPT_TEXT, [SCRIPT_TEXT.slice(0, 3)]: "<b>x</b>" } });
     await api.addEvent("xss-1", "u-1", "user_speech", { text: SCRIPT_TEXT });
     const { page, context, trouble } = await openPage(browser);
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     await page.locator("tr[data-session-id='xss-1']").waitFor();
     await page.goto(`${proxy.base}/console#/calls/xss-1`);
     await page.locator(".turn-user .text").first().waitFor();
@@ -355,7 +359,7 @@ describe("with API keys", { timeout: TEST_TIMEOUT * 4 }, () => {
     await api.createSession("keyed-1", { metadata: { from: "+15550199" } });
     await api.addEvent("keyed-1", "u-1", "user_speech", { text: "Is anyone there?" });
     const { page, context, trouble } = await openPage(browser);
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     const dialog = page.getByRole("dialog", { name: "API key" });
     await dialog.waitFor();
     assert.match(await dialog.innerText(), /needs an API key/);

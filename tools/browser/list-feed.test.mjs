@@ -48,7 +48,7 @@ const isListRead = (r) => new URL(r.url()).pathname === "/sessions" && r.method(
 const isHeadRead = (r) => new URL(r.url()).pathname === "/changes" && new URL(r.url()).searchParams.get("after") === "now";
 
 /** Opens the list at `hash` and waits until it follows the feed; records its requests. */
-async function openList(proxy, hash = "#/", viewport = {}) {
+async function openList(proxy, hash = "#/calls", viewport = {}) {
   const opened = await openPage(browser, viewport);
   const streams = [];
   const listReads = [];
@@ -215,7 +215,7 @@ describe("the calls list follows the change feed", { timeout: TEST_TIMEOUT * 10 
         body: JSON.stringify({ type: "urn:session-service:problem:cursor_expired", title: "Gone", status: 410, code: "cursor_expired", detail: "the cursor is older than the changes kept" }),
       });
     });
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     await liveState(page).waitFor();
     await rowOf(page, "expired-1").waitFor();
     assert.equal(refused, 1);
@@ -267,7 +267,7 @@ describe("the calls list's feed with API keys", { timeout: TEST_TIMEOUT * 3 }, (
 
   test("a read key follows the feed with its Authorization header, never in the URL", { timeout: TEST_TIMEOUT }, async () => {
     const { page, context, trouble } = await openPage(browser, { width: 375, height: 760 });
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     const dialog = page.getByRole("dialog", { name: "API key" });
     await dialog.getByLabel("Key").fill(READ_KEY);
     await dialog.getByRole("button", { name: "Use this key" }).click();
@@ -290,7 +290,7 @@ describe("the calls list's feed with API keys", { timeout: TEST_TIMEOUT * 3 }, (
 
   test("without a key the list asks for one and does not follow", { timeout: TEST_TIMEOUT }, async () => {
     const { page, context, trouble } = await openPage(browser);
-    await page.goto(`${proxy.base}/console`);
+    await page.goto(`${proxy.base}/console#/calls`);
     await page.getByRole("dialog", { name: "API key" }).waitFor();
     await page.locator(".feed-state[data-state='stopped']").waitFor();
     await page.getByText("Enter an API key to see the calls.").waitFor();

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # tools/browser/run.sh: the web console's tests in a real browser (console.test.mjs,
-# list-feed.test.mjs for the calls list following the change feed, and search.test.mjs for the
-# search view; Node's test runner; metadata.test.mjs and list.test.mjs check the metadata editor's
-# merge patch and the list's handling of the feed in Node alone). They drive Debian's chromium with playwright-core (pinned in package.json +
-# package-lock.json, `npm ci` into the git-ignored node_modules; Playwright's own browser download
-# is never used: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1) and start the service binary themselves from
-# SESSION_SERVICE_BIN (./run-tests.sh exports it), on SQLite in a temporary folder.
+# list-feed.test.mjs for the calls list following the change feed, search.test.mjs for the
+# search view, overview.test.mjs for the overview, the start page, against GET /stats; Node's
+# test runner; metadata.test.mjs and list.test.mjs check the metadata editor's merge patch and
+# the list's handling of the feed in Node alone). They drive Debian's chromium with
+# playwright-core (pinned in package.json + package-lock.json, `npm ci` into the git-ignored
+# node_modules; Playwright's own browser download is never used: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)
+# and start the service binary themselves from SESSION_SERVICE_BIN (./run-tests.sh exports it),
+# on SQLite in a temporary folder.
 #
 # Without chromium on PATH: as root it is installed (apt-get); otherwise this fails with the
 # command that installs it. Screenshots land in tools/browser/screenshots/ (git-ignored).
@@ -54,4 +56,4 @@ if ! installed; then
 fi
 
 cd "$here"
-exec node --test --test-reporter=spec console.test.mjs list-feed.test.mjs search.test.mjs metadata.test.mjs list.test.mjs
+exec node --test --test-reporter=spec console.test.mjs list-feed.test.mjs search.test.mjs overview.test.mjs metadata.test.mjs list.test.mjs
