@@ -530,6 +530,21 @@ check "the hit" "$(first_of eventId)" '"eventId":"s-2"'
 call "A phrase left open: 400" 400 GET "/search?q=%22refund"
 check "code" "$(field code)" validation_failed
 
+echo
+echo "${YELLOW}${BOLD}### Analytics: calls per hour or day, in any time zone${RESET}"
+TSID="$SID-stats"
+QUIET=1
+call "Create a call" 201 POST /sessions "{\"sessionId\":\"$TSID\",\"language\":\"en-US\",\"metadata\":{\"team\":\"$TSID\"}}"
+call "The caller speaks" 201 POST "/sessions/$TSID/events" '{"eventId":"t-1","type":"user_speech","payload":{"text":"hello"}}'
+call "The caller hangs up" 200 POST "/sessions/$TSID/complete" '{"reason":"caller_hangup"}'
+QUIET=0
+call "The last 24 hours, hourly in Kolkata, by team" 200 GET "/stats?bucket=hour&tz=Asia/Kolkata&groupBy=metadata.team&from=$(date -u -d '-1 day' +%Y-%m-%dT%H:%M:%SZ)"
+check "this call's team: calls, ended, events" "$(python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print([(g["calls"], g["ended"], g["events"]["total"]) for g in d["groups"] if g["group"] == sys.argv[2]])' "$RESP" "$TSID")" "[(1, 1, 1)]"
+call "An unknown zone: 400" 400 GET "/stats?tz=Mars/Olympus_Mons"
+check "code" "$(field code)" validation_failed
+
 # ---------------------------------------------------------------------------------------------
 echo
 if ((MISMATCHES == 0)); then
