@@ -105,6 +105,7 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
             &["200", "400", "401", "405", "410", "503"],
         ),
         ("/search", "get", &["200", "400", "401", "405", "503"]),
+        ("/stats", "get", &["200", "400", "401", "405", "503"]),
         ("/health", "get", &["200", "405"]),
         ("/ready", "get", &["200", "405", "503"]),
         ("/metrics", "get", &["200", "401", "405"]),
