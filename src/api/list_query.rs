@@ -40,13 +40,6 @@ pub struct ListQuery {
     pub after: Option<SessionCursor>,
 }
 
-fn metadata_key_is_valid(key: &str) -> bool {
-    (1..=64).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// The session filters `GET /sessions` and `GET /search` share: `status`, `startedFrom`,
 /// `startedBefore` and `metadata.KEY`.
 #[derive(Debug, Default)]
@@ -82,7 +75,7 @@ impl SessionFilters {
                 .map(|t| self.started_before = Some(t))
                 .map_err(|e| e.0),
             other => match other.strip_prefix("metadata.") {
-                Some(meta_key) if metadata_key_is_valid(meta_key) => {
+                Some(meta_key) if crate::domain::is_metadata_key(meta_key) => {
                     self.metadata.push((meta_key.to_owned(), value.to_owned()));
                     Ok(())
                 }

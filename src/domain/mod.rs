@@ -23,6 +23,15 @@ pub use redact::{PiiKind, Redact, Redacted, redact_payload};
 pub use session::{NewSession, Session, SessionVersion, Status, TerminalStatus};
 pub use timestamp::Timestamp;
 
+/// Whether `key` can name a top-level metadata key in a query (`metadata.KEY` filters and
+/// groupings): 1–64 characters of `A-Z a-z 0-9 _ -`.
+pub fn is_metadata_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Why a value was refused; the API turns these into `errors: [{field, message}]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

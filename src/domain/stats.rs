@@ -69,14 +69,7 @@ impl GroupBy {
             "endedReason" => Ok(GroupBy::EndedReason),
             "language" => Ok(GroupBy::Language),
             other => match other.strip_prefix("metadata.") {
-                Some(key)
-                    if (1..=64).contains(&key.len())
-                        && key
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-                {
-                    Ok(GroupBy::Metadata(key.to_owned()))
-                }
+                Some(key) if super::is_metadata_key(key) => Ok(GroupBy::Metadata(key.to_owned())),
                 _ => Err(Invalid::new(
                     "must be status, endedReason, language or metadata.KEY (KEY: 1 to 64 \
                      characters of A-Z a-z 0-9 _ -)",
