@@ -15,6 +15,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, ConfigError, DatabaseConfig};
 use crate::repo::{RepoError, Repositories, mongo::MongoStore, sqlite::SqliteStore};
 use crate::service::live::LiveSettings;
+use crate::service::webhooks::{WebhookSettings, Webhooks};
 use crate::service::{Lifecycle, Maintenance, ServiceError, ServiceMetrics, SessionService};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,7 @@ pub struct Application {
     shutdown_timeout: Duration,
     closer: Closer,
     service: SessionService,
+    webhooks: Webhooks,
     sweep_interval: Duration,
     key_reload: Option<KeyReload>,
     rate_limit: Option<api::RateLimit>,
@@ -169,6 +171,19 @@ impl KeyReload {
     }
 }
 
+fn webhook_settings(config: &crate::config::WebhookConfig) -> WebhookSettings {
+    WebhookSettings {
+        timeout: config.timeout,
+        schedule: config.retry_schedule.clone(),
+        secret_overlap_seconds: config.secret_overlap_seconds,
+        disable_after_seconds: config.disable_after_seconds,
+        allow_private_networks: config.allow_private_networks,
+        max_in_flight: config.max_in_flight,
+        per_endpoint: config.per_endpoint,
+        retention_seconds: config.retention_seconds,
+    }
+}
+
 /// Logs how many keys of each scope are in force; never a key.
 fn log_key_counts(keys: &api::ApiKeys, message: &str) {
     use api::Scope;
@@ -224,10 +239,16 @@ impl Application {
                 "sessions from before timers got the default timers, counted from now"
             );
         }
+        let webhooks = Webhooks::new(
+            service.repositories().clone(),
+            webhook_settings(&config.webhooks),
+            api::webhook_body,
+        );
         let state = AppState {
             service: service.clone(),
             max_body_bytes: config.max_body_bytes,
             metrics,
+            webhooks: webhooks.clone(),
         };
         let auth = api::AuthPolicy::new(config.api_keys.clone(), config.metrics_require_key);
         if config.api_keys.is_empty() {
@@ -280,6 +301,7 @@ impl Application {
             shutdown_timeout: config.shutdown_timeout,
             closer: Closer::Nothing,
             service,
+            webhooks,
             sweep_interval: config.sweep_interval,
             key_reload,
             rate_limit,
@@ -302,6 +324,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
+        let delivering = self.webhooks.start();
         let watchers = self.service.watch_changes();
         let hub = self.service.hub().clone();
         let key_reload = self.key_reload.and_then(KeyReload::spawn);
@@ -336,6 +359,9 @@ impl Application {
             }
         };
         maintenance.stop().await;
+        // Attempts in flight end here; their leases lapse and another instance (or this one,
+        // restarted) tries them again.
+        drop(delivering);
         drop(watchers);
         for task in [key_reload, limiter_cleanup].into_iter().flatten() {
             task.abort();

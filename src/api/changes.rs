@@ -399,3 +399,38 @@ async fn ndjson(state: AppState, request: ChangesRequest) -> Result<Response, Ap
     )
         .into_response())
 }
+
+/// A webhook message's body: `{"type", "timestamp", "data"}`, `data` as in the feed. When that
+/// is over [`crate::domain::webhook::MAX_BODY_BYTES`], `data` goes without the event's payload
+/// and with `"truncated": true`.
+#[derive(Serialize)]
+struct WebhookBody<D: Serialize> {
+    #[serde(rename = "type")]
+    kind: ChangeType,
+    timestamp: Timestamp,
+    data: D,
+}
+
+pub fn webhook_body(change: &FeedChange) -> String {
+    let whole = ChangeBody::new("", change);
+    let body = WebhookBody {
+        kind: change.kind.into(),
+        timestamp: change.at,
+        data: &whole.data,
+    };
+    let text = serde_json::to_string(&body).unwrap_or_default();
+    if text.len() <= crate::domain::webhook::MAX_BODY_BYTES {
+        return text;
+    }
+    let mut data = serde_json::to_value(&whole.data).unwrap_or_default();
+    if let Some(object) = data.as_object_mut() {
+        object.remove("payload");
+        object.insert("truncated".into(), serde_json::Value::Bool(true));
+    }
+    serde_json::to_string(&WebhookBody {
+        kind: change.kind.into(),
+        timestamp: change.at,
+        data,
+    })
+    .unwrap_or_default()
+}

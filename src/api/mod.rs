@@ -19,9 +19,11 @@ mod request_id;
 mod search;
 mod stats;
 mod stream;
+mod webhooks;
 pub use stream::LiveStream;
 
 pub use auth::{ApiKeys, AuthPolicy, Scope, require_api_key};
+pub use changes::webhook_body;
 pub use error::{AppError, FieldError};
 pub use health::StorageHealth;
 pub use limit::{RateLimit, rate_limit};
@@ -49,6 +51,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// What `/metrics` renders.
     pub metrics: crate::telemetry::Metrics,
+    /// Webhook endpoints and their deliveries.
+    pub webhooks: crate::service::webhooks::Webhooks,
 }
 
 /// The API's routes, with problem-JSON answers for unknown routes and wrong methods. With API
@@ -91,7 +95,19 @@ pub fn router(
         .route("/sessions/{session_id}/complete", post(complete_session))
         .route("/changes", get(changes::list_changes))
         .route("/search", get(search::search))
-        .route("/stats", get(stats::stats));
+        .route("/stats", get(stats::stats))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get_one)
+                .patch(webhooks::patch)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/secret", get(webhooks::secret))
+        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/recover", post(webhooks::recover))
+        .route("/webhooks/{id}/test", post(webhooks::test));
     let metrics = Router::new().route("/metrics", get(metrics));
     // Writes that fail on storage make `/ready` answer 503 until one succeeds (the `observe`
     // layer records how each write ended in `storage_health`).

@@ -69,6 +69,16 @@ problem_response! {
         super::changes::list_changes,
         super::search::search,
         super::stats::stats,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::get_one,
+        super::webhooks::patch,
+        super::webhooks::delete,
+        super::webhooks::secret,
+        super::webhooks::rotate,
+        super::webhooks::deliveries,
+        super::webhooks::recover,
+        super::webhooks::test,
         super::health,
         super::ready,
         super::metrics,
@@ -89,6 +99,7 @@ problem_response! {
         (name = "changes", description = "The change feed: every change to every call, in order"),
         (name = "search", description = "Find calls by what was said"),
         (name = "stats", description = "Count calls and measure their durations"),
+        (name = "webhooks", description = "Push the change feed to receivers, signed (Standard Webhooks), with retries, a delivery log and replay; every route needs the `admin` scope"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]
@@ -128,6 +139,7 @@ fn guarded(path: &str) -> bool {
         || path == "/changes"
         || path == "/search"
         || path == "/stats"
+        || path.starts_with("/webhooks")
         || path == "/metrics"
 }
 
@@ -167,17 +179,23 @@ impl utoipa::Modify for OptionalApiKeys {
             ))
             .build()
         };
-        for item in openapi
+        for (path, item) in openapi
             .paths
             .paths
             .iter_mut()
-            .filter_map(|(path, item)| guarded(path).then_some(item))
+            .filter(|(path, _)| guarded(path))
         {
+            // Webhooks hold secrets and send data out: every route needs `admin`.
+            let webhooks = path.starts_with("/webhooks");
             for (op, scope) in [
-                (&mut item.post, "write"),
-                (&mut item.patch, "write"),
+                (&mut item.get, if webhooks { "admin" } else { "" }),
+                (&mut item.post, if webhooks { "admin" } else { "write" }),
+                (&mut item.patch, if webhooks { "admin" } else { "write" }),
                 (&mut item.delete, "admin"),
             ] {
+                if scope.is_empty() {
+                    continue;
+                }
                 if let Some(op) = op {
                     op.responses
                         .responses
@@ -275,6 +293,9 @@ impl utoipa::Modify for ClosedRequestBodies {
             super::dto::AddEvents::name(),
             super::dto::CompleteSession::name(),
             super::dto::SessionPatch::name(),
+            super::webhooks::CreateWebhook::name(),
+            super::webhooks::PatchWebhook::name(),
+            super::webhooks::RecoverWebhook::name(),
         ] {
             if let Some(RefOr::T(Schema::Object(object))) =
                 components.schemas.get_mut(name.as_ref())

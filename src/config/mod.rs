@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::auth::keys::{ApiKeys, KeyFileError};
+use crate::domain::webhook::RetrySchedule;
 use crate::domain::{Redact, Timers};
 use crate::repo::mongo::MongoSettings;
 use crate::repo::sqlite::{SqliteConfig, Synchronous};
@@ -64,6 +65,21 @@ pub struct Config {
     /// How often watched sessions are read for other processes' writes when no change feed
     /// reports them (SQLite; MongoDB while its change stream is down).
     pub stream_poll_interval: Duration,
+    /// How webhooks are delivered (`WEBHOOK_*`).
+    pub webhooks: WebhookConfig,
+}
+
+/// The `WEBHOOK_*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub timeout: Duration,
+    pub retry_schedule: RetrySchedule,
+    pub secret_overlap_seconds: u64,
+    pub disable_after_seconds: u64,
+    pub allow_private_networks: bool,
+    pub max_in_flight: usize,
+    pub per_endpoint: usize,
+    pub retention_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +210,42 @@ impl Config {
                 env.ranged("RATE_LIMIT_PER_SECOND", 0..=1_000_000, rate)?,
                 env.ranged("RATE_LIMIT_BURST", 0..=1_000_000, rate)?,
             ),
+            webhooks: WebhookConfig {
+                timeout: env.millis("WEBHOOK_TIMEOUT_MS")?,
+                retry_schedule: env.with("WEBHOOK_RETRY_SCHEDULE", |raw| {
+                    RetrySchedule::parse(raw).map_err(|e| e.0)
+                })?,
+                secret_overlap_seconds: env.ranged(
+                    "WEBHOOK_SECRET_OVERLAP_SECONDS",
+                    0..=CENTURY_SECONDS,
+                    seconds,
+                )?,
+                disable_after_seconds: env.ranged(
+                    "WEBHOOK_DISABLE_AFTER_SECONDS",
+                    1..=CENTURY_SECONDS,
+                    seconds,
+                )?,
+                allow_private_networks: env.one_of(
+                    "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+                    &[("true", true), ("false", false)],
+                    "expected true or false",
+                )?,
+                max_in_flight: env.ranged(
+                    "WEBHOOK_MAX_IN_FLIGHT",
+                    1..=10_000,
+                    "expected a whole number from 1 to 10000",
+                )?,
+                per_endpoint: env.ranged(
+                    "WEBHOOK_ENDPOINT_CONCURRENCY",
+                    1..=1_000,
+                    "expected a whole number from 1 to 1000",
+                )?,
+                retention_seconds: env.ranged(
+                    "WEBHOOK_RETENTION_SECONDS",
+                    1..=CENTURY_SECONDS,
+                    seconds,
+                )?,
+            },
         })
     }
 }

@@ -161,6 +161,46 @@ pub const VARIABLES: &[Var] = &[
         default: "",
         help: "comma-separated browser origins allowed (CORS); unset: none",
     },
+    Var {
+        name: "WEBHOOK_TIMEOUT_MS",
+        default: "15000",
+        help: "how long a webhook attempt waits for the receiver's answer",
+    },
+    Var {
+        name: "WEBHOOK_RETRY_SCHEDULE",
+        default: "0,5,300,1800,7200,18000,36000,36000",
+        help: "seconds before each webhook attempt (the first, then after each failure), ±10 % jitter",
+    },
+    Var {
+        name: "WEBHOOK_SECRET_OVERLAP_SECONDS",
+        default: "86400",
+        help: "after a secret rotation, how long messages are also signed with the old secret",
+    },
+    Var {
+        name: "WEBHOOK_DISABLE_AFTER_SECONDS",
+        default: "432000",
+        help: "a webhook endpoint whose every attempt failed this long is disabled",
+    },
+    Var {
+        name: "WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+        default: "false",
+        help: "true: webhook receivers on loopback and private addresses are allowed",
+    },
+    Var {
+        name: "WEBHOOK_MAX_IN_FLIGHT",
+        default: "64",
+        help: "webhook attempts in flight at once, per instance (1 to 10000)",
+    },
+    Var {
+        name: "WEBHOOK_ENDPOINT_CONCURRENCY",
+        default: "8",
+        help: "webhook attempts in flight at once to one endpoint, per instance (1 to 1000)",
+    },
+    Var {
+        name: "WEBHOOK_RETENTION_SECONDS",
+        default: "604800",
+        help: "how long delivered and failed webhook messages stay in the log (and can be recovered)",
+    },
 ];
 
 /// The variable named `name` in [`VARIABLES`].

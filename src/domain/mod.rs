@@ -10,6 +10,7 @@ pub mod search;
 mod session;
 pub mod stats;
 mod timestamp;
+pub mod webhook;
 
 pub use event::{Event, EventType, MAX_BATCH_EVENTS, NewEvent, NewEvents};
 pub use ids::{EventId, Language, SessionId};

@@ -248,6 +248,8 @@ impl Repositories {
                 backend,
                 inner: self.stats,
             }),
+            // Background work and admin routes, timed by the webhook metrics themselves.
+            webhooks: self.webhooks,
         }
     }
 }

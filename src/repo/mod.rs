@@ -19,6 +19,7 @@ pub mod mongo;
 pub mod search;
 pub mod sqlite;
 pub mod stats;
+pub mod webhooks;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -421,6 +422,8 @@ pub struct Repositories {
     pub search: Arc<dyn search::SearchRepository>,
     /// Call analytics (`GET /stats`).
     pub stats: Arc<dyn stats::StatsRepository>,
+    /// Webhook endpoints, messages and deliveries.
+    pub webhooks: Arc<dyn webhooks::WebhookRepository>,
 }
 
 /// The window of seqs a page reads from, for a session holding `count` events. Seqs are dense

@@ -12,6 +12,7 @@ mod read;
 mod redaction;
 mod search;
 mod stats;
+pub mod webhooks;
 mod write;
 
 use std::sync::Arc;

@@ -37,3 +37,5 @@ mod stream_instances;
 mod stream_limits;
 mod stream_resume;
 mod stream_support;
+mod webhooks;
+mod webhooks_support;

@@ -141,6 +141,7 @@ async fn app_over_faulty_sqlite() -> (TestApp, Arc<AtomicU8>, TestStore) {
             feed: ctx.repos.feed.clone(),
             search: ctx.repos.search.clone(),
             stats: ctx.repos.stats.clone(),
+            webhooks: ctx.repos.webhooks.clone(),
         },
     })
     .await;

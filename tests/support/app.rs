@@ -196,6 +196,24 @@ impl TestApp {
         Self::read(request.send().await.expect("POST")).await
     }
 
+    /// Sends `body` as JSON with `method` (e.g. PATCH).
+    pub async fn request_json(&self, method: reqwest::Method, path: &str, body: &Value) -> Reply {
+        Self::read(
+            self.client
+                .request(method, self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// The HTTP client the test app uses.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub async fn request(&self, method: reqwest::Method, path: &str) -> Reply {
         Self::read(
             self.client

@@ -59,8 +59,12 @@ impl AuthPolicy {
     }
 }
 
-/// The scope a request needs: reading is `read`, erasing `admin`, any other change `write`.
-fn needed(method: &Method) -> Scope {
+/// The scope a request needs: reading is `read`, erasing `admin`, any other change `write`;
+/// anything about webhooks (which hold secrets and send data out) `admin`.
+fn needed(method: &Method, path: &str) -> Scope {
+    if path == "/webhooks" || path.starts_with("/webhooks/") {
+        return Scope::Admin;
+    }
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Scope::Read,
         Method::DELETE => Scope::Admin,
@@ -88,12 +92,12 @@ pub async fn require_api_key(
     let client = crate::api::limit::AuthenticatedKey::of(presented.as_bytes());
     match scope {
         None => AppError::Unauthorized("the API key is not valid").into_response(),
-        Some(scope) if scope >= needed(req.method()) => {
+        Some(scope) if scope >= needed(req.method(), req.uri().path()) => {
             // The rate limit counts the request against its key (a hash of it, never the key).
             req.extensions_mut().insert(client);
             next.run(req).await
         }
-        Some(_) => match needed(req.method()) {
+        Some(_) => match needed(req.method(), req.uri().path()) {
             Scope::Admin => AppError::Forbidden("this request needs a key with the admin scope"),
             _ => AppError::Forbidden("this request needs a key with the write scope"),
         }

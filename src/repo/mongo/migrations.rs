@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "search",
         include_str!("../../../migrations/mongodb/0003_search.json"),
     ),
+    (
+        4,
+        "webhooks",
+        include_str!("../../../migrations/mongodb/0004_webhooks.json"),
+    ),
 ];
 
 #[derive(Deserialize)]

@@ -23,6 +23,7 @@ mod round_trips;
 mod search;
 mod search_backfill;
 mod stats;
+mod webhooks;
 
 pub use round_trips::RoundTrips;
 
@@ -152,6 +153,7 @@ impl MongoStore {
             feed: Arc::new(self.clone()),
             search: Arc::new(self.clone()),
             stats: Arc::new(self.clone()),
+            webhooks: Arc::new(self.clone()),
         }
     }
 }

@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session_stats",
         include_str!("../../../migrations/sqlite/0009_session_stats.sql"),
     ),
+    (
+        10,
+        "webhooks",
+        include_str!("../../../migrations/sqlite/0010_webhooks.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.
@@ -147,7 +152,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             migrate(&mut conn).unwrap(),
-            ["0008_checks_without_lists", "0009_session_stats"]
+            [
+                "0008_checks_without_lists",
+                "0009_session_stats",
+                "0010_webhooks"
+            ]
         );
 
         let events: Vec<(String, i64, String, String)> = conn

@@ -15,6 +15,7 @@ mod rows;
 mod search;
 mod snapshot;
 mod stats;
+mod webhooks;
 mod writer;
 
 use std::path::PathBuf;
@@ -139,6 +140,7 @@ impl SqliteStore {
             feed: Arc::new(self.clone()),
             search: Arc::new(self.clone()),
             stats: Arc::new(self.clone()),
+            webhooks: Arc::new(self.clone()),
         }
     }
 

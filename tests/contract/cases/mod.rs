@@ -142,4 +142,5 @@ mod reads;
 mod redact;
 mod search;
 mod stats;
+mod webhooks;
 mod writes;

@@ -210,7 +210,8 @@ fn events_stored_before_the_index_are_backfilled_once_the_log_is_followed() {
             "0006_search",
             "0007_search_after_write",
             "0008_checks_without_lists",
-            "0009_session_stats"
+            "0009_session_stats",
+            "0010_webhooks"
         ]
     );
     let mut db = Db::new(&conn);

@@ -1,0 +1,534 @@
+//! Webhooks on MongoDB (migration 0004): the same records as the embedded store, one document
+//! each. Every compare-and-set is one conditional write; a fan-out batch is inserted before its
+//! state moves on, with ids made from its orders, so a batch repeated (after a crash, or by a
+//! second instance from the same state) inserts nothing twice.
+
+use async_trait::async_trait;
+use bson::{Bson, Document, doc};
+use futures_util::TryStreamExt;
+use mongodb::Collection;
+use mongodb::error::{ErrorKind, WriteFailure};
+
+use super::{DUPLICATE_KEY, MongoStore, corrupt, is_duplicate_key, map_err};
+use crate::domain::Timestamp;
+use crate::domain::webhook::EndpointId;
+use crate::repo::RepoError;
+use crate::repo::webhooks::{
+    AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Due, Endpoint,
+    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, WebhookRepository,
+};
+
+const FANOUT_ID: i32 = 1;
+
+impl MongoStore {
+    fn hooks(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+}
+
+fn key_id(key: &DeliveryKey) -> Document {
+    doc! { "e": key.endpoint.as_str(), "o": key.order as i64 }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
+    serde_json::to_string(value).map_err(|e| RepoError::Backend(Box::new(e)))
+}
+
+fn endpoint_of(doc: &Document) -> Result<Endpoint, RepoError> {
+    let record = doc
+        .get_str("record")
+        .map_err(|_| corrupt("webhook_endpoints.record"))?;
+    serde_json::from_str(record).map_err(|e| corrupt(format!("webhook_endpoints.record: {e}")))
+}
+
+fn int(doc: &Document, field: &str) -> Result<i64, RepoError> {
+    match doc.get(field) {
+        Some(Bson::Int64(n)) => Ok(*n),
+        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+        _ => Err(corrupt(format!("webhooks: {field}"))),
+    }
+}
+
+fn optional_int(doc: &Document, field: &str) -> Result<Option<i64>, RepoError> {
+    match doc.get(field) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(_) => int(doc, field).map(Some),
+    }
+}
+
+fn timestamp(millis: i64) -> Result<Timestamp, RepoError> {
+    Timestamp::from_millis(millis).map_err(|e| corrupt(e.0))
+}
+
+fn text(doc: &Document, field: &str) -> Option<String> {
+    doc.get_str(field).ok().map(str::to_owned)
+}
+
+fn delivery_key(doc: &Document) -> Result<DeliveryKey, RepoError> {
+    let endpoint = doc
+        .get_str("endpointId")
+        .ok()
+        .and_then(|e| EndpointId::parse(e).ok())
+        .ok_or_else(|| corrupt("webhook_deliveries.endpointId"))?;
+    Ok(DeliveryKey {
+        endpoint,
+        order: int(doc, "order")?.max(0) as u64,
+    })
+}
+
+/// Inserts, leaving the documents already there as they are.
+async fn insert_new(
+    collection: &Collection<Document>,
+    docs: Vec<Document>,
+) -> Result<(), RepoError> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    match collection.insert_many(docs).ordered(false).await {
+        Ok(_) => Ok(()),
+        Err(e) if only_duplicates(&e) => Ok(()),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+fn only_duplicates(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::InsertMany(e) => {
+            e.write_concern_error.is_none()
+                && e.write_errors
+                    .iter()
+                    .flatten()
+                    .all(|e| e.code == DUPLICATE_KEY)
+        }
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl WebhookRepository for MongoStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
+        self.hooks("webhook_endpoints")
+            .insert_one(doc! {
+                "_id": endpoint.id.as_str(),
+                "revision": endpoint.revision as i64,
+                "createdAt": endpoint.created_at,
+                "record": json(endpoint)?,
+            })
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn endpoint(&self, id: &EndpointId) -> Result<Endpoint, RepoError> {
+        let found = self
+            .hooks("webhook_endpoints")
+            .find_one(doc! { "_id": id.as_str() })
+            .await
+            .map_err(map_err)?;
+        endpoint_of(&found.ok_or(RepoError::NotFound)?)
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
+        let docs: Vec<Document> = self
+            .hooks("webhook_endpoints")
+            .find(doc! {})
+            .sort(doc! { "createdAt": 1, "_id": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        docs.iter().map(endpoint_of).collect()
+    }
+
+    async fn replace_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        revision: u64,
+    ) -> Result<bool, RepoError> {
+        let mut next = endpoint.clone();
+        next.revision = revision + 1;
+        let result = self
+            .hooks("webhook_endpoints")
+            .update_one(
+                doc! { "_id": endpoint.id.as_str(), "revision": revision as i64 },
+                doc! { "$set": { "revision": next.revision as i64, "record": json(&next)? } },
+            )
+            .await
+            .map_err(map_err)?;
+        if result.matched_count == 0 {
+            self.endpoint(&endpoint.id).await?;
+        }
+        Ok(result.matched_count == 1)
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, RepoError> {
+        let removed = self
+            .hooks("webhook_endpoints")
+            .delete_one(doc! { "_id": id.as_str() })
+            .await
+            .map_err(map_err)?;
+        self.hooks("webhook_deliveries")
+            .delete_many(doc! { "endpointId": id.as_str() })
+            .await
+            .map_err(map_err)?;
+        Ok(removed.deleted_count == 1)
+    }
+
+    async fn fanout_state(&self) -> Result<FanoutState, RepoError> {
+        let found = self
+            .hooks("webhook_fanout")
+            .find_one(doc! { "_id": FANOUT_ID })
+            .await
+            .map_err(map_err)?;
+        let Some(found) = found else {
+            return Ok(FanoutState::default());
+        };
+        Ok(FanoutState {
+            position: text(&found, "position"),
+            next_order: int(&found, "nextOrder")?.max(0) as u64,
+        })
+    }
+
+    async fn enqueue(
+        &self,
+        expected: &FanoutState,
+        position: Option<String>,
+        messages: Vec<NewMessage>,
+    ) -> Result<bool, RepoError> {
+        let next_order = messages
+            .last()
+            .map_or(expected.next_order, |m| m.order + 1)
+            .max(expected.next_order);
+        let mut bodies = Vec::with_capacity(messages.len());
+        let mut deliveries = Vec::new();
+        for m in &messages {
+            let order = m.order as i64;
+            bodies.push(doc! {
+                "_id": order, "messageId": &m.id, "kind": &m.kind, "sessionId": &m.session_id,
+                "body": &m.body, "createdAt": m.created_at.millis(),
+            });
+            for endpoint in &m.endpoints {
+                deliveries.push(doc! {
+                    "_id": { "e": endpoint.as_str(), "o": order },
+                    "endpointId": endpoint.as_str(), "order": order, "sessionId": &m.session_id,
+                    "status": "pending", "step": 0, "attempted": false,
+                    "nextAttemptAt": m.due_at.millis(), "leaseToken": Bson::Null,
+                    "leaseUntil": Bson::Null, "attempts": [], "createdAt": m.created_at.millis(),
+                });
+            }
+        }
+        insert_new(&self.hooks("webhook_messages"), bodies).await?;
+        insert_new(&self.hooks("webhook_deliveries"), deliveries).await?;
+        let state = doc! { "position": &position, "nextOrder": next_order as i64 };
+        let fanout = self.hooks("webhook_fanout");
+        if expected.position.is_none() && expected.next_order == 0 {
+            let mut first = state;
+            first.insert("_id", FANOUT_ID);
+            return match fanout.insert_one(first).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_duplicate_key(&e) => Ok(false),
+                Err(e) => Err(map_err(e)),
+            };
+        }
+        let moved = fanout
+            .update_one(
+                doc! {
+                    "_id": FANOUT_ID,
+                    "position": &expected.position,
+                    "nextOrder": expected.next_order as i64,
+                },
+                doc! { "$set": state },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(moved.matched_count == 1)
+    }
+
+    async fn due(
+        &self,
+        now: Timestamp,
+        enabled: &[EndpointId],
+        limit: u32,
+    ) -> Result<Vec<Due>, RepoError> {
+        let enabled: Vec<&str> = enabled.iter().map(EndpointId::as_str).collect();
+        let docs: Vec<Document> = self
+            .hooks("webhook_deliveries")
+            .find(doc! {
+                "status": "pending",
+                "nextAttemptAt": { "$lte": now.millis() },
+                "endpointId": { "$in": enabled },
+            })
+            .sort(doc! { "order": 1 })
+            .limit(i64::from(limit))
+            .projection(doc! { "endpointId": 1, "order": 1, "sessionId": 1, "attempted": 1, "leaseUntil": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        docs.iter()
+            .map(|d| {
+                Ok(Due {
+                    key: delivery_key(d)?,
+                    session_id: text(d, "sessionId"),
+                    attempted: d.get_bool("attempted").unwrap_or(false),
+                    leased: optional_int(d, "leaseUntil")?.is_some_and(|u| u > now.millis()),
+                })
+            })
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        keys: &[DeliveryKey],
+        token: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claimed>, RepoError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let deliveries = self.hooks("webhook_deliveries");
+        let ids: Vec<Document> = keys.iter().map(key_id).collect();
+        deliveries
+            .update_many(
+                doc! {
+                    "_id": { "$in": ids.clone() },
+                    "status": "pending",
+                    "$or": [{ "leaseUntil": Bson::Null }, { "leaseUntil": { "$lte": now.millis() } }],
+                },
+                doc! { "$set": { "leaseToken": token, "leaseUntil": until.millis() } },
+            )
+            .await
+            .map_err(map_err)?;
+        let taken: Vec<Document> = deliveries
+            .find(doc! { "_id": { "$in": ids }, "leaseToken": token })
+            .sort(doc! { "order": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let orders: Vec<Bson> = taken
+            .iter()
+            .filter_map(|d| d.get("order").cloned())
+            .collect();
+        let messages: Vec<Document> = self
+            .hooks("webhook_messages")
+            .find(doc! { "_id": { "$in": orders } })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let mut claimed = Vec::with_capacity(taken.len());
+        for d in &taken {
+            let key = delivery_key(d)?;
+            let message = messages
+                .iter()
+                .find(|m| int(m, "_id").ok() == Some(key.order as i64));
+            let Some(message) = message else { continue };
+            claimed.push(Claimed {
+                message_id: text(message, "messageId").ok_or_else(|| corrupt("messageId"))?,
+                body: text(message, "body").ok_or_else(|| corrupt("body"))?,
+                step: u32::try_from(int(d, "step")?).unwrap_or(u32::MAX),
+                key,
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn record(
+        &self,
+        key: &DeliveryKey,
+        token: &str,
+        attempt: &Attempt,
+        after: AfterAttempt,
+    ) -> Result<bool, RepoError> {
+        let (status, next) = match after {
+            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
+            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
+            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
+        };
+        let attempt = bson::to_document(attempt).map_err(|e| RepoError::Backend(Box::new(e)))?;
+        let result = self
+            .hooks("webhook_deliveries")
+            .update_one(
+                doc! { "_id": key_id(key), "leaseToken": token },
+                doc! {
+                    "$set": {
+                        "status": status.as_str(), "nextAttemptAt": next, "attempted": true,
+                        "leaseToken": Bson::Null, "leaseUntil": Bson::Null,
+                    },
+                    "$inc": { "step": 1 },
+                    "$push": { "attempts": { "$each": [attempt], "$slice": -(MAX_LOGGED_ATTEMPTS as i32) } },
+                },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn deliveries(
+        &self,
+        endpoint: &EndpointId,
+        status: Option<DeliveryStatus>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, RepoError> {
+        let mut filter = doc! { "endpointId": endpoint.as_str() };
+        if let Some(status) = status {
+            filter.insert("status", status.as_str());
+        }
+        if let Some(before) = before {
+            filter.insert("order", doc! { "$lt": before.min(i64::MAX as u64) as i64 });
+        }
+        let docs: Vec<Document> = self
+            .hooks("webhook_deliveries")
+            .find(filter)
+            .sort(doc! { "order": -1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let orders: Vec<Bson> = docs
+            .iter()
+            .filter_map(|d| d.get("order").cloned())
+            .collect();
+        let messages: Vec<Document> = self
+            .hooks("webhook_messages")
+            .find(doc! { "_id": { "$in": orders } })
+            .projection(doc! { "body": 0 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let mut found = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let order = int(d, "order")?;
+            let Some(message) = messages.iter().find(|m| int(m, "_id").ok() == Some(order)) else {
+                continue;
+            };
+            let attempts = d
+                .get_array("attempts")
+                .map_err(|_| corrupt("webhook_deliveries.attempts"))?
+                .iter()
+                .map(|a| bson::from_bson::<Attempt>(a.clone()).map_err(|e| corrupt(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            found.push(Delivery {
+                order: order.max(0) as u64,
+                message_id: text(message, "messageId").ok_or_else(|| corrupt("messageId"))?,
+                kind: text(message, "kind").ok_or_else(|| corrupt("kind"))?,
+                session_id: text(d, "sessionId"),
+                status: d
+                    .get_str("status")
+                    .ok()
+                    .and_then(DeliveryStatus::parse)
+                    .ok_or_else(|| corrupt("webhook_deliveries.status"))?,
+                attempts,
+                next_attempt_at: optional_int(d, "nextAttemptAt")?
+                    .map(timestamp)
+                    .transpose()?,
+                created_at: timestamp(int(d, "createdAt")?)?,
+            });
+        }
+        Ok(found)
+    }
+
+    async fn requeue(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, RepoError> {
+        let result = self
+            .hooks("webhook_deliveries")
+            .update_many(
+                doc! {
+                    "endpointId": endpoint.as_str(),
+                    "createdAt": { "$gte": since.millis() },
+                    "status": { "$ne": "pending" },
+                },
+                doc! { "$set": { "status": "pending", "step": 0, "nextAttemptAt": now.millis() } },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(result.modified_count)
+    }
+
+    async fn backlog(&self) -> Result<Backlog, RepoError> {
+        let deliveries = self.hooks("webhook_deliveries");
+        let pending = deliveries
+            .count_documents(doc! { "status": "pending" })
+            .await
+            .map_err(map_err)?;
+        let oldest = deliveries
+            .find_one(doc! { "status": "pending" })
+            .sort(doc! { "order": 1 })
+            .await
+            .map_err(map_err)?;
+        Ok(Backlog {
+            pending,
+            oldest: oldest
+                .map(|d| int(&d, "createdAt").and_then(timestamp))
+                .transpose()?,
+        })
+    }
+
+    async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError> {
+        let deliveries = self.hooks("webhook_deliveries");
+        let old: Vec<Document> = deliveries
+            .find(doc! { "createdAt": { "$lt": before.millis() }, "status": { "$ne": "pending" } })
+            .sort(doc! { "createdAt": 1 })
+            .limit(i64::from(max))
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let ids: Vec<Bson> = old.iter().filter_map(|d| d.get("_id").cloned()).collect();
+        let removed = if ids.is_empty() {
+            0
+        } else {
+            deliveries
+                .delete_many(doc! { "_id": { "$in": ids } })
+                .await
+                .map_err(map_err)?
+                .deleted_count
+        };
+        // Messages no delivery names any more (their deliveries trimmed, or their endpoint gone).
+        let messages = self.hooks("webhook_messages");
+        let candidates: Vec<Document> = messages
+            .find(doc! { "createdAt": { "$lt": before.millis() } })
+            .sort(doc! { "createdAt": 1 })
+            .limit(i64::from(max))
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let orders: Vec<Bson> = candidates
+            .iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        if !orders.is_empty() {
+            let named: Vec<Bson> = deliveries
+                .distinct("order", doc! { "order": { "$in": orders.clone() } })
+                .await
+                .map_err(map_err)?;
+            let orphans: Vec<Bson> = orders.into_iter().filter(|o| !named.contains(o)).collect();
+            messages
+                .delete_many(doc! { "_id": { "$in": orphans } })
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(removed)
+    }
+}

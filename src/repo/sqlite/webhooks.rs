@@ -1,0 +1,491 @@
+//! Webhooks on the embedded store (migration 0010): every write goes through the writer, so
+//! each compare-and-set below is one statement in one serialized transaction.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::Touches;
+use super::{SqliteStore, map_err, rows};
+use crate::domain::Timestamp;
+use crate::domain::webhook::EndpointId;
+use crate::repo::RepoError;
+use crate::repo::webhooks::{
+    AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Due, Endpoint,
+    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, WebhookRepository,
+};
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
+    serde_json::to_string(value).map_err(|e| RepoError::Backend(Box::new(e)))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, RepoError> {
+    serde_json::from_str(text).map_err(|e| rows::corrupt(format!("{what}: {e}")))
+}
+
+fn timestamp(millis: i64) -> Result<Timestamp, RepoError> {
+    Timestamp::from_millis(millis).map_err(|e| rows::corrupt(e.0))
+}
+
+fn order(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
+#[async_trait]
+impl WebhookRepository for SqliteStore {
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
+        let record = to_json(endpoint)?;
+        let (id, revision, created_at) = (
+            endpoint.id.as_str().to_owned(),
+            endpoint.revision as i64,
+            endpoint.created_at,
+        );
+        self.write(Touches::Neither, move |db| {
+            db.conn
+                .prepare_cached("INSERT INTO webhook_endpoints VALUES (?1, ?2, ?3, ?4)")
+                .and_then(|mut s| s.execute(params![id, revision, created_at, record]))
+                .map_err(map_err)
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn endpoint(&self, id: &EndpointId) -> Result<Endpoint, RepoError> {
+        let id = id.as_str().to_owned();
+        self.read(move |conn| {
+            let record: Option<String> = conn
+                .prepare_cached("SELECT record FROM webhook_endpoints WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+                .map_err(map_err)?;
+            from_json(
+                &record.ok_or(RepoError::NotFound)?,
+                "webhook_endpoints.record",
+            )
+        })
+        .await
+    }
+
+    async fn endpoints(&self) -> Result<Vec<Endpoint>, RepoError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT record FROM webhook_endpoints ORDER BY created_at, id")
+                .map_err(map_err)?;
+            let records = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(map_err)?;
+            records
+                .iter()
+                .map(|r| from_json(r, "webhook_endpoints.record"))
+                .collect()
+        })
+        .await
+    }
+
+    async fn replace_endpoint(
+        &self,
+        endpoint: &Endpoint,
+        revision: u64,
+    ) -> Result<bool, RepoError> {
+        let mut next = endpoint.clone();
+        next.revision = revision + 1;
+        let record = to_json(&next)?;
+        let id = endpoint.id.as_str().to_owned();
+        self.write(Touches::Neither, move |db| {
+            let changed = db
+                .conn
+                .prepare_cached(
+                    "UPDATE webhook_endpoints SET revision = ?3, record = ?4
+                     WHERE id = ?1 AND revision = ?2",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![id, revision as i64, revision as i64 + 1, record])
+                })
+                .map_err(map_err)?;
+            if changed == 0 && !exists(db.conn, &id)? {
+                return Err(RepoError::NotFound);
+            }
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, RepoError> {
+        let id = id.as_str().to_owned();
+        self.write(Touches::Neither, move |db| {
+            let removed = db
+                .conn
+                .prepare_cached("DELETE FROM webhook_endpoints WHERE id = ?1")
+                .and_then(|mut s| s.execute([&id]))
+                .map_err(map_err)?;
+            db.conn
+                .prepare_cached("DELETE FROM webhook_deliveries WHERE endpoint_id = ?1")
+                .and_then(|mut s| s.execute([&id]))
+                .map_err(map_err)?;
+            Ok(removed == 1)
+        })
+        .await
+    }
+
+    async fn fanout_state(&self) -> Result<FanoutState, RepoError> {
+        self.read(|conn| fanout_state(conn)).await
+    }
+
+    async fn enqueue(
+        &self,
+        expected: &FanoutState,
+        position: Option<String>,
+        messages: Vec<NewMessage>,
+    ) -> Result<bool, RepoError> {
+        let expected = expected.clone();
+        self.write(Touches::Neither, move |db| {
+            if fanout_state(db.conn)? != expected {
+                return Ok(false);
+            }
+            let next_order = messages
+                .last()
+                .map_or(expected.next_order, |m| m.order + 1)
+                .max(expected.next_order);
+            db.conn
+                .prepare_cached(
+                    "INSERT INTO webhook_fanout (id, position, next_order) VALUES (1, ?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET position = ?1, next_order = ?2",
+                )
+                .and_then(|mut s| s.execute(params![position, next_order as i64]))
+                .map_err(map_err)?;
+            for message in &messages {
+                insert_message(db.conn, message)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn due(
+        &self,
+        now: Timestamp,
+        enabled: &[EndpointId],
+        limit: u32,
+    ) -> Result<Vec<Due>, RepoError> {
+        let enabled = to_json(&enabled)?;
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT endpoint_id, ord, session_id, attempted, lease_until
+                     FROM webhook_deliveries
+                     WHERE status = 'pending' AND next_attempt_at <= ?1
+                       AND endpoint_id IN (SELECT value FROM json_each(?2))
+                     ORDER BY ord LIMIT ?3",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![now.millis(), enabled, i64::from(limit)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, bool>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                })
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(map_err)?;
+            rows.into_iter()
+                .map(|(endpoint, ord, session_id, attempted, lease_until)| {
+                    Ok(Due {
+                        key: DeliveryKey {
+                            endpoint: endpoint_id(endpoint)?,
+                            order: order(ord),
+                        },
+                        session_id,
+                        attempted,
+                        leased: lease_until.is_some_and(|until| until > now.millis()),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        keys: &[DeliveryKey],
+        token: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<Claimed>, RepoError> {
+        let keys = keys.to_vec();
+        let token = token.to_owned();
+        self.write(Touches::Neither, move |db| {
+            let mut claimed = Vec::new();
+            for key in &keys {
+                let row = db
+                    .conn
+                    .prepare_cached(
+                        "UPDATE webhook_deliveries SET lease_token = ?3, lease_until = ?5
+                         WHERE endpoint_id = ?1 AND ord = ?2 AND status = 'pending'
+                           AND (lease_until IS NULL OR lease_until <= ?4)
+                         RETURNING step,
+                           (SELECT id FROM webhook_messages m WHERE m.ord = ?2),
+                           (SELECT body FROM webhook_messages m WHERE m.ord = ?2)",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(
+                            params![
+                                key.endpoint.as_str(),
+                                key.order as i64,
+                                token,
+                                now.millis(),
+                                until.millis()
+                            ],
+                            |r| {
+                                Ok((
+                                    r.get::<_, i64>(0)?,
+                                    r.get::<_, Option<String>>(1)?,
+                                    r.get::<_, Option<String>>(2)?,
+                                ))
+                            },
+                        )
+                        .optional()
+                    })
+                    .map_err(map_err)?;
+                if let Some((step, Some(message_id), Some(body))) = row {
+                    claimed.push(Claimed {
+                        key: key.clone(),
+                        message_id,
+                        body,
+                        step: u32::try_from(step).unwrap_or(u32::MAX),
+                    });
+                }
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn record(
+        &self,
+        key: &DeliveryKey,
+        token: &str,
+        attempt: &Attempt,
+        after: AfterAttempt,
+    ) -> Result<bool, RepoError> {
+        let (endpoint, ord) = (key.endpoint.as_str().to_owned(), key.order as i64);
+        let token = token.to_owned();
+        let attempt = attempt.clone();
+        let (status, next) = match after {
+            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
+            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
+            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
+        };
+        self.write(Touches::Neither, move |db| {
+            let log: Option<String> = db
+                .conn
+                .prepare_cached(
+                    "SELECT attempts FROM webhook_deliveries
+                     WHERE endpoint_id = ?1 AND ord = ?2 AND lease_token = ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![endpoint, ord, token], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(map_err)?;
+            let Some(log) = log else {
+                return Ok(false);
+            };
+            let mut log: Vec<Attempt> = from_json(&log, "webhook_deliveries.attempts")?;
+            log.push(attempt.clone());
+            let excess = log.len().saturating_sub(MAX_LOGGED_ATTEMPTS);
+            log.drain(..excess);
+            let log = to_json(&log)?;
+            db.conn
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET status = ?3, next_attempt_at = ?4,
+                         step = step + 1, attempted = 1, lease_token = NULL, lease_until = NULL,
+                         attempts = ?5
+                     WHERE endpoint_id = ?1 AND ord = ?2",
+                )
+                .and_then(|mut s| s.execute(params![endpoint, ord, status.as_str(), next, log]))
+                .map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        endpoint: &EndpointId,
+        status: Option<DeliveryStatus>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, RepoError> {
+        let endpoint = endpoint.as_str().to_owned();
+        let status = status.map(DeliveryStatus::as_str);
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT d.ord, m.id, m.kind, d.session_id, d.status, d.attempts,
+                            d.next_attempt_at, d.created_at
+                     FROM webhook_deliveries d JOIN webhook_messages m ON m.ord = d.ord
+                     WHERE d.endpoint_id = ?1 AND d.ord < ?2 AND (?3 IS NULL OR d.status = ?3)
+                     ORDER BY d.ord DESC LIMIT ?4",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![endpoint, before, status, i64::from(limit)], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                })
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(map_err)?;
+            rows.into_iter()
+                .map(
+                    |(ord, id, kind, session_id, status, attempts, next, created)| {
+                        Ok(Delivery {
+                            order: order(ord),
+                            message_id: id,
+                            kind,
+                            session_id,
+                            status: DeliveryStatus::parse(&status)
+                                .ok_or_else(|| rows::corrupt("webhook_deliveries.status"))?,
+                            attempts: from_json(&attempts, "webhook_deliveries.attempts")?,
+                            next_attempt_at: next.map(timestamp).transpose()?,
+                            created_at: timestamp(created)?,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn requeue(
+        &self,
+        endpoint: &EndpointId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, RepoError> {
+        let endpoint = endpoint.as_str().to_owned();
+        self.write(Touches::Neither, move |db| {
+            db.conn
+                .prepare_cached(
+                    "UPDATE webhook_deliveries SET status = 'pending', step = 0, next_attempt_at = ?3
+                     WHERE endpoint_id = ?1 AND created_at >= ?2 AND status <> 'pending'",
+                )
+                .and_then(|mut s| s.execute(params![endpoint, since.millis(), now.millis()]))
+                .map_err(map_err)
+                .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> Result<Backlog, RepoError> {
+        self.read(|conn| {
+            let (pending, oldest): (i64, Option<i64>) = conn
+                .prepare_cached(
+                    "SELECT count(*), min(created_at) FROM webhook_deliveries
+                     WHERE status = 'pending'",
+                )
+                .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+                .map_err(map_err)?;
+            Ok(Backlog {
+                pending: order(pending),
+                oldest: oldest.map(timestamp).transpose()?,
+            })
+        })
+        .await
+    }
+
+    async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError> {
+        self.write(Touches::Neither, move |db| {
+            let removed = db
+                .conn
+                .prepare_cached(
+                    "DELETE FROM webhook_deliveries WHERE (endpoint_id, ord) IN
+                         (SELECT endpoint_id, ord FROM webhook_deliveries
+                          WHERE created_at < ?1 AND status <> 'pending'
+                          ORDER BY created_at LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before.millis(), i64::from(max)]))
+                .map_err(map_err)?;
+            db.conn
+                .prepare_cached(
+                    "DELETE FROM webhook_messages WHERE created_at < ?1 AND ord NOT IN
+                         (SELECT ord FROM webhook_deliveries)",
+                )
+                .and_then(|mut s| s.execute([before.millis()]))
+                .map_err(map_err)?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+}
+
+fn exists(conn: &Connection, id: &str) -> Result<bool, RepoError> {
+    conn.prepare_cached("SELECT 1 FROM webhook_endpoints WHERE id = ?1")
+        .and_then(|mut s| s.exists([id]))
+        .map_err(map_err)
+}
+
+fn endpoint_id(raw: String) -> Result<EndpointId, RepoError> {
+    EndpointId::parse(&raw).map_err(|e| rows::corrupt(e.0))
+}
+
+fn fanout_state(conn: &Connection) -> Result<FanoutState, RepoError> {
+    let row: Option<(Option<String>, i64)> = conn
+        .prepare_cached("SELECT position, next_order FROM webhook_fanout WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(map_err)?;
+    Ok(
+        row.map_or_else(FanoutState::default, |(position, next)| FanoutState {
+            position,
+            next_order: order(next),
+        }),
+    )
+}
+
+fn insert_message(conn: &Connection, message: &NewMessage) -> Result<(), RepoError> {
+    let ord = message.order as i64;
+    let created = message.created_at.millis();
+    conn.prepare_cached(
+        "INSERT INTO webhook_messages (ord, id, kind, session_id, body, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (ord) DO NOTHING",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            ord,
+            message.id,
+            message.kind,
+            message.session_id,
+            message.body,
+            created
+        ])
+    })
+    .map_err(map_err)?;
+    for endpoint in &message.endpoints {
+        conn.prepare_cached(
+            "INSERT INTO webhook_deliveries
+                 (endpoint_id, ord, session_id, status, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                endpoint.as_str(),
+                ord,
+                message.session_id,
+                message.due_at.millis(),
+                created
+            ])
+        })
+        .map_err(map_err)?;
+    }
+    Ok(())
+}

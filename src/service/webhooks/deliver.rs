@@ -1,0 +1,480 @@
+//! The delivery loop: due deliveries claimed with a lease (so one instance attempts each), sent
+//! signed, and logged with what comes next: done, tried again on the schedule (not before a
+//! `Retry-After`), failed, or the endpoint disabled (410, or failing too long).
+//!
+//! A session's messages to one endpoint start in change order: a first attempt waits until every
+//! earlier message of the session has had its first. A message being retried holds nothing back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use tokio::sync::Semaphore;
+
+use super::Webhooks;
+use super::fanout::Pass;
+use crate::domain::Timestamp;
+use crate::domain::webhook::{
+    EndpointId, Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
+};
+use crate::repo::RepoError;
+use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, Due, Endpoint};
+
+/// Deliveries looked at per pass, at most.
+const WINDOW: u32 = 500;
+/// How often the loop looks for due deliveries when nothing tells it to.
+const POLL: Duration = Duration::from_millis(250);
+/// How often the loops look again when no endpoint is enabled.
+const IDLE: Duration = Duration::from_secs(1);
+/// How often the fan-out moves to the newest change when no endpoint is enabled.
+const SKIP_INTERVAL: Duration = Duration::from_secs(60);
+/// How much longer than the timeout a lease lasts (after that, another instance may try).
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How often the backlog's gauges are refreshed and old deliveries trimmed.
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+const TRIM_PER_PASS: u32 = 10_000;
+/// The longest error text an attempt logs.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// The loops of one instance; stopped when dropped.
+pub struct Delivering {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The HTTP client: no redirects, the attempt's timeout, and a resolver that refuses names that
+/// resolve to a forbidden address (so the address checked is the address dialled).
+fn client(webhooks: &Webhooks) -> Result<reqwest::Client, reqwest::Error> {
+    let settings = webhooks.settings();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!(
+            "session-service-webhooks/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .dns_resolver(Arc::new(Guarded {
+            allow_private: settings.allow_private_networks,
+        }))
+        .build()
+}
+
+struct Guarded {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for Guarded {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if !allow_private
+                && let Some(bad) = found
+                    .iter()
+                    .find(|a| crate::domain::webhook::forbidden_address(a.ip()))
+            {
+                return Err(format!("refused: {} resolves to {}", name.as_str(), bad.ip()).into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+impl Delivering {
+    pub(super) fn start(webhooks: Webhooks) -> Self {
+        let fan = webhooks.clone();
+        let fanout = tokio::spawn(async move {
+            let mut skipped: Option<Instant> = None;
+            loop {
+                match fan.fan_out().await {
+                    Ok(Pass::Moved | Pass::Raced | Pass::Idle) => {}
+                    Ok(Pass::NoEndpoints) => {
+                        if skipped.is_none_or(|at| at.elapsed() >= SKIP_INTERVAL) {
+                            skipped = Some(Instant::now());
+                            if let Err(e) = fan.skip_to_head().await {
+                                tracing::warn!(error = %e, "webhook fan-out cannot move to the newest change");
+                            }
+                        }
+                        tokio::time::sleep(IDLE).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook fan-out failed; retrying in a second");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        let housekeeping = tokio::spawn(housekeeping(webhooks.clone()));
+        let mut tasks = vec![fanout, housekeeping];
+        match client(&webhooks) {
+            Ok(client) => tasks.push(tokio::spawn(deliver(webhooks, client))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the webhook HTTP client; no webhook is sent")
+            }
+        }
+        Self { tasks }
+    }
+}
+
+async fn housekeeping(webhooks: Webhooks) {
+    let repo = &webhooks.0.repos.webhooks;
+    loop {
+        match repo.backlog().await {
+            Ok(backlog) => {
+                metrics::gauge!("webhook_pending_messages").set(backlog.pending as f64);
+                let age = backlog
+                    .oldest
+                    .map_or(0, |t| (Timestamp::now().millis() - t.millis()).max(0));
+                metrics::gauge!("webhook_oldest_pending_age_seconds").set(age as f64 / 1000.0);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the webhook backlog"),
+        }
+        let before = Timestamp::now().minus_seconds(webhooks.settings().retention_seconds);
+        if let Err(e) = repo.trim(before, TRIM_PER_PASS).await {
+            tracing::warn!(error = %e, "cannot trim the webhook log");
+        }
+        tokio::time::sleep(HOUSEKEEPING).await;
+    }
+}
+
+/// What this instance has in flight, per endpoint.
+#[derive(Default)]
+struct InFlight(std::sync::Mutex<HashMap<EndpointId, usize>>);
+
+impl InFlight {
+    fn count(&self, id: &EndpointId) -> usize {
+        self.0.lock().map_or(0, |m| m.get(id).copied().unwrap_or(0))
+    }
+
+    fn add(&self, id: &EndpointId, delta: isize) {
+        if let Ok(mut m) = self.0.lock() {
+            let n = m.entry(id.clone()).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                m.remove(id);
+            }
+        }
+    }
+}
+
+async fn deliver(webhooks: Webhooks, client: reqwest::Client) {
+    let permits = Arc::new(Semaphore::new(webhooks.settings().max_in_flight.max(1)));
+    let in_flight = Arc::new(InFlight::default());
+    let token = uuid::Uuid::new_v4().to_string();
+    // Owned here, so that stopping this loop stops the attempts too.
+    let mut attempts = tokio::task::JoinSet::new();
+    loop {
+        while attempts.try_join_next().is_some() {}
+        match pass(
+            &webhooks,
+            &client,
+            &permits,
+            &in_flight,
+            &token,
+            &mut attempts,
+        )
+        .await
+        {
+            Ok(0) | Err(_) => {
+                tokio::select! {
+                    _ = webhooks.0.queued.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Claims what may start now and starts it; how many it started.
+async fn pass(
+    webhooks: &Webhooks,
+    client: &reqwest::Client,
+    permits: &Arc<Semaphore>,
+    in_flight: &Arc<InFlight>,
+    token: &str,
+    attempts: &mut tokio::task::JoinSet<()>,
+) -> Result<usize, RepoError> {
+    let free = permits.available_permits();
+    if free == 0 {
+        // Wait for an attempt to finish.
+        drop(permits.clone().acquire_owned().await);
+        return Ok(0);
+    }
+    let repo = &webhooks.0.repos.webhooks;
+    let endpoints: HashMap<EndpointId, Endpoint> = repo
+        .endpoints()
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "webhook delivery cannot read the endpoints"))?
+        .into_iter()
+        .filter(|e| e.enabled)
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    if endpoints.is_empty() {
+        tokio::time::sleep(IDLE).await;
+        return Ok(0);
+    }
+    let now = Timestamp::now();
+    let ids: Vec<EndpointId> = endpoints.keys().cloned().collect();
+    let due = repo.due(now, &ids, WINDOW).await?;
+    let chosen = choose(&due, free, webhooks.settings().per_endpoint, in_flight);
+    if chosen.is_empty() {
+        return Ok(0);
+    }
+    let lease = webhooks.settings().timeout + LEASE_MARGIN;
+    let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
+    let claimed = repo.claim(&chosen, token, now, until).await?;
+    let started = claimed.len();
+    for claimed in claimed {
+        let Some(endpoint) = endpoints.get(&claimed.key.endpoint).cloned() else {
+            continue;
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        in_flight.add(&endpoint.id, 1);
+        let (webhooks, client, in_flight) = (webhooks.clone(), client.clone(), in_flight.clone());
+        let token = token.to_owned();
+        attempts.spawn(async move {
+            attempt(&webhooks, &client, &endpoint, &claimed, &token).await;
+            in_flight.add(&endpoint.id, -1);
+            drop(permit);
+            webhooks.0.queued.notify_one();
+        });
+    }
+    Ok(started)
+}
+
+/// Which due deliveries start now: in order, at most `free`, at most `per_endpoint` in flight
+/// per endpoint, and a first attempt only once the session's earlier messages have had theirs.
+fn choose(
+    due: &[Due],
+    free: usize,
+    per_endpoint: usize,
+    in_flight: &InFlight,
+) -> Vec<crate::repo::webhooks::DeliveryKey> {
+    let mut waiting: HashSet<(&EndpointId, Option<&str>)> = HashSet::new();
+    let mut taken: HashMap<&EndpointId, usize> = HashMap::new();
+    let mut chosen = Vec::new();
+    for d in due {
+        let session = (&d.key.endpoint, d.session_id.as_deref());
+        let first = !d.attempted;
+        let held_back = first && d.session_id.is_some() && waiting.contains(&session);
+        if first && d.session_id.is_some() {
+            waiting.insert(session);
+        }
+        if d.leased || held_back {
+            continue;
+        }
+        let busy =
+            in_flight.count(&d.key.endpoint) + taken.get(&d.key.endpoint).copied().unwrap_or(0);
+        if busy >= per_endpoint {
+            continue;
+        }
+        *taken.entry(&d.key.endpoint).or_default() += 1;
+        chosen.push(d.key.clone());
+        if chosen.len() >= free {
+            break;
+        }
+    }
+    chosen
+}
+
+/// The secrets that sign now: the current one, and the one before a rotation during its overlap.
+fn secrets(endpoint: &Endpoint, now: Timestamp) -> Vec<&Secret> {
+    let mut secrets = vec![&endpoint.secret];
+    if let Some((old, until)) = &endpoint.previous_secret
+        && *until > now.millis()
+    {
+        secrets.push(old);
+    }
+    secrets
+}
+
+/// One attempt, logged; the endpoint's health updated.
+async fn attempt(
+    webhooks: &Webhooks,
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    claimed: &Claimed,
+    token: &str,
+) {
+    let started = Instant::now();
+    let now = Timestamp::now();
+    let (status, retry_after, error) = send(webhooks, client, endpoint, claimed, now).await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let outcome = verdict(status, retry_after);
+    let settings = webhooks.settings();
+    let after = match outcome {
+        Verdict::Delivered => AfterAttempt::Succeeded,
+        Verdict::Gone => AfterAttempt::Failed,
+        Verdict::Retry { not_before } => {
+            let jitter = (uuid::Uuid::new_v4().as_u128() % 2001) as f64 / 1000.0 - 1.0;
+            let finished = Timestamp::now();
+            match settings
+                .schedule
+                .next_at(claimed.step as usize + 1, finished, jitter)
+            {
+                None => AfterAttempt::Failed,
+                Some(at) => {
+                    let floor = not_before.map_or(at, |d| {
+                        Timestamp::from_millis(finished.millis() + d.as_millis() as i64)
+                            .unwrap_or(at)
+                    });
+                    AfterAttempt::RetryAt(at.max(floor))
+                }
+            }
+        }
+    };
+    let label = match (outcome, status) {
+        (Verdict::Delivered, _) => "delivered",
+        (Verdict::Gone, _) => "gone",
+        (_, Some(_)) => "http_error",
+        (_, None) => "no_response",
+    };
+    metrics::counter!("webhook_attempts_total", "outcome" => label).increment(1);
+    metrics::histogram!("webhook_attempt_duration_seconds").record(duration_ms as f64 / 1000.0);
+    let logged = Attempt {
+        at: now.millis(),
+        response_status: status,
+        duration_ms,
+        error,
+    };
+    // The endpoint first: once the log shows a 410, the endpoint shows it disabled.
+    health(webhooks, endpoint, outcome, now).await;
+    let repo = &webhooks.0.repos.webhooks;
+    match repo.record(&claimed.key, token, &logged, after).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            endpoint = endpoint.id.as_str(),
+            message = claimed.message_id,
+            "a webhook attempt outlived its lease; another instance may have tried it too"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot log a webhook attempt; it will be tried again")
+        }
+    }
+    health(webhooks, endpoint, outcome, now).await;
+}
+
+/// Sends one attempt: the receiver's status and `Retry-After`, or why there was no answer.
+async fn send(
+    webhooks: &Webhooks,
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    claimed: &Claimed,
+    now: Timestamp,
+) -> (Option<u16>, Option<Duration>, Option<String>) {
+    let url = match WebhookUrl::parse(&endpoint.url) {
+        Ok(url) => url,
+        Err(e) => return (None, None, Some(format!("invalid URL: {}", e.0))),
+    };
+    // Names are checked by the resolver as they are dialled; an address written in the URL here.
+    if matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+        && let Err(refused) = webhooks.check_host(&url).await
+    {
+        return (None, None, Some(format!("refused: {refused}")));
+    }
+    let seconds = now.millis().div_euclid(1000);
+    let body = claimed.body.as_bytes();
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let signature = signature_header(&secrets(endpoint, now), &claimed.message_id, seconds, body);
+    for (name, value) in [
+        ("webhook-id", claimed.message_id.clone()),
+        ("webhook-timestamp", seconds.to_string()),
+        ("webhook-signature", signature),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    let sent = client
+        .post(url.as_str())
+        .headers(headers)
+        .body(claimed.body.clone())
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Timestamp::now()));
+            // The body is not read: only the status counts.
+            (Some(status), retry_after, None)
+        }
+        Err(e) => {
+            let mut text =
+                std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(": ");
+            if e.is_timeout() {
+                text = format!(
+                    "timed out after {} ms",
+                    webhooks.settings().timeout.as_millis()
+                );
+            }
+            (
+                None,
+                None,
+                Some(text.chars().take(MAX_ERROR_CHARS).collect()),
+            )
+        }
+    }
+}
+
+/// Disables the endpoint on 410, or when every attempt has failed for `disable_after_seconds`;
+/// a success clears the failing streak.
+async fn health(webhooks: &Webhooks, endpoint: &Endpoint, outcome: Verdict, now: Timestamp) {
+    let disable_after = webhooks.settings().disable_after_seconds;
+    let needed = match outcome {
+        Verdict::Delivered => endpoint.failing_since.is_some(),
+        Verdict::Gone => true,
+        Verdict::Retry { .. } => endpoint
+            .failing_since
+            .is_none_or(|since| now.minus_seconds(disable_after).millis() >= since),
+    };
+    if !needed {
+        return;
+    }
+    let changed = webhooks
+        .change(endpoint.id.as_str(), |e| match outcome {
+            Verdict::Delivered => e.failing_since = None,
+            Verdict::Gone => {
+                e.enabled = false;
+                e.disabled_reason = Some("the receiver answered 410 Gone".into());
+            }
+            Verdict::Retry { .. } => match e.failing_since {
+                None => e.failing_since = Some(now.millis()),
+                Some(since) if now.minus_seconds(disable_after).millis() >= since => {
+                    e.enabled = false;
+                    e.disabled_reason =
+                        Some(format!("every attempt failed for {disable_after} seconds"));
+                }
+                Some(_) => {}
+            },
+        })
+        .await;
+    match changed {
+        Ok(e) if !e.enabled => {
+            tracing::warn!(endpoint = e.id.as_str(), reason = ?e.disabled_reason, "webhook endpoint disabled");
+            metrics::counter!("webhook_endpoints_disabled_total").increment(1);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot update a webhook endpoint's health"),
+    }
+}

@@ -1,0 +1,210 @@
+//! The fan-out: the change feed, read from where the store says the last batch ended, made into
+//! one message per change for the endpoints that want it. The batch and the new position are
+//! one compare-and-set write, so with several instances each batch is queued once; a crash
+//! before it leaves the position where it was, and the batch is made again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::Webhooks;
+use crate::domain::Timestamp;
+use crate::domain::webhook::{filter_matches, message_id};
+use crate::repo::RepoError;
+use crate::repo::feed::{ChangeData, ChangeKinds, FeedChange, FeedError, FeedStart};
+use crate::repo::webhooks::{Endpoint, FanoutState, NewMessage};
+
+/// Changes made into messages per batch, at most.
+const BATCH: u32 = 500;
+/// How long one read waits for a change.
+const WAIT: Duration = Duration::from_secs(1);
+
+/// What one pass did.
+pub(super) enum Pass {
+    /// Queued messages (perhaps none) and moved on.
+    Moved,
+    /// Nothing new.
+    Idle,
+    /// Another instance moved first: read again from where it got to.
+    Raced,
+    /// No endpoint is enabled: nothing was read.
+    NoEndpoints,
+}
+
+impl Webhooks {
+    /// One batch: read, match, queue, move on.
+    pub(super) async fn fan_out(&self) -> Result<Pass, RepoError> {
+        let repos = &self.0.repos;
+        let state = repos.webhooks.fanout_state().await?;
+        let Some(position) = state.position.clone() else {
+            // The first run on this store: from the newest change on.
+            let head = repos.feed.head().await?;
+            return Ok(
+                match repos.webhooks.enqueue(&state, Some(head), vec![]).await? {
+                    true => Pass::Moved,
+                    false => Pass::Raced,
+                },
+            );
+        };
+        if self.enabled().await?.is_empty() {
+            return Ok(Pass::NoEndpoints);
+        }
+        let retained_since =
+            Timestamp::now().minus_seconds(self.0.settings.retention_seconds.max(1));
+        let read = repos
+            .feed
+            .read(
+                FeedStart::After(position.clone()),
+                BATCH,
+                ChangeKinds::all(),
+                WAIT,
+                retained_since,
+            )
+            .await;
+        let read = match read {
+            Ok(read) => read,
+            Err(FeedError::Expired { earliest }) => {
+                tracing::error!(
+                    "webhook fan-out fell behind the change feed's retention; changes in between were not sent"
+                );
+                metrics::counter!("webhook_fanout_gaps_total").increment(1);
+                let moved = repos
+                    .webhooks
+                    .enqueue(&state, Some(earliest), vec![])
+                    .await?;
+                return Ok(if moved { Pass::Moved } else { Pass::Raced });
+            }
+            Err(FeedError::InvalidPosition) => {
+                return Err(RepoError::Backend(
+                    "the webhook fan-out position is not one of this store's".into(),
+                ));
+            }
+            Err(FeedError::Repo(e)) => return Err(e),
+        };
+        if read.changes.is_empty() && read.next == position {
+            return Ok(Pass::Idle);
+        }
+        // Read after the changes: an endpoint whose create answered before a change was made is
+        // seen here (an earlier read, before the wait for changes, might miss it).
+        let endpoints = self.enabled().await?;
+        let messages = self.messages(&state, &endpoints, &read.changes).await?;
+        let count = messages.len();
+        if !repos
+            .webhooks
+            .enqueue(&state, Some(read.next), messages)
+            .await?
+        {
+            return Ok(Pass::Raced);
+        }
+        if count > 0 {
+            metrics::counter!("webhook_messages_queued_total").increment(count as u64);
+            self.0.queued.notify_one();
+        }
+        Ok(Pass::Moved)
+    }
+
+    async fn enabled(&self) -> Result<Vec<Endpoint>, RepoError> {
+        Ok(self
+            .0
+            .repos
+            .webhooks
+            .endpoints()
+            .await?
+            .into_iter()
+            .filter(|e| e.enabled)
+            .collect())
+    }
+
+    /// With no endpoint enabled nothing is read, and the position is moved to the newest change
+    /// now and then (so that an endpoint made later starts near it, not at the oldest change
+    /// retained). The newest change is read before the endpoints: an endpoint made in between
+    /// receives only changes made after it anyway.
+    pub(super) async fn skip_to_head(&self) -> Result<(), RepoError> {
+        let repos = &self.0.repos;
+        let state = repos.webhooks.fanout_state().await?;
+        let head = repos.feed.head().await?;
+        if self.enabled().await?.is_empty() {
+            repos.webhooks.enqueue(&state, Some(head), vec![]).await?;
+        }
+        Ok(())
+    }
+
+    /// The messages of `changes`, in their order, each for the endpoints it matches.
+    async fn messages(
+        &self,
+        state: &FanoutState,
+        endpoints: &[Endpoint],
+        changes: &[FeedChange],
+    ) -> Result<Vec<NewMessage>, RepoError> {
+        let mut metadata: HashMap<String, Option<Map<String, Value>>> = HashMap::new();
+        let mut messages = Vec::new();
+        for change in changes {
+            let kind = change.kind.as_str();
+            let wanting: Vec<&Endpoint> = endpoints
+                .iter()
+                .filter(|e| e.types.iter().any(|t| t == kind) && e.created_at <= change.at.millis())
+                .collect();
+            if wanting.is_empty() {
+                continue;
+            }
+            let mut receivers = Vec::new();
+            for endpoint in wanting {
+                if self.matches(endpoint, change, &mut metadata).await? {
+                    receivers.push(endpoint.id.clone());
+                }
+            }
+            if receivers.is_empty() {
+                continue;
+            }
+            messages.push(NewMessage {
+                id: message_id(&change.position),
+                order: state.next_order + messages.len() as u64,
+                kind: kind.to_owned(),
+                session_id: Some(change.session_id.as_str().to_owned()),
+                body: (self.0.render)(change),
+                created_at: change.at,
+                due_at: self
+                    .0
+                    .settings
+                    .schedule
+                    .next_at(0, change.at, 0.0)
+                    .unwrap_or(change.at),
+                endpoints: receivers,
+            });
+        }
+        Ok(messages)
+    }
+
+    /// Whether the change's session passes the endpoint's metadata filter. A deletion carries no
+    /// metadata any more: every endpoint that takes deletions gets it (it names only the id).
+    async fn matches(
+        &self,
+        endpoint: &Endpoint,
+        change: &FeedChange,
+        cache: &mut HashMap<String, Option<Map<String, Value>>>,
+    ) -> Result<bool, RepoError> {
+        if endpoint.metadata_filter.is_empty()
+            || change.kind == crate::repo::feed::ChangeKind::SessionDeleted
+        {
+            return Ok(true);
+        }
+        let metadata = match &change.data {
+            ChangeData::Session(session) => Some(session.metadata.as_map().clone()),
+            ChangeData::None => None,
+            ChangeData::Event(_) => {
+                let id = change.session_id.as_str();
+                if !cache.contains_key(id) {
+                    let found = match self.0.repos.sessions.get(&change.session_id).await {
+                        Ok(session) => Some(session.metadata.as_map().clone()),
+                        Err(RepoError::NotFound | RepoError::Deleted) => None,
+                        Err(e) => return Err(e),
+                    };
+                    cache.insert(id.to_owned(), found);
+                }
+                cache.get(id).cloned().flatten()
+            }
+        };
+        Ok(metadata.is_some_and(|m| filter_matches(&endpoint.metadata_filter, &m)))
+    }
+}
