@@ -326,6 +326,8 @@ fn filter(map: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Valu
         (status = 201, description = "Registered", body = EndpointBody),
         (status = 400, description = "An invalid field (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "100 endpoints exist already (`too_many_webhooks`)", body = Problem, content_type = "application/problem+json"),
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
         openapi::Unavailable,
     )
 )]
@@ -430,6 +432,9 @@ pub async fn secret(
         (status = 200, description = "The endpoint as changed", body = EndpointBody),
         (status = 400, description = "An invalid field (`validation_failed`); nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
+        (status = 409, description = "The endpoint kept changing under this request (`webhook_contended`); retry it", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
 )]
@@ -497,6 +502,7 @@ pub async fn delete(
     responses(
         (status = 200, description = "The new secret", body = SecretBody),
         (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The endpoint kept changing under this request (`webhook_contended`); retry it", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
 )]
@@ -617,6 +623,8 @@ pub async fn deliveries(
         (status = 202, description = "Queued", body = RecoverBody),
         (status = 400, description = "`since` missing or not RFC 3339 (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::PayloadTooLarge,
+        openapi::NotJson,
         openapi::Unavailable,
     )
 )]
@@ -647,6 +655,7 @@ pub async fn recover(
     responses(
         (status = 202, description = "Queued", body = TestBody),
         (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The endpoint kept changing under this request (`webhook_contended`); retry it", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
 )]

@@ -27,6 +27,9 @@ pub struct Endpoint {
     pub enabled: bool,
     /// Why the service disabled it (410, or failing too long); none when enabled or disabled by a client.
     pub disabled_reason: Option<String>,
+    /// The last time it was disabled, and when it was enabled again (none: still disabled).
+    #[serde(default)]
+    pub paused: Option<(i64, Option<i64>)>,
     pub secret: Secret,
     /// The secret before the last rotation, and until when messages are also signed with it.
     pub previous_secret: Option<(Secret, i64)>,
@@ -35,6 +38,36 @@ pub struct Endpoint {
     pub created_at: i64,
     /// Counts every change: a replace is conditional on it.
     pub revision: u64,
+}
+
+impl Endpoint {
+    /// Enables or disables it at `now` (a disable with the service's reason, if any).
+    pub fn set_enabled(&mut self, enabled: bool, reason: Option<String>, now: Timestamp) {
+        if enabled == self.enabled {
+            return;
+        }
+        self.enabled = enabled;
+        self.disabled_reason = reason.filter(|_| !enabled);
+        self.paused = match (enabled, self.paused) {
+            (false, _) => Some((now.millis(), None)),
+            (true, Some((since, None))) => Some((since, Some(now.millis()))),
+            (true, other) => other,
+        };
+        if enabled {
+            self.failing_since = None;
+        }
+    }
+
+    /// Whether it receives a change of `kind` made at `at`: one of its types, made after it was
+    /// created and not while it was disabled (the fan-out may come to a change late, after the
+    /// endpoint was disabled or enabled again: the change's time decides, not the fan-out's).
+    pub fn receives(&self, kind: &str, at: Timestamp) -> bool {
+        let at = at.millis();
+        let paused = self
+            .paused
+            .is_some_and(|(from, to)| from <= at && to.is_none_or(|to| at < to));
+        self.types.iter().any(|t| t == kind) && self.created_at <= at && !paused
+    }
 }
 
 /// Where the fan-out of the change feed has got to.
@@ -175,10 +208,10 @@ pub trait WebhookRepository: Send + Sync {
     /// Where the fan-out has got to.
     async fn fanout_state(&self) -> Result<FanoutState, RepoError>;
 
-    /// Queues `messages` for their endpoints and moves the fan-out to `position` with
-    /// `next_order` past the last message's order, if the stored state is still `expected`;
-    /// whether it was. Idempotent: a message already queued for an endpoint (same order) is left
-    /// as it is, so two instances that make the same messages from the same state queue each once.
+    /// Queues `messages` (their orders from `expected.next_order` on, rising) for their
+    /// endpoints and moves the fan-out to `position` with `next_order` past the last message's
+    /// order, all at once, if the stored state is still `expected`; whether it was. Of two
+    /// instances that make a batch from the same state, one queues it and the other nothing.
     async fn enqueue(
         &self,
         expected: &FanoutState,
@@ -240,4 +273,72 @@ pub trait WebhookRepository: Send + Sync {
     /// Removes up to `max` deliveries made before `before` that are not pending, and messages
     /// no delivery names any more; how many deliveries it removed.
     async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> Endpoint {
+        Endpoint {
+            id: EndpointId::generate(),
+            url: "https://example.com/".into(),
+            types: vec!["session.created".into()],
+            description: None,
+            metadata_filter: Map::new(),
+            enabled: true,
+            disabled_reason: None,
+            paused: None,
+            secret: Secret::generate().unwrap(),
+            previous_secret: None,
+            failing_since: None,
+            created_at: 1_000,
+            revision: 0,
+        }
+    }
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millis(millis).unwrap()
+    }
+
+    #[test]
+    fn an_endpoint_receives_its_types_made_after_it_and_not_while_disabled() {
+        let mut e = endpoint();
+        assert!(e.receives("session.created", at(1_000)));
+        assert!(
+            !e.receives("session.created", at(999)),
+            "before it was made"
+        );
+        assert!(
+            !e.receives("session.ended", at(2_000)),
+            "not one of its types"
+        );
+        e.set_enabled(false, Some("410".into()), at(5_000));
+        assert_eq!(
+            (e.enabled, e.disabled_reason.as_deref()),
+            (false, Some("410"))
+        );
+        assert!(
+            e.receives("session.created", at(4_999)),
+            "made before the disable"
+        );
+        assert!(!e.receives("session.created", at(5_000)));
+        e.failing_since = Some(4_000);
+        e.set_enabled(true, None, at(9_000));
+        assert_eq!(
+            (e.enabled, e.disabled_reason.clone(), e.failing_since),
+            (true, None, None)
+        );
+        assert!(
+            !e.receives("session.created", at(8_999)),
+            "made while disabled"
+        );
+        assert!(e.receives("session.created", at(9_000)));
+        e.set_enabled(true, None, at(10_000));
+        assert_eq!(
+            e.paused,
+            Some((5_000, Some(9_000))),
+            "enabling again changes nothing"
+        );
+    }
 }

@@ -186,6 +186,35 @@ pub const METRICS: &[Metric] = &[
         "stream_events_delivered_total",
         "Events sent on live streams",
     ),
+    // Webhooks
+    counter(
+        "webhook_messages_queued_total",
+        "Webhook messages made from the change feed (one per change, for every endpoint it matches)",
+    ),
+    counter(
+        "webhook_attempts_total",
+        "Webhook delivery attempts, by outcome: delivered (2xx), gone (410: the endpoint is disabled), http_error (any other status) or no_response (timeout, refused connection, forbidden address)",
+    ),
+    histogram(
+        "webhook_attempt_duration_seconds",
+        "Time one webhook attempt took, until the receiver's status (or the failure)",
+    ),
+    gauge(
+        "webhook_pending_messages",
+        "Webhook deliveries pending (waiting for their first attempt or a retry), across all instances",
+    ),
+    gauge(
+        "webhook_oldest_pending_age_seconds",
+        "Age of the oldest pending webhook delivery (0: none pending)",
+    ),
+    counter(
+        "webhook_endpoints_disabled_total",
+        "Webhook endpoints this instance disabled (410 Gone, or every attempt failing for WEBHOOK_DISABLE_AFTER_SECONDS)",
+    ),
+    counter(
+        "webhook_fanout_gaps_total",
+        "Times the webhook fan-out fell behind the change feed's retention (changes in between were not sent)",
+    ),
 ];
 
 /// Counter series that alert rules take `increase()` of (deploy/prometheus/alerts.yml), exported
@@ -202,6 +231,8 @@ const FROM_ZERO: &[(&str, &[(&str, &str)])] = &[
     ("search_index_failures_total", &[]),
     ("streams_refused_total", &[]),
     ("sweeper_failures_total", &[]),
+    ("webhook_endpoints_disabled_total", &[]),
+    ("webhook_fanout_gaps_total", &[]),
 ];
 
 /// Gives every metric of [`METRICS`] its help text in `recorder`, and registers the series of

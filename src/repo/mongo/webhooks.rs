@@ -1,15 +1,15 @@
 //! Webhooks on MongoDB (migration 0004): the same records as the embedded store, one document
-//! each. Every compare-and-set is one conditional write; a fan-out batch is inserted before its
-//! state moves on, with ids made from its orders, so a batch repeated (after a crash, or by a
-//! second instance from the same state) inserts nothing twice.
+//! each. Every compare-and-set is one conditional write; a fan-out batch and the move of the
+//! fan-out state are one transaction, so a batch made from a stale state leaves nothing behind.
 
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
-use mongodb::Collection;
-use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
+use mongodb::{ClientSession, Collection};
 
-use super::{DUPLICATE_KEY, MongoStore, corrupt, is_duplicate_key, map_err};
+use super::errors::{backoff, commit, is_unreachable};
+use super::{MongoStore, TRANSACTION_RETRY_BUDGET, corrupt, is_duplicate_key, map_err};
 use crate::domain::Timestamp;
 use crate::domain::webhook::EndpointId;
 use crate::repo::RepoError;
@@ -76,32 +76,72 @@ fn delivery_key(doc: &Document) -> Result<DeliveryKey, RepoError> {
     })
 }
 
-/// Inserts, leaving the documents already there as they are.
-async fn insert_new(
-    collection: &Collection<Document>,
-    docs: Vec<Document>,
-) -> Result<(), RepoError> {
-    if docs.is_empty() {
-        return Ok(());
-    }
-    match collection.insert_many(docs).ordered(false).await {
-        Ok(_) => Ok(()),
-        Err(e) if only_duplicates(&e) => Ok(()),
-        Err(e) => Err(map_err(e)),
-    }
-}
-
-fn only_duplicates(err: &mongodb::error::Error) -> bool {
-    match err.kind.as_ref() {
-        ErrorKind::InsertMany(e) => {
-            e.write_concern_error.is_none()
-                && e.write_errors
-                    .iter()
-                    .flatten()
-                    .all(|e| e.code == DUPLICATE_KEY)
+impl MongoStore {
+    /// In one transaction: the fan-out state moved from `expected` (compared and set first, so
+    /// a concurrent batch conflicts here), then the batch's messages and deliveries inserted.
+    async fn enqueue_in(
+        &self,
+        session: &mut ClientSession,
+        expected: &FanoutState,
+        position: Option<String>,
+        messages: &[NewMessage],
+    ) -> Result<bool, mongodb::error::Error> {
+        let next_order = messages
+            .last()
+            .map_or(expected.next_order, |m| m.order + 1)
+            .max(expected.next_order);
+        let state = doc! { "position": &position, "nextOrder": next_order as i64 };
+        let fanout = self.hooks("webhook_fanout");
+        if expected.position.is_none() && expected.next_order == 0 {
+            let mut first = state;
+            first.insert("_id", FANOUT_ID);
+            fanout.insert_one(first).session(&mut *session).await?;
+        } else {
+            let moved = fanout
+                .update_one(
+                    doc! {
+                        "_id": FANOUT_ID,
+                        "position": &expected.position,
+                        "nextOrder": expected.next_order as i64,
+                    },
+                    doc! { "$set": state },
+                )
+                .session(&mut *session)
+                .await?;
+            if moved.matched_count == 0 {
+                return Ok(false);
+            }
         }
-        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
-        _ => false,
+        let mut bodies = Vec::with_capacity(messages.len());
+        let mut deliveries = Vec::new();
+        for m in messages {
+            let order = m.order as i64;
+            bodies.push(doc! {
+                "_id": order, "messageId": &m.id, "kind": &m.kind, "sessionId": &m.session_id,
+                "body": &m.body, "createdAt": m.created_at.millis(),
+            });
+            for endpoint in &m.endpoints {
+                deliveries.push(doc! {
+                    "_id": { "e": endpoint.as_str(), "o": order },
+                    "endpointId": endpoint.as_str(), "order": order, "sessionId": &m.session_id,
+                    "status": "pending", "step": 0, "attempted": false,
+                    "nextAttemptAt": m.due_at.millis(), "leaseToken": Bson::Null,
+                    "leaseUntil": Bson::Null, "attempts": [], "createdAt": m.created_at.millis(),
+                });
+            }
+        }
+        for (name, docs) in [
+            ("webhook_messages", bodies),
+            ("webhook_deliveries", deliveries),
+        ] {
+            if !docs.is_empty() {
+                self.hooks(name)
+                    .insert_many(docs)
+                    .session(&mut *session)
+                    .await?;
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -197,53 +237,41 @@ impl WebhookRepository for MongoStore {
         position: Option<String>,
         messages: Vec<NewMessage>,
     ) -> Result<bool, RepoError> {
-        let next_order = messages
-            .last()
-            .map_or(expected.next_order, |m| m.order + 1)
-            .max(expected.next_order);
-        let mut bodies = Vec::with_capacity(messages.len());
-        let mut deliveries = Vec::new();
-        for m in &messages {
-            let order = m.order as i64;
-            bodies.push(doc! {
-                "_id": order, "messageId": &m.id, "kind": &m.kind, "sessionId": &m.session_id,
-                "body": &m.body, "createdAt": m.created_at.millis(),
-            });
-            for endpoint in &m.endpoints {
-                deliveries.push(doc! {
-                    "_id": { "e": endpoint.as_str(), "o": order },
-                    "endpointId": endpoint.as_str(), "order": order, "sessionId": &m.session_id,
-                    "status": "pending", "step": 0, "attempted": false,
-                    "nextAttemptAt": m.due_at.millis(), "leaseToken": Bson::Null,
-                    "leaseUntil": Bson::Null, "attempts": [], "createdAt": m.created_at.millis(),
-                });
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut session = self.client.start_session().await.map_err(map_err)?;
+            session
+                .start_transaction()
+                .write_concern(self.write_concern.clone())
+                .await
+                .map_err(map_err)?;
+            let done = match self
+                .enqueue_in(&mut session, expected, position.clone(), &messages)
+                .await
+            {
+                Ok(true) => commit(&mut session).await.map(|()| true),
+                other => {
+                    let _ = session.abort_transaction().await;
+                    other
+                }
+            };
+            match done {
+                Ok(moved) => return Ok(moved),
+                // A write conflict with a concurrent batch: again, and the state tells who won.
+                Err(e)
+                    if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                        && !is_unreachable(&e)
+                        && started.elapsed() < TRANSACTION_RETRY_BUDGET =>
+                {
+                    backoff(attempt).await;
+                }
+                // The first batch ever, made by another instance at the same moment.
+                Err(e) if is_duplicate_key(&e) => return Ok(false),
+                Err(e) => return Err(map_err(e)),
             }
         }
-        insert_new(&self.hooks("webhook_messages"), bodies).await?;
-        insert_new(&self.hooks("webhook_deliveries"), deliveries).await?;
-        let state = doc! { "position": &position, "nextOrder": next_order as i64 };
-        let fanout = self.hooks("webhook_fanout");
-        if expected.position.is_none() && expected.next_order == 0 {
-            let mut first = state;
-            first.insert("_id", FANOUT_ID);
-            return match fanout.insert_one(first).await {
-                Ok(_) => Ok(true),
-                Err(e) if is_duplicate_key(&e) => Ok(false),
-                Err(e) => Err(map_err(e)),
-            };
-        }
-        let moved = fanout
-            .update_one(
-                doc! {
-                    "_id": FANOUT_ID,
-                    "position": &expected.position,
-                    "nextOrder": expected.next_order as i64,
-                },
-                doc! { "$set": state },
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(moved.matched_count == 1)
     }
 
     async fn due(
@@ -292,6 +320,8 @@ impl WebhookRepository for MongoStore {
         }
         let deliveries = self.hooks("webhook_deliveries");
         let ids: Vec<Document> = keys.iter().map(key_id).collect();
+        // What this call took is told from what the token held before by a mark of its own.
+        let claim = uuid::Uuid::new_v4().to_string();
         deliveries
             .update_many(
                 doc! {
@@ -299,12 +329,12 @@ impl WebhookRepository for MongoStore {
                     "status": "pending",
                     "$or": [{ "leaseUntil": Bson::Null }, { "leaseUntil": { "$lte": now.millis() } }],
                 },
-                doc! { "$set": { "leaseToken": token, "leaseUntil": until.millis() } },
+                doc! { "$set": { "leaseToken": token, "leaseUntil": until.millis(), "claim": &claim } },
             )
             .await
             .map_err(map_err)?;
         let taken: Vec<Document> = deliveries
-            .find(doc! { "_id": { "$in": ids }, "leaseToken": token })
+            .find(doc! { "_id": { "$in": ids }, "leaseToken": token, "claim": &claim })
             .sort(doc! { "order": 1 })
             .await
             .map_err(map_err)?
@@ -469,7 +499,7 @@ impl WebhookRepository for MongoStore {
             .map_err(map_err)?;
         let oldest = deliveries
             .find_one(doc! { "status": "pending" })
-            .sort(doc! { "order": 1 })
+            .sort(doc! { "createdAt": 1 })
             .await
             .map_err(map_err)?;
         Ok(Backlog {

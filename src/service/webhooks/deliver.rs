@@ -27,7 +27,7 @@ const WINDOW: u32 = 500;
 const POLL: Duration = Duration::from_millis(250);
 /// How often the loops look again when no endpoint is enabled.
 const IDLE: Duration = Duration::from_secs(1);
-/// How often the fan-out moves to the newest change when no endpoint is enabled.
+/// How often the fan-out moves to the newest change when there is no endpoint.
 const SKIP_INTERVAL: Duration = Duration::from_secs(60);
 /// How much longer than the timeout a lease lasts (after that, another instance may try).
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
@@ -455,22 +455,20 @@ async fn health(webhooks: &Webhooks, endpoint: &Endpoint, outcome: Verdict, now:
         .change(endpoint.id.as_str(), |e| match outcome {
             Verdict::Delivered => e.failing_since = None,
             Verdict::Gone => {
-                e.enabled = false;
-                e.disabled_reason = Some("the receiver answered 410 Gone".into());
+                e.set_enabled(false, Some("the receiver answered 410 Gone".into()), now);
             }
             Verdict::Retry { .. } => match e.failing_since {
                 None => e.failing_since = Some(now.millis()),
                 Some(since) if now.minus_seconds(disable_after).millis() >= since => {
-                    e.enabled = false;
-                    e.disabled_reason =
-                        Some(format!("every attempt failed for {disable_after} seconds"));
+                    let reason = format!("every attempt failed for {disable_after} seconds");
+                    e.set_enabled(false, Some(reason), now);
                 }
                 Some(_) => {}
             },
         })
         .await;
     match changed {
-        Ok(e) if !e.enabled => {
+        Ok(e) if endpoint.enabled && !e.enabled => {
             tracing::warn!(endpoint = e.id.as_str(), reason = ?e.disabled_reason, "webhook endpoint disabled");
             metrics::counter!("webhook_endpoints_disabled_total").increment(1);
         }

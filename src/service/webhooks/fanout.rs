@@ -28,7 +28,7 @@ pub(super) enum Pass {
     Idle,
     /// Another instance moved first: read again from where it got to.
     Raced,
-    /// No endpoint is enabled: nothing was read.
+    /// There is no endpoint: nothing was read.
     NoEndpoints,
 }
 
@@ -47,7 +47,7 @@ impl Webhooks {
                 },
             );
         };
-        if self.enabled().await?.is_empty() {
+        if repos.webhooks.endpoints().await?.is_empty() {
             return Ok(Pass::NoEndpoints);
         }
         let retained_since =
@@ -86,8 +86,9 @@ impl Webhooks {
             return Ok(Pass::Idle);
         }
         // Read after the changes: an endpoint whose create answered before a change was made is
-        // seen here (an earlier read, before the wait for changes, might miss it).
-        let endpoints = self.enabled().await?;
+        // seen here (an earlier read, before the wait for changes, might miss it). Disabled ones
+        // too: a change made before the disable is still theirs ([`Endpoint::receives`]).
+        let endpoints = repos.webhooks.endpoints().await?;
         let messages = self.messages(&state, &endpoints, &read.changes).await?;
         let count = messages.len();
         if !repos
@@ -104,19 +105,7 @@ impl Webhooks {
         Ok(Pass::Moved)
     }
 
-    async fn enabled(&self) -> Result<Vec<Endpoint>, RepoError> {
-        Ok(self
-            .0
-            .repos
-            .webhooks
-            .endpoints()
-            .await?
-            .into_iter()
-            .filter(|e| e.enabled)
-            .collect())
-    }
-
-    /// With no endpoint enabled nothing is read, and the position is moved to the newest change
+    /// With no endpoint nothing is read, and the position is moved to the newest change
     /// now and then (so that an endpoint made later starts near it, not at the oldest change
     /// retained). The newest change is read before the endpoints: an endpoint made in between
     /// receives only changes made after it anyway.
@@ -124,7 +113,7 @@ impl Webhooks {
         let repos = &self.0.repos;
         let state = repos.webhooks.fanout_state().await?;
         let head = repos.feed.head().await?;
-        if self.enabled().await?.is_empty() {
+        if repos.webhooks.endpoints().await?.is_empty() {
             repos.webhooks.enqueue(&state, Some(head), vec![]).await?;
         }
         Ok(())
@@ -143,7 +132,7 @@ impl Webhooks {
             let kind = change.kind.as_str();
             let wanting: Vec<&Endpoint> = endpoints
                 .iter()
-                .filter(|e| e.types.iter().any(|t| t == kind) && e.created_at <= change.at.millis())
+                .filter(|e| e.receives(kind, change.at))
                 .collect();
             if wanting.is_empty() {
                 continue;

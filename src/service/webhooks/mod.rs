@@ -207,12 +207,10 @@ impl Webhooks {
     pub async fn create(&self, new: NewEndpoint) -> Result<Endpoint, WebhookError> {
         let mut errors = Vec::new();
         let url = match &new.url {
-            Some(url) => self
-                .check_url(url)
-                .await
-                .map_err(|m| errors.push(("url", m))),
-            None => Err(errors.push(("url", "is required".into()))),
-        };
+            Some(url) => self.check_url(url).await,
+            None => Err("is required".to_owned()),
+        }
+        .map_err(|m| errors.push(("url", m)));
         let types = match &new.types {
             Some(types) => parse_types(types).map_err(|m| errors.push(("types", m))),
             None => Ok(default_types()),
@@ -243,6 +241,7 @@ impl Webhooks {
             metadata_filter,
             enabled: true,
             disabled_reason: None,
+            paused: None,
             secret,
             previous_secret: None,
             failing_since: None,
@@ -327,6 +326,7 @@ impl Webhooks {
         if !errors.is_empty() {
             return Err(WebhookError::Invalid(errors));
         }
+        let now = Timestamp::now();
         self.change(id, |e| {
             if let Some(url) = &url {
                 e.url.clone_from(url);
@@ -341,11 +341,7 @@ impl Webhooks {
                 e.metadata_filter.clone_from(filter);
             }
             if let Some(enabled) = patch.enabled {
-                e.enabled = enabled;
-                e.disabled_reason = None;
-                if enabled {
-                    e.failing_since = None;
-                }
+                e.set_enabled(enabled, None, now);
             }
         })
         .await

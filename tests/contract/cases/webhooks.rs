@@ -43,6 +43,7 @@ fn endpoint(offset: i64) -> Endpoint {
         metadata_filter: filter,
         enabled: true,
         disabled_reason: None,
+        paused: Some((T0 - 5_000, Some(T0 - 1_000))),
         secret: Secret::generate().unwrap(),
         previous_secret: None,
         failing_since: None,
@@ -402,9 +403,10 @@ backend_test! { async fn two_instances_making_the_same_batch_queue_each_delivery
     assert_eq!(listed(&s.repos, &a, None, None, 10).await, [1, 0]);
     assert_eq!(w.backlog().await.unwrap().pending, 3);
 
-    // A delivery already queued is left as it is when its message comes again in a batch.
+    // The next batch, made by both from the new state: queued once, and what was queued before
+    // (one delivery of it already done) is left as it is.
     let (_, logged) = attempt_once(&s.repos, &key(&a, 0), at(10 * SECOND), AfterAttempt::Succeeded).await;
-    let batch = vec![message(0, &[&a, &b]), message(1, &[&a]), message(2, &[&a, &b])];
+    let batch = vec![message(2, &[&a, &b])];
     let (one, two) = tokio::join!(
         w.enqueue(&s1, Some("p3".to_owned()), batch.clone()),
         other.webhooks.enqueue(&s1, Some("p3".to_owned()), batch),
@@ -805,6 +807,19 @@ backend_test! { async fn the_backlog_counts_pending_deliveries_and_dates_the_old
 
     assert_eq!(w.requeue(&b, at(0), at(3 * MINUTE)).await.unwrap(), 2);
     assert_eq!(w.backlog().await.unwrap(), Backlog { pending: 2, oldest: Some(at(0)) });
+}}
+
+backend_test! { async fn the_backlog_dates_the_oldest_by_when_it_was_made_not_by_its_order(s: StoreCtx) {
+    // A test message is made now; a change the fan-out reaches later was made before it, yet
+    // gets the next order.
+    let w = &s.repos.webhooks;
+    let a = new_endpoint(&s.repos, 0).await;
+    let test = NewMessage { created_at: at(5 * MINUTE), due_at: at(5 * MINUTE), ..test_message(0, &a) };
+    queue(&s.repos, vec![test]).await;
+    queue(&s.repos, vec![message(1, &[&a])]).await;
+    assert_eq!(w.backlog().await.unwrap(), Backlog { pending: 2, oldest: Some(at(SECOND)) });
+    attempt_once(&s.repos, &key(&a, 1), at(6 * MINUTE), AfterAttempt::Succeeded).await;
+    assert_eq!(w.backlog().await.unwrap(), Backlog { pending: 1, oldest: Some(at(5 * MINUTE)) });
 }}
 
 backend_test! { async fn trim_removes_at_most_max_finished_deliveries_made_before_a_time_and_never_pending_ones(s: StoreCtx) {
