@@ -1,7 +1,7 @@
 //! The real binary as a child process: `kill -9` mid-ingest and restart ([`crash`]), SIGTERM
 //! under load ([`shutdown`]), the live-transcript stream ([`stream`]), the access log
-//! ([`access_log`]) and the command line ([`cli`]). One binary, one process launcher:
-//! `support::process`.
+//! ([`access_log`]), webhooks across `kill -9` ([`webhooks`]) and the command line ([`cli`]).
+//! One binary, one process launcher: `support::process`.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -15,6 +15,7 @@ mod search_index;
 mod shutdown;
 mod stream;
 mod stream_connection;
+mod webhooks;
 
 use std::time::Duration;
 

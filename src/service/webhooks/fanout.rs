@@ -37,25 +37,21 @@ impl Webhooks {
     pub(super) async fn fan_out(&self) -> Result<Pass, RepoError> {
         let repos = &self.0.repos;
         let state = repos.webhooks.fanout_state().await?;
-        let Some(position) = state.position.clone() else {
-            // The first run on this store: from the newest change on.
-            let head = repos.feed.head().await?;
-            return Ok(
-                match repos.webhooks.enqueue(&state, Some(head), vec![]).await? {
-                    true => Pass::Moved,
-                    false => Pass::Raced,
-                },
-            );
-        };
         if repos.webhooks.endpoints().await?.is_empty() {
             return Ok(Pass::NoEndpoints);
         }
+        // Before the first pass on this store: from the oldest change kept (no endpoint is older
+        // than the changes it would skip, so nothing is sent twice, and nothing is missed).
+        let start = match &state.position {
+            Some(position) => FeedStart::After(position.clone()),
+            None => FeedStart::Oldest,
+        };
         let retained_since =
             Timestamp::now().minus_seconds(self.0.settings.retention_seconds.max(1));
         let read = repos
             .feed
             .read(
-                FeedStart::After(position.clone()),
+                start,
                 BATCH,
                 ChangeKinds::all(),
                 WAIT,
@@ -82,7 +78,7 @@ impl Webhooks {
             }
             Err(FeedError::Repo(e)) => return Err(e),
         };
-        if read.changes.is_empty() && read.next == position {
+        if read.changes.is_empty() && state.position.as_ref() == Some(&read.next) {
             return Ok(Pass::Idle);
         }
         // Read after the changes: an endpoint whose create answered before a change was made is
