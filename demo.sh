@@ -99,7 +99,9 @@ else
     fi
     echo "${BOLD}Nothing answers at $BASE; starting $BIN${RESET}"
     echo "  database: $db_note"
-    PORT="$PORT" HOST="$HOST" DATABASE_URL="$db_url" "$BIN" >"$LOG" 2>&1 &
+    # The demo's webhook receiver listens on loopback, which the service refuses unless told.
+    PORT="$PORT" HOST="$HOST" DATABASE_URL="$db_url" WEBHOOK_ALLOW_PRIVATE_NETWORKS=true \
+        WEBHOOK_RETRY_SCHEDULE=0,1,1 "$BIN" >"$LOG" 2>&1 &
     SERVICE_PID=$!
     ready=0
     for ((i = 0; i < 60; i++)); do # 60 x 0.25 s = 15 s
@@ -544,6 +546,51 @@ d = json.load(open(sys.argv[1]))
 print([(g["calls"], g["ended"], g["events"]["total"]) for g in d["groups"] if g["group"] == sys.argv[2]])' "$RESP" "$TSID")" "[(1, 1, 1)]"
 call "An unknown zone: 400" 400 GET "/stats?tz=Mars/Olympus_Mons"
 check "code" "$(field code)" validation_failed
+
+echo
+echo "${YELLOW}${BOLD}### Webhooks: every change pushed to a receiver, signed${RESET}"
+# A receiver on loopback that logs each request's webhook-id and body, answering 204.
+RECEIVED="$WORK/received.log"
+python3 - "$RECEIVED" >"$WORK/receiver.port" 2>/dev/null <<'PY' &
+import http.server, sys
+out = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(out, "a") as f:
+            f.write(self.headers.get("webhook-id", "") + " " + body.decode() + "\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(server.server_port, flush=True)
+server.serve_forever()
+PY
+RECEIVER_PID=$!
+for ((i = 0; i < 40; i++)); do [[ -s "$WORK/receiver.port" ]] && break; sleep 0.1; done
+HOOK="http://127.0.0.1:$(cat "$WORK/receiver.port")/hook"
+WSID="$SID-hooks"
+call "Private addresses are refused unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true" 400 POST /webhooks '{"url":"http://169.254.169.254/latest/meta-data"}'
+check "the field" "$(first_error_field)" url
+if [[ -n "$SERVICE_PID" ]]; then
+    call "Register a receiver for session.created and session.ended" 201 POST /webhooks "{\"url\":\"$HOOK\",\"types\":[\"session.created\",\"session.ended\"],\"description\":\"demo\"}"
+    WID=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["id"])' "$RESP")
+    QUIET=1
+    call "Create a call" 201 POST /sessions "{\"sessionId\":\"$WSID\",\"language\":\"en-US\"}"
+    call "End it" 200 POST "/sessions/$WSID/complete" '{"reason":"caller_hangup"}'
+    QUIET=0
+    for ((i = 0; i < 50; i++)); do [[ "$(grep -c "$WSID" "$RECEIVED" 2>/dev/null || true)" -ge 2 ]] && break; sleep 0.1; done
+    check "what the receiver got" "$(grep -o '"type":"[a-z.]*"' "$RECEIVED" | paste -sd, -)" '"type":"session.created","type":"session.ended"'
+    call "The delivery log, newest first" 200 GET "/webhooks/$WID/deliveries"
+    check "statuses" "$(grep -o '"status":"[a-z]*"' "$RESP" | paste -sd, -)" '"status":"succeeded","status":"succeeded"'
+    call "Send a test message" 202 POST "/webhooks/$WID/test"
+    call "Rotate the secret (the old one signs for 24 h more)" 200 POST "/webhooks/$WID/rotate-secret"
+    call "Remove the endpoint" 204 DELETE "/webhooks/$WID"
+else
+    echo "${DIM}(the service was already running: a receiver on loopback needs WEBHOOK_ALLOW_PRIVATE_NETWORKS=true; skipped)${RESET}"
+fi
+kill "$RECEIVER_PID" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------------------------
 echo

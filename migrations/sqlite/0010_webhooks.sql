@@ -24,6 +24,9 @@ CREATE TABLE webhook_messages (
     body       TEXT    NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- What retention removes, oldest first; what an erasure empties.
+CREATE INDEX webhook_messages_created ON webhook_messages (created_at);
+CREATE INDEX webhook_messages_session ON webhook_messages (session_id) WHERE session_id IS NOT NULL;
 
 -- One row per endpoint and message. `step` counts attempts since it was (re)queued (its place on
 -- the retry schedule); `lease_token`/`lease_until` mark the instance that holds it while an
@@ -44,5 +47,6 @@ CREATE TABLE webhook_deliveries (
 ) WITHOUT ROWID;
 -- What is due, in order: only pending rows are in it.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (ord) WHERE status = 'pending';
--- What retention removes, oldest first.
+-- What retention removes, oldest first; whether a message is still named by a delivery.
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+CREATE INDEX webhook_deliveries_ord ON webhook_deliveries (ord);

@@ -179,6 +179,14 @@ pub struct Delivery {
     pub created_at: Timestamp,
 }
 
+/// A message as stored, without its body (what an erasure rewrites).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub order: u64,
+    pub kind: String,
+    pub created_at: Timestamp,
+}
+
 /// Messages waiting to be delivered, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
@@ -266,6 +274,12 @@ pub trait WebhookRepository: Send + Sync {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<u64, RepoError>;
+
+    /// The messages of a session, in order.
+    async fn messages_of(&self, session_id: &str) -> Result<Vec<StoredMessage>, RepoError>;
+
+    /// Gives these messages (by order) these bodies: an erased session's, emptied of its data.
+    async fn replace_bodies(&self, bodies: Vec<(u64, String)>) -> Result<(), RepoError>;
 
     /// How many deliveries are pending, and since when the oldest.
     async fn backlog(&self) -> Result<Backlog, RepoError>;

@@ -380,3 +380,30 @@ backend_test! { async fn webhooks_need_the_admin_scope(s: StoreCtx) {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 }}
+
+backend_test! { async fn an_erased_calls_queued_messages_keep_nothing_but_its_id(s: StoreCtx) {
+    let app = spawn_app_with(s, &[FAST, &[("WEBHOOK_RETRY_SCHEDULE", "0,5")]].concat()).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(500, None), (500, None)]);
+    let (id, _) = register(&app, &receiver.url, &["session.created", "event.appended", "session.deleted"]).await;
+    let r = app
+        .post_json("/sessions", &json!({"sessionId": "erased", "language": "en", "metadata": {"caller": "+15550100"}}))
+        .await;
+    assert_eq!(r.status, 201);
+    let r = app
+        .post_json("/sessions/erased/events", &json!({"eventId": "e1", "type": "user_speech", "payload": {"text": "my secret"}}))
+        .await;
+    assert_eq!(r.status, 201);
+    receiver.until("two failed first attempts", |r| r.len() >= 2).await;
+    assert!(receiver.received().iter().any(|r| r.body.contains("my secret")), "the first attempt carried it");
+    assert_eq!(app.request(reqwest::Method::DELETE, "/sessions/erased").await.status, 204);
+    let got = receiver.until("the retries and the deletion", |r| r.len() >= 5).await;
+    for r in &got[2..] {
+        assert!(!r.body.contains("secret") && !r.body.contains("15550100"), "{}", r.body);
+        assert_eq!(r.json()["data"], json!({"sessionId": "erased"}), "{}", r.body);
+    }
+    let mut kinds: Vec<String> = got[2..].iter().map(|r| r.kind()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["event.appended", "session.created", "session.deleted"]);
+    log_until(&app, &id, "all delivered", |l| l.len() == 3 && l.iter().all(|d| d["status"] == "succeeded")).await;
+}}

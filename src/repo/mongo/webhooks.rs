@@ -15,7 +15,7 @@ use crate::domain::webhook::EndpointId;
 use crate::repo::RepoError;
 use crate::repo::webhooks::{
     AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Due, Endpoint,
-    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, WebhookRepository,
+    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, StoredMessage, WebhookRepository,
 };
 
 const FANOUT_ID: i32 = 1;
@@ -489,6 +489,42 @@ impl WebhookRepository for MongoStore {
             .await
             .map_err(map_err)?;
         Ok(result.modified_count)
+    }
+
+    async fn messages_of(&self, session_id: &str) -> Result<Vec<StoredMessage>, RepoError> {
+        let docs: Vec<Document> = self
+            .hooks("webhook_messages")
+            .find(doc! { "sessionId": session_id })
+            .sort(doc! { "_id": 1 })
+            .projection(doc! { "kind": 1, "createdAt": 1 })
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        docs.iter()
+            .map(|d| {
+                Ok(StoredMessage {
+                    order: int(d, "_id")?.max(0) as u64,
+                    kind: text(d, "kind").ok_or_else(|| corrupt("kind"))?,
+                    created_at: timestamp(int(d, "createdAt")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_bodies(&self, bodies: Vec<(u64, String)>) -> Result<(), RepoError> {
+        let messages = self.hooks("webhook_messages");
+        for (order, body) in bodies {
+            messages
+                .update_one(
+                    doc! { "_id": order as i64 },
+                    doc! { "$set": { "body": body } },
+                )
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
     }
 
     async fn backlog(&self) -> Result<Backlog, RepoError> {

@@ -11,7 +11,7 @@ use crate::domain::webhook::EndpointId;
 use crate::repo::RepoError;
 use crate::repo::webhooks::{
     AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Due, Endpoint,
-    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, WebhookRepository,
+    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, StoredMessage, WebhookRepository,
 };
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
@@ -387,6 +387,51 @@ impl WebhookRepository for SqliteStore {
         .await
     }
 
+    async fn messages_of(&self, session_id: &str) -> Result<Vec<StoredMessage>, RepoError> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT ord, kind, created_at FROM webhook_messages
+                     WHERE session_id = ?1 ORDER BY ord",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map([session_id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+                .map_err(map_err)?;
+            rows.into_iter()
+                .map(|(ord, kind, created)| {
+                    Ok(StoredMessage {
+                        order: order(ord),
+                        kind,
+                        created_at: timestamp(created)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn replace_bodies(&self, bodies: Vec<(u64, String)>) -> Result<(), RepoError> {
+        self.write(Touches::Neither, move |db| {
+            for (ord, body) in &bodies {
+                db.conn
+                    .prepare_cached("UPDATE webhook_messages SET body = ?2 WHERE ord = ?1")
+                    .and_then(|mut s| s.execute(params![*ord as i64, body]))
+                    .map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn backlog(&self) -> Result<Backlog, RepoError> {
         self.read(|conn| {
             let (pending, oldest): (i64, Option<i64>) = conn
@@ -418,10 +463,13 @@ impl WebhookRepository for SqliteStore {
                 .map_err(map_err)?;
             db.conn
                 .prepare_cached(
-                    "DELETE FROM webhook_messages WHERE created_at < ?1 AND ord NOT IN
-                         (SELECT ord FROM webhook_deliveries)",
+                    "DELETE FROM webhook_messages WHERE ord IN
+                         (SELECT m.ord FROM webhook_messages m
+                          WHERE m.created_at < ?1
+                            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.ord = m.ord)
+                          ORDER BY m.created_at LIMIT ?2)",
                 )
-                .and_then(|mut s| s.execute([before.millis()]))
+                .and_then(|mut s| s.execute(params![before.millis(), i64::from(max)]))
                 .map_err(map_err)?;
             Ok(removed as u64)
         })

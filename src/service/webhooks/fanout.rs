@@ -9,10 +9,11 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::Webhooks;
+use crate::domain::SessionId;
 use crate::domain::Timestamp;
 use crate::domain::webhook::{filter_matches, message_id};
 use crate::repo::RepoError;
-use crate::repo::feed::{ChangeData, ChangeKinds, FeedChange, FeedError, FeedStart};
+use crate::repo::feed::{ChangeData, ChangeKind, ChangeKinds, FeedChange, FeedError, FeedStart};
 use crate::repo::webhooks::{Endpoint, FanoutState, NewMessage};
 
 /// Changes made into messages per batch, at most.
@@ -50,13 +51,7 @@ impl Webhooks {
             Timestamp::now().minus_seconds(self.0.settings.retention_seconds.max(1));
         let read = repos
             .feed
-            .read(
-                start,
-                BATCH,
-                ChangeKinds::all(),
-                WAIT,
-                retained_since,
-            )
+            .read(start, BATCH, ChangeKinds::all(), WAIT, retained_since)
             .await;
         let read = match read {
             Ok(read) => read,
@@ -80,6 +75,11 @@ impl Webhooks {
         };
         if read.changes.is_empty() && state.position.as_ref() == Some(&read.next) {
             return Ok(Pass::Idle);
+        }
+        for change in &read.changes {
+            if change.kind == ChangeKind::SessionDeleted {
+                self.erase(&change.session_id).await?;
+            }
         }
         // Read after the changes: an endpoint whose create answered before a change was made is
         // seen here (an earlier read, before the wait for changes, might miss it). Disabled ones
@@ -111,6 +111,33 @@ impl Webhooks {
         let head = repos.feed.head().await?;
         if repos.webhooks.endpoints().await?.is_empty() {
             repos.webhooks.enqueue(&state, Some(head), vec![]).await?;
+        }
+        Ok(())
+    }
+
+    /// An erased session's messages keep nothing of it but its id, as the feed's changes do:
+    /// bodies queued before its erasure are rewritten so (the feed gives this pass, and every
+    /// later one, its changes already without data).
+    async fn erase(&self, session_id: &SessionId) -> Result<(), RepoError> {
+        let repo = &self.0.repos.webhooks;
+        let bodies: Vec<(u64, String)> = repo
+            .messages_of(session_id.as_str())
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                let kind = ChangeKind::parse(&m.kind)?;
+                let bare = FeedChange {
+                    position: String::new(),
+                    kind,
+                    at: m.created_at,
+                    session_id: session_id.clone(),
+                    data: ChangeData::None,
+                };
+                Some((m.order, (self.0.render)(&bare)))
+            })
+            .collect();
+        if !bodies.is_empty() {
+            repo.replace_bodies(bodies).await?;
         }
         Ok(())
     }
@@ -169,9 +196,7 @@ impl Webhooks {
         change: &FeedChange,
         cache: &mut HashMap<String, Option<Map<String, Value>>>,
     ) -> Result<bool, RepoError> {
-        if endpoint.metadata_filter.is_empty()
-            || change.kind == crate::repo::feed::ChangeKind::SessionDeleted
-        {
+        if endpoint.metadata_filter.is_empty() || change.kind == ChangeKind::SessionDeleted {
             return Ok(true);
         }
         let metadata = match &change.data {

@@ -9,7 +9,7 @@ use serde_json::Map;
 use session_service::domain::webhook::{EndpointId, Secret};
 use session_service::repo::webhooks::{
     AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Endpoint,
-    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage,
+    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, StoredMessage,
 };
 
 use super::*;
@@ -868,4 +868,27 @@ backend_test! { async fn trim_removes_at_most_max_finished_deliveries_made_befor
     let claimed = w.claim(&[key(&a, 2), key(&b, 4)], "instance-1", later, lease_from(later)).await.unwrap();
     let bodies: HashSet<(u64, String)> = claimed.into_iter().map(|c| (c.key.order, c.body)).collect();
     assert_eq!(bodies, HashSet::from([(2, body_of(2, "session.created")), (4, body_of(4, "session.created"))]));
+}}
+
+backend_test! { async fn a_sessions_messages_are_found_and_their_bodies_replaced(s: StoreCtx) {
+    let w = &s.repos.webhooks;
+    let a = new_endpoint(&s.repos, 0).await;
+    let other = NewMessage { session_id: Some("s2".to_owned()), ..message(1, &[&a]) };
+    queue(&s.repos, vec![message(0, &[&a]), other, test_message(2, &a), message(3, &[&a])]).await;
+    let found = w.messages_of("s1").await.unwrap();
+    assert_eq!(found, [
+        StoredMessage { order: 0, kind: "session.created".to_owned(), created_at: at(0) },
+        StoredMessage { order: 3, kind: "session.created".to_owned(), created_at: at(3 * SECOND) },
+    ]);
+    assert!(w.messages_of("nobody").await.unwrap().is_empty());
+    w.replace_bodies(vec![(0, "{\"bare\":0}".to_owned()), (3, "{\"bare\":3}".to_owned())]).await.unwrap();
+    let now = at(10 * SECOND);
+    let claimed = w.claim(&[key(&a, 0), key(&a, 1), key(&a, 3)], "t", now, lease_from(now)).await.unwrap();
+    let mut bodies: Vec<(u64, String)> = claimed.iter().map(|c| (c.key.order, c.body.clone())).collect();
+    bodies.sort();
+    assert_eq!(bodies, [
+        (0, "{\"bare\":0}".to_owned()),
+        (1, body_of(1, "session.created")),
+        (3, "{\"bare\":3}".to_owned()),
+    ]);
 }}
