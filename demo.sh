@@ -571,7 +571,9 @@ RECEIVER_PID=$!
 for ((i = 0; i < 40; i++)); do [[ -s "$WORK/receiver.port" ]] && break; sleep 0.1; done
 HOOK="http://127.0.0.1:$(cat "$WORK/receiver.port")/hook"
 WSID="$SID-hooks"
-call "Private addresses are refused unless WEBHOOK_ALLOW_PRIVATE_NETWORKS=true" 400 POST /webhooks '{"url":"http://169.254.169.254/latest/meta-data"}'
+# (Receivers on loopback and private addresses are refused too, unless
+# WEBHOOK_ALLOW_PRIVATE_NETWORKS=true, which a service this script starts has, for its receiver.)
+call "Only http and https receivers" 400 POST /webhooks '{"url":"ftp://files.example.com/calls"}'
 check "the field" "$(first_error_field)" url
 if [[ -n "$SERVICE_PID" ]]; then
     call "Register a receiver for session.created and session.ended" 201 POST /webhooks "{\"url\":\"$HOOK\",\"types\":[\"session.created\",\"session.ended\"],\"description\":\"demo\"}"

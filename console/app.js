@@ -6,6 +6,7 @@
 //                            rewritten to #/calls?… (the overview's own query lives at #/overview)
 //   #/calls/ID[?seq=N]       one call (at one event)
 //   #/search?q=…             the search
+//   #/webhooks               the webhook endpoints and their delivery logs (an admin key's)
 
 import { apiKey, forgetApiKey, onAuthProblem, setApiKey } from "./api.js";
 import { renderCall } from "./call.js";
@@ -13,6 +14,7 @@ import { clearNotice, el, showNotice, showPendingNotice } from "./dom.js";
 import { listHash, renderList } from "./list.js";
 import { overviewHash, renderOverview } from "./overview.js";
 import { renderSearch, searchHash } from "./search.js";
+import { renderWebhooks } from "./webhooks.js";
 
 const main = document.getElementById("main");
 const keyDialog = document.getElementById("key-dialog");
@@ -25,6 +27,7 @@ const keyForget = document.getElementById("key-forget");
 const navOverview = document.getElementById("nav-overview");
 const navCalls = document.getElementById("nav-calls");
 const navSearch = document.getElementById("nav-search");
+const navWebhooks = document.getElementById("nav-webhooks");
 
 let view = null;
 
@@ -48,7 +51,8 @@ function route({ focus = false } = {}) {
   }
   const search = hash === "#/search" || hash.startsWith("#/search?");
   const list = hash === "#/calls" || hash.startsWith("#/calls?");
-  const overview = sessionId === null && !search && !list;
+  const webhooks = hash === "#/webhooks" || hash.startsWith("#/webhooks?");
+  const overview = sessionId === null && !search && !list && !webhooks;
   if (sessionId !== null) {
     document.title = `${sessionId} · session-service console`;
     const seq = Number(new URLSearchParams(call[2] ?? "").get("seq") ?? "");
@@ -56,6 +60,9 @@ function route({ focus = false } = {}) {
   } else if (search) {
     document.title = "Search · session-service console";
     renderSearch(main, new URLSearchParams(hash.slice("#/search?".length)), view.signal);
+  } else if (webhooks) {
+    document.title = "Webhooks · session-service console";
+    renderWebhooks(main, view.signal);
   } else if (list) {
     document.title = "Calls · session-service console";
     renderList(main, new URLSearchParams(hash.slice("#/calls?".length)), view.signal);
@@ -69,7 +76,7 @@ function route({ focus = false } = {}) {
   navOverview.href = overviewHash();
   navCalls.href = listHash();
   navSearch.href = searchHash() ?? "#/search";
-  for (const [link, here] of [[navOverview, overview], [navCalls, list], [navSearch, search]]) {
+  for (const [link, here] of [[navOverview, overview], [navCalls, list], [navSearch, search], [navWebhooks, webhooks]]) {
     if (here) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }

@@ -56,6 +56,9 @@ const ASSETS: &[Asset] = &[
     asset!("chart.js", JS),
     asset!("zone.js", JS),
     asset!("search.js", JS),
+    asset!("webhooks.js", JS),
+    asset!("webhook-form.js", JS),
+    asset!("deliveries.js", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../../console/index.html");

@@ -446,7 +446,7 @@ describe("the overview", { timeout: TEST_TIMEOUT * 10 }, () => {
     assert.equal(await page.getByRole("heading", { level: 1 }).innerText(), "Calls");
     assert.equal(await page.getByRole("link", { name: "Calls", exact: true }).getAttribute("aria-current"), "page");
     assert.equal(await page.getByRole("link", { name: "Overview", exact: true }).getAttribute("aria-current"), null);
-    assert.deepEqual(await page.locator(".top-nav a").allInnerTexts(), ["Overview", "Calls", "Search"]);
+    assert.deepEqual(await page.locator(".top-nav a").allInnerTexts(), ["Overview", "Calls", "Search", "Webhooks"]);
 
     await page.goto(`${service.base}/console#/?status=active`);
     await page.locator("tr[data-session-id='ov-open-1']").waitFor();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/browser/run.sh: the web console's tests in a real browser (console.test.mjs,
 # list-feed.test.mjs for the calls list following the change feed, search.test.mjs for the
-# search view, overview.test.mjs for the overview, the start page, against GET /stats; Node's
+# search view, overview.test.mjs for the overview, the start page, against GET /stats,
+# webhooks.test.mjs for the webhooks page, delivering to receivers it starts on 127.0.0.1; Node's
 # test runner; metadata.test.mjs and list.test.mjs check the metadata editor's merge patch and
 # the list's handling of the feed in Node alone). They drive Debian's chromium with
 # playwright-core (pinned in package.json + package-lock.json, `npm ci` into the git-ignored
@@ -56,4 +57,4 @@ if ! installed; then
 fi
 
 cd "$here"
-exec node --test --test-reporter=spec console.test.mjs list-feed.test.mjs search.test.mjs overview.test.mjs metadata.test.mjs list.test.mjs
+exec node --test --test-reporter=spec console.test.mjs list-feed.test.mjs search.test.mjs overview.test.mjs webhooks.test.mjs metadata.test.mjs list.test.mjs
