@@ -34,6 +34,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// How often the backlog's gauges are refreshed and old deliveries trimmed.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 const TRIM_PER_PASS: u32 = 10_000;
+/// How much of a receiver's answer is read (and thrown away) to keep its connection.
+const MAX_DRAINED_BYTES: usize = 64 * 1024;
 /// The longest error text an attempt logs.
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -406,14 +408,22 @@ async fn send(
         .send()
         .await;
     match sent {
-        Ok(response) => {
+        Ok(mut response) => {
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, Timestamp::now()));
-            // The body is not read: only the status counts.
+            // Only the status counts. A short body is read to its end so that the connection
+            // can carry the next message; a long one is left (and its connection closed).
+            let mut read = 0;
+            while read <= MAX_DRAINED_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             (Some(status), retry_after, None)
         }
         Err(e) => {
