@@ -73,6 +73,10 @@ pub struct EndpointBody {
     enabled: bool,
     /// Why the service disabled it (410 Gone, or every attempt failing too long).
     disabled_reason: Option<String>,
+    /// Since when every attempt has failed (`null`: the last attempt succeeded, or none was
+    /// made yet); at WEBHOOK_DISABLE_AFTER_SECONDS the endpoint is disabled.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    failing_since: Option<String>,
     /// Only in the answer to the create.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
@@ -94,6 +98,7 @@ impl EndpointBody {
             },
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since.and_then(millis_text),
             created_at: millis_text(e.created_at),
         }
     }
@@ -108,10 +113,29 @@ pub struct EndpointsBody {
 
 /// An endpoint's signing secret.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 #[schema(as = WebhookSecret)]
 pub struct SecretBody {
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     secret: String,
+    /// Until when messages are also signed with the secret before the last rotation (`null`:
+    /// only this one signs).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    previous_secret_expires_at: Option<String>,
+}
+
+impl SecretBody {
+    fn of(e: &Endpoint) -> Self {
+        let now = Timestamp::now().millis();
+        SecretBody {
+            secret: e.secret.expose().to_owned(),
+            previous_secret_expires_at: e
+                .previous_secret
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .and_then(|(_, until)| millis_text(*until)),
+        }
+    }
 }
 
 /// One attempt to deliver a message.
@@ -414,10 +438,7 @@ pub async fn secret(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let endpoint = state.webhooks.get(&id).await?;
-    Ok(Json(SecretBody {
-        secret: endpoint.secret.expose().to_owned(),
-    })
-    .into_response())
+    Ok(Json(SecretBody::of(&endpoint)).into_response())
 }
 
 #[utoipa::path(
@@ -511,10 +532,7 @@ pub async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let endpoint = state.webhooks.rotate(&id).await?;
-    Ok(Json(SecretBody {
-        secret: endpoint.secret.expose().to_owned(),
-    })
-    .into_response())
+    Ok(Json(SecretBody::of(&endpoint)).into_response())
 }
 
 /// `after` as the order it names.

@@ -87,6 +87,7 @@ backend_test! { async fn a_message_failing_every_attempt_ends_failed_and_recover
         l.first().is_some_and(|d| d["status"] == "failed")
     })
     .await;
+    assert!(app.get(&format!("/webhooks/{id}")).await.body["failingSince"].is_string());
     assert_eq!(logged[0]["attempts"].as_array().unwrap().len(), 4, "the schedule has four attempts");
     let first_id = receiver.received()[0].id.clone();
 
@@ -98,6 +99,8 @@ backend_test! { async fn a_message_failing_every_attempt_ends_failed_and_recover
     let got = receiver.until("the replay", |r| r.len() >= 5).await;
     assert_eq!(got[4].id, first_id, "a replay keeps its webhook-id");
     log_until(&app, &id, "the replay delivered", |l| l[0]["status"] == "succeeded").await;
+    let endpoint = app.get(&format!("/webhooks/{id}")).await;
+    assert!(endpoint.body["failingSince"].is_null(), "a success ends the streak: {}", endpoint.text);
 }}
 
 backend_test! { async fn a_410_disables_the_endpoint(s: StoreCtx) {
@@ -144,6 +147,9 @@ backend_test! { async fn after_a_rotation_both_secrets_verify_until_the_overlap_
     assert_eq!(r.status, 200, "{}", r.text);
     let new = r.body["secret"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
+    let until = session_service::domain::Timestamp::parse(r.body["previousSecretExpiresAt"].as_str().unwrap()).unwrap();
+    let in_a_day = session_service::domain::Timestamp::now().plus_seconds(86_400);
+    assert!(until <= in_a_day && until > in_a_day.minus_seconds(60), "{}", r.text);
     assert_eq!(app.get(&format!("/webhooks/{id}/secret")).await.body["secret"], new.as_str());
     app.create_session("rotated").await;
     let got = receiver.until("one message", |r| !r.is_empty()).await;
