@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # bench/webhooks.sh: what webhooks deliver and what they cost, on the embedded store (release
 # build, receivers on loopback, WEBHOOK_ALLOW_PRIVATE_NETWORKS=true).
-#   1. Throughput: EVENTS events appended in batches of 100 with one endpoint subscribed to
-#      event.appended; messages per second from the first to the last one received (and that
-#      each came once).
+#   1. Throughput: EVENTS events appended in batches of 100 to 100 calls with one endpoint
+#      subscribed to event.appended; messages per second from the first to the last one received
+#      (and that each came once). Then a quarter as many into one call, whose messages go one
+#      after another (each waits for the one before to have had its first attempt).
 #   2. Delay: one event at a time, RATE per second for SECS seconds; from each 201 to the
 #      receiver's request, p50 / p99 / max.
 #   3. Ingest cost: single-event ingest without any endpoint and with one subscribed to every
-#      type (event.appended included), back to back in interleaved pairs on fresh stores, by the
-#      project's load generator and by Debian's wrk; the median on/off ratio of req/s and p99.
+#      type (event.appended included), back to back in interleaved pairs on fresh stores, into
+#      one call and into 100 by the project's load generator, into one call by Debian's wrk; the
+#      median on/off ratio of req/s and p99.
 # Settings (environment): EVENTS=20000, RATE=50, SECS=20, PAIRS=3, BENCH_SECONDS=6,
 # BENCH_CONNS=32, WRK=1 (0 skips wrk), SERVICE_BIN (default: the release build of this tree).
 set -euo pipefail
@@ -54,7 +56,11 @@ stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
 
 start "$WORK/throughput.db"
 echo "[webhooks] throughput: $EVENTS events in batches of 100, one endpoint on event.appended"
-"$HOOKS" throughput --addr "$ADDR" --events "$EVENTS"
+"$HOOKS" throughput --addr "$ADDR" --events "$EVENTS" --sessions 100
+stop
+start "$WORK/throughput-1.db"
+echo "[webhooks] throughput: the same into one call (its messages go one after another)"
+"$HOOKS" throughput --addr "$ADDR" --events "$((EVENTS / 4))" --sessions 1
 stop
 
 start "$WORK/latency.db"
@@ -87,6 +93,12 @@ for i in $(seq "$PAIRS"); do
             --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
             --out "$RUNS" --kind POST --sessions 1 >/dev/null
         stop
+        start "$WORK/ingest100-$side-$i.db"
+        [ "$side" = on ] && subscribe
+        "$LOAD" ingest --addr "$ADDR" --id "ingest100-$side-$i" --scenario ingest100 --pid "$pid" \
+            --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
+            --out "$RUNS" --kind POST --sessions 100 >/dev/null
+        stop
         if [ "${WRK:-1}" != 0 ]; then
             start "$WORK/wrk-$side-$i.db"
             [ "$side" = on ] && subscribe
@@ -109,7 +121,7 @@ import json, statistics, sys
 runs = {r["id"]: r for r in map(json.loads, open(sys.argv[1]))}
 pairs = int(sys.argv[2])
 print(f"ingest with an endpoint on every type / without, {pairs} pairs back to back (req/s ratio, p99 off -> on, errors)")
-for scenario in ["ingest", "wrk-ingest"]:
+for scenario in ["ingest", "ingest100", "wrk-ingest"]:
     if f"{scenario}-off-1" not in runs:
         continue
     ratios, lines = [], []

@@ -2,9 +2,10 @@
 //! measurements against a running service (started with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true):
 //!
 //! - `receive --port P`: answers every POST with 204 until killed (for the ingest pairs).
-//! - `throughput --addr A --events N`: an endpoint subscribed to `event.appended`, N events
-//!   appended in batches of 100; messages per second from the first to the last one received,
-//!   and that each event's message came, once.
+//! - `throughput --addr A --events N --sessions K`: an endpoint subscribed to `event.appended`,
+//!   N events appended in batches of 100 to K calls in turn; messages per second from the first
+//!   to the last one received, and that each event's message came, once. (One call's messages
+//!   go one after another: each waits for the one before to have had its first attempt.)
 //! - `latency --addr A --rate R --secs S`: one event at a time, R per second; for each, the time
 //!   from its 201 to the receiver's request (p50, p99, max).
 
@@ -74,6 +75,17 @@ async fn setup(
     addr: &str,
     session: &str,
 ) -> Res<(String, Arc<Mutex<Arrivals>>)> {
+    let (mut urls, arrivals) = setup_many(client, addr, session, 1).await?;
+    Ok((urls.remove(0), arrivals))
+}
+
+/// A receiver, an endpoint for it (`event.appended`) and `sessions` calls; their events URLs.
+async fn setup_many(
+    client: &reqwest::Client,
+    addr: &str,
+    prefix: &str,
+    sessions: usize,
+) -> Res<(Vec<String>, Arc<Mutex<Arrivals>>)> {
     let (at, arrivals) = receiver(0).await?;
     post(
         client,
@@ -81,13 +93,22 @@ async fn setup(
         json!({"url": format!("http://{at}/hook"), "types": ["event.appended"]}),
     )
     .await?;
-    post(
-        client,
-        format!("http://{addr}/sessions"),
-        json!({"sessionId": session, "language": "en"}),
-    )
-    .await?;
-    Ok((format!("http://{addr}/sessions/{session}/events"), arrivals))
+    let mut urls = Vec::with_capacity(sessions);
+    for n in 0..sessions {
+        let session = if sessions == 1 {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}-{n}")
+        };
+        post(
+            client,
+            format!("http://{addr}/sessions"),
+            json!({"sessionId": session, "language": "en"}),
+        )
+        .await?;
+        urls.push(format!("http://{addr}/sessions/{session}/events"));
+    }
+    Ok((urls, arrivals))
 }
 
 async fn wait_for(arrivals: &Mutex<Arrivals>, n: usize, timeout: Duration) -> Res<()> {
@@ -110,13 +131,15 @@ async fn wait_for(arrivals: &Mutex<Arrivals>, n: usize, timeout: Duration) -> Re
 async fn throughput(args: &[String]) -> Res<()> {
     let addr: String = arg(args, "addr", "127.0.0.1:3000".to_owned());
     let events: usize = arg(args, "events", 20_000);
+    let sessions: usize = arg(args, "sessions", 100);
     let client = reqwest::Client::new();
-    let (url, arrivals) = setup(&client, &addr, "bench-throughput").await?;
+    let (urls, arrivals) = setup_many(&client, &addr, "bench-throughput", sessions).await?;
     let started = Instant::now();
     for chunk in 0..events.div_ceil(100) {
         let batch: Vec<Value> = (chunk * 100..((chunk + 1) * 100).min(events))
             .map(|i| json!({"eventId": format!("t{i}"), "type": "user_speech", "payload": {"text": "hello there"}}))
             .collect();
+        let url = &urls[chunk % urls.len()];
         post(&client, format!("{url}:batch"), json!({"events": batch})).await?;
     }
     let ingested = started.elapsed();
@@ -127,7 +150,7 @@ async fn throughput(args: &[String]) -> Res<()> {
     let twice = a.times.values().filter(|n| **n > 1).count();
     let spread = (last - first).as_secs_f64();
     println!(
-        "{{\"events\": {events}, \"ingest_s\": {:.2}, \"delivery_s\": {spread:.2}, \"messages_per_s\": {:.0}, \"first_to_last_from_start_s\": {:.2}, \"duplicates\": {twice}}}",
+        "{{\"events\": {events}, \"sessions\": {sessions}, \"ingest_s\": {:.2}, \"delivery_s\": {spread:.2}, \"messages_per_s\": {:.0}, \"first_to_last_from_start_s\": {:.2}, \"duplicates\": {twice}}}",
         ingested.as_secs_f64(),
         events as f64 / spread.max(1e-9),
         (last - started).as_secs_f64(),
