@@ -325,6 +325,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let maintenance = Maintenance::start(self.service.clone(), self.sweep_interval);
         let delivering = self.webhooks.start();
+        // The loops hold their own handle; this one would keep storage open past the drain.
+        drop(self.webhooks);
         let watchers = self.service.watch_changes();
         let hub = self.service.hub().clone();
         let key_reload = self.key_reload.and_then(KeyReload::spawn);
@@ -361,7 +363,7 @@ impl Application {
         maintenance.stop().await;
         // Attempts in flight end here; their leases lapse and another instance (or this one,
         // restarted) tries them again.
-        drop(delivering);
+        delivering.stop().await;
         drop(watchers);
         for task in [key_reload, limiter_cleanup].into_iter().flatten() {
             task.abort();
