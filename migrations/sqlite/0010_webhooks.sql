@@ -30,14 +30,12 @@ CREATE INDEX webhook_messages_session ON webhook_messages (session_id) WHERE ses
 
 -- One row per endpoint and message. `step` counts attempts since it was (re)queued (its place on
 -- the retry schedule); `lease_token`/`lease_until` mark the instance that holds it while an
--- attempt is in flight; `attempts` is the log (JSON array, the newest 50). A call's messages to
--- an endpoint start in order: while an earlier one of the call has had no attempt, a message is
--- 'waiting' (not due), and the first attempt of the one before makes the next 'pending'.
+-- attempt is in flight; `attempts` is the log (JSON array, the newest 50).
 CREATE TABLE webhook_deliveries (
     endpoint_id     TEXT    NOT NULL,
     ord             INTEGER NOT NULL,
     session_id      TEXT,
-    status          TEXT    NOT NULL CHECK (status IN ('pending', 'waiting', 'succeeded', 'failed')),
+    status          TEXT    NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
     step            INTEGER NOT NULL DEFAULT 0,
     attempted       INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
@@ -49,10 +47,6 @@ CREATE TABLE webhook_deliveries (
 ) WITHOUT ROWID;
 -- What is due, in order: only pending rows are in it.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (ord) WHERE status = 'pending';
--- Each call's line to each endpoint: its messages not attempted yet (the pending first, then
--- the waiting ones).
-CREATE INDEX webhook_deliveries_line ON webhook_deliveries (endpoint_id, session_id, ord)
-    WHERE attempted = 0;
 -- What retention removes, oldest first; whether a message is still named by a delivery.
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 CREATE INDEX webhook_deliveries_ord ON webhook_deliveries (ord);

@@ -142,7 +142,7 @@ pub struct Attempt {
 pub struct Due {
     pub key: DeliveryKey,
     pub session_id: Option<String>,
-    /// Whether an attempt was ever made.
+    /// Whether an attempt was ever made (a first attempt waits for the session's earlier ones).
     pub attempted: bool,
     /// Whether an instance holds it now (an attempt is in flight).
     pub leased: bool,
@@ -228,10 +228,7 @@ pub trait WebhookRepository: Send + Sync {
     ) -> Result<bool, RepoError>;
 
     /// Up to `limit` pending deliveries to the `enabled` endpoints due by `now`, in order,
-    /// including those an instance holds. A call's messages to an endpoint start in order: a
-    /// message is not listed while an earlier one of its call to that endpoint has had no
-    /// attempt (it waits, and is pending to the other methods); the first attempt of the one
-    /// before, once recorded, lets it be listed.
+    /// including those an instance holds.
     async fn due(
         &self,
         now: Timestamp,

@@ -125,9 +125,9 @@ impl Receiver {
         self.script.lock().unwrap().received.clone()
     }
 
-    /// Waits (up to 30 s) until `done` holds for what was received; what was received.
+    /// Waits (up to [`PATIENCE`]) until `done` holds for what was received; what was received.
     pub async fn until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let received = self.received();
             if done(&received) {
@@ -135,7 +135,7 @@ impl Receiver {
             }
             assert!(
                 Instant::now() < deadline,
-                "waited 30 s for {what}; received {} requests: {:?}",
+                "waited {PATIENCE:?} for {what}; received {} requests: {:?}",
                 received.len(),
                 received.iter().map(Received::kind).collect::<Vec<_>>()
             );
@@ -165,14 +165,19 @@ pub async fn log(app: &TestApp, id: &str) -> Vec<Value> {
     r.body["deliveries"].as_array().unwrap().clone()
 }
 
-/// Waits (up to 30 s) until the endpoint's log satisfies `done`.
+/// How long a test waits for something to arrive: generous, since the MongoDB test server is
+/// slow when the whole suite runs at once (nothing here measures time).
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Waits (up to [`PATIENCE`]) until the endpoint's log satisfies `done`, reading it four times a
+/// second.
 pub async fn log_until(
     app: &TestApp,
     id: &str,
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let found = log(app, id).await;
         if done(&found) {

@@ -2,8 +2,6 @@
 //! each. Every compare-and-set is one conditional write; a fan-out batch and the move of the
 //! fan-out state are one transaction, so a batch made from a stale state leaves nothing behind.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
@@ -78,131 +76,7 @@ fn delivery_key(doc: &Document) -> Result<DeliveryKey, RepoError> {
     })
 }
 
-/// The writes made in a transaction (each retried whole on a write conflict).
-enum Write<'a> {
-    Enqueue {
-        expected: &'a FanoutState,
-        position: Option<String>,
-        messages: &'a [NewMessage],
-    },
-    Record {
-        key: &'a DeliveryKey,
-        token: &'a str,
-        attempt: &'a Attempt,
-        after: AfterAttempt,
-    },
-}
-
 impl MongoStore {
-    /// Runs `write` in a transaction, again while the server calls its failure transient (a
-    /// write conflict with a concurrent one: run again, the data tells who won); what it says.
-    async fn transaction(&self, write: Write<'_>) -> Result<bool, RepoError> {
-        let started = std::time::Instant::now();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut session = self.client.start_session().await.map_err(map_err)?;
-            session
-                .start_transaction()
-                .write_concern(self.write_concern.clone())
-                .await
-                .map_err(map_err)?;
-            let ran = match &write {
-                Write::Enqueue {
-                    expected,
-                    position,
-                    messages,
-                } => {
-                    self.enqueue_in(&mut session, expected, position.clone(), messages)
-                        .await
-                }
-                Write::Record {
-                    key,
-                    token,
-                    attempt,
-                    after,
-                } => {
-                    self.record_in(&mut session, key, token, attempt, *after)
-                        .await
-                }
-            };
-            let done = match ran {
-                Ok(true) => commit(&mut session).await.map(|()| true),
-                other => {
-                    let _ = session.abort_transaction().await;
-                    other
-                }
-            };
-            match done {
-                Ok(done) => return Ok(done),
-                Err(e)
-                    if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
-                        && !is_unreachable(&e)
-                        && started.elapsed() < TRANSACTION_RETRY_BUDGET =>
-                {
-                    backoff(attempt).await;
-                }
-                // The first batch ever, made by another instance at the same moment.
-                Err(e) if is_duplicate_key(&e) => return Ok(false),
-                Err(e) => return Err(map_err(e)),
-            }
-        }
-    }
-
-    /// In one transaction: the attempt logged on a delivery this token holds, which is released;
-    /// if that was its first attempt, the call's next message to the endpoint may start.
-    async fn record_in(
-        &self,
-        session: &mut ClientSession,
-        key: &DeliveryKey,
-        token: &str,
-        attempt: &Attempt,
-        after: AfterAttempt,
-    ) -> Result<bool, mongodb::error::Error> {
-        let (status, next) = match after {
-            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
-            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
-            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
-        };
-        let attempt = bson::to_document(attempt).map_err(mongodb::error::Error::custom)?;
-        let deliveries = self.hooks("webhook_deliveries");
-        let before = deliveries
-            .find_one_and_update(
-                doc! { "_id": key_id(key), "leaseToken": token },
-                doc! {
-                    "$set": {
-                        "status": status.as_str(), "nextAttemptAt": next, "attempted": true,
-                        "leaseToken": Bson::Null, "leaseUntil": Bson::Null,
-                    },
-                    "$inc": { "step": 1 },
-                    "$push": { "attempts": { "$each": [attempt], "$slice": -(MAX_LOGGED_ATTEMPTS as i32) } },
-                },
-            )
-            .projection(doc! { "attempted": 1, "sessionId": 1 })
-            .session(&mut *session)
-            .await?;
-        let Some(before) = before else {
-            return Ok(false);
-        };
-        if let (false, Ok(call)) = (
-            before.get_bool("attempted").unwrap_or(true),
-            before.get_str("sessionId"),
-        ) {
-            deliveries
-                .find_one_and_update(
-                    doc! {
-                        "endpointId": key.endpoint.as_str(), "sessionId": call,
-                        "attempted": false, "status": "waiting",
-                    },
-                    doc! { "$set": { "status": "pending" } },
-                )
-                .sort(doc! { "order": 1 })
-                .session(&mut *session)
-                .await?;
-        }
-        Ok(true)
-    }
-
     /// In one transaction: the fan-out state moved from `expected` (compared and set first, so
     /// a concurrent batch conflicts here), then the batch's messages and deliveries inserted.
     async fn enqueue_in(
@@ -240,8 +114,6 @@ impl MongoStore {
         }
         let mut bodies = Vec::with_capacity(messages.len());
         let mut deliveries = Vec::new();
-        // The calls (per endpoint) with a message not attempted yet: a new one waits behind it.
-        let mut lines: HashSet<(&str, &str)> = HashSet::new();
         for m in messages {
             let order = m.order as i64;
             bodies.push(doc! {
@@ -249,30 +121,10 @@ impl MongoStore {
                 "body": &m.body, "createdAt": m.created_at.millis(),
             });
             for endpoint in &m.endpoints {
-                let waits = match m.session_id.as_deref() {
-                    None => false,
-                    Some(call) => match lines.contains(&(endpoint.as_str(), call)) {
-                        true => true,
-                        false => {
-                            let queued = self
-                                .hooks("webhook_deliveries")
-                                .find_one(doc! {
-                                    "endpointId": endpoint.as_str(), "sessionId": call,
-                                    "attempted": false,
-                                })
-                                .projection(doc! { "_id": 1 })
-                                .session(&mut *session)
-                                .await?
-                                .is_some();
-                            lines.insert((endpoint.as_str(), call));
-                            queued
-                        }
-                    },
-                };
                 deliveries.push(doc! {
                     "_id": { "e": endpoint.as_str(), "o": order },
                     "endpointId": endpoint.as_str(), "order": order, "sessionId": &m.session_id,
-                    "status": if waits { "waiting" } else { "pending" }, "step": 0, "attempted": false,
+                    "status": "pending", "step": 0, "attempted": false,
                     "nextAttemptAt": m.due_at.millis(), "leaseToken": Bson::Null,
                     "leaseUntil": Bson::Null, "attempts": [], "createdAt": m.created_at.millis(),
                 });
@@ -385,12 +237,41 @@ impl WebhookRepository for MongoStore {
         position: Option<String>,
         messages: Vec<NewMessage>,
     ) -> Result<bool, RepoError> {
-        self.transaction(Write::Enqueue {
-            expected,
-            position,
-            messages: &messages,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut session = self.client.start_session().await.map_err(map_err)?;
+            session
+                .start_transaction()
+                .write_concern(self.write_concern.clone())
+                .await
+                .map_err(map_err)?;
+            let done = match self
+                .enqueue_in(&mut session, expected, position.clone(), &messages)
+                .await
+            {
+                Ok(true) => commit(&mut session).await.map(|()| true),
+                other => {
+                    let _ = session.abort_transaction().await;
+                    other
+                }
+            };
+            match done {
+                Ok(moved) => return Ok(moved),
+                // A write conflict with a concurrent batch: again, and the state tells who won.
+                Err(e)
+                    if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                        && !is_unreachable(&e)
+                        && started.elapsed() < TRANSACTION_RETRY_BUDGET =>
+                {
+                    backoff(attempt).await;
+                }
+                // The first batch ever, made by another instance at the same moment.
+                Err(e) if is_duplicate_key(&e) => return Ok(false),
+                Err(e) => return Err(map_err(e)),
+            }
+        }
     }
 
     async fn due(
@@ -496,13 +377,28 @@ impl WebhookRepository for MongoStore {
         attempt: &Attempt,
         after: AfterAttempt,
     ) -> Result<bool, RepoError> {
-        self.transaction(Write::Record {
-            key,
-            token,
-            attempt,
-            after,
-        })
-        .await
+        let (status, next) = match after {
+            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
+            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
+            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
+        };
+        let attempt = bson::to_document(attempt).map_err(|e| RepoError::Backend(Box::new(e)))?;
+        let result = self
+            .hooks("webhook_deliveries")
+            .update_one(
+                doc! { "_id": key_id(key), "leaseToken": token },
+                doc! {
+                    "$set": {
+                        "status": status.as_str(), "nextAttemptAt": next, "attempted": true,
+                        "leaseToken": Bson::Null, "leaseUntil": Bson::Null,
+                    },
+                    "$inc": { "step": 1 },
+                    "$push": { "attempts": { "$each": [attempt], "$slice": -(MAX_LOGGED_ATTEMPTS as i32) } },
+                },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(result.matched_count == 1)
     }
 
     async fn deliveries(
@@ -513,14 +409,8 @@ impl WebhookRepository for MongoStore {
         limit: u32,
     ) -> Result<Vec<Delivery>, RepoError> {
         let mut filter = doc! { "endpointId": endpoint.as_str() };
-        match status {
-            Some(DeliveryStatus::Pending) => {
-                filter.insert("status", doc! { "$in": ["pending", "waiting"] });
-            }
-            Some(status) => {
-                filter.insert("status", status.as_str());
-            }
-            None => {}
+        if let Some(status) = status {
+            filter.insert("status", status.as_str());
         }
         if let Some(before) = before {
             filter.insert("order", doc! { "$lt": before.min(i64::MAX as u64) as i64 });
@@ -565,13 +455,11 @@ impl WebhookRepository for MongoStore {
                 message_id: text(message, "messageId").ok_or_else(|| corrupt("messageId"))?,
                 kind: text(message, "kind").ok_or_else(|| corrupt("kind"))?,
                 session_id: text(d, "sessionId"),
-                status: match d.get_str("status") {
-                    Ok("waiting") => DeliveryStatus::Pending,
-                    other => other
-                        .ok()
-                        .and_then(DeliveryStatus::parse)
-                        .ok_or_else(|| corrupt("webhook_deliveries.status"))?,
-                },
+                status: d
+                    .get_str("status")
+                    .ok()
+                    .and_then(DeliveryStatus::parse)
+                    .ok_or_else(|| corrupt("webhook_deliveries.status"))?,
                 attempts,
                 next_attempt_at: optional_int(d, "nextAttemptAt")?
                     .map(timestamp)
@@ -594,7 +482,7 @@ impl WebhookRepository for MongoStore {
                 doc! {
                     "endpointId": endpoint.as_str(),
                     "createdAt": { "$gte": since.millis() },
-                    "status": { "$in": ["succeeded", "failed"] },
+                    "status": { "$ne": "pending" },
                 },
                 doc! { "$set": { "status": "pending", "step": 0, "nextAttemptAt": now.millis() } },
             )
@@ -642,11 +530,11 @@ impl WebhookRepository for MongoStore {
     async fn backlog(&self) -> Result<Backlog, RepoError> {
         let deliveries = self.hooks("webhook_deliveries");
         let pending = deliveries
-            .count_documents(doc! { "status": { "$in": ["pending", "waiting"] } })
+            .count_documents(doc! { "status": "pending" })
             .await
             .map_err(map_err)?;
         let oldest = deliveries
-            .find_one(doc! { "status": { "$in": ["pending", "waiting"] } })
+            .find_one(doc! { "status": "pending" })
             .sort(doc! { "createdAt": 1 })
             .await
             .map_err(map_err)?;
@@ -661,10 +549,7 @@ impl WebhookRepository for MongoStore {
     async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError> {
         let deliveries = self.hooks("webhook_deliveries");
         let old: Vec<Document> = deliveries
-            .find(doc! {
-                "createdAt": { "$lt": before.millis() },
-                "status": { "$in": ["succeeded", "failed"] },
-            })
+            .find(doc! { "createdAt": { "$lt": before.millis() }, "status": { "$ne": "pending" } })
             .sort(doc! { "createdAt": 1 })
             .limit(i64::from(max))
             .projection(doc! { "_id": 1 })

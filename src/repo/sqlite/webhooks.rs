@@ -278,20 +278,18 @@ impl WebhookRepository for SqliteStore {
             AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
         };
         self.write(Touches::Neither, move |db| {
-            let held: Option<(String, bool, Option<String>)> = db
+            let log: Option<String> = db
                 .conn
                 .prepare_cached(
-                    "SELECT attempts, attempted, session_id FROM webhook_deliveries
+                    "SELECT attempts FROM webhook_deliveries
                      WHERE endpoint_id = ?1 AND ord = ?2 AND lease_token = ?3",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![endpoint, ord, token], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()
+                    s.query_row(params![endpoint, ord, token], |r| r.get(0))
+                        .optional()
                 })
                 .map_err(map_err)?;
-            let Some((log, attempted, session_id)) = held else {
+            let Some(log) = log else {
                 return Ok(false);
             };
             let mut log: Vec<Attempt> = from_json(&log, "webhook_deliveries.attempts")?;
@@ -308,18 +306,6 @@ impl WebhookRepository for SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![endpoint, ord, status.as_str(), next, log]))
                 .map_err(map_err)?;
-            // Its first attempt made, the call's next message to this endpoint may start.
-            if let (false, Some(session_id)) = (attempted, session_id) {
-                db.conn
-                    .prepare_cached(
-                        "UPDATE webhook_deliveries SET status = 'pending'
-                         WHERE endpoint_id = ?1 AND status = 'waiting' AND ord =
-                             (SELECT min(ord) FROM webhook_deliveries
-                              WHERE endpoint_id = ?1 AND session_id = ?2 AND attempted = 0)",
-                    )
-                    .and_then(|mut s| s.execute(params![endpoint, session_id]))
-                    .map_err(map_err)?;
-            }
             Ok(true)
         })
         .await
@@ -341,8 +327,7 @@ impl WebhookRepository for SqliteStore {
                     "SELECT d.ord, m.id, m.kind, d.session_id, d.status, d.attempts,
                             d.next_attempt_at, d.created_at
                      FROM webhook_deliveries d JOIN webhook_messages m ON m.ord = d.ord
-                     WHERE d.endpoint_id = ?1 AND d.ord < ?2
-                       AND (?3 IS NULL OR d.status = ?3 OR (?3 = 'pending' AND d.status = 'waiting'))
+                     WHERE d.endpoint_id = ?1 AND d.ord < ?2 AND (?3 IS NULL OR d.status = ?3)
                      ORDER BY d.ord DESC LIMIT ?4",
                 )
                 .map_err(map_err)?;
@@ -369,7 +354,8 @@ impl WebhookRepository for SqliteStore {
                             message_id: id,
                             kind,
                             session_id,
-                            status: stored_status(&status)?,
+                            status: DeliveryStatus::parse(&status)
+                                .ok_or_else(|| rows::corrupt("webhook_deliveries.status"))?,
                             attempts: from_json(&attempts, "webhook_deliveries.attempts")?,
                             next_attempt_at: next.map(timestamp).transpose()?,
                             created_at: timestamp(created)?,
@@ -392,8 +378,7 @@ impl WebhookRepository for SqliteStore {
             db.conn
                 .prepare_cached(
                     "UPDATE webhook_deliveries SET status = 'pending', step = 0, next_attempt_at = ?3
-                     WHERE endpoint_id = ?1 AND created_at >= ?2
-                       AND status IN ('succeeded', 'failed')",
+                     WHERE endpoint_id = ?1 AND created_at >= ?2 AND status <> 'pending'",
                 )
                 .and_then(|mut s| s.execute(params![endpoint, since.millis(), now.millis()]))
                 .map_err(map_err)
@@ -452,7 +437,7 @@ impl WebhookRepository for SqliteStore {
             let (pending, oldest): (i64, Option<i64>) = conn
                 .prepare_cached(
                     "SELECT count(*), min(created_at) FROM webhook_deliveries
-                     WHERE status IN ('pending', 'waiting')",
+                     WHERE status = 'pending'",
                 )
                 .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
                 .map_err(map_err)?;
@@ -471,7 +456,7 @@ impl WebhookRepository for SqliteStore {
                 .prepare_cached(
                     "DELETE FROM webhook_deliveries WHERE (endpoint_id, ord) IN
                          (SELECT endpoint_id, ord FROM webhook_deliveries
-                          WHERE created_at < ?1 AND status IN ('succeeded', 'failed')
+                          WHERE created_at < ?1 AND status <> 'pending'
                           ORDER BY created_at LIMIT ?2)",
                 )
                 .and_then(|mut s| s.execute(params![before.millis(), i64::from(max)]))
@@ -489,16 +474,6 @@ impl WebhookRepository for SqliteStore {
             Ok(removed as u64)
         })
         .await
-    }
-}
-
-/// A stored status as clients see it: a waiting message is pending.
-fn stored_status(raw: &str) -> Result<DeliveryStatus, RepoError> {
-    match raw {
-        "waiting" => Ok(DeliveryStatus::Pending),
-        other => {
-            DeliveryStatus::parse(other).ok_or_else(|| rows::corrupt("webhook_deliveries.status"))
-        }
     }
 }
 
@@ -547,11 +522,7 @@ fn insert_message(conn: &Connection, message: &NewMessage) -> Result<(), RepoErr
         conn.prepare_cached(
             "INSERT INTO webhook_deliveries
                  (endpoint_id, ord, session_id, status, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3,
-                     CASE WHEN ?3 IS NOT NULL AND EXISTS (SELECT 1 FROM webhook_deliveries
-                          WHERE endpoint_id = ?1 AND session_id = ?3 AND attempted = 0)
-                     THEN 'waiting' ELSE 'pending' END,
-                     ?4, ?5) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![

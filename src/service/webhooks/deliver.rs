@@ -2,11 +2,10 @@
 //! signed, and logged with what comes next: done, tried again on the schedule (not before a
 //! `Retry-After`), failed, or the endpoint disabled (410, or failing too long).
 //!
-//! A session's messages to one endpoint start in change order: the store lists a message as due
-//! only once every earlier message of the session to that endpoint has had its first attempt. A
-//! message being retried holds nothing back.
+//! A session's messages to one endpoint start in change order: a first attempt waits until every
+//! earlier message of the session has had its first. A message being retried holds nothing back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -269,17 +268,26 @@ async fn pass(
 }
 
 /// Which due deliveries start now: in order, at most `free`, at most `per_endpoint` in flight
-/// per endpoint, none another attempt holds. (A call's later messages are not due before its
-/// earlier ones have had their first attempt: the store keeps that line.)
+/// per endpoint, and a first attempt only once the session's earlier messages have had theirs.
 fn choose(
     due: &[Due],
     free: usize,
     per_endpoint: usize,
     in_flight: &InFlight,
 ) -> Vec<crate::repo::webhooks::DeliveryKey> {
+    let mut waiting: HashSet<(&EndpointId, Option<&str>)> = HashSet::new();
     let mut taken: HashMap<&EndpointId, usize> = HashMap::new();
     let mut chosen = Vec::new();
-    for d in due.iter().filter(|d| !d.leased) {
+    for d in due {
+        let session = (&d.key.endpoint, d.session_id.as_deref());
+        let first = !d.attempted;
+        let held_back = first && d.session_id.is_some() && waiting.contains(&session);
+        if first && d.session_id.is_some() {
+            waiting.insert(session);
+        }
+        if d.leased || held_back {
+            continue;
+        }
         let busy =
             in_flight.count(&d.key.endpoint) + taken.get(&d.key.endpoint).copied().unwrap_or(0);
         if busy >= per_endpoint {

@@ -67,20 +67,20 @@ fn body_of(order: u64, kind: &str) -> String {
     json!({
         "type": kind,
         "timestamp": at(order as i64 * SECOND).to_string(),
-        "data": {"sessionId": format!("s{order}"), "order": order},
+        "data": {"sessionId": "s1", "order": order},
     })
     .to_string()
 }
 
-/// The message of a `session.created` of session `s{order}` (each message its own call, so that
-/// none waits behind another), made `order` seconds after `T0` and due then, for `endpoints`.
+/// The message of a `session.created` of session `s1`, made `order` seconds after `T0` and due
+/// then, for `endpoints`.
 fn message(order: u64, endpoints: &[&EndpointId]) -> NewMessage {
     let created_at = at(order as i64 * SECOND);
     NewMessage {
         id: message_id_of(order),
         order,
         kind: "session.created".to_owned(),
-        session_id: Some(format!("s{order}")),
+        session_id: Some("s1".to_owned()),
         body: body_of(order, "session.created"),
         created_at,
         due_at: created_at,
@@ -212,12 +212,6 @@ async fn due_keys(
         .into_iter()
         .map(|d| (d.key, d.leased))
         .collect()
-}
-
-/// Keys by their message's order, the endpoints of one message by id (in any order otherwise).
-fn by_order(mut keys: Vec<DeliveryKey>) -> Vec<DeliveryKey> {
-    keys.sort_by(|x, y| (x.order, x.endpoint.as_str()).cmp(&(y.order, y.endpoint.as_str())));
-    keys
 }
 
 fn keys_of(claimed: &[Claimed]) -> HashSet<DeliveryKey> {
@@ -482,8 +476,7 @@ backend_test! { async fn due_lists_pending_deliveries_of_the_enabled_endpoints_b
     let keys: Vec<DeliveryKey> = due.iter().map(|d| d.key.clone()).collect();
     assert_eq!(keys, [key(&a, 0), key(&a, 2)], "not the one due later, nor the one delivered");
     for d in &due {
-        let call = format!("s{}", d.key.order);
-        assert_eq!((d.session_id.as_deref(), d.attempted, d.leased), (Some(call.as_str()), false, false), "{d:?}");
+        assert_eq!((d.session_id.as_deref(), d.attempted, d.leased), (Some("s1"), false, false), "{d:?}");
     }
 
     // Several endpoints: in order (the endpoints of one message in any order).
@@ -705,11 +698,11 @@ backend_test! { async fn deliveries_are_listed_newest_first_by_status_and_paged_
     };
     let all = vec![
         expected(5, "webhook.test", None, DeliveryStatus::Failed, vec![a5], None),
-        expected(4, "session.ended", Some("s4"), DeliveryStatus::Pending, vec![], Some(at(4 * SECOND))),
-        expected(3, "session.updated", Some("s3"), DeliveryStatus::Succeeded, vec![a3], None),
-        expected(2, "event.appended", Some("s2"), DeliveryStatus::Pending, vec![a2], Some(retry)),
+        expected(4, "session.ended", Some("s1"), DeliveryStatus::Pending, vec![], Some(at(4 * SECOND))),
+        expected(3, "session.updated", Some("s1"), DeliveryStatus::Succeeded, vec![a3], None),
+        expected(2, "event.appended", Some("s1"), DeliveryStatus::Pending, vec![a2], Some(retry)),
         expected(1, "event.appended", Some("s1"), DeliveryStatus::Failed, vec![a1], None),
-        expected(0, "session.created", Some("s0"), DeliveryStatus::Succeeded, vec![a0], None),
+        expected(0, "session.created", Some("s1"), DeliveryStatus::Succeeded, vec![a0], None),
     ];
     assert_eq!(w.deliveries(&a, None, None, 100).await.unwrap(), all);
 
@@ -735,7 +728,7 @@ backend_test! { async fn deliveries_are_listed_newest_first_by_status_and_paged_
 
     // Each endpoint's own: b's delivery of message 2 was never attempted.
     assert_eq!(w.deliveries(&b, None, None, 10).await.unwrap(), [
-        expected(2, "event.appended", Some("s2"), DeliveryStatus::Pending, vec![], Some(at(2 * SECOND))),
+        expected(2, "event.appended", Some("s1"), DeliveryStatus::Pending, vec![], Some(at(2 * SECOND))),
     ]);
 }}
 
@@ -863,7 +856,7 @@ backend_test! { async fn trim_removes_at_most_max_finished_deliveries_made_befor
         order: 2,
         message_id: message_id_of(2),
         kind: "session.created".to_owned(),
-        session_id: Some("s2".to_owned()),
+        session_id: Some("s1".to_owned()),
         status: DeliveryStatus::Pending,
         attempts: vec![a2],
         next_attempt_at: Some(at(2 * MINUTE)),
@@ -879,11 +872,9 @@ backend_test! { async fn trim_removes_at_most_max_finished_deliveries_made_befor
 
 backend_test! { async fn a_sessions_messages_are_found_and_their_bodies_replaced(s: StoreCtx) {
     let w = &s.repos.webhooks;
-    let (a, b) = (new_endpoint(&s.repos, 0).await, new_endpoint(&s.repos, 1).await);
-    // Of call s1: 0 (to a) and 3 (to b, so that it does not wait behind 0).
-    let of_s1 = |order, endpoint: &EndpointId| NewMessage { session_id: Some("s1".to_owned()), ..message(order, &[endpoint]) };
+    let a = new_endpoint(&s.repos, 0).await;
     let other = NewMessage { session_id: Some("s2".to_owned()), ..message(1, &[&a]) };
-    queue(&s.repos, vec![of_s1(0, &a), other, test_message(2, &a), of_s1(3, &b)]).await;
+    queue(&s.repos, vec![message(0, &[&a]), other, test_message(2, &a), message(3, &[&a])]).await;
     let found = w.messages_of("s1").await.unwrap();
     assert_eq!(found, [
         StoredMessage { order: 0, kind: "session.created".to_owned(), created_at: at(0) },
@@ -892,7 +883,7 @@ backend_test! { async fn a_sessions_messages_are_found_and_their_bodies_replaced
     assert!(w.messages_of("nobody").await.unwrap().is_empty());
     w.replace_bodies(vec![(0, "{\"bare\":0}".to_owned()), (3, "{\"bare\":3}".to_owned())]).await.unwrap();
     let now = at(10 * SECOND);
-    let claimed = w.claim(&[key(&a, 0), key(&a, 1), key(&b, 3)], "t", now, lease_from(now)).await.unwrap();
+    let claimed = w.claim(&[key(&a, 0), key(&a, 1), key(&a, 3)], "t", now, lease_from(now)).await.unwrap();
     let mut bodies: Vec<(u64, String)> = claimed.iter().map(|c| (c.key.order, c.body.clone())).collect();
     bodies.sort();
     assert_eq!(bodies, [
@@ -900,36 +891,4 @@ backend_test! { async fn a_sessions_messages_are_found_and_their_bodies_replaced
         (1, body_of(1, "session.created")),
         (3, "{\"bare\":3}".to_owned()),
     ]);
-}}
-
-backend_test! { async fn a_calls_messages_to_an_endpoint_become_due_one_first_attempt_after_another(s: StoreCtx) {
-    let w = &s.repos.webhooks;
-    let (a, b) = (new_endpoint(&s.repos, 0).await, new_endpoint(&s.repos, 1).await);
-    let of = |call: &str, order, endpoints: &[&EndpointId]| NewMessage { session_id: Some(call.to_owned()), ..message(order, endpoints) };
-    queue(&s.repos, vec![of("c", 0, &[&a, &b]), of("c", 1, &[&a]), of("c", 2, &[&a]), of("d", 3, &[&a])]).await;
-    let now = at(10 * SECOND);
-    let due = |now| {
-        let repos = s.repos.clone();
-        let (a, b) = (a.clone(), b.clone());
-        async move {
-            due_keys(&repos, now, &[&a, &b], 20).await.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(by_order(due(now).await), by_order(vec![key(&a, 0), key(&b, 0), key(&a, 3)]), "c's later messages to a wait; b's line is its own");
-    assert_eq!(listed(&s.repos, &a, Some(DeliveryStatus::Pending), None, 10).await, [3, 2, 1, 0], "waiting is pending to clients");
-    assert_eq!(w.backlog().await.unwrap().pending, 5);
-
-    // a0's first attempt fails (retried later): a1 may start; a0's retry holds nothing back.
-    let later = at(20 * SECOND);
-    attempt_once(&s.repos, &key(&a, 0), now, AfterAttempt::RetryAt(later)).await;
-    assert_eq!(by_order(due(now).await), by_order(vec![key(&b, 0), key(&a, 1), key(&a, 3)]));
-    attempt_once(&s.repos, &key(&a, 1), now, AfterAttempt::Succeeded).await;
-    assert_eq!(by_order(due(now).await), by_order(vec![key(&b, 0), key(&a, 2), key(&a, 3)]));
-    // A message of c queued now waits behind a2, which has had no attempt.
-    queue(&s.repos, vec![of("c", 4, &[&a])]).await;
-    assert_eq!(by_order(due(later).await), by_order(vec![key(&a, 0), key(&b, 0), key(&a, 2), key(&a, 3)]));
-    attempt_once(&s.repos, &key(&a, 2), later, AfterAttempt::Failed).await;
-    assert_eq!(by_order(due(later).await), by_order(vec![key(&a, 0), key(&b, 0), key(&a, 3), key(&a, 4)]));
-    // Only what is done is queued again; the waiting line is left alone.
-    assert_eq!(w.requeue(&a, at(0), later).await.unwrap(), 2, "a1 and a2");
 }}
