@@ -6,6 +6,9 @@
 use std::collections::HashMap;
 
 use serde_json::json;
+use session_service::domain::Timestamp;
+use session_service::domain::webhook::{EndpointId, Secret};
+use session_service::repo::webhooks::Endpoint;
 
 use crate::support::StoreCtx;
 use crate::support::app::{spawn_app_with, two_instances};
@@ -322,11 +325,26 @@ backend_test! { async fn receivers_on_private_addresses_are_refused_unless_allow
 }}
 
 backend_test! { async fn a_private_receiver_stored_earlier_is_refused_at_each_attempt(s: StoreCtx) {
-    // Registered by an instance that allowed private networks; this one does not.
+    // Stored earlier (as by an instance that allowed private networks: written to the store
+    // directly, so that no such instance runs beside this one); this one does not allow them.
     let receiver = Receiver::start().await;
-    let allowing = spawn_app_with(s.clone(), FAST).await;
-    let (id, _) = register(&allowing, &receiver.url, &["session.created"]).await;
-    drop(allowing);
+    let endpoint = Endpoint {
+        id: EndpointId::generate(),
+        url: receiver.url.clone(),
+        types: vec!["session.created".to_owned()],
+        description: None,
+        metadata_filter: serde_json::Map::new(),
+        enabled: true,
+        disabled_reason: None,
+        paused: None,
+        secret: Secret::generate().unwrap(),
+        previous_secret: None,
+        failing_since: None,
+        created_at: Timestamp::now().millis(),
+        revision: 0,
+    };
+    s.repos.webhooks.create_endpoint(&endpoint).await.unwrap();
+    let id = endpoint.id.as_str().to_owned();
     let app = spawn_app_with(s, &[("WEBHOOK_RETRY_SCHEDULE", "0,60")]).await;
     app.create_session("ssrf").await;
     let logged = log_until(&app, &id, "a refused attempt", |l| {
