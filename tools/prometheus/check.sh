@@ -122,8 +122,10 @@ if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     finish
 fi
 # A clean environment: nothing of the caller's (API keys, rate limits, a DATABASE_URL) applies.
+# demo.sh's webhook receiver listens on loopback, which the service refuses unless told.
 env -i PATH="$PATH" HOME="$work" HOST=127.0.0.1 PORT=0 LOG_FORMAT=json RUST_LOG=session_service=info \
     DATABASE_URL="sqlite://$work/sessions.db" SWEEP_INTERVAL_MS=200 MAX_STREAMS=$max_streams \
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS=true WEBHOOK_RETRY_SCHEDULE=0,1,1 \
     "$bin" >"$work/service.log" 2>&1 &
 service_pid=$!
 port=""
