@@ -2,6 +2,8 @@
 //! each. Every compare-and-set is one conditional write; a fan-out batch and the move of the
 //! fan-out state are one transaction, so a batch made from a stale state leaves nothing behind.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
@@ -77,6 +79,31 @@ fn delivery_key(doc: &Document) -> Result<DeliveryKey, RepoError> {
 }
 
 impl MongoStore {
+    /// The messages these deliveries name, by order, with `projection`.
+    async fn messages_of_deliveries(
+        &self,
+        deliveries: &[Document],
+        projection: Document,
+    ) -> Result<HashMap<i64, Document>, RepoError> {
+        let orders: Vec<Bson> = deliveries
+            .iter()
+            .filter_map(|d| d.get("order").cloned())
+            .collect();
+        let found: Vec<Document> = self
+            .hooks("webhook_messages")
+            .find(doc! { "_id": { "$in": orders } })
+            .projection(projection)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        Ok(found
+            .into_iter()
+            .filter_map(|m| Some((int(&m, "_id").ok()?, m)))
+            .collect())
+    }
+
     /// In one transaction: the fan-out state moved from `expected` (compared and set first, so
     /// a concurrent batch conflicts here), then the batch's messages and deliveries inserted.
     async fn enqueue_in(
@@ -341,25 +368,13 @@ impl WebhookRepository for MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
-        let orders: Vec<Bson> = taken
-            .iter()
-            .filter_map(|d| d.get("order").cloned())
-            .collect();
-        let messages: Vec<Document> = self
-            .hooks("webhook_messages")
-            .find(doc! { "_id": { "$in": orders } })
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
+        let messages = self.messages_of_deliveries(&taken, doc! {}).await?;
         let mut claimed = Vec::with_capacity(taken.len());
         for d in &taken {
             let key = delivery_key(d)?;
-            let message = messages
-                .iter()
-                .find(|m| int(m, "_id").ok() == Some(key.order as i64));
-            let Some(message) = message else { continue };
+            let Some(message) = messages.get(&(key.order as i64)) else {
+                continue;
+            };
             claimed.push(Claimed {
                 message_id: text(message, "messageId").ok_or_else(|| corrupt("messageId"))?,
                 body: text(message, "body").ok_or_else(|| corrupt("body"))?,
@@ -425,23 +440,13 @@ impl WebhookRepository for MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
-        let orders: Vec<Bson> = docs
-            .iter()
-            .filter_map(|d| d.get("order").cloned())
-            .collect();
-        let messages: Vec<Document> = self
-            .hooks("webhook_messages")
-            .find(doc! { "_id": { "$in": orders } })
-            .projection(doc! { "body": 0 })
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
+        let messages = self
+            .messages_of_deliveries(&docs, doc! { "body": 0 })
+            .await?;
         let mut found = Vec::with_capacity(docs.len());
         for d in &docs {
             let order = int(d, "order")?;
-            let Some(message) = messages.iter().find(|m| int(m, "_id").ok() == Some(order)) else {
+            let Some(message) = messages.get(&order) else {
                 continue;
             };
             let attempts = d
