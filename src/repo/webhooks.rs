@@ -256,6 +256,11 @@ pub trait WebhookRepository: Send + Sync {
         after: AfterAttempt,
     ) -> Result<bool, RepoError>;
 
+    /// Lets go of the leases `token` holds on `keys` without logging an attempt (an instance
+    /// stopping with attempts unfinished), so they are due again at once instead of when the
+    /// lease ends; how many it held.
+    async fn release(&self, keys: &[DeliveryKey], token: &str) -> Result<u64, RepoError>;
+
     /// Up to `limit` of an endpoint's deliveries, newest first, of `status` when given, older
     /// than order `before` when given.
     async fn deliveries(

@@ -385,6 +385,22 @@ impl WebhookRepository for MongoStore {
         Ok(claimed)
     }
 
+    async fn release(&self, keys: &[DeliveryKey], token: &str) -> Result<u64, RepoError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Document> = keys.iter().map(key_id).collect();
+        let result = self
+            .hooks("webhook_deliveries")
+            .update_many(
+                doc! { "_id": { "$in": ids }, "leaseToken": token },
+                doc! { "$set": { "leaseToken": Bson::Null, "leaseUntil": Bson::Null } },
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(result.modified_count)
+    }
+
     async fn record(
         &self,
         key: &DeliveryKey,

@@ -262,6 +262,31 @@ impl WebhookRepository for SqliteStore {
         .await
     }
 
+    async fn release(&self, keys: &[DeliveryKey], token: &str) -> Result<u64, RepoError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let keys = keys.to_vec();
+        let token = token.to_owned();
+        self.write(Touches::Neither, move |db| {
+            let mut released = 0;
+            for key in &keys {
+                released += db
+                    .conn
+                    .prepare_cached(
+                        "UPDATE webhook_deliveries SET lease_token = NULL, lease_until = NULL
+                         WHERE endpoint_id = ?1 AND ord = ?2 AND lease_token = ?3",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![key.endpoint.as_str(), key.order as i64, token])
+                    })
+                    .map_err(map_err)? as u64;
+            }
+            Ok(released)
+        })
+        .await
+    }
+
     async fn record(
         &self,
         key: &DeliveryKey,

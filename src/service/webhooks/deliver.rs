@@ -19,7 +19,7 @@ use crate::domain::webhook::{
     EndpointId, Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
 };
 use crate::repo::RepoError;
-use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, Due, Endpoint};
+use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Due, Endpoint};
 
 /// Deliveries looked at per pass, at most.
 const WINDOW: u32 = 500;
@@ -39,17 +39,45 @@ const MAX_DRAINED_BYTES: usize = 64 * 1024;
 /// The longest error text an attempt logs.
 const MAX_ERROR_CHARS: usize = 300;
 
+/// How long a stopping instance tries to let go of the leases of its unfinished attempts.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The loops of one instance; stopped when dropped.
 pub struct Delivering {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    webhooks: Webhooks,
+    /// Marks this instance's leases.
+    token: String,
+    in_flight: Arc<InFlight>,
 }
 
 impl Delivering {
-    /// Stops the loops and the attempts in flight, and waits until they have let go of storage.
+    /// Stops the loops and the attempts in flight, lets go of those attempts' leases (so that
+    /// another instance, or this one restarted, sends them at once rather than when the lease
+    /// ends), and waits until they have let go of storage.
     pub async fn stop(mut self) {
         for task in std::mem::take(&mut self.tasks) {
             task.abort();
             let _ = task.await;
+        }
+        let unfinished = self.in_flight.keys();
+        if unfinished.is_empty() {
+            return;
+        }
+        let repo = &self.webhooks.0.repos.webhooks;
+        match tokio::time::timeout(RELEASE_TIMEOUT, repo.release(&unfinished, &self.token)).await {
+            Ok(Ok(released)) => {
+                tracing::info!(
+                    released,
+                    "released the leases of unfinished webhook attempts"
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot release webhook leases; they are sent again when their leases end")
+            }
+            Err(_) => tracing::warn!(
+                "releasing webhook leases timed out; they are sent again when their leases end"
+            ),
         }
     }
 }
@@ -128,13 +156,25 @@ impl Delivering {
         });
         let housekeeping = tokio::spawn(housekeeping(webhooks.clone()));
         let mut tasks = vec![fanout, housekeeping];
+        let token = uuid::Uuid::new_v4().to_string();
+        let in_flight = Arc::new(InFlight::default());
         match client(&webhooks) {
-            Ok(client) => tasks.push(tokio::spawn(deliver(webhooks, client))),
+            Ok(client) => tasks.push(tokio::spawn(deliver(
+                webhooks.clone(),
+                client,
+                token.clone(),
+                in_flight.clone(),
+            ))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the webhook HTTP client; no webhook is sent")
             }
         }
-        Self { tasks }
+        Self {
+            tasks,
+            webhooks,
+            token,
+            in_flight,
+        }
     }
 }
 
@@ -159,30 +199,58 @@ async fn housekeeping(webhooks: Webhooks) {
     }
 }
 
-/// What this instance has in flight, per endpoint.
+/// The deliveries this instance holds (claimed, attempt not yet logged), per endpoint.
 #[derive(Default)]
-struct InFlight(std::sync::Mutex<HashMap<EndpointId, usize>>);
+struct InFlight(std::sync::Mutex<HashMap<EndpointId, HashSet<u64>>>);
 
 impl InFlight {
     fn count(&self, id: &EndpointId) -> usize {
-        self.0.lock().map_or(0, |m| m.get(id).copied().unwrap_or(0))
+        self.0
+            .lock()
+            .map_or(0, |m| m.get(id).map_or(0, HashSet::len))
     }
 
-    fn add(&self, id: &EndpointId, delta: isize) {
+    fn add(&self, key: &DeliveryKey) {
         if let Ok(mut m) = self.0.lock() {
-            let n = m.entry(id.clone()).or_default();
-            *n = n.saturating_add_signed(delta);
-            if *n == 0 {
-                m.remove(id);
+            m.entry(key.endpoint.clone()).or_default().insert(key.order);
+        }
+    }
+
+    fn remove(&self, key: &DeliveryKey) {
+        if let Ok(mut m) = self.0.lock()
+            && let Some(orders) = m.get_mut(&key.endpoint)
+        {
+            orders.remove(&key.order);
+            if orders.is_empty() {
+                m.remove(&key.endpoint);
             }
         }
     }
+
+    fn keys(&self) -> Vec<DeliveryKey> {
+        self.0.lock().map_or_else(
+            |_| Vec::new(),
+            |m| {
+                m.iter()
+                    .flat_map(|(endpoint, orders)| {
+                        orders.iter().map(|&order| DeliveryKey {
+                            endpoint: endpoint.clone(),
+                            order,
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
 }
 
-async fn deliver(webhooks: Webhooks, client: reqwest::Client) {
+async fn deliver(
+    webhooks: Webhooks,
+    client: reqwest::Client,
+    token: String,
+    in_flight: Arc<InFlight>,
+) {
     let permits = Arc::new(Semaphore::new(webhooks.settings().max_in_flight.max(1)));
-    let in_flight = Arc::new(InFlight::default());
-    let token = uuid::Uuid::new_v4().to_string();
     // Owned here, so that stopping this loop stops the attempts too.
     let mut attempts = tokio::task::JoinSet::new();
     loop {
@@ -247,19 +315,24 @@ async fn pass(
     let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
     let claimed = repo.claim(&chosen, token, now, until).await?;
     let started = claimed.len();
+    // Held from here until logged: if the loop stops first, `Delivering::stop` releases them.
+    for claimed in &claimed {
+        in_flight.add(&claimed.key);
+    }
     for claimed in claimed {
         let Some(endpoint) = endpoints.get(&claimed.key.endpoint).cloned() else {
+            in_flight.remove(&claimed.key);
             continue;
         };
         let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+            in_flight.remove(&claimed.key);
+            continue;
         };
-        in_flight.add(&endpoint.id, 1);
         let (webhooks, client, in_flight) = (webhooks.clone(), client.clone(), in_flight.clone());
         let token = token.to_owned();
         attempts.spawn(async move {
             attempt(&webhooks, &client, &endpoint, &claimed, &token).await;
-            in_flight.add(&endpoint.id, -1);
+            in_flight.remove(&claimed.key);
             drop(permit);
             webhooks.0.queued.notify_one();
         });

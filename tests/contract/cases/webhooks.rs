@@ -571,6 +571,37 @@ backend_test! { async fn a_claimed_delivery_is_held_until_its_lease_passes(s: St
     assert_eq!(delivery(&s.repos, &key(&a, 0)).await.attempts, [answer]);
 }}
 
+backend_test! { async fn a_released_delivery_is_free_at_once_and_only_its_holder_can_release_it(s: StoreCtx) {
+    let w = &s.repos.webhooks;
+    let other = s.reopen().await;
+    let a = new_endpoint(&s.repos, 0).await;
+    queue(&s.repos, vec![message(0, &[&a]), message(1, &[&a]), message(2, &[&a])]).await;
+    let now = at(10 * SECOND);
+    assert_eq!(w.claim(&[key(&a, 0), key(&a, 1)], "instance-1", now, lease_from(now)).await.unwrap().len(), 2);
+    assert_eq!(other.webhooks.claim(&[key(&a, 2)], "instance-2", now, lease_from(now)).await.unwrap().len(), 1);
+
+    // Another instance's token releases nothing; a key it does not hold is skipped.
+    assert_eq!(other.webhooks.release(&[key(&a, 0), key(&a, 1)], "instance-2").await.unwrap(), 0);
+    assert_eq!(w.release(&[], "instance-1").await.unwrap(), 0);
+    assert_eq!(w.release(&[key(&a, 0), key(&a, 1), key(&a, 2)], "instance-1").await.unwrap(), 2);
+    assert_eq!(
+        due_keys(&s.repos, now, &[&a], 10).await,
+        [(key(&a, 0), false), (key(&a, 1), false), (key(&a, 2), true)]
+    );
+
+    // Released without an attempt: nothing logged, still first in line, and taken at once by
+    // another instance, from the start of the schedule.
+    let d = delivery(&s.repos, &key(&a, 0)).await;
+    assert_eq!((d.status, d.attempts.len()), (DeliveryStatus::Pending, 0));
+    let taken = other.webhooks.claim(&[key(&a, 0)], "instance-2", now, lease_from(now)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].key.clone(), taken[0].step), (key(&a, 0), 0));
+    // The first holder's late answer is not logged.
+    let late = attempt_at(now, 200, 0);
+    assert!(!w.record(&key(&a, 0), "instance-1", &late, AfterAttempt::Succeeded).await.unwrap());
+    assert!(delivery(&s.repos, &key(&a, 0)).await.attempts.is_empty());
+}}
+
 backend_test! { async fn a_held_delivery_is_not_claimed_again_not_even_by_its_holder(s: StoreCtx) {
     let w = &s.repos.webhooks;
     let a = new_endpoint(&s.repos, 0).await;

@@ -651,3 +651,5 @@ async fn two_processes_on_one_sqlite_file_deliver_each_message_once() {
         }
     }
 }
+
+mod shutdown;
