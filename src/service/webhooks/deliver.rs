@@ -14,15 +14,14 @@ use tokio::sync::Semaphore;
 
 use super::Webhooks;
 use super::fanout::Pass;
+use super::window::Window;
 use crate::domain::Timestamp;
 use crate::domain::webhook::{
     EndpointId, Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
 };
 use crate::repo::RepoError;
-use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Due, Endpoint};
+use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Endpoint};
 
-/// Deliveries looked at per pass, at most.
-const WINDOW: u32 = 500;
 /// How often the loop looks for due deliveries when nothing tells it to.
 const POLL: Duration = Duration::from_millis(250);
 /// How often the loops look again when no endpoint is enabled.
@@ -251,28 +250,46 @@ async fn deliver(
     in_flight: Arc<InFlight>,
 ) {
     let permits = Arc::new(Semaphore::new(webhooks.settings().max_in_flight.max(1)));
-    // Owned here, so that stopping this loop stops the attempts too.
+    // Owned here, so that stopping this loop stops the attempts too. Each gives back its key.
     let mut attempts = tokio::task::JoinSet::new();
+    let mut window: Option<Window> = None;
     loop {
-        while attempts.try_join_next().is_some() {}
-        match pass(
+        while let Some(done) = attempts.try_join_next() {
+            finished(&mut window, done);
+        }
+        let started = pass(
             &webhooks,
             &client,
             &permits,
             &in_flight,
             &token,
             &mut attempts,
+            &mut window,
         )
         .await
-        {
-            Ok(0) | Err(_) => {
-                tokio::select! {
-                    _ = webhooks.0.queued.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+        .unwrap_or_else(|_| {
+            window = None;
+            0
+        });
+        if started > 0 {
+            continue;
+        }
+        tokio::select! {
+            Some(done) = attempts.join_next(), if !attempts.is_empty() => finished(&mut window, done),
+            () = webhooks.0.queued.notified() => {
+                if window.as_ref().is_some_and(|w| !w.full()) {
+                    window = None;
                 }
             }
-            Ok(_) => {}
+            () = tokio::time::sleep(POLL) => {}
         }
+    }
+}
+
+/// An attempt's task ended: its delivery leaves the window.
+fn finished(window: &mut Option<Window>, done: Result<DeliveryKey, tokio::task::JoinError>) {
+    if let (Some(window), Ok(key)) = (window.as_mut(), done) {
+        window.finished(&key);
     }
 }
 
@@ -283,34 +300,32 @@ async fn pass(
     permits: &Arc<Semaphore>,
     in_flight: &Arc<InFlight>,
     token: &str,
-    attempts: &mut tokio::task::JoinSet<()>,
+    attempts: &mut tokio::task::JoinSet<DeliveryKey>,
+    window: &mut Option<Window>,
 ) -> Result<usize, RepoError> {
     let free = permits.available_permits();
     if free == 0 {
-        // Wait for an attempt to finish.
-        drop(permits.clone().acquire_owned().await);
+        // The loop waits for an attempt to finish.
         return Ok(0);
     }
-    let repo = &webhooks.0.repos.webhooks;
-    let endpoints: HashMap<EndpointId, Endpoint> = repo
-        .endpoints()
-        .await
-        .inspect_err(|e| tracing::warn!(error = %e, "webhook delivery cannot read the endpoints"))?
-        .into_iter()
-        .filter(|e| e.enabled)
-        .map(|e| (e.id.clone(), e))
-        .collect();
-    if endpoints.is_empty() {
+    let w = match window {
+        Some(w) if !w.stale(webhooks) => w,
+        _ => window.insert(Window::read(webhooks).await?),
+    };
+    if w.endpoints.is_empty() {
+        *window = None;
         tokio::time::sleep(IDLE).await;
         return Ok(0);
     }
-    let now = Timestamp::now();
-    let ids: Vec<EndpointId> = endpoints.keys().cloned().collect();
-    let due = repo.due(now, &ids, WINDOW).await?;
-    let chosen = choose(&due, free, webhooks.settings().per_endpoint, in_flight);
+    let chosen = w.choose(free, webhooks.settings().per_endpoint, |id| {
+        in_flight.count(id)
+    });
     if chosen.is_empty() {
         return Ok(0);
     }
+    w.hold(&chosen);
+    let repo = &webhooks.0.repos.webhooks;
+    let now = Timestamp::now();
     let lease = webhooks.settings().timeout + LEASE_MARGIN;
     let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
     let claimed = repo.claim(&chosen, token, now, until).await?;
@@ -320,7 +335,7 @@ async fn pass(
         in_flight.add(&claimed.key);
     }
     for claimed in claimed {
-        let Some(endpoint) = endpoints.get(&claimed.key.endpoint).cloned() else {
+        let Some(endpoint) = w.endpoints.get(&claimed.key.endpoint).cloned() else {
             in_flight.remove(&claimed.key);
             continue;
         };
@@ -334,45 +349,10 @@ async fn pass(
             attempt(&webhooks, &client, &endpoint, &claimed, &token).await;
             in_flight.remove(&claimed.key);
             drop(permit);
-            webhooks.0.queued.notify_one();
+            claimed.key
         });
     }
     Ok(started)
-}
-
-/// Which due deliveries start now: in order, at most `free`, at most `per_endpoint` in flight
-/// per endpoint, and a first attempt only once the session's earlier messages have had theirs.
-fn choose(
-    due: &[Due],
-    free: usize,
-    per_endpoint: usize,
-    in_flight: &InFlight,
-) -> Vec<crate::repo::webhooks::DeliveryKey> {
-    let mut waiting: HashSet<(&EndpointId, Option<&str>)> = HashSet::new();
-    let mut taken: HashMap<&EndpointId, usize> = HashMap::new();
-    let mut chosen = Vec::new();
-    for d in due {
-        let session = (&d.key.endpoint, d.session_id.as_deref());
-        let first = !d.attempted;
-        let held_back = first && d.session_id.is_some() && waiting.contains(&session);
-        if first && d.session_id.is_some() {
-            waiting.insert(session);
-        }
-        if d.leased || held_back {
-            continue;
-        }
-        let busy =
-            in_flight.count(&d.key.endpoint) + taken.get(&d.key.endpoint).copied().unwrap_or(0);
-        if busy >= per_endpoint {
-            continue;
-        }
-        *taken.entry(&d.key.endpoint).or_default() += 1;
-        chosen.push(d.key.clone());
-        if chosen.len() >= free {
-            break;
-        }
-    }
-    chosen
 }
 
 /// The secrets that sign now: the current one, and the one before a rotation during its overlap.

@@ -11,6 +11,7 @@
 
 mod deliver;
 mod fanout;
+mod window;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -121,6 +122,9 @@ struct Inner {
     render: Render,
     /// Told when the fan-out queued messages, so the delivery loop looks at once.
     queued: tokio::sync::Notify,
+    /// Moved whenever this instance changes an endpoint, requeues deliveries or queues a test
+    /// message: the delivery loop then reads its window again (`window.rs`).
+    revision: std::sync::atomic::AtomicU64,
 }
 
 /// The types an endpoint receives when it names none: every `session.*` type.
@@ -165,7 +169,21 @@ impl Webhooks {
             settings,
             render,
             queued: tokio::sync::Notify::new(),
+            revision: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// See `Inner::revision`.
+    fn revision(&self) -> u64 {
+        self.0.revision.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Something the delivery loop's window shows changed here; wakes the loop.
+    fn changed(&self) {
+        self.0
+            .revision
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.queued.notify_one();
     }
 
     pub fn settings(&self) -> &WebhookSettings {
@@ -249,6 +267,7 @@ impl Webhooks {
             revision: 0,
         };
         self.0.repos.webhooks.create_endpoint(&endpoint).await?;
+        self.changed();
         tracing::info!(endpoint = endpoint.id.as_str(), url = %endpoint.url, "webhook endpoint created");
         Ok(endpoint)
     }
@@ -288,6 +307,7 @@ impl Webhooks {
                 .await?
             {
                 endpoint.revision = revision + 1;
+                self.changed();
                 return Ok(endpoint);
             }
         }
@@ -350,6 +370,7 @@ impl Webhooks {
     pub async fn delete(&self, id: &str) -> Result<(), WebhookError> {
         let parsed = EndpointId::parse(id).map_err(|_| WebhookError::NotFound(id.to_owned()))?;
         if self.0.repos.webhooks.delete_endpoint(&parsed).await? {
+            self.changed();
             Ok(())
         } else {
             Err(WebhookError::NotFound(id.to_owned()))
@@ -395,7 +416,7 @@ impl Webhooks {
             .webhooks
             .requeue(&endpoint.id, since, Timestamp::now())
             .await?;
-        self.0.queued.notify_one();
+        self.changed();
         Ok(requeued)
     }
 
@@ -430,7 +451,7 @@ impl Webhooks {
                 .enqueue(&state, position, vec![queued])
                 .await?
             {
-                self.0.queued.notify_one();
+                self.changed();
                 return Ok(message);
             }
         }
