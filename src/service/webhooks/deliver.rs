@@ -144,7 +144,12 @@ impl Delivering {
                                 tracing::warn!(error = %e, "webhook fan-out cannot move to the newest change");
                             }
                         }
-                        tokio::time::sleep(IDLE).await;
+                        // An endpoint created here wakes it at once; one created on another
+                        // instance is seen within `IDLE`.
+                        tokio::select! {
+                            () = tokio::time::sleep(IDLE) => {}
+                            () = fan.0.endpoints_changed.notified() => {}
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "webhook fan-out failed; retrying in a second");
@@ -314,7 +319,12 @@ async fn pass(
     };
     if w.endpoints.is_empty() {
         *window = None;
-        tokio::time::sleep(IDLE).await;
+        // The loop waits: queued messages (none can be, without an endpoint) or an endpoint
+        // created here wake it; one created on another instance is seen within `IDLE`.
+        tokio::select! {
+            () = tokio::time::sleep(IDLE) => {}
+            () = webhooks.0.queued.notified() => {}
+        }
         return Ok(0);
     }
     let chosen = w.choose(free, webhooks.settings().per_endpoint, |id| {

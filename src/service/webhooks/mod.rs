@@ -125,6 +125,9 @@ struct Inner {
     /// Moved whenever this instance changes an endpoint, requeues deliveries or queues a test
     /// message: the delivery loop then reads its window again (`window.rs`).
     revision: std::sync::atomic::AtomicU64,
+    /// Told when this instance changed an endpoint, so a fan-out idle for want of endpoints
+    /// starts at once.
+    endpoints_changed: tokio::sync::Notify,
 }
 
 /// The types an endpoint receives when it names none: every `session.*` type.
@@ -170,6 +173,7 @@ impl Webhooks {
             render,
             queued: tokio::sync::Notify::new(),
             revision: std::sync::atomic::AtomicU64::new(0),
+            endpoints_changed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -178,12 +182,13 @@ impl Webhooks {
         self.0.revision.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Something the delivery loop's window shows changed here; wakes the loop.
+    /// Something the delivery loop's window shows changed here; wakes the loops.
     fn changed(&self) {
         self.0
             .revision
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.0.queued.notify_one();
+        self.0.endpoints_changed.notify_one();
     }
 
     pub fn settings(&self) -> &WebhookSettings {
