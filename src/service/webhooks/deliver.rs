@@ -258,34 +258,40 @@ async fn deliver(
     // Owned here, so that stopping this loop stops the attempts too. Each gives back its key.
     let mut attempts = tokio::task::JoinSet::new();
     let mut window: Option<Window> = None;
+    // Whether anything a pass looks at may have changed since the last one chose nothing.
+    let mut look = true;
     loop {
         while let Some(done) = attempts.try_join_next() {
             finished(&mut window, done);
+            look = true;
         }
-        let started = pass(
-            &webhooks,
-            &client,
-            &permits,
-            &in_flight,
-            &token,
-            &mut attempts,
-            &mut window,
-        )
-        .await
-        .unwrap_or_else(|_| {
-            window = None;
-            0
-        });
-        if started > 0 {
-            continue;
+        if look {
+            let started = pass(
+                &webhooks,
+                &client,
+                &permits,
+                &in_flight,
+                &token,
+                &mut attempts,
+                &mut window,
+            )
+            .await
+            .unwrap_or_else(|_| {
+                window = None;
+                0
+            });
+            if started > 0 {
+                continue;
+            }
         }
+        look = true;
         tokio::select! {
             Some(done) = attempts.join_next(), if !attempts.is_empty() => finished(&mut window, done),
-            () = webhooks.0.queued.notified() => {
-                if window.as_ref().is_some_and(|w| !w.full()) {
-                    window = None;
-                }
-            }
+            () = webhooks.0.queued.notified() => match &window {
+                // Queued messages come after every row of a window read full: nothing to do.
+                Some(w) if !w.complete() && !w.stale(&webhooks) => look = false,
+                _ => window = None,
+            },
             () = tokio::time::sleep(POLL) => {}
         }
     }

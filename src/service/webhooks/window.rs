@@ -11,8 +11,9 @@
 //!   changed on other instances;
 //! - when this instance changed an endpoint (a `PATCH`, a rotation, a 410), requeued deliveries or
 //!   queued a test message (`Webhooks::revision` moved);
-//! - when the fan-out queued messages and the window held fewer than [`WINDOW`] rows (the new ones
-//!   belong in it);
+//! - when the fan-out queued messages and the read that made the window found fewer than
+//!   [`WINDOW`] rows (it held every due delivery, so the new ones belong in it; after a full read
+//!   they come after every row in it);
 //! - by the loop, after a storage call of a pass failed.
 //!
 //! A stale window costs nothing but a wasted claim: claims are conditional writes, so a delivery
@@ -35,10 +36,44 @@ pub const REFRESH: Duration = Duration::from_millis(250);
 pub struct Window {
     /// The enabled endpoints, by id.
     pub endpoints: HashMap<EndpointId, Endpoint>,
-    due: Vec<Due>,
+    rows: Vec<Row>,
     read_at: Instant,
     /// `Webhooks::revision` when it was read.
     revision: u64,
+    /// Whether the read found every due delivery (fewer than [`WINDOW`]).
+    complete: bool,
+}
+
+/// A due delivery, and whether it waits for an earlier message of its session.
+struct Row {
+    due: Due,
+    /// A first attempt with an earlier first attempt of the same session to the same endpoint
+    /// in the window: it starts once that one has left the window.
+    blocked: bool,
+}
+
+/// Whether `d` is a first attempt that keeps later messages of its session waiting.
+fn in_line(d: &Due) -> bool {
+    !d.attempted && d.session_id.is_some()
+}
+
+/// Whether `a` and `b` are messages of one session to one endpoint.
+fn same_line(a: &Due, b: &Due) -> bool {
+    a.session_id == b.session_id && a.key.endpoint == b.key.endpoint
+}
+
+/// The window's rows, in order, each blocked behind an earlier first attempt of its session.
+fn rows(due: Vec<Due>) -> Vec<Row> {
+    let mut heads: HashSet<(EndpointId, String)> = HashSet::new();
+    due.into_iter()
+        .map(|d| {
+            let blocked = match (&d.session_id, in_line(&d)) {
+                (Some(session), true) => !heads.insert((d.key.endpoint.clone(), session.clone())),
+                _ => false,
+            };
+            Row { due: d, blocked }
+        })
+        .collect()
 }
 
 impl Window {
@@ -63,8 +98,9 @@ impl Window {
             repo.due(Timestamp::now(), &ids, WINDOW).await?
         };
         Ok(Window {
+            complete: due.len() < WINDOW as usize,
             endpoints,
-            due,
+            rows: rows(due),
             read_at: Instant::now(),
             revision,
         })
@@ -75,10 +111,9 @@ impl Window {
         self.read_at.elapsed() >= REFRESH || self.revision != webhooks.revision()
     }
 
-    /// Whether it holds as many rows as a read returns: then messages queued since come after
-    /// every row in it.
-    pub fn full(&self) -> bool {
-        self.due.len() >= WINDOW as usize
+    /// Whether the read found every due delivery, so that messages queued since belong in it.
+    pub fn complete(&self) -> bool {
+        self.complete
     }
 
     /// Which deliveries start now: in order, at most `free`, at most `per_endpoint` in flight per
@@ -90,24 +125,26 @@ impl Window {
         per_endpoint: usize,
         busy: impl Fn(&EndpointId) -> usize,
     ) -> Vec<DeliveryKey> {
-        let mut waiting: HashSet<(&EndpointId, Option<&str>)> = HashSet::new();
-        let mut taken: HashMap<&EndpointId, usize> = HashMap::new();
+        // Endpoints are few (`MAX_ENDPOINTS`): a list is cheaper than a map.
+        let mut taken: Vec<(&EndpointId, usize)> = Vec::new();
         let mut chosen = Vec::new();
-        for d in &self.due {
-            let session = (&d.key.endpoint, d.session_id.as_deref());
-            let first = !d.attempted;
-            let held_back = first && d.session_id.is_some() && waiting.contains(&session);
-            if first && d.session_id.is_some() {
-                waiting.insert(session);
-            }
-            if d.leased || held_back {
+        for row in &self.rows {
+            let d = &row.due;
+            if d.leased || row.blocked {
                 continue;
             }
-            let starting = taken.get(&d.key.endpoint).copied().unwrap_or(0);
-            if busy(&d.key.endpoint) + starting >= per_endpoint {
+            let endpoint = &d.key.endpoint;
+            let i = match taken.iter().position(|(e, _)| *e == endpoint) {
+                Some(i) => i,
+                None => {
+                    taken.push((endpoint, busy(endpoint)));
+                    taken.len() - 1
+                }
+            };
+            if taken[i].1 >= per_endpoint {
                 continue;
             }
-            *taken.entry(&d.key.endpoint).or_default() += 1;
+            taken[i].1 += 1;
             chosen.push(d.key.clone());
             if chosen.len() >= free {
                 break;
@@ -119,10 +156,12 @@ impl Window {
     /// Marks `keys` held: this instance claimed them (or tried to; one it did not get is held by
     /// another instance, or done).
     pub fn hold(&mut self, keys: &[DeliveryKey]) {
-        let keys: HashSet<&DeliveryKey> = keys.iter().collect();
-        for d in &mut self.due {
-            if keys.contains(&d.key) {
-                d.leased = true;
+        for row in &mut self.rows {
+            if keys
+                .iter()
+                .any(|k| k.order == row.due.key.order && *k == row.due.key)
+            {
+                row.due.leased = true;
             }
         }
     }
@@ -130,7 +169,17 @@ impl Window {
     /// An attempt on `key` was logged (or given up): it leaves the window, and the session's next
     /// message may start.
     pub fn finished(&mut self, key: &DeliveryKey) {
-        self.due.retain(|d| d.key != *key);
+        let Some(at) = self.rows.iter().position(|r| r.due.key == *key) else {
+            return;
+        };
+        let gone = self.rows.remove(at).due;
+        if in_line(&gone)
+            && let Some(next) = self.rows[at..]
+                .iter_mut()
+                .find(|r| in_line(&r.due) && same_line(&r.due, &gone))
+        {
+            next.blocked = false;
+        }
     }
 }
 
@@ -153,9 +202,10 @@ mod tests {
     fn window(due: Vec<Due>) -> Window {
         Window {
             endpoints: HashMap::new(),
-            due,
+            rows: rows(due),
             read_at: Instant::now(),
             revision: 0,
+            complete: true,
         }
     }
 
@@ -183,6 +233,33 @@ mod tests {
             order: 1,
         });
         assert_eq!(orders(&w.choose(10, 10, |_| 0)), [2]);
+    }
+
+    #[test]
+    fn a_finished_first_attempt_lets_only_its_own_sessions_next_message_start() {
+        let (a, b) = (EndpointId::generate(), EndpointId::generate());
+        let mut w = window(vec![
+            due(&a, 1, Some("s"), false),
+            due(&b, 1, Some("s"), false),
+            due(&a, 2, Some("t"), false),
+            due(&a, 3, Some("s"), false),
+            due(&b, 3, Some("s"), false),
+            due(&a, 4, Some("t"), false),
+        ]);
+        let first = w.choose(10, 10, |_| 0);
+        assert_eq!(orders(&first), [1, 1, 2]);
+        w.hold(&first);
+        w.finished(&first[0]);
+        // `a`'s session `s` goes on; `b`'s waits for its own first one, `t` for its own.
+        assert_eq!(
+            w.choose(10, 10, |_| 0),
+            [DeliveryKey {
+                endpoint: a.clone(),
+                order: 3
+            }]
+        );
+        w.finished(&first[2]);
+        assert_eq!(orders(&w.choose(10, 10, |_| 0)), [3, 4]);
     }
 
     #[test]
