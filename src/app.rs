@@ -361,8 +361,8 @@ impl Application {
             }
         };
         maintenance.stop().await;
-        // Attempts in flight end here; their leases lapse and another instance (or this one,
-        // restarted) tries them again.
+        // Attempts in flight end here, and their leases are released: another instance (or this
+        // one, restarted) sends them again at once.
         delivering.stop().await;
         drop(watchers);
         for task in [key_reload, limiter_cleanup].into_iter().flatten() {

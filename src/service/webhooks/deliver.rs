@@ -5,7 +5,6 @@
 //! A session's messages to one endpoint start in change order: a first attempt waits until every
 //! earlier message of the session has had its first. A message being retried holds nothing back.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,11 @@ use tokio::sync::Semaphore;
 
 use super::Webhooks;
 use super::fanout::Pass;
+use super::in_flight::{Holding, InFlight};
 use super::window::Window;
 use crate::domain::Timestamp;
 use crate::domain::webhook::{
-    EndpointId, Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
+    Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
 };
 use crate::repo::RepoError;
 use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Endpoint};
@@ -51,10 +51,13 @@ pub struct Delivering {
 }
 
 impl Delivering {
-    /// Stops the loops and the attempts in flight, lets go of those attempts' leases (so that
-    /// another instance, or this one restarted, sends them at once rather than when the lease
-    /// ends), and waits until they have let go of storage.
+    /// Stops the loops and the attempts in flight (their tasks are aborted: a request already
+    /// sent may still reach its receiver, the at-least-once copy a stop can cause), waits until
+    /// the loops have let go of storage, then lets go of the leases this instance still holds or
+    /// was taking, so that another instance, or this one restarted, sends those messages at once
+    /// rather than when the lease ends.
     pub async fn stop(mut self) {
+        self.in_flight.stopping();
         for task in std::mem::take(&mut self.tasks) {
             task.abort();
             let _ = task.await;
@@ -203,51 +206,6 @@ async fn housekeeping(webhooks: Webhooks) {
     }
 }
 
-/// The deliveries this instance holds (claimed, attempt not yet logged), per endpoint.
-#[derive(Default)]
-struct InFlight(std::sync::Mutex<HashMap<EndpointId, HashSet<u64>>>);
-
-impl InFlight {
-    fn count(&self, id: &EndpointId) -> usize {
-        self.0
-            .lock()
-            .map_or(0, |m| m.get(id).map_or(0, HashSet::len))
-    }
-
-    fn add(&self, key: &DeliveryKey) {
-        if let Ok(mut m) = self.0.lock() {
-            m.entry(key.endpoint.clone()).or_default().insert(key.order);
-        }
-    }
-
-    fn remove(&self, key: &DeliveryKey) {
-        if let Ok(mut m) = self.0.lock()
-            && let Some(orders) = m.get_mut(&key.endpoint)
-        {
-            orders.remove(&key.order);
-            if orders.is_empty() {
-                m.remove(&key.endpoint);
-            }
-        }
-    }
-
-    fn keys(&self) -> Vec<DeliveryKey> {
-        self.0.lock().map_or_else(
-            |_| Vec::new(),
-            |m| {
-                m.iter()
-                    .flat_map(|(endpoint, orders)| {
-                        orders.iter().map(|&order| DeliveryKey {
-                            endpoint: endpoint.clone(),
-                            order,
-                        })
-                    })
-                    .collect()
-            },
-        )
-    }
-}
-
 async fn deliver(
     webhooks: Webhooks,
     client: reqwest::Client,
@@ -344,26 +302,38 @@ async fn pass(
     let now = Timestamp::now();
     let lease = webhooks.settings().timeout + LEASE_MARGIN;
     let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
-    let claimed = repo.claim(&chosen, token, now, until).await?;
-    let started = claimed.len();
-    // Held from here until logged: if the loop stops first, `Delivering::stop` releases them.
-    for claimed in &claimed {
-        in_flight.add(&claimed.key);
+    // Held from the claim until the attempt is logged: if the loop stops in between, even while
+    // the claim is being written, `Delivering::stop` releases them.
+    for key in &chosen {
+        in_flight.add(key);
     }
+    let claimed = repo
+        .claim(&chosen, token, now, until)
+        .await
+        .inspect_err(|_| chosen.iter().for_each(|key| in_flight.remove(key)))?;
+    for key in chosen
+        .iter()
+        .filter(|key| !claimed.iter().any(|c| c.key == **key))
+    {
+        in_flight.remove(key);
+    }
+    let started = claimed.len();
     for claimed in claimed {
+        let holding = Holding {
+            in_flight: in_flight.clone(),
+            key: claimed.key.clone(),
+        };
         let Some(endpoint) = w.endpoints.get(&claimed.key.endpoint).cloned() else {
-            in_flight.remove(&claimed.key);
             continue;
         };
         let Ok(permit) = permits.clone().acquire_owned().await else {
-            in_flight.remove(&claimed.key);
             continue;
         };
-        let (webhooks, client, in_flight) = (webhooks.clone(), client.clone(), in_flight.clone());
+        let (webhooks, client) = (webhooks.clone(), client.clone());
         let token = token.to_owned();
         attempts.spawn(async move {
             attempt(&webhooks, &client, &endpoint, &claimed, &token).await;
-            in_flight.remove(&claimed.key);
+            drop(holding);
             drop(permit);
             claimed.key
         });
@@ -445,7 +415,6 @@ async fn attempt(
             tracing::warn!(error = %e, "cannot log a webhook attempt; it will be tried again")
         }
     }
-    health(webhooks, endpoint, outcome, now).await;
 }
 
 /// Sends one attempt: the receiver's status and `Retry-After`, or why there was no answer.

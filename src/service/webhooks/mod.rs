@@ -11,6 +11,7 @@
 
 mod deliver;
 mod fanout;
+mod in_flight;
 mod window;
 
 use std::net::IpAddr;
@@ -303,7 +304,12 @@ impl Webhooks {
         for _ in 0..8 {
             let mut endpoint = self.get(id).await?;
             let revision = endpoint.revision;
+            let before = endpoint.clone();
             edit(&mut endpoint);
+            if endpoint == before {
+                // Nothing to write (a health update another attempt made already, say).
+                return Ok(endpoint);
+            }
             if self
                 .0
                 .repos
