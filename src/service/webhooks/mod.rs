@@ -126,8 +126,8 @@ struct Inner {
     /// Moved whenever this instance changes an endpoint, requeues deliveries or queues a test
     /// message: the delivery loop then reads its window again (`window.rs`).
     revision: std::sync::atomic::AtomicU64,
-    /// Told when this instance changed an endpoint, so a fan-out idle for want of endpoints
-    /// starts at once.
+    /// Told with every move of `revision` (an endpoint created or changed here, a requeue, a
+    /// test), so a fan-out idle for want of endpoints starts at once.
     endpoints_changed: tokio::sync::Notify,
 }
 
