@@ -104,7 +104,8 @@ async fn nothing_a_caller_said_of_the_redacted_kinds_reaches_the_logs_or_the_fil
         .trim_start_matches("sqlite://")
         .to_owned();
     let mut files = Vec::new();
-    for suffix in ["", "-wal", "-journal"] {
+    // The store, and the search index's file beside it (it holds the terms of what was said).
+    for suffix in ["", "-wal", "-journal", ".search", ".search-wal"] {
         if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
             files.push((suffix, bytes));
         }

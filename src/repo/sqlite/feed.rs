@@ -157,18 +157,23 @@ fn change(row: &rusqlite::Row<'_>) -> Result<FeedChange, RepoError> {
 }
 
 /// Removes the oldest changes, from the first on, up to the first one at or after `before`
-/// (contiguous, so what is kept is a suffix of the log), at most `max`, and none the search index
-/// has yet to follow (`writer::search`).
-pub fn trim(conn: &Connection, before: Timestamp, max: u32) -> Result<u64, RepoError> {
+/// (contiguous, so what is kept is a suffix of the log), at most `max`, and none after `indexed`,
+/// which the search index has yet to follow (`super::index`).
+pub fn trim(
+    conn: &Connection,
+    before: Timestamp,
+    max: u32,
+    indexed: i64,
+) -> Result<u64, RepoError> {
     let removed = conn
         .prepare_cached(
             "DELETE FROM changes WHERE pos IN (SELECT pos FROM changes ORDER BY pos LIMIT ?2)
-                 AND pos <= (SELECT pos FROM search_progress)
+                 AND pos <= ?3
                  AND pos < coalesce((SELECT min(pos) FROM
                      (SELECT pos, at FROM changes ORDER BY pos LIMIT ?2) WHERE at >= ?1),
                      9223372036854775807)",
         )
-        .and_then(|mut s| s.execute(params![before.millis(), i64::from(max)]))
+        .and_then(|mut s| s.execute(params![before.millis(), i64::from(max), indexed]))
         .map_err(map_err)?;
     Ok(removed as u64)
 }
@@ -222,8 +227,9 @@ impl FeedRepository for SqliteStore {
     }
 
     async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError> {
+        let indexed = self.indexer.indexed();
         self.write(super::writer::Touches::Neither, move |db| {
-            trim(db.conn, before, max)
+            trim(db.conn, before, max, indexed)
         })
         .await
     }

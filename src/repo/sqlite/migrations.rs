@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../../../migrations/sqlite/0010_webhooks.sql"),
     ),
+    (
+        11,
+        "search_in_its_own_file",
+        include_str!("../../../migrations/sqlite/0011_search_in_its_own_file.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.
@@ -155,7 +160,8 @@ mod tests {
             [
                 "0008_checks_without_lists",
                 "0009_session_stats",
-                "0010_webhooks"
+                "0010_webhooks",
+                "0011_search_in_its_own_file"
             ]
         );
 

@@ -9,6 +9,7 @@
 
 mod checkpointer;
 mod feed;
+mod index;
 mod migrations;
 mod readers;
 mod rows;
@@ -79,6 +80,7 @@ pub fn default_reader_threads() -> usize {
 pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     readers: readers::Readers,
+    indexer: index::Indexer,
     /// Told after every commit of this process's writer (what waiting feed reads wait for).
     committed: Arc<tokio::sync::Notify>,
     /// The checkpointer stops once every clone of this is dropped.
@@ -112,6 +114,9 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(32);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let committed = Arc::new(tokio::sync::Notify::new());
+        // The index file exists before a reader attaches it.
+        let indexer = index::Indexer::spawn(index::open(&config.path).map_err(map_err)?)
+            .map_err(|e| RepoError::Backend(Box::new(e)))?;
         let writer = writer::spawn(conn, rx, committed.clone())
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         let readers = readers::Readers::spawn(&config.path, config.reader_threads)
@@ -123,6 +128,7 @@ impl SqliteStore {
             store: SqliteStore {
                 writer: tx,
                 readers,
+                indexer,
                 committed,
                 _checkpointer: checkpointer,
             },

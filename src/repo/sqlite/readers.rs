@@ -98,6 +98,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    super::index::attach(&conn, path)?;
     // Plans must not depend on bound values: otherwise SQLite marks a statement whose `LIMIT ?` (or
     // a range bound, with STAT4) takes a parameter as expired on every bind and re-prepares it on
     // the next step, which defeats the statement cache. Our plans are fixed primary-key seeks.

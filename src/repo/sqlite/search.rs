@@ -1,12 +1,12 @@
 //! Transcript search on the embedded store: FTS5 over the folded terms of each searchable event
-//! (`search_text`, see migration 0006), joined to the event and its session in one snapshot.
+//! (`search_text`, in the index file: see `index`), joined to the event and its session in one
+//! statement.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
-use super::writer::{self, Touches};
 use super::{SqliteStore, map_err, rows, snapshot};
 use crate::domain::{Session, SessionId};
 use crate::repo::RepoError;
@@ -79,11 +79,14 @@ impl SqliteStore {
         let (pos, head, backfilled): (i64, i64, bool) = self
             .read(|conn| {
                 snapshot(conn, |tx| {
-                    let (pos, backfilled) = tx
-                        .prepare_cached("SELECT pos, backfill_done FROM search_progress")
-                        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
-                        .map_err(map_err)?;
-                    Ok((pos, writer::search::head(tx)?, backfilled))
+                    tx.prepare_cached(
+                        "SELECT p.pos, coalesce(
+                                (SELECT seq FROM main.sqlite_sequence WHERE name = 'changes'), 0),
+                             p.backfill_done
+                         FROM search.search_progress p",
+                    )
+                    .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+                    .map_err(map_err)
                 })
             })
             .await?;
@@ -91,11 +94,7 @@ impl SqliteStore {
         let mut done = (pos >= head, backfilled || !backfill);
         let mut indexed = 0;
         while done != (true, true) {
-            let progress = self
-                .write(Touches::Neither, move |db| {
-                    writer::search::pass(db, backfill)
-                })
-                .await?;
+            let progress = self.indexer.pass(backfill).await?;
             indexed += progress.indexed;
             indexed_total.increment(progress.indexed);
             pending.set((progress.head - progress.pos).max(0) as f64);

@@ -14,7 +14,8 @@ use crate::repo::{Appended, BatchAppended, BatchItem, RepoError};
 /// Inserts first and looks the event up only when its id was already stored, so a new event
 /// (the usual case) costs no lookup. The unique `(session_id, event_id)` index decides a
 /// duplicate, and the primary key `(session_id, seq)` is the backstop against a reused seq.
-/// The search index follows the change recorded here, later (`super::search`).
+/// The search index follows the change recorded here, later and on its own thread
+/// (`super::super::index`).
 pub fn append(db: &mut Db, new: &NewEvent) -> Result<Appended, RepoError> {
     let state = open_state(db, &new.session_id)?;
     let target = state.target(new.received_at, new.expected_seq);

@@ -229,8 +229,8 @@ pub fn delete(db: &mut Db, id: &SessionId, at: Timestamp) -> Result<DeleteOutcom
     Ok(DeleteOutcome { deleted_now: true })
 }
 
-/// Removes up to `max` of the erased session's first events, and their search rows, and counts
-/// down what is left.
+/// Removes up to `max` of the erased session's first events and counts down what is left (the
+/// search index removes their rows when it follows the `session.deleted` change).
 fn remove_events(conn: &Connection, id: &SessionId, max: u64) -> Result<u64, RepoError> {
     let upto: Option<i64> = conn
         .prepare_cached(
@@ -250,7 +250,6 @@ fn remove_events(conn: &Connection, id: &SessionId, max: u64) -> Result<u64, Rep
             .prepare_cached("DELETE FROM events WHERE session_id = ?1 AND seq <= ?2")
             .and_then(|mut stmt| stmt.execute(params![id.as_str(), upto]))
             .map_err(map_err)? as u64;
-        super::search::forget(conn, id, upto)?;
     }
     let left: i64 = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM events WHERE session_id = ?1)")

@@ -9,12 +9,9 @@ mod append;
 mod changes;
 mod lifecycle;
 mod open_sessions;
-pub mod search;
-#[cfg(test)]
-mod search_tests;
 mod stats;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -34,7 +31,7 @@ pub enum Touches {
     Appends,
     /// May end, erase or otherwise change sessions: the cache is emptied before it runs.
     Sessions,
-    /// Writes neither sessions nor events (the change log's trim, the search index).
+    /// Writes neither sessions nor events (the change log's trim, webhook state).
     Neither,
 }
 
@@ -146,7 +143,7 @@ pub struct Db<'c> {
 }
 
 impl<'c> Db<'c> {
-    fn new(conn: &'c Connection) -> Self {
+    pub(super) fn new(conn: &'c Connection) -> Self {
         Self {
             conn,
             open: OpenSessions::default(),

@@ -48,11 +48,11 @@ impl Faults {
     }
 }
 
-pub(super) fn id(raw: &str) -> SessionId {
+pub(crate) fn id(raw: &str) -> SessionId {
     SessionId::parse(raw).unwrap()
 }
 
-pub(super) fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
+pub(crate) fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
     NewEvent {
         session_id: id(session),
         event_id: EventId::parse(event).unwrap(),
@@ -65,7 +65,7 @@ pub(super) fn event(session: &str, event: &str, at: Timestamp) -> NewEvent {
     }
 }
 
-pub(super) fn open_db() -> (tempfile::TempDir, Connection) {
+pub(crate) fn open_db() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = Connection::open(dir.path().join("w.db")).unwrap();
     super::super::migrations::migrate(&mut conn).unwrap();
@@ -75,7 +75,7 @@ pub(super) fn open_db() -> (tempfile::TempDir, Connection) {
 
 type Answer<T> = oneshot::Receiver<Result<T, RepoError>>;
 
-pub(super) fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
+pub(crate) fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
     let new = NewSession {
         session_id: id(session),
         language: Language::parse("en").unwrap(),
@@ -89,20 +89,20 @@ pub(super) fn create_cmd(session: &str) -> (Command, Answer<CreateOutcome>) {
     (cmd, rx)
 }
 
-pub(super) fn append_cmd(new: NewEvent) -> (Command, Answer<Appended>) {
+pub(crate) fn append_cmd(new: NewEvent) -> (Command, Answer<Appended>) {
     let (reply, rx) = oneshot::channel();
     let cmd = Command::new(Touches::Appends, move |db| append(db, &new), reply);
     (cmd, rx)
 }
 
-pub(super) fn batch_cmd(events: Vec<NewEvent>) -> (Command, Answer<BatchAppended>) {
+pub(crate) fn batch_cmd(events: Vec<NewEvent>) -> (Command, Answer<BatchAppended>) {
     let batch = NewEvents::new(events).unwrap();
     let (reply, rx) = oneshot::channel();
     let cmd = Command::new(Touches::Appends, move |db| append_batch(db, &batch), reply);
     (cmd, rx)
 }
 
-pub(super) fn run(db: &mut Db, commands: Vec<Command>) {
+pub(crate) fn run(db: &mut Db, commands: Vec<Command>) {
     let mut commands = commands;
     commit_batch(db, &mut commands);
 }

@@ -1,18 +1,22 @@
-//! The search index's writes: index passes, which follow the change log after the writes they
-//! index (see `migrations/sqlite/0007_search_after_write.sql`), and erasure's removals.
+//! Index passes: each follows the store's change log from the index's position, indexes the
+//! events those changes stored, removes the rows of erased sessions, and moves the position on,
+//! all in one transaction of the index file.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::map_err;
-use super::Db;
+use crate::domain::EventType;
 use crate::domain::search::{index_line, searchable_text_in};
-use crate::domain::{EventType, SessionId};
 use crate::repo::RepoError;
 
 /// The most changes one pass reads (and events the backfill looks at): the index's cost per event
-/// falls with the size of a pass (FTS5 writes a segment per transaction), while the appends
-/// committed with it wait for it.
+/// falls with the size of a pass (FTS5 writes a segment per transaction), while a search that
+/// brings the index up to date waits for the pass under way.
 pub const PASS_SIZE: i64 = 250;
+
+/// The most rows of an erased session one pass removes; a pass that meets a larger one stops at
+/// its change, and the next goes on removing.
+pub const FORGET_SIZE: i64 = 2_000;
 
 /// Where the index stands after a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,11 +35,23 @@ pub struct Progress {
 /// position, then, with `backfill` and if that reached the log's end, the next chunk of the
 /// backfill. Only what this transaction commits moves the position, and an event already indexed
 /// is skipped, so a pass run again after a failure indexes every event once.
-pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
-    let conn = db.conn;
+pub fn pass(conn: &Connection, backfill: bool) -> Result<Progress, RepoError> {
+    pass_committed_by(conn, backfill, |c| c.execute_batch("COMMIT"))
+}
+
+/// [`pass`], committed by `commit` (the tests' may fail as a full disk does).
+pub fn pass_committed_by(
+    conn: &Connection,
+    backfill: bool,
+    commit: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Result<Progress, RepoError> {
+    super::in_transaction(conn, |tx| run(tx, backfill), commit)
+}
+
+fn run(conn: &Connection, backfill: bool) -> Result<Progress, RepoError> {
     let (mut pos, cursor_session, cursor_seq, backfilled): (i64, Option<String>, i64, bool) = conn
         .prepare_cached(
-            "SELECT pos, backfill_session, backfill_seq, backfill_done FROM search_progress",
+            "SELECT pos, backfill_session, backfill_seq, backfill_done FROM main.search_progress",
         )
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))))
         .map_err(map_err)?;
@@ -46,8 +62,8 @@ pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
         // An event's change is followed only while the event is stored: an erased one is gone.
         let mut stmt = conn
             .prepare_cached(
-                "SELECT c.pos, c.session_id, c.seq, e.type, e.payload
-                 FROM changes c LEFT JOIN events e
+                "SELECT c.pos, c.kind, c.session_id, c.seq, e.type, e.payload
+                 FROM store.changes c LEFT JOIN store.events e
                      ON c.kind = 'event.appended' AND e.session_id = c.session_id AND e.seq = c.seq
                  WHERE c.pos > ?1 ORDER BY c.pos LIMIT ?2",
             )
@@ -55,15 +71,22 @@ pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
         let mut rows = stmt.query(params![pos, PASS_SIZE]).map_err(map_err)?;
         while let Some(row) = rows.next().map_err(map_err)? {
             read += 1;
-            pos = row.get(0).map_err(map_err)?;
-            let event_type: Option<String> = row.get(3).map_err(map_err)?;
+            let at: i64 = row.get(0).map_err(map_err)?;
+            let kind: String = row.get(1).map_err(map_err)?;
+            let session: String = row.get(2).map_err(map_err)?;
+            if kind == "session.deleted" && forget(conn, &session, FORGET_SIZE)? == FORGET_SIZE {
+                // More rows may be left: the next pass starts at this change again.
+                read = PASS_SIZE;
+                break;
+            }
+            pos = at;
+            let event_type: Option<String> = row.get(4).map_err(map_err)?;
             let Some(event_type) = event_type else {
                 continue;
             };
-            let line = line_of(&event_type, &row.get::<_, String>(4).map_err(map_err)?)?;
+            let line = line_of(&event_type, &row.get::<_, String>(5).map_err(map_err)?)?;
             if let Some(line) = line {
-                let session: String = row.get(1).map_err(map_err)?;
-                let seq: i64 = row.get(2).map_err(map_err)?;
+                let seq: i64 = row.get(3).map_err(map_err)?;
                 indexed += u64::from(index(conn, pos, &session, seq, &event_type, &line)?);
             }
         }
@@ -83,7 +106,7 @@ pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
         indexed += count;
     }
     conn.prepare_cached(
-        "UPDATE search_progress SET pos = ?1, backfill_session = ?2, backfill_seq = ?3,
+        "UPDATE main.search_progress SET pos = ?1, backfill_session = ?2, backfill_seq = ?3,
              backfill_done = ?4",
     )
     .and_then(|mut s| s.execute(params![pos, cursor.0, cursor.1, cursor.2]))
@@ -97,8 +120,8 @@ pub fn pass(db: &mut Db, backfill: bool) -> Result<Progress, RepoError> {
 }
 
 /// The position of the last change ever written (0 before the first).
-pub fn head(conn: &Connection) -> Result<i64, RepoError> {
-    conn.prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
+fn head(conn: &Connection) -> Result<i64, RepoError> {
+    conn.prepare_cached("SELECT seq FROM store.sqlite_sequence WHERE name = 'changes'")
         .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
         .map(Option::unwrap_or_default)
         .map_err(map_err)
@@ -123,7 +146,7 @@ fn index(
 ) -> Result<bool, RepoError> {
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO search_rows (id, session_id, seq, type) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO main.search_rows (id, session_id, seq, type) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (session_id, seq) DO NOTHING",
         )
         .and_then(|mut s| s.execute(params![id, session, seq, event_type]))
@@ -131,13 +154,14 @@ fn index(
     if inserted == 0 {
         return Ok(false);
     }
-    conn.prepare_cached("INSERT INTO search_text (rowid, terms) VALUES (?1, ?2)")
+    conn.prepare_cached("INSERT INTO main.search_text (rowid, terms) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![id, line]))
         .map_err(map_err)?;
     Ok(true)
 }
 
-/// The backfill of events stored before migration 0006 (they have no search row): the
+/// The backfill of events whose changes the log no longer holds (a new index file over an older
+/// store) or never held (stored before migration 0005): they have no search row. The
 /// [`PASS_SIZE`] events before `before` (from the last one when `None`), walked down in
 /// primary-key order, so that a session's later events get higher ids; every id below all
 /// others, so backfilled events come after every other in newest order. Runs only once the log is
@@ -148,10 +172,13 @@ fn backfill_chunk(
     conn: &Connection,
     before: Option<(&str, i64)>,
 ) -> Result<(Option<(String, i64)>, bool, u64), RepoError> {
-    // Events that have a row are skipped without reading their text.
+    // Events that have a row are skipped without reading their text, and so are those of erased
+    // sessions (their `session.deleted` change may have been followed already).
     const COLUMNS: &str = "SELECT e.session_id, e.seq, e.type,
-             CASE WHEN r.id IS NULL THEN e.payload END
-         FROM events e LEFT JOIN search_rows r ON r.session_id = e.session_id AND r.seq = e.seq";
+             CASE WHEN r.id IS NULL AND s.status <> 'deleted' THEN e.payload END
+         FROM store.events e
+         JOIN store.sessions s ON s.session_id = e.session_id
+         LEFT JOIN main.search_rows r ON r.session_id = e.session_id AND r.seq = e.seq";
     let sql = match before {
         None => format!("{COLUMNS} ORDER BY e.session_id DESC, e.seq DESC LIMIT ?3"),
         Some(_) => format!(
@@ -181,7 +208,7 @@ fn backfill_chunk(
     // Ids below every row's, the first found (the latest event) highest. They are inserted lowest
     // first: FTS5 writes out what it holds whenever a rowid comes below the one before.
     let lowest: i64 = conn
-        .prepare_cached("SELECT min(0, coalesce(min(id), 0)) FROM search_rows")
+        .prepare_cached("SELECT min(0, coalesce(min(id), 0)) FROM main.search_rows")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(map_err)?;
     let mut indexed = 0;
@@ -192,16 +219,22 @@ fn backfill_chunk(
     Ok((last, read < PASS_SIZE, indexed))
 }
 
-/// Removes the index rows of the session's events up to `seq` (an erasure's chunk).
-pub fn forget(conn: &Connection, id: &SessionId, upto_seq: i64) -> Result<(), RepoError> {
-    conn.prepare_cached(
-        "DELETE FROM search_text WHERE rowid IN
-             (SELECT id FROM search_rows WHERE session_id = ?1 AND seq <= ?2)",
-    )
-    .and_then(|mut stmt| stmt.execute(params![id.as_str(), upto_seq]))
-    .map_err(map_err)?;
-    conn.prepare_cached("DELETE FROM search_rows WHERE session_id = ?1 AND seq <= ?2")
-        .and_then(|mut stmt| stmt.execute(params![id.as_str(), upto_seq]))
+/// Removes up to `max` index rows of the erased session's events; how many.
+fn forget(conn: &Connection, session: &str, max: i64) -> Result<i64, RepoError> {
+    let ids = conn
+        .prepare_cached("SELECT id FROM main.search_rows WHERE session_id = ?1 LIMIT ?2")
+        .and_then(|mut stmt| {
+            stmt.query_map(params![session, max], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
         .map_err(map_err)?;
-    Ok(())
+    for id in &ids {
+        conn.prepare_cached("DELETE FROM main.search_text WHERE rowid = ?1")
+            .and_then(|mut stmt| stmt.execute([id]))
+            .map_err(map_err)?;
+        conn.prepare_cached("DELETE FROM main.search_rows WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([id]))
+            .map_err(map_err)?;
+    }
+    Ok(ids.len() as i64)
 }
