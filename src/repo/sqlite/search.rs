@@ -20,14 +20,13 @@ use crate::repo::search::{
 /// (relevance). Only then are the events of this one page read (`rows::event`'s columns first):
 /// reading every match's payload before ranking cost most of a relevance query.
 macro_rules! candidates {
-    ($score:literal, $order:literal) => {
+    ($ranked:literal, $from:literal, $score:literal, $order:literal) => {
         concat!(
-            "WITH found AS (
+            "WITH ", $ranked, " found AS (
                  SELECT r.id, r.session_id, r.seq, ", $score, " AS score
-                 FROM search_text f
-                 JOIN search_rows r ON r.id = f.rowid
+                 FROM ", $from, "
                  JOIN sessions s ON s.session_id = r.session_id
-                 WHERE search_text MATCH ?1 AND s.status <> 'deleted'
+                 WHERE s.status <> 'deleted'
                    AND (?2 IS NULL OR r.type = ?2) AND (?3 IS NULL OR r.session_id = ?3) ",
             $order,
             ")
@@ -39,13 +38,34 @@ macro_rules! candidates {
 }
 
 const NEWEST: &str = candidates!(
+    "",
+    "search_text f JOIN search_rows r ON r.id = f.rowid",
     "-f.rowid",
-    "AND f.rowid < ?5 ORDER BY f.rowid DESC LIMIT ?4"
+    "AND search_text MATCH ?1 AND f.rowid < ?5 ORDER BY f.rowid DESC LIMIT ?4"
 );
 const RELEVANCE: &str = candidates!(
+    "",
+    "search_text f JOIN search_rows r ON r.id = f.rowid",
     "bm25(search_text)",
-    "ORDER BY score, f.rowid DESC LIMIT ?4 OFFSET ?5"
+    "AND search_text MATCH ?1 ORDER BY score, f.rowid DESC LIMIT ?4 OFFSET ?5"
 );
+/// [`RELEVANCE`] over the best `?6` matches of the whole index only: ranked by the full-text
+/// index alone, before any of them is joined to its row and session. Joining every match before
+/// ranking cost most of a query on common words. Whenever it finds `?4` events they are the
+/// best ones (an event outside the window ranks below every event in it); when it finds fewer,
+/// the window may have cut them off, and [`RELEVANCE`] runs.
+const RELEVANCE_IN_WINDOW: &str = candidates!(
+    "ranked AS (
+         SELECT rowid AS id, bm25(search_text) AS score FROM search_text
+         WHERE search_text MATCH ?1 ORDER BY score, rowid DESC LIMIT ?6),",
+    "ranked JOIN search_rows r ON r.id = ranked.id",
+    "ranked.score",
+    "ORDER BY score, r.id DESC LIMIT ?4 OFFSET ?5"
+);
+
+/// How many times the events asked for (with those skipped) the window ranks: room for a filter
+/// on the type (about half the speech) and for erased calls.
+const WINDOW_FACTOR: i64 = 4;
 
 #[async_trait]
 impl SearchRepository for SqliteStore {
@@ -128,16 +148,30 @@ fn run(conn: &Connection, scan: &SearchScan) -> Result<Vec<Candidate>, RepoError
     if limit == 0 {
         return Ok(Vec::new());
     }
+    let fts5 = scan.query.fts5();
+    let event_type = scan.event_type.map(|t| t.as_str());
+    let session = scan.session_id.as_ref().map(SessionId::as_str);
+    // One call's matches may all lie outside the window: ranking them all costs less there.
+    if matches!(scan.order, SearchOrder::Relevance) && session.is_none() {
+        let window = (bound + i64::from(limit)) * WINDOW_FACTOR;
+        let params = params![fts5, event_type, session, i64::from(limit), bound, window];
+        let found = candidates(conn, RELEVANCE_IN_WINDOW, params)?;
+        if found.len() == limit as usize {
+            return Ok(found);
+        }
+    }
+    let params = params![fts5, event_type, session, i64::from(limit), bound];
+    candidates(conn, sql, params)
+}
+
+/// The candidates `sql` (one of the queries above) finds with `params`, each with its session.
+fn candidates(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<Candidate>, RepoError> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
-    let mut found = stmt
-        .query(params![
-            scan.query.fts5(),
-            scan.event_type.map(|t| t.as_str()),
-            scan.session_id.as_ref().map(SessionId::as_str),
-            i64::from(limit),
-            bound,
-        ])
-        .map_err(map_err)?;
+    let mut found = stmt.query(params).map_err(map_err)?;
     let mut sessions: HashMap<String, Session> = HashMap::new();
     let mut candidates = Vec::new();
     while let Some(row) = found.next().map_err(map_err)? {

@@ -187,3 +187,35 @@ backend_test! { async fn case_and_accents_do_not_matter(s: StoreCtx) {
     assert_eq!(find(&s.repos, "Café").await, ["b/1"]);
     assert_eq!(find(&s.repos, "caf*").await, ["b/1"]);
 }}
+
+// Ranked pages are slices of one ranking, and a filter that leaves out every best match still
+// finds the rest: a store that ranks only the best few matches before filtering (the embedded
+// store's window) must look further when the filter leaves it short.
+backend_test! { async fn relevance_pages_slice_one_ranking_and_a_filter_that_drops_the_best_finds_the_rest(s: StoreCtx) {
+    created(&s.repos, "w").await;
+    for i in 0..100 {
+        said(&s.repos, "w", &format!("bot{i:03}"), EventType::BotSpeech, json!("refund")).await;
+    }
+    for i in 0..3 {
+        said(&s.repos, "w", &format!("user{i}"), EventType::UserSpeech,
+            json!(format!("a refund for order {i} please, it arrived broken"))).await;
+    }
+    let mut ranked = scan("refund", SearchOrder::Relevance);
+    ranked.limit = 20;
+    ranked.event_type = Some(EventType::UserSpeech);
+    let mut users = matching(&ranked, &candidates(&s.repos, &ranked).await);
+    users.sort();
+    assert_eq!(users, ["w/user0", "w/user1", "w/user2"]);
+
+    ranked.event_type = None;
+    ranked.limit = 100;
+    let all = matching(&ranked, &candidates(&s.repos, &ranked).await);
+    assert_eq!(all.len(), 100);
+    assert!(all.iter().all(|id| id.starts_with("w/bot")), "the shorter texts rank first");
+    ranked.limit = 7;
+    for skip in [0, 7, 50, 93] {
+        ranked.after = Some(SearchAfter::Offset(skip));
+        let page = matching(&ranked, &candidates(&s.repos, &ranked).await);
+        assert_eq!(page, all[skip as usize..skip as usize + 7], "offset {skip}");
+    }
+}}
