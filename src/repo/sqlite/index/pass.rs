@@ -40,58 +40,126 @@ pub fn pass(conn: &Connection, backfill: bool) -> Result<Progress, RepoError> {
 }
 
 /// [`pass`], committed by `commit` (the tests' may fail as a full disk does).
+///
+/// The log is read in a read transaction of its own, ended before the index is written: a reader
+/// of the store holds back the restart of its WAL, so the store is read for as short a time as
+/// it takes. An event erased after that read is indexed and then removed again, by the pass that
+/// meets its session's `session.deleted` change, which comes later in the log.
 pub fn pass_committed_by(
     conn: &Connection,
     backfill: bool,
     commit: impl FnOnce(&Connection) -> rusqlite::Result<()>,
 ) -> Result<Progress, RepoError> {
-    super::in_transaction(conn, |tx| run(tx, backfill), commit)
+    let read = super::super::snapshot(conn, read_log)?;
+    let changes = read
+        .changes
+        .into_iter()
+        .map(|(pos, kind, session, seq, event)| {
+            let line = match event {
+                Some((event_type, payload)) => {
+                    line_of(&event_type, &payload)?.map(|l| (event_type, l))
+                }
+                None => None,
+            };
+            Ok((pos, kind, session, seq, line))
+        })
+        .collect::<Result<Vec<_>, RepoError>>()?;
+    super::in_transaction(
+        conn,
+        |tx| write(tx, read.from, read.head, &changes, backfill),
+        commit,
+    )
 }
 
-fn run(conn: &Connection, backfill: bool) -> Result<Progress, RepoError> {
+/// A change as a pass reads it: position, kind, session, seq, and the stored event's type and
+/// payload (an `event.appended` whose event is still stored).
+type ReadChange = (i64, String, String, i64, Option<(String, String)>);
+
+/// A change as a pass writes it: the event's type and index line in place of its payload.
+type IndexChange = (i64, String, String, i64, Option<(String, String)>);
+
+/// What a pass read of the log: from which position, the log's head, and the changes.
+struct LogRead {
+    from: i64,
+    head: i64,
+    changes: Vec<ReadChange>,
+}
+
+fn read_log(conn: &Connection) -> Result<LogRead, RepoError> {
+    let from: i64 = conn
+        .prepare_cached("SELECT pos FROM main.search_progress")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(map_err)?;
+    let head = head(conn)?;
+    // An event's change is followed only while the event is stored: an erased one is gone.
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT c.pos, c.kind, c.session_id, c.seq, e.type, e.payload
+             FROM store.changes c LEFT JOIN store.events e
+                 ON c.kind = 'event.appended' AND e.session_id = c.session_id AND e.seq = c.seq
+             WHERE c.pos > ?1 ORDER BY c.pos LIMIT ?2",
+        )
+        .map_err(map_err)?;
+    let changes = stmt
+        .query_map(params![from, PASS_SIZE], |row| {
+            let event_type: Option<String> = row.get(4)?;
+            let event = match event_type {
+                Some(t) => Some((t, row.get(5)?)),
+                None => None,
+            };
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                event,
+            ))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(map_err)?;
+    Ok(LogRead {
+        from,
+        head,
+        changes,
+    })
+}
+
+/// Writes what a pass read (`changes`, with each event's type and index line) into the index,
+/// unless another indexer moved the position since the read (then it writes nothing).
+fn write(
+    conn: &Connection,
+    from: i64,
+    head: i64,
+    changes: &[IndexChange],
+    backfill: bool,
+) -> Result<Progress, RepoError> {
     let (mut pos, cursor_session, cursor_seq, backfilled): (i64, Option<String>, i64, bool) = conn
         .prepare_cached(
             "SELECT pos, backfill_session, backfill_seq, backfill_done FROM main.search_progress",
         )
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))))
         .map_err(map_err)?;
-    let head = head(conn)?;
+    if pos != from {
+        return Ok(Progress {
+            pos,
+            head,
+            backfilled,
+            indexed: 0,
+        });
+    }
     let mut indexed = 0;
-    let mut read = 0;
-    {
-        // An event's change is followed only while the event is stored: an erased one is gone.
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT c.pos, c.kind, c.session_id, c.seq, e.type, e.payload
-                 FROM store.changes c LEFT JOIN store.events e
-                     ON c.kind = 'event.appended' AND e.session_id = c.session_id AND e.seq = c.seq
-                 WHERE c.pos > ?1 ORDER BY c.pos LIMIT ?2",
-            )
-            .map_err(map_err)?;
-        let mut rows = stmt.query(params![pos, PASS_SIZE]).map_err(map_err)?;
-        while let Some(row) = rows.next().map_err(map_err)? {
-            read += 1;
-            let at: i64 = row.get(0).map_err(map_err)?;
-            let kind: String = row.get(1).map_err(map_err)?;
-            let session: String = row.get(2).map_err(map_err)?;
-            if kind == "session.deleted" && forget(conn, &session, FORGET_SIZE)? == FORGET_SIZE {
-                // More rows may be left: the next pass starts at this change again.
-                read = PASS_SIZE;
-                break;
-            }
-            pos = at;
-            let event_type: Option<String> = row.get(4).map_err(map_err)?;
-            let Some(event_type) = event_type else {
-                continue;
-            };
-            let line = line_of(&event_type, &row.get::<_, String>(5).map_err(map_err)?)?;
-            if let Some(line) = line {
-                let seq: i64 = row.get(3).map_err(map_err)?;
-                indexed += u64::from(index(conn, pos, &session, seq, &event_type, &line)?);
-            }
+    let mut caught_up = changes.len() < PASS_SIZE as usize;
+    for (at, kind, session, seq, line) in changes {
+        if kind == "session.deleted" && forget(conn, session, FORGET_SIZE)? == FORGET_SIZE {
+            // More rows may be left: the next pass starts at this change again.
+            caught_up = false;
+            break;
+        }
+        pos = *at;
+        if let Some((event_type, line)) = line {
+            indexed += u64::from(index(conn, pos, session, *seq, event_type, line)?);
         }
     }
-    let caught_up = read < PASS_SIZE;
     if caught_up {
         pos = pos.max(head);
     }
