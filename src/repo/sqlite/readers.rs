@@ -108,3 +108,32 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// Reader threads run side by side only if SQLite does not put every page fetch and every
+    /// allocation behind a process-wide mutex: `.cargo/config.toml` builds it that way
+    /// (DESIGN.md, "Transcript search"). A build that lost those flags fails here.
+    #[test]
+    fn the_bundled_sqlite_shares_no_lock_between_connections() {
+        let conn = Connection::open_in_memory().unwrap();
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(options.contains(&"ENABLE_FTS5".to_owned()), "{options:?}");
+        assert!(
+            !options.contains(&"ENABLE_MEMORY_MANAGEMENT".to_owned()),
+            "{options:?}"
+        );
+        assert!(
+            options.contains(&"DEFAULT_MEMSTATUS=0".to_owned()),
+            "{options:?}"
+        );
+    }
+}
