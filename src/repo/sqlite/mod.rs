@@ -70,9 +70,12 @@ impl SqliteConfig {
 /// standard library reads them), at least two: on one core, two readers served 8% more reads
 /// than one (`bench/cores.sh`, BENCHMARKS.md).
 pub fn default_reader_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .max(2)
+    cores().max(2)
+}
+
+/// The cores this process may run on (its CPU affinity and cgroup quota).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// The embedded backend. Cheap to clone; the writer thread stops when the last clone is dropped.
@@ -80,6 +83,9 @@ pub fn default_reader_threads() -> usize {
 pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     readers: readers::Readers,
+    /// Into how many parts at most a relevance search cuts the index, ranked at once (`search`):
+    /// one per reader thread that has a core of its own; fewer when readers are busy.
+    search_parts: usize,
     indexer: index::Indexer,
     /// Told after every commit of this process's writer (what waiting feed reads wait for).
     committed: Arc<tokio::sync::Notify>,
@@ -128,6 +134,7 @@ impl SqliteStore {
             store: SqliteStore {
                 writer: tx,
                 readers,
+                search_parts: config.reader_threads.min(cores()),
                 indexer,
                 committed,
                 _checkpointer: checkpointer,

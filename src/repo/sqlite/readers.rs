@@ -8,6 +8,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
@@ -25,6 +26,26 @@ const QUEUE_DEPTH: usize = 1024;
 #[derive(Clone)]
 pub struct Readers {
     queue: mpsc::Sender<Job>,
+    threads: usize,
+    /// Reads sent and not yet answered (queued or running).
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one read in flight for as long as it lives (so a read whose caller went away is
+/// still counted until it is over).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Readers {
@@ -38,7 +59,18 @@ impl Readers {
                 .name(format!("sqlite-reader-{i}"))
                 .spawn(move || run(&path, &rx))?;
         }
-        Ok(Readers { queue })
+        Ok(Readers {
+            queue,
+            threads: threads.max(1),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// How many reader threads have no read to run now (a moment's view: by the time the
+    /// caller acts on it, it may have changed).
+    pub fn idle(&self) -> usize {
+        self.threads
+            .saturating_sub(self.in_flight.load(Ordering::Relaxed))
     }
 
     /// Runs `f` on a reader thread and returns its result.
@@ -47,9 +79,12 @@ impl Readers {
         f: impl FnOnce(&mut Connection) -> Result<T, RepoError> + Send + 'static,
     ) -> Result<T, RepoError> {
         let (reply, answer) = oneshot::channel();
+        let in_flight = InFlight::new(&self.in_flight);
         let job: Job = Box::new(move |conn| {
+            let answer = conn.and_then(f);
+            drop(in_flight);
             // The caller may have gone away; then nobody wants the answer.
-            let _ = reply.send(conn.and_then(f));
+            let _ = reply.send(answer);
         });
         self.queue
             .send(job)
@@ -112,6 +147,54 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
+
+    use super::Readers;
+
+    /// A read counts as busy from the moment it is sent until it is over, whether it runs, waits
+    /// in the queue or its caller went away.
+    #[tokio::test]
+    async fn idle_counts_the_readers_without_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Connection::open(&path).unwrap();
+        super::super::index::open(&path).unwrap();
+        let readers = Readers::spawn(&path, 2).unwrap();
+        assert_eq!(readers.idle(), 2);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let blocked = tokio::spawn({
+            let readers = readers.clone();
+            async move {
+                readers
+                    .read(move |_| {
+                        let _ = started.send(());
+                        held.recv().map_err(|_| crate::repo::RepoError::NotFound)
+                    })
+                    .await
+            }
+        });
+        running.await.unwrap();
+        assert_eq!(readers.idle(), 1);
+        // A read whose caller gave up is still counted until it has run.
+        let (release2, held2) = std::sync::mpsc::channel::<()>();
+        let dropped =
+            readers.read(move |_| held2.recv().map_err(|_| crate::repo::RepoError::NotFound));
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(1), dropped).await;
+        assert!(gave_up.is_err());
+        assert_eq!(readers.idle(), 0);
+        release.send(()).unwrap();
+        blocked.await.unwrap().unwrap();
+        release2.send(()).unwrap();
+        for _ in 0..1_000 {
+            if readers.idle() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(readers.idle(), 2);
+        readers.read(|_| Ok(())).await.unwrap();
+        assert_eq!(readers.idle(), 2);
+    }
 
     /// Reader threads run side by side only if SQLite does not put every page fetch and every
     /// allocation behind a process-wide mutex: `.cargo/config.toml` builds it that way
