@@ -71,18 +71,16 @@ pub fn pass_committed_by(
     )
 }
 
-/// A change as a pass reads it: position, kind, session, seq, and the stored event's type and
-/// payload (an `event.appended` whose event is still stored).
-type ReadChange = (i64, String, String, i64, Option<(String, String)>);
-
-/// A change as a pass writes it: the event's type and index line in place of its payload.
-type IndexChange = (i64, String, String, i64, Option<(String, String)>);
+/// A change of the log as a pass sees it: position, kind, session, seq, and for an
+/// `event.appended` whose event is still stored, the event's type and text: its payload as read,
+/// then its index line once folded.
+type Change = (i64, String, String, i64, Option<(String, String)>);
 
 /// What a pass read of the log: from which position, the log's head, and the changes.
 struct LogRead {
     from: i64,
     head: i64,
-    changes: Vec<ReadChange>,
+    changes: Vec<Change>,
 }
 
 fn read_log(conn: &Connection) -> Result<LogRead, RepoError> {
@@ -130,7 +128,7 @@ fn write(
     conn: &Connection,
     from: i64,
     head: i64,
-    changes: &[IndexChange],
+    changes: &[Change],
     backfill: bool,
 ) -> Result<Progress, RepoError> {
     let (mut pos, cursor_session, cursor_seq, backfilled): (i64, Option<String>, i64, bool) = conn
