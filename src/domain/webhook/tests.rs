@@ -73,6 +73,9 @@ fn the_message_id_is_the_same_for_one_position_and_differs_between_positions() {
     assert_eq!(message_id("42"), message_id("42"));
     assert_ne!(message_id("42"), message_id("43"));
     assert!(message_id("42").starts_with("msg_") && message_id("42").len() == 36);
+    // Stored messages keep their ids across upgrades: the derivation must not change (the first
+    // 16 bytes of SHA-256, in lower-case hex, as Python's hashlib gives them).
+    assert_eq!(message_id("42"), "msg_73475cb40a568e8da8a045ced110137e");
 }
 
 #[test]

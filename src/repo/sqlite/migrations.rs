@@ -60,6 +60,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "search_in_its_own_file",
         include_str!("../../../migrations/sqlite/0011_search_in_its_own_file.sql"),
     ),
+    (
+        12,
+        "webhook_deliveries_lean",
+        include_str!("../../../migrations/sqlite/0012_webhook_deliveries_lean.sql"),
+    ),
 ];
 
 /// Applies the migrations this database lacks and returns the names of those it applied.
@@ -161,7 +166,8 @@ mod tests {
                 "0008_checks_without_lists",
                 "0009_session_stats",
                 "0010_webhooks",
-                "0011_search_in_its_own_file"
+                "0011_search_in_its_own_file",
+                "0012_webhook_deliveries_lean"
             ]
         );
 

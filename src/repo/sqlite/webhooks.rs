@@ -296,42 +296,38 @@ impl WebhookRepository for SqliteStore {
     ) -> Result<bool, RepoError> {
         let (endpoint, ord) = (key.endpoint.as_str().to_owned(), key.order as i64);
         let token = token.to_owned();
-        let attempt = attempt.clone();
         let (status, next) = match after {
             AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
             AfterAttempt::Failed => (DeliveryStatus::Failed, None),
             AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
         };
+        let attempt = to_json(attempt)?;
         self.write(Touches::Neither, move |db| {
-            let log: Option<String> = db
+            // The log keeps the newest MAX_LOGGED_ATTEMPTS: the oldest goes as one comes.
+            let changed = db
                 .conn
                 .prepare_cached(
-                    "SELECT attempts FROM webhook_deliveries
+                    "UPDATE webhook_deliveries SET status = ?4, next_attempt_at = ?5,
+                         step = step + 1, attempted = 1, lease_token = NULL, lease_until = NULL,
+                         attempts = json_insert(
+                             CASE WHEN json_array_length(attempts) >= ?7
+                                  THEN json_remove(attempts, '$[0]') ELSE attempts END,
+                             '$[#]', json(?6))
                      WHERE endpoint_id = ?1 AND ord = ?2 AND lease_token = ?3",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![endpoint, ord, token], |r| r.get(0))
-                        .optional()
+                    s.execute(params![
+                        endpoint,
+                        ord,
+                        token,
+                        status.as_str(),
+                        next,
+                        attempt,
+                        MAX_LOGGED_ATTEMPTS as i64
+                    ])
                 })
                 .map_err(map_err)?;
-            let Some(log) = log else {
-                return Ok(false);
-            };
-            let mut log: Vec<Attempt> = from_json(&log, "webhook_deliveries.attempts")?;
-            log.push(attempt.clone());
-            let excess = log.len().saturating_sub(MAX_LOGGED_ATTEMPTS);
-            log.drain(..excess);
-            let log = to_json(&log)?;
-            db.conn
-                .prepare_cached(
-                    "UPDATE webhook_deliveries SET status = ?3, next_attempt_at = ?4,
-                         step = step + 1, attempted = 1, lease_token = NULL, lease_until = NULL,
-                         attempts = ?5
-                     WHERE endpoint_id = ?1 AND ord = ?2",
-                )
-                .and_then(|mut s| s.execute(params![endpoint, ord, status.as_str(), next, log]))
-                .map_err(map_err)?;
-            Ok(true)
+            Ok(changed == 1)
         })
         .await
     }
@@ -403,7 +399,8 @@ impl WebhookRepository for SqliteStore {
             db.conn
                 .prepare_cached(
                     "UPDATE webhook_deliveries SET status = 'pending', step = 0, next_attempt_at = ?3
-                     WHERE endpoint_id = ?1 AND created_at >= ?2 AND status <> 'pending'",
+                     WHERE endpoint_id = ?1 AND status <> 'pending'
+                       AND ord IN (SELECT ord FROM webhook_messages WHERE created_at >= ?2)",
                 )
                 .and_then(|mut s| s.execute(params![endpoint, since.millis(), now.millis()]))
                 .map_err(map_err)
@@ -478,22 +475,11 @@ impl WebhookRepository for SqliteStore {
         self.write(Touches::Neither, move |db| {
             let removed = db
                 .conn
-                .prepare_cached(
-                    "DELETE FROM webhook_deliveries WHERE (endpoint_id, ord) IN
-                         (SELECT endpoint_id, ord FROM webhook_deliveries
-                          WHERE created_at < ?1 AND status <> 'pending'
-                          ORDER BY created_at LIMIT ?2)",
-                )
+                .prepare_cached(TRIM_DELIVERIES)
                 .and_then(|mut s| s.execute(params![before.millis(), i64::from(max)]))
                 .map_err(map_err)?;
             db.conn
-                .prepare_cached(
-                    "DELETE FROM webhook_messages WHERE ord IN
-                         (SELECT m.ord FROM webhook_messages m
-                          WHERE m.created_at < ?1
-                            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.ord = m.ord)
-                          ORDER BY m.created_at LIMIT ?2)",
-                )
+                .prepare_cached(TRIM_MESSAGES)
                 .and_then(|mut s| s.execute(params![before.millis(), i64::from(max)]))
                 .map_err(map_err)?;
             Ok(removed as u64)
@@ -501,6 +487,25 @@ impl WebhookRepository for SqliteStore {
         .await
     }
 }
+
+/// Retention: finished deliveries of old messages. Old messages are found by their `created_at`
+/// index and their deliveries by primary key, endpoint by endpoint (migration 0012); `CROSS JOIN`
+/// keeps SQLite from reading every delivery of an endpoint instead (see the test below).
+const TRIM_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE (endpoint_id, ord) IN
+    (SELECT d.endpoint_id, d.ord FROM webhook_messages m
+     CROSS JOIN webhook_deliveries d
+       ON d.endpoint_id IN (SELECT id FROM webhook_endpoints) AND d.ord = m.ord
+     WHERE m.created_at < ?1 AND d.status <> 'pending'
+     ORDER BY m.created_at LIMIT ?2)";
+
+/// Retention: old messages no delivery names any more.
+const TRIM_MESSAGES: &str = "DELETE FROM webhook_messages WHERE ord IN
+    (SELECT m.ord FROM webhook_messages m
+     WHERE m.created_at < ?1
+       AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                       WHERE d.endpoint_id IN (SELECT id FROM webhook_endpoints)
+                         AND d.ord = m.ord)
+     ORDER BY m.created_at LIMIT ?2)";
 
 fn exists(conn: &Connection, id: &str) -> Result<bool, RepoError> {
     conn.prepare_cached("SELECT 1 FROM webhook_endpoints WHERE id = ?1")
@@ -561,4 +566,46 @@ fn insert_message(conn: &Connection, message: &NewMessage) -> Result<(), RepoErr
         .map_err(map_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retention runs every few seconds over tables of millions of rows: each of its statements
+    /// must reach rows through an index, never by reading a whole table.
+    #[test]
+    fn retention_reads_old_messages_by_index_and_their_deliveries_by_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrations::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO webhook_endpoints VALUES ('a', 1, 1, '{}'), ('b', 1, 1, '{}');
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
+             INSERT INTO webhook_messages SELECT i, 'm', 'k', 's', 'b', i FROM n;
+             INSERT INTO webhook_deliveries (endpoint_id, ord, status, created_at)
+                 SELECT 'a', ord, 'succeeded', created_at FROM webhook_messages;
+             ANALYZE;",
+        )
+        .unwrap();
+        for sql in [TRIM_DELIVERIES, TRIM_MESSAGES] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params![250, 10], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let scans: Vec<&String> = plan.iter().filter(|s| s.starts_with("SCAN")).collect();
+            assert!(scans.is_empty(), "{sql}\nreads a whole table: {plan:#?}");
+            assert!(
+                plan.iter().any(|s| s.contains("webhook_messages_created")),
+                "{plan:#?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|s| s.starts_with("SEARCH d USING PRIMARY KEY (endpoint_id=? AND ord=?)")),
+                "{plan:#?}"
+            );
+        }
+    }
 }
