@@ -31,6 +31,14 @@ problem_response! {
     SessionDeleted: 410
 }
 problem_response! {
+    /// No such endpoint (`webhook_not_found`)
+    WebhookNotFound: 404
+}
+problem_response! {
+    /// The endpoint kept changing under this request (`webhook_contended`); retry it
+    WebhookContended: 409
+}
+problem_response! {
     /// The body is larger than MAX_BODY_BYTES (`payload_too_large`)
     PayloadTooLarge: 413
 }

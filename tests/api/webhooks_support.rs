@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::support::app::TestApp;
+use crate::support::wait;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -127,20 +128,19 @@ impl Receiver {
 
     /// Waits (up to [`PATIENCE`]) until `done` holds for what was received; what was received.
     pub async fn until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let received = self.received();
-            if done(&received) {
-                return received;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited {PATIENCE:?} for {what}; received {} requests: {:?}",
-                received.len(),
-                received.iter().map(Received::kind).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let read = || std::future::ready(self.received());
+        wait::until(
+            what,
+            PATIENCE,
+            Duration::from_millis(50),
+            read,
+            |r| done(r),
+            |r| {
+                let kinds: Vec<_> = r.iter().map(Received::kind).collect();
+                format!("received {} requests: {kinds:?}", r.len())
+            },
+        )
+        .await
     }
 }
 
@@ -177,18 +177,17 @@ pub async fn log_until(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let found = log(app, id).await;
-        if done(&found) {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited 30 s for {what}; the log: {found:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let read = || log(app, id);
+    let show = |found: &Vec<Value>| format!("the log: {found:#?}");
+    wait::until(
+        what,
+        PATIENCE,
+        Duration::from_millis(250),
+        read,
+        |f| done(f),
+        show,
+    )
+    .await
 }
 
 /// The settings every webhook test runs with: receivers on loopback, short retries.

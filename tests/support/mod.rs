@@ -4,7 +4,7 @@
 //! ([`backend_test!`]), the in-process application ([`app`]), the real binary as a child process
 //! ([`process`]), the cursor walker ([`walk`]), raw sockets for half-sent requests ([`raw_http`]),
 //! a chaos proxy ([`proxy`]), JSON strategies ([`json_strategy`]) and a client for the
-//! live-transcript stream ([`sse`]).
+//! live-transcript stream ([`sse`]), and the wait for background work ([`wait`]).
 //!
 //! Library types that are about to move inside the crate are imported in tests/support only
 //! (`domain::Order` re-exported here, `repo::mongo::MongoSettings` in [`store`]), so that a move touches
@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod raw_http;
 pub mod sse;
 pub mod store;
+pub mod wait;
 pub mod walk;
 
 use std::future::Future;

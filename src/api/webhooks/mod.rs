@@ -117,7 +117,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, AppError> {
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint (without its secret)", body = EndpointBody),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
         openapi::Unavailable,
     )
 )]
@@ -137,7 +137,7 @@ pub async fn get_one(
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The current secret", body = SecretBody),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
         openapi::Unavailable,
     )
 )]
@@ -160,10 +160,10 @@ pub async fn secret(
     responses(
         (status = 200, description = "The endpoint as changed", body = EndpointBody),
         (status = 400, description = "An invalid field (`validation_failed`); nothing changed", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
         openapi::PayloadTooLarge,
         openapi::NotJson,
-        (status = 409, description = "The endpoint kept changing under this request (`webhook_contended`); retry it", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookContended,
         openapi::Unavailable,
     )
 )]
@@ -209,7 +209,7 @@ pub async fn patch(
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
         openapi::Unavailable,
     )
 )]
@@ -230,8 +230,8 @@ pub async fn delete(
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The new secret", body = SecretBody),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The endpoint kept changing under this request (`webhook_contended`); retry it", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
+        openapi::WebhookContended,
         openapi::Unavailable,
     )
 )]
@@ -268,7 +268,7 @@ fn before_order(cursor: &str) -> Option<u64> {
     responses(
         (status = 200, description = "A page of the log", body = DeliveriesBody),
         (status = 400, description = "An invalid parameter (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
         openapi::Unavailable,
     )
 )]
@@ -348,7 +348,7 @@ pub async fn deliveries(
     responses(
         (status = 202, description = "Queued", body = RecoverBody),
         (status = 400, description = "`since` missing or not RFC 3339 (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
         openapi::PayloadTooLarge,
         openapi::NotJson,
         openapi::Unavailable,
@@ -380,8 +380,8 @@ pub async fn recover(
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 202, description = "Queued", body = TestBody),
-        (status = 404, description = "No such endpoint (`webhook_not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The endpoint kept changing under this request (`webhook_contended`); retry it", body = Problem, content_type = "application/problem+json"),
+        openapi::WebhookNotFound,
+        openapi::WebhookContended,
         openapi::Unavailable,
     )
 )]

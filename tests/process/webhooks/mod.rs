@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::process::{ServiceCommand, ServiceProcess};
-use crate::support::{Backend, ServiceStore};
+use crate::support::{Backend, ServiceStore, wait};
 use crate::{client, post_json};
 
 /// How long one wait in these tests may take: a hang detector, never a timing assertion. A
@@ -142,23 +142,22 @@ impl Receiver {
 
     /// Waits (at most [`LIMIT`]) until `done` holds for what was received; what was received.
     async fn until(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let received = self.received();
-            if done(&received) {
-                return received;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waited {LIMIT:?} for {what}; received {} requests: {:?}",
-                received.len(),
-                received
+        let read = || std::future::ready(self.received());
+        wait::until(
+            what,
+            LIMIT,
+            Duration::from_millis(50),
+            read,
+            |r| done(r),
+            |r| {
+                let seen: Vec<_> = r
                     .iter()
                     .map(|r| (r.id.clone(), r.kind(), r.session()))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                    .collect();
+                format!("received {} requests: {seen:?}", r.len())
+            },
+        )
+        .await
     }
 }
 
@@ -269,19 +268,22 @@ async fn deliveries_until(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let log = deliveries(http, service, endpoint).await;
-        if done(&log) {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {LIMIT:?} for {what}; the log: {log:#?}\nthe service's output:\n{}",
+    let read = || deliveries(http, service, endpoint);
+    let show = |log: &Vec<Value>| {
+        format!(
+            "the log: {log:#?}\nthe service's output:\n{}",
             service.output()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        )
+    };
+    wait::until(
+        what,
+        LIMIT,
+        Duration::from_millis(100),
+        read,
+        |l| done(l),
+        show,
+    )
+    .await
 }
 
 fn attempts(delivery: &Value) -> &[Value] {
