@@ -1,6 +1,7 @@
 //! Webhooks on MongoDB (migration 0004): the same records as the embedded store, one document
 //! each. Every compare-and-set is one conditional write; a fan-out batch and the move of the
 //! fan-out state are one transaction, so a batch made from a stale state leaves nothing behind.
+//! Retention is in [`retention`].
 
 use std::collections::HashMap;
 
@@ -9,6 +10,8 @@ use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt;
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::{ClientSession, Collection};
+
+mod retention;
 
 use super::errors::{backoff, commit, is_unreachable};
 use super::{MongoStore, TRANSACTION_RETRY_BUDGET, corrupt, is_duplicate_key, map_err};
@@ -568,54 +571,6 @@ impl WebhookRepository for MongoStore {
     }
 
     async fn trim(&self, before: Timestamp, max: u32) -> Result<u64, RepoError> {
-        let deliveries = self.hooks("webhook_deliveries");
-        let old: Vec<Document> = deliveries
-            .find(doc! { "createdAt": { "$lt": before.millis() }, "status": { "$ne": "pending" } })
-            .sort(doc! { "createdAt": 1 })
-            .limit(i64::from(max))
-            .projection(doc! { "_id": 1 })
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let ids: Vec<Bson> = old.iter().filter_map(|d| d.get("_id").cloned()).collect();
-        let removed = if ids.is_empty() {
-            0
-        } else {
-            deliveries
-                .delete_many(doc! { "_id": { "$in": ids } })
-                .await
-                .map_err(map_err)?
-                .deleted_count
-        };
-        // Messages no delivery names any more (their deliveries trimmed, or their endpoint gone).
-        let messages = self.hooks("webhook_messages");
-        let candidates: Vec<Document> = messages
-            .find(doc! { "createdAt": { "$lt": before.millis() } })
-            .sort(doc! { "createdAt": 1 })
-            .limit(i64::from(max))
-            .projection(doc! { "_id": 1 })
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let orders: Vec<Bson> = candidates
-            .iter()
-            .filter_map(|d| d.get("_id").cloned())
-            .collect();
-        if !orders.is_empty() {
-            let named: Vec<Bson> = deliveries
-                .distinct("order", doc! { "order": { "$in": orders.clone() } })
-                .await
-                .map_err(map_err)?;
-            let orphans: Vec<Bson> = orders.into_iter().filter(|o| !named.contains(o)).collect();
-            messages
-                .delete_many(doc! { "_id": { "$in": orphans } })
-                .await
-                .map_err(map_err)?;
-        }
-        Ok(removed)
+        retention::trim(self, before, max).await
     }
 }
