@@ -853,6 +853,33 @@ backend_test! { async fn the_backlog_dates_the_oldest_by_when_it_was_made_not_by
     assert_eq!(w.backlog().await.unwrap(), Backlog { pending: 1, oldest: Some(at(5 * MINUTE)) });
 }}
 
+backend_test! { async fn trim_reaches_unnamed_old_messages_behind_old_ones_still_pending(s: StoreCtx) {
+    // An endpoint disabled for longer than the retention keeps its deliveries pending, so the
+    // oldest messages stay named. The messages after them that nothing names still go.
+    let w = &s.repos.webhooks;
+    let (a, b) = (new_endpoint(&s.repos, 0).await, new_endpoint(&s.repos, 1).await);
+    queue(&s.repos, vec![
+        message(0, &[&a]),
+        message(1, &[&a]),
+        message(2, &[&a]),
+        message(3, &[&b]),
+        message(4, &[&b]),
+        message(5, &[&b]),
+    ]).await;
+    let now = at(MINUTE);
+    for order in [3, 4, 5] {
+        attempt_once(&s.repos, &key(&b, order), now, AfterAttempt::Succeeded).await;
+    }
+    let cut = at(10 * MINUTE);
+    let mut removed = 0;
+    for _ in 0..3 {
+        removed += w.trim(cut, 2).await.unwrap();
+    }
+    assert_eq!(removed, 3, "b3, b4, b5");
+    let left: Vec<u64> = w.messages_of("s1").await.unwrap().iter().map(|m| m.order).collect();
+    assert_eq!(left, [0, 1, 2], "the messages a's pending deliveries name stay, and only they");
+}}
+
 backend_test! { async fn trim_removes_at_most_max_finished_deliveries_made_before_a_time_and_never_pending_ones(s: StoreCtx) {
     let w = &s.repos.webhooks;
     let (a, b) = (new_endpoint(&s.repos, 0).await, new_endpoint(&s.repos, 1).await);

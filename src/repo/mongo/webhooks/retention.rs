@@ -8,8 +8,8 @@ use super::super::{MongoStore, map_err};
 use crate::domain::Timestamp;
 use crate::repo::RepoError;
 
-/// Removes up to `max` finished deliveries made before `before`, then, of the `max` oldest
-/// messages made before it, those no delivery names; how many deliveries it removed.
+/// Removes up to `max` finished deliveries made before `before`, then up to `max` messages made
+/// before it that no delivery names; how many deliveries it removed.
 pub(super) async fn trim(
     store: &MongoStore,
     before: Timestamp,
@@ -36,32 +36,46 @@ pub(super) async fn trim(
             .map_err(map_err)?
             .deleted_count
     };
-    // Messages no delivery names any more (their deliveries trimmed, or their endpoint gone).
+    trim_messages(store, before, max).await?;
+    Ok(removed)
+}
+
+/// Removes up to `max` messages made before `before` that no delivery names (their deliveries
+/// trimmed, or their endpoint gone), oldest first. The server looks for them: the oldest old
+/// messages may all be named still (an endpoint disabled for longer than the retention keeps its
+/// deliveries pending), and the ones after them must go all the same. Each old message costs it
+/// one lookup by the deliveries' `order` index, as SQLite's `NOT EXISTS` does.
+async fn trim_messages(store: &MongoStore, before: Timestamp, max: u32) -> Result<(), RepoError> {
     let messages = store.hooks("webhook_messages");
-    let candidates: Vec<Document> = messages
-        .find(doc! { "createdAt": { "$lt": before.millis() } })
-        .sort(doc! { "createdAt": 1 })
-        .limit(i64::from(max))
-        .projection(doc! { "_id": 1 })
+    let unnamed: Vec<Document> = messages
+        .aggregate(vec![
+            doc! { "$match": { "createdAt": { "$lt": before.millis() } } },
+            doc! { "$sort": { "createdAt": 1 } },
+            doc! { "$project": { "_id": 1 } },
+            doc! { "$lookup": {
+                "from": "webhook_deliveries",
+                "localField": "_id",
+                "foreignField": "order",
+                "as": "named",
+            } },
+            doc! { "$match": { "named": { "$size": 0 } } },
+            doc! { "$limit": i64::from(max) },
+            doc! { "$project": { "_id": 1 } },
+        ])
         .await
         .map_err(map_err)?
         .try_collect()
         .await
         .map_err(map_err)?;
-    let orders: Vec<Bson> = candidates
+    let orders: Vec<Bson> = unnamed
         .iter()
-        .filter_map(|d| d.get("_id").cloned())
+        .filter_map(|m| m.get("_id").cloned())
         .collect();
     if !orders.is_empty() {
-        let named: Vec<Bson> = deliveries
-            .distinct("order", doc! { "order": { "$in": orders.clone() } })
-            .await
-            .map_err(map_err)?;
-        let orphans: Vec<Bson> = orders.into_iter().filter(|o| !named.contains(o)).collect();
         messages
-            .delete_many(doc! { "_id": { "$in": orphans } })
+            .delete_many(doc! { "_id": { "$in": orders } })
             .await
             .map_err(map_err)?;
     }
-    Ok(removed)
+    Ok(())
 }
