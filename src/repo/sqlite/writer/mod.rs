@@ -31,7 +31,8 @@ pub enum Touches {
     Appends,
     /// May end, erase or otherwise change sessions: the cache is emptied before it runs.
     Sessions,
-    /// Writes neither sessions nor events (the change log's trim, webhook state).
+    /// Writes neither sessions nor events, so adds nothing to the change log (its trim, webhook
+    /// state).
     Neither,
 }
 
@@ -61,6 +62,7 @@ trait Job: Send {
     fn run(&mut self, db: &mut Db<'_>) -> Result<(), CommitFailed>;
     /// Answers the caller once the transaction is over.
     fn answer(self: Box<Self>, commit: &Result<(), CommitFailed>);
+    fn touches(&self) -> Touches;
 }
 
 struct Pending<T, F> {
@@ -85,6 +87,10 @@ where
         failed.map_or(Ok(()), Err)
     }
 
+    fn touches(&self) -> Touches {
+        self.touches
+    }
+
     fn answer(self: Box<Self>, commit: &Result<(), CommitFailed>) {
         let result = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
@@ -100,7 +106,10 @@ where
 const MAX_BATCH: usize = 512;
 
 /// Starts the writer; it runs until every sender is dropped, then checkpoints and closes.
-/// `committed` is told after every commit.
+/// `committed` is told after every transaction that may have added to the change log (one with a
+/// command that [`Touches`] sessions or appends), which is what the feed's waiting reads wait
+/// for. Webhook bookkeeping alone wakes none of them: a webhook attempt logged is one
+/// transaction, and each used to send the fan-out waiting for changes to read the feed again.
 pub fn spawn(
     conn: Connection,
     rx: mpsc::Receiver<Command>,
@@ -124,8 +133,11 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Command>, committed: &tokio::syn
             }
         }
         metrics::histogram!("sqlite_write_batch_size").record(batch.len() as f64);
+        let changes = batch.iter().any(|cmd| cmd.0.touches() != Touches::Neither);
         commit_batch(&mut db, &mut batch);
-        committed.notify_waiters();
+        if changes {
+            committed.notify_waiters();
+        }
     }
     // Every sender is gone: fold the WAL back into the database file before closing.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {

@@ -151,6 +151,45 @@ fn batch_seqs(answer: Result<BatchAppended, RepoError>) -> Vec<u64> {
     }
 }
 
+/// The feed's waiting reads are woken by the commits that may have added changes, and not by
+/// webhook bookkeeping: each logged attempt is a transaction of its own, and used to send the
+/// fan-out back to read the feed for nothing.
+#[tokio::test]
+async fn only_commits_that_may_add_changes_wake_the_feed() {
+    let (_dir, conn) = open_db();
+    let committed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let _writer = super::spawn(conn, rx, committed.clone()).unwrap();
+    let write = |touches| {
+        let tx = tx.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            let cmd = Command::new(touches, |_: &mut Db<'_>| Ok(()), reply);
+            assert!(tx.send(cmd).await.is_ok());
+            answer.await.unwrap().unwrap();
+        }
+    };
+    let woken = committed.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    // The writer answers a command, then tells the readers, then takes the next command: once
+    // the second is answered, whatever the first would have woken is awake.
+    write(Touches::Neither).await;
+    write(Touches::Neither).await;
+    assert!(
+        futures_util::FutureExt::now_or_never(woken.as_mut()).is_none(),
+        "webhook bookkeeping woke the feed's readers"
+    );
+    for touches in [Touches::Appends, Touches::Sessions] {
+        write(touches).await;
+        tokio::time::timeout(std::time::Duration::from_secs(30), woken.as_mut())
+            .await
+            .expect("a commit that may add changes wakes the feed's readers");
+        woken.set(committed.notified());
+        woken.as_mut().enable();
+    }
+}
+
 /// One batch runs without savepoints; a failing command sends it back to run each command in
 /// its own. Either way the others commit and only the failed one's writes are undone.
 #[test]
