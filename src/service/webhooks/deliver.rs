@@ -12,7 +12,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::sync::Semaphore;
 
 use super::Webhooks;
-use super::fanout::Pass;
+use super::fanout::{PACE, Pass};
 use super::in_flight::{Holding, InFlight};
 use super::window::Window;
 use crate::domain::Timestamp;
@@ -139,7 +139,8 @@ impl Delivering {
             let mut skipped: Option<Instant> = None;
             loop {
                 match fan.fan_out().await {
-                    Ok(Pass::Moved | Pass::Raced | Pass::Idle) => {}
+                    Ok(Pass::Moved { busy: true }) => tokio::time::sleep(PACE).await,
+                    Ok(Pass::Moved { busy: false } | Pass::Raced | Pass::Idle) => {}
                     Ok(Pass::NoEndpoints) => {
                         if skipped.is_none_or(|at| at.elapsed() >= SKIP_INTERVAL) {
                             skipped = Some(Instant::now());

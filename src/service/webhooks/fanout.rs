@@ -20,11 +20,20 @@ use crate::repo::webhooks::{Endpoint, FanoutState, NewMessage};
 const BATCH: u32 = 500;
 /// How long one read waits for a change.
 const WAIT: Duration = Duration::from_secs(1);
+/// How long the fan-out rests after a busy pass (one that found at least [`BUSY`] changes
+/// waiting, but less than a whole batch). Changes made meanwhile are taken together by the next
+/// pass, so under load one pass (a read of the feed, of the endpoints, and one write) serves
+/// hundreds of changes rather than the few each commit makes; a message then waits at most this
+/// much longer to be queued. After a quiet pass it waits for the next change, and after a full
+/// batch it goes on at once.
+pub(super) const PACE: Duration = Duration::from_millis(20);
+/// How many changes make a pass busy.
+const BUSY: usize = 16;
 
 /// What one pass did.
 pub(super) enum Pass {
-    /// Queued messages (perhaps none) and moved on.
-    Moved,
+    /// Queued messages (perhaps none) and moved on; `busy`: see [`PACE`].
+    Moved { busy: bool },
     /// Nothing new.
     Idle,
     /// Another instance moved first: read again from where it got to.
@@ -64,7 +73,11 @@ impl Webhooks {
                     .webhooks
                     .enqueue(&state, Some(earliest), vec![])
                     .await?;
-                return Ok(if moved { Pass::Moved } else { Pass::Raced });
+                return Ok(if moved {
+                    Pass::Moved { busy: false }
+                } else {
+                    Pass::Raced
+                });
             }
             Err(FeedError::InvalidPosition) => {
                 return Err(RepoError::Backend(
@@ -87,6 +100,7 @@ impl Webhooks {
         let endpoints = repos.webhooks.endpoints().await?;
         let messages = self.messages(&state, &endpoints, &read.changes).await?;
         let count = messages.len();
+        let busy = (BUSY..BATCH as usize).contains(&read.changes.len());
         if !repos
             .webhooks
             .enqueue(&state, Some(read.next), messages)
@@ -98,7 +112,7 @@ impl Webhooks {
             metrics::counter!("webhook_messages_queued_total").increment(count as u64);
             self.0.queued.notify_one();
         }
-        Ok(Pass::Moved)
+        Ok(Pass::Moved { busy })
     }
 
     /// With no endpoint nothing is read, and the position is moved to the newest change
