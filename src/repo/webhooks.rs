@@ -166,6 +166,14 @@ pub enum AfterAttempt {
     RetryAt(Timestamp),
 }
 
+/// An attempt that ended, to be logged on its delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub key: DeliveryKey,
+    pub attempt: Attempt,
+    pub after: AfterAttempt,
+}
+
 /// A delivery, as the log shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
@@ -255,6 +263,30 @@ pub trait WebhookRepository: Send + Sync {
         attempt: &Attempt,
         after: AfterAttempt,
     ) -> Result<bool, RepoError>;
+
+    /// Logs the attempts that `ended` (each as [`record`](Self::record) would; whether this
+    /// instance still held it), then claims `keys` (as [`claim`](Self::claim)). One write where
+    /// the store can: the delivery loop logs what ended and claims what starts next (a call's next
+    /// message, in the transaction that logs the one before) at once.
+    async fn settle(
+        &self,
+        ended: &[Ended],
+        keys: &[DeliveryKey],
+        token: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<(Vec<bool>, Vec<Claimed>), RepoError> {
+        let mut held = Vec::with_capacity(ended.len());
+        for e in ended {
+            held.push(self.record(&e.key, token, &e.attempt, e.after).await?);
+        }
+        let claimed = if keys.is_empty() {
+            Vec::new()
+        } else {
+            self.claim(keys, token, now, until).await?
+        };
+        Ok((held, claimed))
+    }
 
     /// Lets go of the leases `token` holds on `keys` without logging an attempt (an instance
     /// stopping with attempts unfinished), so they are due again at once instead of when the

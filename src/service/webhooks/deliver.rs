@@ -17,10 +17,10 @@ use super::in_flight::{Holding, InFlight};
 use super::window::Window;
 use crate::domain::Timestamp;
 use crate::domain::webhook::{
-    Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
+    EndpointId, Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
 };
 use crate::repo::RepoError;
-use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Endpoint};
+use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Ended, Endpoint};
 
 /// How often the loop looks for due deliveries when nothing tells it to.
 const POLL: Duration = Duration::from_millis(250);
@@ -52,7 +52,8 @@ pub struct Delivering {
 
 impl Delivering {
     /// Stops the loops and the attempts in flight (their tasks are aborted: a request already
-    /// sent may still reach its receiver, the at-least-once copy a stop can cause), waits until
+    /// sent may still reach its receiver, the at-least-once copy a stop can cause; so may an
+    /// attempt that ended in the moment before the pass that logs it), waits until
     /// the loops have let go of storage, then lets go of the leases this instance still holds or
     /// was taking, so that another instance, or this one restarted, sends those messages at once
     /// rather than when the lease ends.
@@ -214,38 +215,40 @@ async fn deliver(
     in_flight: Arc<InFlight>,
 ) {
     let permits = Arc::new(Semaphore::new(webhooks.settings().max_in_flight.max(1)));
-    // Owned here, so that stopping this loop stops the attempts too. Each gives back its key.
+    // Owned here, so that stopping this loop stops the attempts too. Each gives back what it
+    // ended with, and its holding, kept until that is logged.
     let mut attempts = tokio::task::JoinSet::new();
+    let mut unlogged: Vec<(Ended, Holding)> = Vec::new();
     let mut window: Option<Window> = None;
     // Whether anything a pass looks at may have changed since the last one chose nothing.
     let mut look = true;
+    let passes = Loop {
+        webhooks: &webhooks,
+        client: &client,
+        permits: &permits,
+        in_flight: &in_flight,
+        token: &token,
+    };
     loop {
         while let Some(done) = attempts.try_join_next() {
-            finished(&mut window, done);
+            unlogged.extend(done.ok());
             look = true;
         }
-        if look {
-            let started = pass(
-                &webhooks,
-                &client,
-                &permits,
-                &in_flight,
-                &token,
-                &mut attempts,
-                &mut window,
-            )
-            .await
-            .unwrap_or_else(|_| {
-                window = None;
-                0
-            });
+        if look || !unlogged.is_empty() {
+            let started = passes
+                .pass(&mut attempts, &mut window, &mut unlogged)
+                .await
+                .unwrap_or_else(|_| {
+                    window = None;
+                    0
+                });
             if started > 0 {
                 continue;
             }
         }
         look = true;
         tokio::select! {
-            Some(done) = attempts.join_next(), if !attempts.is_empty() => finished(&mut window, done),
+            Some(done) = attempts.join_next(), if !attempts.is_empty() => unlogged.extend(done.ok()),
             () = webhooks.0.queued.notified() => match &window {
                 // Queued messages come after every row of a window read full: nothing to do.
                 Some(w) if !w.complete() && !w.stale(&webhooks) => look = false,
@@ -256,90 +259,142 @@ async fn deliver(
     }
 }
 
-/// An attempt's task ended: its delivery leaves the window.
-fn finished(window: &mut Option<Window>, done: Result<DeliveryKey, tokio::task::JoinError>) {
-    if let (Some(window), Ok(key)) = (window.as_mut(), done) {
-        window.finished(&key);
-    }
+/// What a pass of the delivery loop works with.
+struct Loop<'a> {
+    webhooks: &'a Webhooks,
+    client: &'a reqwest::Client,
+    permits: &'a Arc<Semaphore>,
+    in_flight: &'a Arc<InFlight>,
+    token: &'a str,
 }
 
-/// Claims what may start now and starts it; how many it started.
-async fn pass(
-    webhooks: &Webhooks,
-    client: &reqwest::Client,
-    permits: &Arc<Semaphore>,
-    in_flight: &Arc<InFlight>,
-    token: &str,
-    attempts: &mut tokio::task::JoinSet<DeliveryKey>,
-    window: &mut Option<Window>,
-) -> Result<usize, RepoError> {
-    let free = permits.available_permits();
-    if free == 0 {
-        // The loop waits for an attempt to finish.
-        return Ok(0);
-    }
-    let w = match window {
-        Some(w) if !w.stale(webhooks) => w,
-        _ => window.insert(Window::read(webhooks).await?),
-    };
-    if w.endpoints.is_empty() {
-        *window = None;
-        // The loop waits: queued messages (none can be, without an endpoint) or an endpoint
-        // created here wake it; one created on another instance is seen within `IDLE`.
-        tokio::select! {
-            () = tokio::time::sleep(IDLE) => {}
-            () = webhooks.0.queued.notified() => {}
+impl Loop<'_> {
+    /// Logs the attempts that ended and claims what may start now, in one write; starts what it
+    /// claimed, and says how many. A call's next message is thus claimed in the transaction that
+    /// logs the attempt before it (one write per attempt, not a claim and a log). If the write
+    /// fails the ended attempts stay, to be logged by the next pass.
+    async fn pass(
+        &self,
+        attempts: &mut tokio::task::JoinSet<(Ended, Holding)>,
+        window: &mut Option<Window>,
+        unlogged: &mut Vec<(Ended, Holding)>,
+    ) -> Result<usize, RepoError> {
+        let chosen = self.choose(window, unlogged).await?;
+        if chosen.is_empty() && unlogged.is_empty() {
+            return Ok(0);
         }
-        return Ok(0);
+        let (in_flight, token) = (self.in_flight, self.token);
+        let repo = &self.webhooks.0.repos.webhooks;
+        let now = Timestamp::now();
+        let lease = self.webhooks.settings().timeout + LEASE_MARGIN;
+        let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
+        // Held from the claim until the attempt is logged: if the loop stops in between, even
+        // while the claim is being written, `Delivering::stop` releases them.
+        for key in &chosen {
+            in_flight.add(key);
+        }
+        let ended: Vec<Ended> = unlogged.iter().map(|(e, _)| e.clone()).collect();
+        let (held, claimed) = repo
+            .settle(&ended, &chosen, token, now, until)
+            .await
+            .inspect_err(|e| {
+                chosen.iter().for_each(|key| in_flight.remove(key));
+                if !ended.is_empty() {
+                    tracing::warn!(error = %e, "cannot log webhook attempts; trying again");
+                }
+            })?;
+        for ((e, _), held) in unlogged.iter().zip(held) {
+            if !held {
+                tracing::warn!(
+                    endpoint = e.key.endpoint.as_str(),
+                    order = e.key.order,
+                    "a webhook attempt outlived its lease; another instance may have tried it too"
+                );
+            }
+        }
+        // Logged: their holdings go.
+        unlogged.clear();
+        for key in chosen
+            .iter()
+            .filter(|key| !claimed.iter().any(|c| c.key == **key))
+        {
+            in_flight.remove(key);
+        }
+        let started = claimed.len();
+        for claimed in claimed {
+            let holding = Holding {
+                in_flight: in_flight.clone(),
+                key: claimed.key.clone(),
+            };
+            let Some(endpoint) = window
+                .as_ref()
+                .and_then(|w| w.endpoints.get(&claimed.key.endpoint))
+                .cloned()
+            else {
+                continue;
+            };
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                continue;
+            };
+            let (webhooks, client) = (self.webhooks.clone(), self.client.clone());
+            attempts.spawn(async move {
+                let ended = attempt(&webhooks, &client, &endpoint, &claimed).await;
+                drop(permit);
+                (ended, holding)
+            });
+        }
+        Ok(started)
     }
-    let chosen = w.choose(free, webhooks.settings().per_endpoint, |id| {
-        in_flight.count(id)
-    });
-    if chosen.is_empty() {
-        return Ok(0);
-    }
-    w.hold(&chosen);
-    let repo = &webhooks.0.repos.webhooks;
-    let now = Timestamp::now();
-    let lease = webhooks.settings().timeout + LEASE_MARGIN;
-    let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
-    // Held from the claim until the attempt is logged: if the loop stops in between, even while
-    // the claim is being written, `Delivering::stop` releases them.
-    for key in &chosen {
-        in_flight.add(key);
-    }
-    let claimed = repo
-        .claim(&chosen, token, now, until)
-        .await
-        .inspect_err(|_| chosen.iter().for_each(|key| in_flight.remove(key)))?;
-    for key in chosen
-        .iter()
-        .filter(|key| !claimed.iter().any(|c| c.key == **key))
-    {
-        in_flight.remove(key);
-    }
-    let started = claimed.len();
-    for claimed in claimed {
-        let holding = Holding {
-            in_flight: in_flight.clone(),
-            key: claimed.key.clone(),
+
+    /// The deliveries that may start now, marked held in the window: none when no permit is
+    /// free or no endpoint is enabled.
+    async fn choose(
+        &self,
+        window: &mut Option<Window>,
+        unlogged: &[(Ended, Holding)],
+    ) -> Result<Vec<DeliveryKey>, RepoError> {
+        // An attempt that ended leaves the window now, though it is logged only with this pass's
+        // claims (ahead of them, in one write): the call's next message may be among them. A
+        // window read before that write still shows it; it leaves that one too.
+        let forget = |w: &mut Window| unlogged.iter().for_each(|(e, _)| w.finished(&e.key));
+        if let Some(w) = window.as_mut() {
+            forget(w);
+        }
+        let free = self.permits.available_permits();
+        if free == 0 {
+            // The loop waits for an attempt to finish.
+            return Ok(Vec::new());
+        }
+        let w = match window {
+            Some(w) if !w.stale(self.webhooks) => w,
+            _ => window.insert(Window::read(self.webhooks).await?),
         };
-        let Some(endpoint) = w.endpoints.get(&claimed.key.endpoint).cloned() else {
-            continue;
+        forget(w);
+        if w.endpoints.is_empty() {
+            *window = None;
+            if unlogged.is_empty() {
+                // The loop waits: queued messages (none can be, without an endpoint) or an
+                // endpoint created here wake it; one created on another instance is seen within
+                // `IDLE`.
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE) => {}
+                    () = self.webhooks.0.queued.notified() => {}
+                }
+            }
+            return Ok(Vec::new());
+        }
+        // Attempts that ended are not in flight any more, though still held until logged.
+        let busy = |id: &EndpointId| {
+            let ended = unlogged
+                .iter()
+                .filter(|(e, _)| e.key.endpoint == *id)
+                .count();
+            self.in_flight.count(id).saturating_sub(ended)
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            continue;
-        };
-        let (webhooks, client) = (webhooks.clone(), client.clone());
-        let token = token.to_owned();
-        attempts.spawn(async move {
-            attempt(&webhooks, &client, &endpoint, &claimed, &token).await;
-            drop(holding);
-            drop(permit);
-            claimed.key
-        });
+        let chosen = w.choose(free, self.webhooks.settings().per_endpoint, busy);
+        w.hold(&chosen);
+        Ok(chosen)
     }
-    Ok(started)
 }
 
 /// The secrets that sign now: the current one, and the one before a rotation during its overlap.
@@ -353,14 +408,13 @@ fn secrets(endpoint: &Endpoint, now: Timestamp) -> Vec<&Secret> {
     secrets
 }
 
-/// One attempt, logged; the endpoint's health updated.
+/// One attempt, and what is to be logged of it; the endpoint's health updated.
 async fn attempt(
     webhooks: &Webhooks,
     client: &reqwest::Client,
     endpoint: &Endpoint,
     claimed: &Claimed,
-    token: &str,
-) {
+) -> Ended {
     let started = Instant::now();
     let now = Timestamp::now();
     let (status, retry_after, error) = send(webhooks, client, endpoint, claimed, now).await;
@@ -404,17 +458,10 @@ async fn attempt(
     };
     // The endpoint first: once the log shows a 410, the endpoint shows it disabled.
     health(webhooks, endpoint, outcome, now).await;
-    let repo = &webhooks.0.repos.webhooks;
-    match repo.record(&claimed.key, token, &logged, after).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            endpoint = endpoint.id.as_str(),
-            message = claimed.message_id,
-            "a webhook attempt outlived its lease; another instance may have tried it too"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot log a webhook attempt; it will be tried again")
-        }
+    Ended {
+        key: claimed.key.clone(),
+        attempt: logged,
+        after,
     }
 }
 

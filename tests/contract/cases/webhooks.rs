@@ -14,6 +14,8 @@ use session_service::repo::webhooks::{
 
 use super::*;
 
+mod settle;
+
 /// The first message's time; every other time is an offset from it, in milliseconds.
 const T0: i64 = 1_766_331_015_123;
 const SECOND: i64 = 1_000;

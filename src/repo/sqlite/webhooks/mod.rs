@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod attempts;
 mod retention;
 
 use super::writer::Touches;
@@ -13,8 +14,8 @@ use crate::domain::Timestamp;
 use crate::domain::webhook::EndpointId;
 use crate::repo::RepoError;
 use crate::repo::webhooks::{
-    AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Due, Endpoint,
-    FanoutState, MAX_LOGGED_ATTEMPTS, NewMessage, StoredMessage, WebhookRepository,
+    AfterAttempt, Attempt, Backlog, Claimed, Delivery, DeliveryKey, DeliveryStatus, Due, Ended,
+    Endpoint, FanoutState, NewMessage, StoredMessage, WebhookRepository,
 };
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, RepoError> {
@@ -219,48 +220,7 @@ impl WebhookRepository for SqliteStore {
         let keys = keys.to_vec();
         let token = token.to_owned();
         self.write(Touches::Neither, move |db| {
-            let mut claimed = Vec::new();
-            for key in &keys {
-                let row = db
-                    .conn
-                    .prepare_cached(
-                        "UPDATE webhook_deliveries SET lease_token = ?3, lease_until = ?5
-                         WHERE endpoint_id = ?1 AND ord = ?2 AND status = 'pending'
-                           AND (lease_until IS NULL OR lease_until <= ?4)
-                         RETURNING step,
-                           (SELECT id FROM webhook_messages m WHERE m.ord = ?2),
-                           (SELECT body FROM webhook_messages m WHERE m.ord = ?2)",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(
-                            params![
-                                key.endpoint.as_str(),
-                                key.order as i64,
-                                token,
-                                now.millis(),
-                                until.millis()
-                            ],
-                            |r| {
-                                Ok((
-                                    r.get::<_, i64>(0)?,
-                                    r.get::<_, Option<String>>(1)?,
-                                    r.get::<_, Option<String>>(2)?,
-                                ))
-                            },
-                        )
-                        .optional()
-                    })
-                    .map_err(map_err)?;
-                if let Some((step, Some(message_id), Some(body))) = row {
-                    claimed.push(Claimed {
-                        key: key.clone(),
-                        message_id,
-                        body,
-                        step: u32::try_from(step).unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            Ok(claimed)
+            attempts::claim(db.conn, &keys, &token, now, until)
         })
         .await
     }
@@ -297,40 +257,34 @@ impl WebhookRepository for SqliteStore {
         attempt: &Attempt,
         after: AfterAttempt,
     ) -> Result<bool, RepoError> {
-        let (endpoint, ord) = (key.endpoint.as_str().to_owned(), key.order as i64);
+        let log = attempts::Log::new(key, attempt, after)?;
         let token = token.to_owned();
-        let (status, next) = match after {
-            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
-            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
-            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
-        };
-        let attempt = to_json(attempt)?;
         self.write(Touches::Neither, move |db| {
-            // The log keeps the newest MAX_LOGGED_ATTEMPTS: the oldest goes as one comes.
-            let changed = db
-                .conn
-                .prepare_cached(
-                    "UPDATE webhook_deliveries SET status = ?4, next_attempt_at = ?5,
-                         step = step + 1, attempted = 1, lease_token = NULL, lease_until = NULL,
-                         attempts = json_insert(
-                             CASE WHEN json_array_length(attempts) >= ?7
-                                  THEN json_remove(attempts, '$[0]') ELSE attempts END,
-                             '$[#]', json(?6))
-                     WHERE endpoint_id = ?1 AND ord = ?2 AND lease_token = ?3",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        endpoint,
-                        ord,
-                        token,
-                        status.as_str(),
-                        next,
-                        attempt,
-                        MAX_LOGGED_ATTEMPTS as i64
-                    ])
-                })
-                .map_err(map_err)?;
-            Ok(changed == 1)
+            attempts::log(db.conn, &log, &token)
+        })
+        .await
+    }
+
+    async fn settle(
+        &self,
+        ended: &[Ended],
+        keys: &[DeliveryKey],
+        token: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<(Vec<bool>, Vec<Claimed>), RepoError> {
+        let logs = ended
+            .iter()
+            .map(|e| attempts::Log::new(&e.key, &e.attempt, e.after))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = keys.to_vec();
+        let token = token.to_owned();
+        self.write(Touches::Neither, move |db| {
+            let held = logs
+                .iter()
+                .map(|log| attempts::log(db.conn, log, &token))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((held, attempts::claim(db.conn, &keys, &token, now, until)?))
         })
         .await
     }
