@@ -276,10 +276,14 @@ pub trait WebhookRepository: Send + Sync {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<(Vec<bool>, Vec<Claimed>), RepoError> {
-        let mut held = Vec::with_capacity(ended.len());
-        for e in ended {
-            held.push(self.record(&e.key, token, &e.attempt, e.after).await?);
-        }
+        // Side by side: each is its own delivery's.
+        let logs = ended
+            .iter()
+            .map(|e| self.record(&e.key, token, &e.attempt, e.after));
+        let held = futures_util::future::join_all(logs)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
         let claimed = if keys.is_empty() {
             Vec::new()
         } else {

@@ -9,27 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
-use tokio::sync::Semaphore;
 
 use super::Webhooks;
 use super::fanout::{PACE, Pass};
-use super::in_flight::{Holding, InFlight};
-use super::window::Window;
+use super::in_flight::InFlight;
+use super::passes::{IDLE, Unlogged, deliver};
 use crate::domain::Timestamp;
 use crate::domain::webhook::{
-    EndpointId, Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
+    Secret, Verdict, WebhookUrl, parse_retry_after, signature_header, verdict,
 };
-use crate::repo::RepoError;
-use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, DeliveryKey, Ended, Endpoint};
+use crate::repo::webhooks::{AfterAttempt, Attempt, Claimed, Ended, Endpoint};
 
-/// How often the loop looks for due deliveries when nothing tells it to.
-const POLL: Duration = Duration::from_millis(250);
-/// How often the loops look again when no endpoint is enabled.
-const IDLE: Duration = Duration::from_secs(1);
 /// How often the fan-out moves to the newest change when there is no endpoint.
 const SKIP_INTERVAL: Duration = Duration::from_secs(60);
-/// How much longer than the timeout a lease lasts (after that, another instance may try).
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// How often the backlog's gauges are refreshed and old deliveries trimmed.
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
 const TRIM_PER_PASS: u32 = 10_000;
@@ -48,26 +40,41 @@ pub struct Delivering {
     /// Marks this instance's leases.
     token: String,
     in_flight: Arc<InFlight>,
+    unlogged: Unlogged,
 }
 
 impl Delivering {
     /// Stops the loops and the attempts in flight (their tasks are aborted: a request already
-    /// sent may still reach its receiver, the at-least-once copy a stop can cause; so may an
-    /// attempt that ended in the moment before the pass that logs it), waits until
-    /// the loops have let go of storage, then lets go of the leases this instance still holds or
-    /// was taking, so that another instance, or this one restarted, sends those messages at once
-    /// rather than when the lease ends.
+    /// sent may still reach its receiver, the at-least-once copy a stop can cause), waits until
+    /// the loops have let go of storage, logs the attempts that ended but were not logged yet,
+    /// then lets go of the leases this instance still holds or was taking, so that another
+    /// instance, or this one restarted, sends those messages at once rather than when the lease
+    /// ends.
     pub async fn stop(mut self) {
         self.in_flight.stopping();
         for task in std::mem::take(&mut self.tasks) {
             task.abort();
             let _ = task.await;
         }
+        let repo = &self.webhooks.0.repos.webhooks;
+        let ended = self.unlogged.waiting();
+        if !ended.is_empty() {
+            let now = Timestamp::now();
+            let logged = repo.settle(&ended, &[], &self.token, now, now);
+            if !matches!(
+                tokio::time::timeout(RELEASE_TIMEOUT, logged).await,
+                Ok(Ok(_))
+            ) {
+                tracing::warn!(
+                    "cannot log the webhook attempts that ended before the stop; they are sent again"
+                );
+            }
+        }
+        // Those just logged hold no lease any more: releasing them changes nothing.
         let unfinished = self.in_flight.keys();
         if unfinished.is_empty() {
             return;
         }
-        let repo = &self.webhooks.0.repos.webhooks;
         match tokio::time::timeout(RELEASE_TIMEOUT, repo.release(&unfinished, &self.token)).await {
             Ok(Ok(released)) => {
                 tracing::info!(
@@ -167,12 +174,14 @@ impl Delivering {
         let mut tasks = vec![fanout, housekeeping];
         let token = uuid::Uuid::new_v4().to_string();
         let in_flight = Arc::new(InFlight::default());
+        let unlogged = Unlogged::default();
         match client(&webhooks) {
             Ok(client) => tasks.push(tokio::spawn(deliver(
                 webhooks.clone(),
                 client,
                 token.clone(),
                 in_flight.clone(),
+                unlogged.clone(),
             ))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the webhook HTTP client; no webhook is sent")
@@ -183,6 +192,7 @@ impl Delivering {
             webhooks,
             token,
             in_flight,
+            unlogged,
         }
     }
 }
@@ -208,195 +218,6 @@ async fn housekeeping(webhooks: Webhooks) {
     }
 }
 
-async fn deliver(
-    webhooks: Webhooks,
-    client: reqwest::Client,
-    token: String,
-    in_flight: Arc<InFlight>,
-) {
-    let permits = Arc::new(Semaphore::new(webhooks.settings().max_in_flight.max(1)));
-    // Owned here, so that stopping this loop stops the attempts too. Each gives back what it
-    // ended with, and its holding, kept until that is logged.
-    let mut attempts = tokio::task::JoinSet::new();
-    let mut unlogged: Vec<(Ended, Holding)> = Vec::new();
-    let mut window: Option<Window> = None;
-    // Whether anything a pass looks at may have changed since the last one chose nothing.
-    let mut look = true;
-    let passes = Loop {
-        webhooks: &webhooks,
-        client: &client,
-        permits: &permits,
-        in_flight: &in_flight,
-        token: &token,
-    };
-    loop {
-        while let Some(done) = attempts.try_join_next() {
-            unlogged.extend(done.ok());
-            look = true;
-        }
-        if look || !unlogged.is_empty() {
-            let started = passes
-                .pass(&mut attempts, &mut window, &mut unlogged)
-                .await
-                .unwrap_or_else(|_| {
-                    window = None;
-                    0
-                });
-            if started > 0 {
-                continue;
-            }
-        }
-        look = true;
-        tokio::select! {
-            Some(done) = attempts.join_next(), if !attempts.is_empty() => unlogged.extend(done.ok()),
-            () = webhooks.0.queued.notified() => match &window {
-                // Queued messages come after every row of a window read full: nothing to do.
-                Some(w) if !w.complete() && !w.stale(&webhooks) => look = false,
-                _ => window = None,
-            },
-            () = tokio::time::sleep(POLL) => {}
-        }
-    }
-}
-
-/// What a pass of the delivery loop works with.
-struct Loop<'a> {
-    webhooks: &'a Webhooks,
-    client: &'a reqwest::Client,
-    permits: &'a Arc<Semaphore>,
-    in_flight: &'a Arc<InFlight>,
-    token: &'a str,
-}
-
-impl Loop<'_> {
-    /// Logs the attempts that ended and claims what may start now, in one write; starts what it
-    /// claimed, and says how many. A call's next message is thus claimed in the transaction that
-    /// logs the attempt before it (one write per attempt, not a claim and a log). If the write
-    /// fails the ended attempts stay, to be logged by the next pass.
-    async fn pass(
-        &self,
-        attempts: &mut tokio::task::JoinSet<(Ended, Holding)>,
-        window: &mut Option<Window>,
-        unlogged: &mut Vec<(Ended, Holding)>,
-    ) -> Result<usize, RepoError> {
-        let chosen = self.choose(window, unlogged).await?;
-        if chosen.is_empty() && unlogged.is_empty() {
-            return Ok(0);
-        }
-        let (in_flight, token) = (self.in_flight, self.token);
-        let repo = &self.webhooks.0.repos.webhooks;
-        let now = Timestamp::now();
-        let lease = self.webhooks.settings().timeout + LEASE_MARGIN;
-        let until = Timestamp::from_millis(now.millis() + lease.as_millis() as i64).unwrap_or(now);
-        // Held from the claim until the attempt is logged: if the loop stops in between, even
-        // while the claim is being written, `Delivering::stop` releases them.
-        for key in &chosen {
-            in_flight.add(key);
-        }
-        let ended: Vec<Ended> = unlogged.iter().map(|(e, _)| e.clone()).collect();
-        let (held, claimed) = repo
-            .settle(&ended, &chosen, token, now, until)
-            .await
-            .inspect_err(|e| {
-                chosen.iter().for_each(|key| in_flight.remove(key));
-                if !ended.is_empty() {
-                    tracing::warn!(error = %e, "cannot log webhook attempts; trying again");
-                }
-            })?;
-        for ((e, _), held) in unlogged.iter().zip(held) {
-            if !held {
-                tracing::warn!(
-                    endpoint = e.key.endpoint.as_str(),
-                    order = e.key.order,
-                    "a webhook attempt outlived its lease; another instance may have tried it too"
-                );
-            }
-        }
-        // Logged: their holdings go.
-        unlogged.clear();
-        for key in chosen
-            .iter()
-            .filter(|key| !claimed.iter().any(|c| c.key == **key))
-        {
-            in_flight.remove(key);
-        }
-        let started = claimed.len();
-        for claimed in claimed {
-            let holding = Holding {
-                in_flight: in_flight.clone(),
-                key: claimed.key.clone(),
-            };
-            let Some(endpoint) = window
-                .as_ref()
-                .and_then(|w| w.endpoints.get(&claimed.key.endpoint))
-                .cloned()
-            else {
-                continue;
-            };
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
-                continue;
-            };
-            let (webhooks, client) = (self.webhooks.clone(), self.client.clone());
-            attempts.spawn(async move {
-                let ended = attempt(&webhooks, &client, &endpoint, &claimed).await;
-                drop(permit);
-                (ended, holding)
-            });
-        }
-        Ok(started)
-    }
-
-    /// The deliveries that may start now, marked held in the window: none when no permit is
-    /// free or no endpoint is enabled.
-    async fn choose(
-        &self,
-        window: &mut Option<Window>,
-        unlogged: &[(Ended, Holding)],
-    ) -> Result<Vec<DeliveryKey>, RepoError> {
-        // An attempt that ended leaves the window now, though it is logged only with this pass's
-        // claims (ahead of them, in one write): the call's next message may be among them. A
-        // window read before that write still shows it; it leaves that one too.
-        let forget = |w: &mut Window| unlogged.iter().for_each(|(e, _)| w.finished(&e.key));
-        if let Some(w) = window.as_mut() {
-            forget(w);
-        }
-        let free = self.permits.available_permits();
-        if free == 0 {
-            // The loop waits for an attempt to finish.
-            return Ok(Vec::new());
-        }
-        let w = match window {
-            Some(w) if !w.stale(self.webhooks) => w,
-            _ => window.insert(Window::read(self.webhooks).await?),
-        };
-        forget(w);
-        if w.endpoints.is_empty() {
-            *window = None;
-            if unlogged.is_empty() {
-                // The loop waits: queued messages (none can be, without an endpoint) or an
-                // endpoint created here wake it; one created on another instance is seen within
-                // `IDLE`.
-                tokio::select! {
-                    () = tokio::time::sleep(IDLE) => {}
-                    () = self.webhooks.0.queued.notified() => {}
-                }
-            }
-            return Ok(Vec::new());
-        }
-        // Attempts that ended are not in flight any more, though still held until logged.
-        let busy = |id: &EndpointId| {
-            let ended = unlogged
-                .iter()
-                .filter(|(e, _)| e.key.endpoint == *id)
-                .count();
-            self.in_flight.count(id).saturating_sub(ended)
-        };
-        let chosen = w.choose(free, self.webhooks.settings().per_endpoint, busy);
-        w.hold(&chosen);
-        Ok(chosen)
-    }
-}
-
 /// The secrets that sign now: the current one, and the one before a rotation during its overlap.
 fn secrets(endpoint: &Endpoint, now: Timestamp) -> Vec<&Secret> {
     let mut secrets = vec![&endpoint.secret];
@@ -409,7 +230,7 @@ fn secrets(endpoint: &Endpoint, now: Timestamp) -> Vec<&Secret> {
 }
 
 /// One attempt, and what is to be logged of it; the endpoint's health updated.
-async fn attempt(
+pub(super) async fn attempt(
     webhooks: &Webhooks,
     client: &reqwest::Client,
     endpoint: &Endpoint,
@@ -580,5 +401,110 @@ async fn health(webhooks: &Webhooks, endpoint: &Endpoint, outcome: Verdict, now:
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot update a webhook endpoint's health"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::sqlite::{SqliteConfig, SqliteStore, Synchronous};
+    use crate::repo::webhooks::{DeliveryKey, DeliveryStatus, NewMessage};
+    use crate::service::webhooks::{NewEndpoint, WebhookSettings};
+
+    /// An attempt that ended just before a stop, not yet logged by the loop's next pass, is
+    /// logged by the stop: its lease is not released, so its message is not sent again.
+    #[tokio::test]
+    async fn a_stop_logs_an_attempt_that_ended_before_its_pass_instead_of_sending_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SqliteConfig::new(dir.path().join("s.db"), Synchronous::Normal);
+        let repos = SqliteStore::open(&config).unwrap().store.repositories();
+        let settings = WebhookSettings {
+            allow_private_networks: true,
+            ..WebhookSettings::default()
+        };
+        let webhooks = Webhooks::new(repos.clone(), settings, |_| String::new());
+        let endpoint = webhooks
+            .create(NewEndpoint {
+                url: Some("http://127.0.0.1:9/hook".into()),
+                types: None,
+                description: None,
+                metadata_filter: None,
+            })
+            .await
+            .unwrap();
+        let now = Timestamp::now();
+        let state = repos.webhooks.fanout_state().await.unwrap();
+        let message = NewMessage {
+            id: "msg_1".into(),
+            order: state.next_order,
+            kind: "session.created".into(),
+            session_id: Some("s".into()),
+            body: "{}".into(),
+            created_at: now,
+            due_at: now,
+            endpoints: vec![endpoint.id.clone()],
+        };
+        assert!(
+            repos
+                .webhooks
+                .enqueue(&state, None, vec![message])
+                .await
+                .unwrap()
+        );
+        let key = DeliveryKey {
+            endpoint: endpoint.id.clone(),
+            order: state.next_order,
+        };
+        let token = "this-instance".to_owned();
+        let until = Timestamp::from_millis(now.millis() + 60_000).unwrap();
+        let claimed = repos
+            .webhooks
+            .claim(std::slice::from_ref(&key), &token, now, until)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+
+        // The attempt ended (delivered); its task handed it over and the loop stopped before
+        // its next pass.
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.add(&key);
+        let unlogged = Unlogged::default();
+        let attempt = Attempt {
+            at: now.millis(),
+            response_status: Some(204),
+            duration_ms: 3,
+            error: None,
+        };
+        unlogged.push(
+            Ended {
+                key: key.clone(),
+                attempt: attempt.clone(),
+                after: AfterAttempt::Succeeded,
+            },
+            super::super::in_flight::Holding {
+                in_flight: in_flight.clone(),
+                key: key.clone(),
+            },
+        );
+        let delivering = Delivering {
+            tasks: Vec::new(),
+            webhooks,
+            token,
+            in_flight,
+            unlogged,
+        };
+        delivering.stop().await;
+
+        let logged = repos
+            .webhooks
+            .deliveries(&endpoint.id, None, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(logged.len(), 1);
+        assert_eq!(
+            (logged[0].status, logged[0].attempts.clone()),
+            (DeliveryStatus::Succeeded, vec![attempt]),
+            "logged, not released to be sent again"
+        );
     }
 }

@@ -12,6 +12,7 @@
 mod deliver;
 mod fanout;
 mod in_flight;
+mod passes;
 mod window;
 
 use std::net::IpAddr;
