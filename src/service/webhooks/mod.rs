@@ -9,6 +9,7 @@
 //! - the delivery ([`deliver`]): claims due deliveries with a lease (one instance attempts
 //!   each), sends them, and logs each attempt with what comes next.
 
+mod attempt;
 mod deliver;
 mod fanout;
 mod in_flight;

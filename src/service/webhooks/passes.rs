@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::Webhooks;
-use super::deliver::attempt;
+use super::attempt::attempt;
 use super::in_flight::{Holding, InFlight};
 use super::window::Window;
 use crate::domain::Timestamp;
