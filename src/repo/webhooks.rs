@@ -166,6 +166,18 @@ pub enum AfterAttempt {
     RetryAt(Timestamp),
 }
 
+impl AfterAttempt {
+    /// The delivery's status after the attempt, and when it is due next (Unix milliseconds;
+    /// none once it is finished).
+    pub fn leaves(self) -> (DeliveryStatus, Option<i64>) {
+        match self {
+            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
+            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
+            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
+        }
+    }
+}
+
 /// An attempt that ended, to be logged on its delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {

@@ -411,11 +411,7 @@ impl WebhookRepository for MongoStore {
         attempt: &Attempt,
         after: AfterAttempt,
     ) -> Result<bool, RepoError> {
-        let (status, next) = match after {
-            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
-            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
-            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
-        };
+        let (status, next) = after.leaves();
         let attempt = bson::to_document(attempt).map_err(|e| RepoError::Backend(Box::new(e)))?;
         let result = self
             .hooks("webhook_deliveries")

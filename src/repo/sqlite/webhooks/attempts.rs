@@ -78,11 +78,7 @@ impl Log {
         attempt: &Attempt,
         after: AfterAttempt,
     ) -> Result<Self, RepoError> {
-        let (status, next) = match after {
-            AfterAttempt::Succeeded => (DeliveryStatus::Succeeded, None),
-            AfterAttempt::Failed => (DeliveryStatus::Failed, None),
-            AfterAttempt::RetryAt(at) => (DeliveryStatus::Pending, Some(at.millis())),
-        };
+        let (status, next) = after.leaves();
         Ok(Log {
             endpoint: key.endpoint.as_str().to_owned(),
             ord: key.order as i64,
