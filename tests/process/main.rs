@@ -1,12 +1,14 @@
 //! The real binary as a child process: `kill -9` mid-ingest and restart ([`crash`]), SIGTERM
 //! under load ([`shutdown`]), the live-transcript stream ([`stream`]), the access log
-//! ([`access_log`]), webhooks across `kill -9` ([`webhooks`]) and the command line ([`cli`]).
+//! ([`access_log`]), webhooks across `kill -9` ([`webhooks`]), the command line ([`cli`]) and
+//! a test store's cleanup after a kill ([`cleanup`]).
 //! One binary, one process launcher: `support::process`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod access_log;
+mod cleanup;
 mod cli;
 mod crash;
 mod full_disk;

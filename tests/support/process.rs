@@ -17,6 +17,8 @@ use super::ServiceStore;
 pub const STARTUP_LIMIT: Duration = Duration::from_secs(20);
 /// How long a run of the binary that should exit by itself (`--help`, a bad setting) may take.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
+/// How long a dropped [`ServiceProcess`] has to exit after SIGTERM before it is killed.
+const DROP_GRACE: Duration = Duration::from_secs(5);
 /// How many lines [`ServiceProcess::output`] shows at the most.
 const OUTPUT_LINES: usize = 200;
 
@@ -98,8 +100,15 @@ impl ServiceCommand {
                 stderr_logs.push(Stream::Stderr, line);
             }
         });
+        let database_url = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.clone());
         let mut service = ServiceProcess {
             child,
+            database_url,
             addr: String::new(),
             logs,
             readers: vec![stdout_reader, stderr_reader],
@@ -208,6 +217,8 @@ pub struct ServiceProcess {
     logs: Logs,
     readers: Vec<JoinHandle<()>>,
     exited: Option<ExitStatus>,
+    /// The `DATABASE_URL` it was started with, if any.
+    database_url: Option<String>,
 }
 
 impl ServiceProcess {
@@ -294,9 +305,17 @@ impl ServiceProcess {
         );
     }
 
+    /// Records a SIGKILL for the cleanup of the store the process used.
+    fn note_kill(&self) {
+        if let Some(url) = &self.database_url {
+            super::store::note_kill(url);
+        }
+    }
+
     /// `kill -9`, and checks that the signal is what ended the process.
     pub fn kill(mut self) {
         self.child.kill().expect("send SIGKILL to session-service");
+        self.note_kill();
         let status = self.child.wait().expect("reap session-service");
         self.exited = Some(status);
         assert_eq!(
@@ -353,9 +372,22 @@ impl ServiceProcess {
 }
 
 impl Drop for ServiceProcess {
+    /// Stops the process the way an orchestrator would: SIGTERM, and SIGKILL if it has not
+    /// exited [`DROP_GRACE`] later (a kill is noted for the store's cleanup).
     fn drop(&mut self) {
         if self.exited.is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < DROP_GRACE {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = self.child.kill();
+            self.note_kill();
             let _ = self.child.wait();
         }
     }

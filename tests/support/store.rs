@@ -1,8 +1,10 @@
 //! A store of its own for every test, on either backend, and its removal afterwards.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use session_service::app::open_storage;
 use session_service::config::DatabaseConfig;
@@ -18,6 +20,10 @@ pub enum Backend {
 
 /// How long dropping a test's MongoDB database may take.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a server keeps the open transaction of a client that vanished, plus a margin:
+/// MongoDB's `transactionLifetimeLimitSeconds` (60 by default), which SecantusDB follows.
+const ORPHAN_TRANSACTION_LIFETIME: Duration = Duration::from_secs(62);
 
 pub fn mongodb_uri() -> String {
     std::env::var("MONGODB_URI").unwrap_or_else(|_| {
@@ -59,6 +65,49 @@ pub async fn drop_database(uri: &str, database: &str) {
         .unwrap_or_else(|_| {
             panic!("dropping the test database {database} took over {CLEANUP_LIMIT:?}")
         });
+}
+
+/// When a service on each store (keyed by its `DATABASE_URL`) was last killed with SIGKILL.
+fn kills() -> &'static Mutex<HashMap<String, Instant>> {
+    static KILLS: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    KILLS.get_or_init(Mutex::default)
+}
+
+/// Records that a service on the store at `database_url` was just killed with SIGKILL, so that
+/// [`ServiceStore::cleanup`] waits out the transactions it may have left open.
+pub fn note_kill(database_url: &str) {
+    kills()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(database_url.to_owned(), Instant::now());
+}
+
+/// Waits until no transaction of a process killed at `killed` can still be open in `database`.
+///
+/// A process killed in the middle of a transaction leaves it open on the server, holding its
+/// writes, until the server reaps it: MongoDB once it has been idle for
+/// `transactionLifetimeLimitSeconds`; SecantusDB likewise, but only when a client next uses a
+/// transaction. Dropping the database before then waits for the reaping on MongoDB and, on
+/// SecantusDB 0.7.0b3, wedges the whole server (the drop waits while holding its storage lock),
+/// so that every later test hangs. So: wait out the lifetime, then use a transaction.
+async fn outlive_orphan_transactions(uri: &str, database: &str, killed: Instant) {
+    tokio::time::sleep_until((killed + ORPHAN_TRANSACTION_LIFETIME).into()).await;
+    let client = mongodb::Client::with_uri_str(uri)
+        .await
+        .expect("mongo client for cleanup");
+    let mut session = client.start_session().await.expect("start a session");
+    session
+        .start_transaction()
+        .await
+        .expect("start a transaction");
+    client
+        .database(database)
+        .collection::<mongodb::bson::Document>("sessions")
+        .find_one(mongodb::bson::doc! {})
+        .session(&mut session)
+        .await
+        .expect("read in a transaction");
+    session.abort_transaction().await.expect("abort it");
 }
 
 /// Where a fresh store of `backend` lives: a temp SQLite file, or a uniquely named MongoDB
@@ -195,8 +244,16 @@ impl ServiceStore {
         }
     }
 
-    /// Drops the test's MongoDB database; a temp SQLite directory goes with `self`.
+    /// Drops the test's MongoDB database (after the transactions a killed service may have left
+    /// open have ended); a temp SQLite directory goes with `self`.
     pub async fn cleanup(self) {
+        let killed = kills()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.database_url);
+        if let (DatabaseConfig::Mongo(m), Some(killed)) = (&self.config, killed) {
+            outlive_orphan_transactions(&m.uri, &m.database, killed).await;
+        }
         remove_location(&self.config).await;
     }
 }
