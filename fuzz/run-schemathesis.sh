@@ -89,7 +89,7 @@ drop_mongo_database() {
     "$VENV/bin/python" - "$mongo_drop_url" <<'PY' >/dev/null 2>&1 || true
 import sys
 from pymongo import MongoClient
-client = MongoClient(sys.argv[1], serverSelectionTimeoutMS=3000)
+client = MongoClient(sys.argv[1], serverSelectionTimeoutMS=3000, socketTimeoutMS=60000)
 client.drop_database(client.get_default_database().name)
 PY
     mongo_drop_url=""

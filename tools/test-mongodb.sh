@@ -25,10 +25,27 @@ cleanup() {
         wait "$command_pid" 2>/dev/null || true
     fi
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
+        stop_server
     fi
     rm -rf "$server_dir"
+}
+# SIGTERM, then SIGKILL if the server has not exited within STOP_LIMIT seconds: a server wedged
+# by a test (one thread holding its storage lock) ignores SIGTERM's clean shutdown, and an
+# unbounded `wait` would hold the whole run until CI's own time limit.
+STOP_LIMIT=10
+# shellcheck disable=SC2317 # called by cleanup
+stop_server() {
+    kill -TERM "$server_pid" 2>/dev/null || true
+    local waited=0
+    while kill -0 "$server_pid" 2>/dev/null && [ "$waited" -lt $((STOP_LIMIT * 10)) ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+        log "the test server did not exit within ${STOP_LIMIT}s of SIGTERM: killing it"
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    wait "$server_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -66,4 +83,8 @@ command_pid=$!
 rc=0
 wait "$command_pid" || rc=$?
 command_pid=""
+if [ "$rc" -ne 0 ]; then
+    log "COMMAND failed (exit $rc); the test server's last log lines:"
+    tail -n 40 "$server_dir/server.log" >&2 || true
+fi
 exit "$rc"
