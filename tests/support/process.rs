@@ -294,15 +294,18 @@ impl ServiceProcess {
 
     /// Sends SIGTERM the way an orchestrator would.
     pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
+        let status = self.send_sigterm().expect("run kill -TERM");
         assert!(
             status.success(),
             "kill -TERM {} failed: {status}",
             self.pid()
         );
+    }
+
+    fn send_sigterm(&self) -> std::io::Result<ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
     }
 
     /// Records a SIGKILL for the cleanup of the store the process used.
@@ -376,9 +379,7 @@ impl Drop for ServiceProcess {
     /// exited [`DROP_GRACE`] later (a kill is noted for the store's cleanup).
     fn drop(&mut self) {
         if self.exited.is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid().to_string()])
-                .status();
+            let _ = self.send_sigterm();
             let started = Instant::now();
             while started.elapsed() < DROP_GRACE {
                 if let Ok(Some(_)) = self.child.try_wait() {
