@@ -427,6 +427,7 @@ fn connection_limits(config: &Config) -> serve::ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         keepalive_timeout: config.keepalive_timeout,
         max_connections,
+        http2_max_streams: config.http2_max_streams,
     }
 }
 

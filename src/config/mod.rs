@@ -56,6 +56,7 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// At most this many connections are open; more wait in the listen backlog.
     pub max_connections: usize,
+    pub http2_max_streams: u32,
     /// Requests per second and burst per API key (per client IP without keys); `None`: off.
     pub rate_limit: Option<RateLimitConfig>,
     /// Live streams open at most; beyond it 503 `too_many_streams`.
@@ -199,6 +200,7 @@ impl Config {
             header_read_timeout: env.millis("HEADER_READ_TIMEOUT_MS")?,
             keepalive_timeout: env.millis("KEEPALIVE_TIMEOUT_MS")?,
             max_connections: env.ranged("MAX_CONNECTIONS", 1..=1_000_000, whole_number)?,
+            http2_max_streams: env.ranged("HTTP2_MAX_STREAMS", 1..=1_000_000, whole_number)?,
             max_streams: env.ranged("MAX_STREAMS", 1..=1_000_000, whole_number)?,
             stream_keepalive: Duration::from_secs(env.ranged(
                 "STREAM_KEEPALIVE_SECONDS",

@@ -132,6 +132,11 @@ pub const VARIABLES: &[Var] = &[
         help: "open connections at most (capped by the open files limit); more wait in the backlog",
     },
     Var {
+        name: "HTTP2_MAX_STREAMS",
+        default: "200",
+        help: "HTTP/2 (prior knowledge): requests and live streams open at once on one connection",
+    },
+    Var {
         name: "MAX_STREAMS",
         default: "10000",
         help: "live event streams open at most; beyond it 503 too_many_streams",

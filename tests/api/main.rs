@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod hardening;
 mod hostile;
+mod http2;
 mod lifecycle_ends;
 mod lifecycle_erasure;
 mod lifecycle_export;

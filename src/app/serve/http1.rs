@@ -1,15 +1,6 @@
-//! The HTTP/1.1 server loop (hyper's connection builder; `axum::serve` cannot bound header reads,
-//! idle keep-alive or the number of connections):
-//! - at most `max_connections` open at once: past that the loop stops accepting, and new
-//!   connections wait in the kernel's backlog; the ones being served are not affected;
-//! - a connection must deliver a complete request head within `header_read_timeout` of its
-//!   first byte (or of being accepted), or it is closed;
-//! - a connection idle between requests for `keepalive_timeout` is closed;
-//! - on shutdown: stop accepting, let in-flight requests finish, close idle connections; a
-//!   connection serving a live stream gets `STREAM_CLOSE_GRACE` to send the stream's end, then is
-//!   closed (a client that stopped reading would otherwise hold the drain).
+//! HTTP/1.1 connections: one request at a time, its phase (awaiting a head, in a request, idle,
+//! streaming) timed by one timer per connection (`serve_connection`).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,19 +13,10 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tower::ServiceExt;
 
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    pub header_read_timeout: Duration,
-    pub keepalive_timeout: Duration,
-    pub max_connections: usize,
-}
-
-/// How long a live stream's connection may take to finish after shutdown begins.
-const STREAM_CLOSE_GRACE: Duration = Duration::from_millis(500);
+use super::{ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, is_live_stream, later};
 
 /// Held by a live stream's body while hyper sends it: the connection is busy (no idle timer
 /// runs) until the body is dropped, and then it is idle.
@@ -84,11 +66,12 @@ struct Conn {
 }
 
 impl Conn {
-    fn new() -> Self {
+    /// A connection accepted at `opened`, awaiting its first request head since then.
+    fn new(opened: Instant) -> Self {
         Self {
             phase: AtomicU8::new(Phase::AwaitingHead as u8),
             since: AtomicU64::new(0),
-            opened: Instant::now(),
+            opened,
             activity: tokio::sync::Notify::new(),
         }
     }
@@ -123,7 +106,7 @@ impl Conn {
 
 /// The socket, noting when a new request starts arriving on an idle connection.
 struct Watched {
-    stream: TcpStream,
+    stream: Prefixed,
     conn: Arc<Conn>,
 }
 
@@ -160,68 +143,15 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// Serves `router` on `listener` until `stop` resolves, then stops accepting and waits for the
-/// open connections (the caller bounds that wait).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    stop: impl Future<Output = ()> + Send,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (closing_tx, closing_rx) = watch::channel(false);
-    tokio::pin!(stop);
-    let mut last_accept_warning: Option<std::time::Instant> = None;
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut stop => break,
-        };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut stop => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, or a connection that died in the backlog: wait a
-                // little rather than spin; the connections being served go on.
-                if last_accept_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                    tracing::warn!(error = %e, "accept failed (logged at most once a second)");
-                    last_accept_warning = Some(std::time::Instant::now());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let closing = closing_rx.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, router, limits, closing).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let _ = closing_tx.send(true);
-    // Every connection holds a permit until it ends.
-    let _ = permits
-        .acquire_many(limits.max_connections as u32)
-        .await
-        .map(|all| all.forget());
-}
-
-async fn serve_connection(
-    stream: TcpStream,
+pub(super) async fn serve_connection(
+    stream: Prefixed,
+    accepted: Instant,
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
     mut closing: watch::Receiver<bool>,
 ) {
-    let conn = Arc::new(Conn::new());
+    let conn = Arc::new(Conn::new(accepted));
     let io = TokioIo::new(Watched {
         stream,
         conn: Arc::clone(&conn),
@@ -254,7 +184,7 @@ async fn serve_connection(
     // looks again at least every `tick` (the shorter timeout), so a request head that begins to
     // arrive is seen in time for its own deadline, which is then kept exactly.
     let tick = limits.header_read_timeout.min(limits.keepalive_timeout);
-    let timer = tokio::time::sleep(limits.header_read_timeout);
+    let timer = tokio::time::sleep_until(later(accepted, limits.header_read_timeout).into());
     // Started when shutdown begins: how long a live stream may take to send its end.
     let stream_grace = tokio::time::sleep(STREAM_CLOSE_GRACE);
     tokio::pin!(timer, stream_grace);
@@ -307,21 +237,10 @@ async fn serve_connection(
     }
 }
 
-/// `by` after `at`; a timeout too long to add to a clock reading (the settings take any number of
-/// milliseconds) is a century, which is never in practice.
-fn later(at: Instant, by: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
-    at.checked_add(by.min(CENTURY)).unwrap_or(at)
-}
-
 /// A live stream's response, with the connection marked busy until its body is dropped.
 fn track_stream(response: axum::response::Response, conn: &Arc<Conn>) -> axum::response::Response {
     use futures_util::StreamExt;
-    if response
-        .extensions()
-        .get::<crate::api::LiveStream>()
-        .is_none()
-    {
+    if !is_live_stream(&response) {
         return response;
     }
     conn.set(Phase::Streaming);
@@ -334,22 +253,4 @@ fn track_stream(response: axum::response::Response, conn: &Arc<Conn>) -> axum::r
             chunk
         }))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::later;
-
-    #[test]
-    fn a_timeout_too_long_for_the_clock_is_a_century() {
-        let now = Instant::now();
-        assert_eq!(
-            later(now, Duration::from_secs(5)),
-            now + Duration::from_secs(5)
-        );
-        assert!(later(now, Duration::MAX) >= now + Duration::from_secs(99 * 365 * 86_400));
-        assert!(later(now, Duration::from_millis(u64::MAX)) > now);
-    }
 }
