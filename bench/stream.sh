@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures live transcripts (examples/bench_stream.rs), release build:
-#   1. the service's RSS holding 1,000 idle streams (over 100 sessions), SQLite;
+#   1. the service's RSS holding 1,000 idle streams (over 100 sessions), SQLite: one HTTP/1.1
+#      connection per stream, then 100 streams per HTTP/2 connection;
 #   2. the delay from a 201 to the event reaching a subscriber: same instance, and a second
 #      process on the same SQLite file (found by polling, STREAM_POLL_INTERVAL_MS);
 #   3. with MONGODB_URI set: the same instance and two instances on one database (change stream).
@@ -33,7 +34,9 @@ ulimit -n 65536 2>/dev/null || true
 start() {
     local port
     port=$("$LOAD" free-port)
-    PORT=$port DATABASE_URL="$2" RUST_LOG=warn "$SERVICE" >"$WORK/$1.log" 2>&1 &
+    # Room for every stream (streams may take all but a tenth of the connections).
+    PORT=$port DATABASE_URL="$2" MAX_CONNECTIONS=$((STREAMS * 2 + 100)) MAX_STREAMS=$((STREAMS * 2)) \
+        RUST_LOG=warn "$SERVICE" >"$WORK/$1.log" 2>&1 &
     PID=$!
     pids+=("$PID")
     ADDR=127.0.0.1:$port
@@ -43,6 +46,10 @@ start() {
 echo "== SQLite: $STREAMS idle streams"
 start idle "sqlite://$WORK/idle.db"
 "$STREAM" idle --addr "$ADDR" --streams "$STREAMS" --sessions 100 --pid "$PID"
+H2=$(( (STREAMS + 99) / 100 ))
+echo "== SQLite: $STREAMS idle streams over $H2 HTTP/2 connections"
+start idle2 "sqlite://$WORK/idle2.db"
+"$STREAM" idle --addr "$ADDR" --streams "$STREAMS" --sessions 100 --pid "$PID" --http2 "$H2"
 
 echo "== SQLite: delay from the 201 to the subscriber, same instance ($EVENTS events)"
 start a "sqlite://$WORK/shared.db"

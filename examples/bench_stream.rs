@@ -1,20 +1,27 @@
 //! Measures live transcripts (driven by `bench/stream.sh`):
 //!
-//!   idle    --addr A --streams N --sessions K [--pid PID]
+//!   idle    --addr A --streams N --sessions K [--pid PID] [--http2 C]
 //!           opens N streams spread over K new sessions, waits until every one is caught up, and
-//!           prints the service's RSS before and with them open (VmRSS of PID).
+//!           prints the service's RSS before and with them open (VmRSS of PID). Each stream is a
+//!           connection of its own (HTTP/1.1), or with `--http2 C` the streams share C HTTP/2
+//!           connections (prior knowledge), taken in turn.
 //!   latency --write A --read B --events N [--gap-ms G]
 //!           one subscriber on B; N events posted one at a time to A; for each, the delay from
 //!           the 201 reaching the writer to the event reaching the subscriber (negative: the
 //!           event arrived first). Prints p50, p90, p99 and max in milliseconds.
 //!
-//! Streams are read with reqwest; frames are parsed just enough to find `id:` and `event:` lines.
+//! Streams are read with reqwest (HTTP/1.1) or hyper's HTTP/2 client; frames are parsed just
+//! enough to find `id:` and `event:` lines.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use axum::body::Bytes;
+use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyDataStream, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -81,9 +88,48 @@ async fn open_stream(client: &reqwest::Client, addr: &str, session: &str) -> Res
     if !response.status().is_success() {
         return Err(format!("stream {session}: {}", response.status()));
     }
+    Ok(forward(response.bytes_stream()))
+}
+
+/// An HTTP/2 connection with prior knowledge: its sender (the connection runs in a task).
+async fn connect_h2(addr: &str) -> Res<SendRequest<Empty<Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// Opens a stream on an HTTP/2 connection and forwards its frames until it ends.
+async fn open_stream_h2(
+    send: &mut SendRequest<Empty<Bytes>>,
+    addr: &str,
+    session: &str,
+) -> Res<Frames> {
+    send.ready().await.map_err(|e| e.to_string())?;
+    let request = hyper::Request::get(format!("http://{addr}/sessions/{session}/events"))
+        .header("accept", "text/event-stream")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = send
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("stream {session}: {}", response.status()));
+    }
+    Ok(forward(BodyDataStream::new(response.into_body())))
+}
+
+/// Parses a stream's body into frames, sent on as they arrive.
+fn forward<E>(body: impl Stream<Item = Result<Bytes, E>> + Send + 'static) -> Frames {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut body = response.bytes_stream();
+        let mut body = std::pin::pin!(body);
         let mut buffer = String::new();
         while let Some(Ok(chunk)) = body.next().await {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
@@ -104,7 +150,7 @@ async fn open_stream(client: &reqwest::Client, addr: &str, session: &str) -> Res
             }
         }
     });
-    Ok(rx)
+    rx
 }
 
 async fn wait_for(frames: &mut Frames, event: &str, limit: Duration) -> Res<Option<u64>> {
@@ -125,6 +171,7 @@ async fn idle(map: &HashMap<String, String>) -> Res<()> {
     let streams: usize = get(map, "streams", Some(1000))?;
     let sessions: usize = get(map, "sessions", Some(100))?;
     let pid: Option<u32> = map.get("pid").and_then(|p| p.parse().ok());
+    let http2: usize = get(map, "http2", Some(0))?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
@@ -134,10 +181,17 @@ async fn idle(map: &HashMap<String, String>) -> Res<()> {
         create_session(&client, &addr, &format!("idle-{tag}-{s}")).await?;
     }
     let before = pid.and_then(rss_kib);
+    let mut connections = Vec::with_capacity(http2);
+    for _ in 0..http2 {
+        connections.push(connect_h2(&addr).await?);
+    }
     let mut open = Vec::with_capacity(streams);
     for n in 0..streams {
-        let mut frames =
-            open_stream(&client, &addr, &format!("idle-{tag}-{}", n % sessions)).await?;
+        let session = format!("idle-{tag}-{}", n % sessions);
+        let mut frames = match connections.len() {
+            0 => open_stream(&client, &addr, &session).await?,
+            c => open_stream_h2(&mut connections[n % c], &addr, &session).await?,
+        };
         wait_for(&mut frames, "caught-up", Duration::from_secs(30)).await?;
         open.push(frames);
     }
@@ -145,7 +199,7 @@ async fn idle(map: &HashMap<String, String>) -> Res<()> {
     let with = pid.and_then(rss_kib);
     let kib = |v: Option<u64>| v.map_or("?".to_owned(), |v| v.to_string());
     println!(
-        "{{\"streams\": {streams}, \"sessions\": {sessions}, \"rss_before_kib\": {}, \"rss_with_streams_kib\": {}}}",
+        "{{\"streams\": {streams}, \"sessions\": {sessions}, \"http2_connections\": {http2}, \"rss_before_kib\": {}, \"rss_with_streams_kib\": {}}}",
         kib(before),
         kib(with)
     );
