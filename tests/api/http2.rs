@@ -212,3 +212,37 @@ async fn http2_connections_are_closed_when_idle_or_silent_but_not_while_a_stream
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http2_client_that_takes_no_answer_is_dropped_after_the_idle_timeout() {
+    crate::support::run_with_store(crate::support::Backend::Sqlite, |store| async {
+        let s = <StoreCtx as crate::support::Fixture>::make(store).await;
+        let app = spawn_app_with(s, &[("KEEPALIVE_TIMEOUT_MS", "1000")]).await;
+        // A window of zero: the answers' heads come, their bodies never can.
+        let tcp = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
+        let (mut send, conn) = http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+            .await
+            .expect("HTTP/2 handshake");
+        let conn = tokio::spawn(conn);
+        send.ready().await.unwrap();
+        let request = Request::get(app.url("/health"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = send.send_request(request).await.expect("the answer's head");
+        assert_eq!(response.status(), 200);
+        assert!(
+            closed_within(conn, Duration::from_secs(10)).await,
+            "a connection whose answer could not move is still open"
+        );
+        drop(response);
+        // The service goes on serving.
+        let (status, _) = {
+            let (mut send, _conn) = connect(&app).await;
+            call(&mut send, Method::GET, &app.url("/health"), None).await
+        };
+        assert_eq!(status, 200);
+    })
+    .await;
+}
