@@ -2,9 +2,11 @@
 # Measures live transcripts (examples/bench_stream.rs), release build:
 #   1. the service's RSS holding 1,000 idle streams (over 100 sessions), SQLite: one HTTP/1.1
 #      connection per stream, then 100 streams per HTTP/2 connection;
-#   2. the delay from a 201 to the event reaching a subscriber: same instance, and a second
+#   2. 1,000 streams following one call: the delay from a 201 to the last of them (HTTP/1.1,
+#      then HTTP/2);
+#   3. the delay from a 201 to the event reaching a subscriber: same instance, and a second
 #      process on the same SQLite file (found by polling, STREAM_POLL_INTERVAL_MS);
-#   3. with MONGODB_URI set: the same instance and two instances on one database (change stream).
+#   4. with MONGODB_URI set: the same instance and two instances on one database (change stream).
 #
 #   cargo build --release --bins --examples && bench/stream.sh
 #
@@ -50,6 +52,12 @@ H2=$(( (STREAMS + 99) / 100 ))
 echo "== SQLite: $STREAMS idle streams over $H2 HTTP/2 connections"
 start idle2 "sqlite://$WORK/idle2.db"
 "$STREAM" idle --addr "$ADDR" --streams "$STREAMS" --sessions 100 --pid "$PID" --http2 "$H2"
+
+echo "== SQLite: $STREAMS streams following one call, delay from the 201 to the last ($((EVENTS / 2)) events)"
+start fan "sqlite://$WORK/fan.db"
+"$STREAM" fanout --addr "$ADDR" --streams "$STREAMS" --events "$((EVENTS / 2))"
+echo "== the same over $H2 HTTP/2 connections"
+"$STREAM" fanout --addr "$ADDR" --streams "$STREAMS" --events "$((EVENTS / 2))" --http2 "$H2"
 
 echo "== SQLite: delay from the 201 to the subscriber, same instance ($EVENTS events)"
 start a "sqlite://$WORK/shared.db"

@@ -5,6 +5,11 @@
 //!           prints the service's RSS before and with them open (VmRSS of PID). Each stream is a
 //!           connection of its own (HTTP/1.1), or with `--http2 C` the streams share C HTTP/2
 //!           connections (prior knowledge), taken in turn.
+//!   fanout  --addr A --streams N --events E [--gap-ms G] [--http2 C]
+//!           N streams follow one new session (HTTP/1.1 connections, or C HTTP/2 connections);
+//!           E events are posted one at a time; for each, the delay from its 201 to the moment
+//!           the last of the N streams has it (0 if all had it before the 201). Prints p50,
+//!           p99 and max in milliseconds.
 //!   latency --write A --read B --events N [--gap-ms G]
 //!           one subscriber on B; N events posted one at a time to A; for each, the delay from
 //!           the 201 reaching the writer to the event reaching the subscriber (negative: the
@@ -172,29 +177,14 @@ async fn idle(map: &HashMap<String, String>) -> Res<()> {
     let sessions: usize = get(map, "sessions", Some(100))?;
     let pid: Option<u32> = map.get("pid").and_then(|p| p.parse().ok());
     let http2: usize = get(map, "http2", Some(0))?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = reqwest::Client::new();
     let tag = std::process::id();
-    for s in 0..sessions {
-        create_session(&client, &addr, &format!("idle-{tag}-{s}")).await?;
+    let names: Vec<String> = (0..sessions).map(|s| format!("idle-{tag}-{s}")).collect();
+    for name in &names {
+        create_session(&client, &addr, name).await?;
     }
     let before = pid.and_then(rss_kib);
-    let mut connections = Vec::with_capacity(http2);
-    for _ in 0..http2 {
-        connections.push(connect_h2(&addr).await?);
-    }
-    let mut open = Vec::with_capacity(streams);
-    for n in 0..streams {
-        let session = format!("idle-{tag}-{}", n % sessions);
-        let mut frames = match connections.len() {
-            0 => open_stream(&client, &addr, &session).await?,
-            c => open_stream_h2(&mut connections[n % c], &addr, &session).await?,
-        };
-        wait_for(&mut frames, "caught-up", Duration::from_secs(30)).await?;
-        open.push(frames);
-    }
+    let open = open_many(&addr, &names, streams, http2).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let with = pid.and_then(rss_kib);
     let kib = |v: Option<u64>| v.map_or("?".to_owned(), |v| v.to_string());
@@ -266,13 +256,107 @@ async fn latency(map: &HashMap<String, String>) -> Res<()> {
     Ok(())
 }
 
+/// Opens `streams` streams on `sessions` in turn, each a connection of its own (HTTP/1.1) or
+/// over `http2` HTTP/2 connections in turn; returns once every one is caught up.
+async fn open_many(
+    addr: &str,
+    sessions: &[String],
+    streams: usize,
+    http2: usize,
+) -> Res<Vec<Frames>> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut connections = Vec::with_capacity(http2);
+    for _ in 0..http2 {
+        connections.push(connect_h2(addr).await?);
+    }
+    let mut open = Vec::with_capacity(streams);
+    for n in 0..streams {
+        let session = &sessions[n % sessions.len()];
+        let mut frames = match connections.len() {
+            0 => open_stream(&client, addr, session).await?,
+            c => open_stream_h2(&mut connections[n % c], addr, session).await?,
+        };
+        wait_for(&mut frames, "caught-up", Duration::from_secs(30)).await?;
+        open.push(frames);
+    }
+    Ok(open)
+}
+
+async fn fanout(map: &HashMap<String, String>) -> Res<()> {
+    let addr: String = get(map, "addr", None)?;
+    let streams: usize = get(map, "streams", Some(1000))?;
+    let events: u64 = get(map, "events", Some(100))?;
+    let gap = Duration::from_millis(get(map, "gap-ms", Some(50))?);
+    let http2: usize = get(map, "http2", Some(0))?;
+    let client = reqwest::Client::new();
+    let session = format!("fanout-{}", std::process::id());
+    create_session(&client, &addr, &session).await?;
+    // Every stream's event frames, with when they arrived, on one channel.
+    let (tx, mut arrivals) = mpsc::unbounded_channel::<(u64, Instant)>();
+    for mut frames in open_many(&addr, std::slice::from_ref(&session), streams, http2).await? {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some((id, name)) = frames.recv().await {
+                if name == "event"
+                    && let Some(seq) = id
+                    && tx.send((seq, Instant::now())).is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut delays = Vec::with_capacity(events as usize);
+    for seq in 1..=events {
+        let r = client
+            .post(format!("http://{addr}/sessions/{session}/events"))
+            .json(&json!({"eventId": format!("e-{seq}"), "type": "user_speech", "payload": {"text": "hello"}}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let acknowledged = Instant::now();
+        if r.status().as_u16() != 201 {
+            return Err(format!("event {seq}: {}", r.status()));
+        }
+        let (mut got, mut last) = (0, acknowledged);
+        while got < streams {
+            let (id, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+                .await
+                .map_err(|_| format!("event {seq}: {got} of {streams} streams within 30 s"))?
+                .ok_or("the streams ended")?;
+            if id != seq {
+                return Err(format!("expected event {seq}, a stream sent {id}"));
+            }
+            got += 1;
+            last = last.max(at);
+        }
+        delays.push(last.duration_since(acknowledged).as_secs_f64() * 1000.0);
+        tokio::time::sleep(gap).await;
+    }
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "{{\"streams\": {streams}, \"http2_connections\": {http2}, \"events\": {events}, \"p50_ms\": {:.2}, \"p99_ms\": {:.2}, \"max_ms\": {:.2}}}",
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99),
+        percentile(&delays, 1.0)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let (command, map) = args();
     let result = match command.as_str() {
         "idle" => idle(&map).await,
         "latency" => latency(&map).await,
-        _ => Err("usage: bench_stream idle|latency --options (see the file's header)".into()),
+        "fanout" => fanout(&map).await,
+        _ => {
+            Err("usage: bench_stream idle|fanout|latency --options (see the file's header)".into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
