@@ -12,6 +12,7 @@ mod cleanup;
 mod cli;
 mod crash;
 mod full_disk;
+mod http2;
 mod redact;
 mod search_index;
 mod shutdown;
