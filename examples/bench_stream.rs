@@ -202,6 +202,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[at.min(sorted.len() - 1)]
 }
 
+/// Posts event `e-{seq}` to `session`: when its 201 arrived.
+async fn post_event(client: &reqwest::Client, addr: &str, session: &str, seq: u64) -> Res<Instant> {
+    let r = client
+        .post(format!("http://{addr}/sessions/{session}/events"))
+        .json(&json!({"eventId": format!("e-{seq}"), "type": "user_speech", "payload": {"text": "hello"}}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let acknowledged = Instant::now();
+    if r.status().as_u16() != 201 {
+        return Err(format!("event {seq}: {}", r.status()));
+    }
+    Ok(acknowledged)
+}
+
 async fn latency(map: &HashMap<String, String>) -> Res<()> {
     let write: String = get(map, "write", None)?;
     let read: String = get(map, "read", None)?;
@@ -214,16 +229,7 @@ async fn latency(map: &HashMap<String, String>) -> Res<()> {
     wait_for(&mut frames, "caught-up", Duration::from_secs(30)).await?;
     let mut delays = Vec::with_capacity(events as usize);
     for seq in 1..=events {
-        let r = client
-            .post(format!("http://{write}/sessions/{session}/events"))
-            .json(&json!({"eventId": format!("e-{seq}"), "type": "user_speech", "payload": {"text": "hello"}}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let acknowledged = Instant::now();
-        if r.status().as_u16() != 201 {
-            return Err(format!("event {seq}: {}", r.status()));
-        }
+        let acknowledged = post_event(&client, &write, &session, seq).await?;
         // The frame may already be waiting: it was received before the 201 was.
         let (id, received) = loop {
             let (id, name) = tokio::time::timeout(Duration::from_secs(30), frames.recv())
@@ -312,16 +318,7 @@ async fn fanout(map: &HashMap<String, String>) -> Res<()> {
     drop(tx);
     let mut delays = Vec::with_capacity(events as usize);
     for seq in 1..=events {
-        let r = client
-            .post(format!("http://{addr}/sessions/{session}/events"))
-            .json(&json!({"eventId": format!("e-{seq}"), "type": "user_speech", "payload": {"text": "hello"}}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let acknowledged = Instant::now();
-        if r.status().as_u16() != 201 {
-            return Err(format!("event {seq}: {}", r.status()));
-        }
+        let acknowledged = post_event(&client, &addr, &session, seq).await?;
         let (mut got, mut last) = (0, acknowledged);
         while got < streams {
             let (id, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())

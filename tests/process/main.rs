@@ -42,6 +42,22 @@ fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// Waits for `service` to exit after SIGTERM (`EXIT_LIMIT`, a hang detector far below a long
+/// drain limit), and checks that it exited 0 without its drain waiting for that limit.
+async fn assert_exits_without_waiting_for_the_drain(
+    service: &mut support::process::ServiceProcess,
+) {
+    let status = service.wait_exit(EXIT_LIMIT).await;
+    assert_eq!(status.code(), Some(0), "{}", service.output());
+    assert!(
+        !service.json_logs().iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not finish in time"))),
+        "the drain waited for its limit; its output:\n{}",
+        service.output()
+    );
+}
+
 /// POSTs `body` as JSON: the status and the body (`Null` if it is not JSON), or the error of a
 /// request that got no complete response (it may or may not have been applied).
 async fn post_json(
