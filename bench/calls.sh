@@ -27,27 +27,12 @@ fi
 LOAD=$TARGET/examples/bench_load
 . bench/wrk.sh
 ensure_wrk
-WORK=$(mktemp -d)
+. bench/service.sh
 RUNS=$WORK/runs.jsonl
 WRK_RUNS=$WORK/wrk.jsonl
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# start DB: the service on a fresh loopback port with its store at DB; sets ADDR and pid.
-start() {
-    local port
-    port=$("$LOAD" free-port)
-    ADDR=127.0.0.1:$port
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$1" \
-        SQLITE_SYNCHRONOUS="$SYNC" "$SERVICE" >"$WORK/server.log" 2>&1 &
-    pid=$!
-    "$LOAD" wait --addr "$ADDR" --timeout 60
-}
-stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
+# start DB: the service on a fresh store at DB; sets ADDR and pid.
+start() { serve DATABASE_URL="sqlite://$1" SQLITE_SYNCHRONOUS="$SYNC"; }
 
 # create N: sessions call-0 … call-(N-1), over one keep-alive connection.
 create() {

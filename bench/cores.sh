@@ -21,27 +21,15 @@ SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 . bench/wrk.sh
 ensure_wrk
-WORK=$(mktemp -d)
+. bench/service.sh
 RUNS=$WORK/runs.jsonl
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# start CPUS DB [ENV...]: the service pinned to CPUS; sets ADDR and pid.
+# start CPUS DB [NAME=VALUE...]: the service pinned to CPUS, its store at DB; sets ADDR and pid.
 start() {
-    local cpus=$1 db=$2 port
+    local cpus=$1 db=$2
     shift 2
-    port=$("$LOAD" free-port)
-    ADDR=127.0.0.1:$port
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$db" "$@" \
-        taskset -c "$cpus" "$SERVICE" >"$WORK/server.log" 2>&1 &
-    pid=$!
-    "$LOAD" wait --addr "$ADDR" --timeout 60
+    serve DATABASE_URL="sqlite://$db" "$@" -- taskset -c "$cpus" "$SERVICE"
 }
-stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
 
 start 0 "$WORK/deep.db"
 "$LOAD" seed-prepare --addr "$ADDR" --session bench-deep

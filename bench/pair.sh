@@ -20,30 +20,18 @@ cargo build --release --locked --bin session-service --example bench_load --exam
 TARGET=${CARGO_TARGET_DIR:-target}/release
 LOAD=$TARGET/examples/bench_load
 SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
-WORK=$(mktemp -d)
+. bench/service.sh
 RUNS=$WORK/runs.jsonl
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# one ID TARGET COMMAND [ENV=VALUE...]: one measured ingest run against a fresh server.
+# one ID TARGET COMMAND [NAME=VALUE...]: one measured ingest run against a fresh server.
 one() {
     local id=$1 target=$2 cmd=$3
     shift 3
-    local port
-    port=$("$LOAD" free-port)
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn "$@" "$cmd" >"$WORK/$id.log" 2>&1 &
-    pid=$!
-    "$LOAD" wait --addr "127.0.0.1:$port" --timeout 60
-    "$LOAD" ingest --addr "127.0.0.1:$port" --id "$id" --scenario "$id" --pid "$pid" \
+    serve "$@" -- "$cmd"
+    "$LOAD" ingest --addr "$ADDR" --id "$id" --scenario "$id" --pid "$pid" \
         --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
         --out "$RUNS" --kind POST --sessions 1 --target "$target" >/dev/null
-    kill -TERM "$pid"
-    wait "$pid" || true
-    pid=""
+    stop
 }
 
 for i in $(seq "$PAIRS"); do

@@ -23,26 +23,11 @@ LOAD=$TARGET/examples/bench_load
 SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
 . bench/wrk.sh
 ensure_wrk
-WORK=$(mktemp -d)
+. bench/service.sh
 RUNS=$WORK/runs.jsonl
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# start DB REDACT: the service on a fresh loopback port with its store at DB; sets ADDR and pid.
-start() {
-    local port
-    port=$("$LOAD" free-port)
-    ADDR=127.0.0.1:$port
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$1" REDACT="$2" \
-        SQLITE_SYNCHRONOUS="$SYNC" "$SERVICE" >"$WORK/server.log" 2>&1 &
-    pid=$!
-    "$LOAD" wait --addr "$ADDR" --timeout 60
-}
-stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
+# start DB REDACT: the service on a fresh store at DB, redacting REDACT; sets ADDR and pid.
+start() { serve DATABASE_URL="sqlite://$1" REDACT="$2" SQLITE_SYNCHRONOUS="$SYNC"; }
 
 # A new eventId per request; every other one says a card number, an address and a phone number.
 cat >"$WORK/post.lua" <<'LUA'

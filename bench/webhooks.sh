@@ -30,29 +30,11 @@ HOOKS=$TARGET/examples/bench_webhooks
 SERVICE=$(realpath "${SERVICE_BIN:-$TARGET/session-service}")
 . bench/wrk.sh
 ensure_wrk
-WORK=$(mktemp -d)
+. bench/service.sh
 RUNS=$WORK/runs.jsonl
-pid=""
-receiver=""
-cleanup() {
-    for p in $pid $receiver; do
-        if kill -0 "$p" 2>/dev/null; then kill -TERM "$p"; wait "$p" 2>/dev/null || true; fi
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-# start DB: the service on a fresh loopback port with its store at DB; sets ADDR and pid.
-start() {
-    local port
-    port=$("$LOAD" free-port)
-    ADDR=127.0.0.1:$port
-    env HOST=127.0.0.1 PORT="$port" RUST_LOG=warn DATABASE_URL="sqlite://$1" \
-        WEBHOOK_ALLOW_PRIVATE_NETWORKS=true "$SERVICE" >"$WORK/server.log" 2>&1 &
-    pid=$!
-    "$LOAD" wait --addr "$ADDR" --timeout 60
-}
-stop() { kill -TERM "$pid"; wait "$pid" || true; pid=""; }
+# start DB: the service on a fresh store at DB, receivers on loopback allowed; sets ADDR and pid.
+start() { serve DATABASE_URL="sqlite://$1" WEBHOOK_ALLOW_PRIVATE_NETWORKS=true; }
 
 start "$WORK/throughput.db"
 echo "[webhooks] throughput: $EVENTS events in batches of 100, one endpoint on event.appended"
@@ -70,7 +52,7 @@ stop
 
 RPORT=$("$LOAD" free-port)
 "$HOOKS" receive --port "$RPORT" 2>/dev/null &
-receiver=$!
+OTHERS+=($!)
 cat >"$WORK/post.lua" <<'LUA'
 local threads = 0
 function setup(thread) threads = threads + 1; thread:set("tid", threads) end
