@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::{ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, is_live_stream, later};
+use super::{ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, Stamp, is_live_stream, later};
 
 /// Held by a live stream's body while hyper sends it: the connection is busy (no idle timer
 /// runs) until the body is dropped, and then it is idle.
@@ -58,9 +58,8 @@ impl Phase {
 /// two atomic stores and a clock read; the loop is not woken for them (see `serve_connection`).
 struct Conn {
     phase: AtomicU8,
-    /// When the phase began, in microseconds since `opened`.
-    since: AtomicU64,
-    opened: Instant,
+    /// When the phase began.
+    since: Stamp,
     /// Wakes the loop when a live stream ends (its end may be what a shutdown waits for).
     activity: tokio::sync::Notify,
 }
@@ -70,8 +69,7 @@ impl Conn {
     fn new(opened: Instant) -> Self {
         Self {
             phase: AtomicU8::new(Phase::AwaitingHead as u8),
-            since: AtomicU64::new(0),
-            opened,
+            since: Stamp::new(opened),
             activity: tokio::sync::Notify::new(),
         }
     }
@@ -92,15 +90,14 @@ impl Conn {
             .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
         if moved {
-            let micros = self.opened.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-            self.since.store(micros, Ordering::SeqCst);
+            self.since.touch();
         }
         moved
     }
 
     /// When the current phase began.
     fn since(&self) -> Instant {
-        self.opened + Duration::from_micros(self.since.load(Ordering::SeqCst))
+        self.since.at()
     }
 }
 

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::{ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, is_live_stream, later};
+use super::{ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, Stamp, is_live_stream, later};
 
 /// The largest request head accepted (HPACK-decoded), as hyper's default.
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
@@ -43,34 +43,31 @@ const SEND_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The requests open on one connection, and when one last moved.
 struct Open {
-    opened: Instant,
     requests: AtomicUsize,
     live: AtomicUsize,
     /// Whether a request has come (before the first, the header timeout applies).
     served: AtomicBool,
     /// When a request last began, was answered, had a frame of its body taken or ended (live
-    /// streams' frames aside), in microseconds since `opened`; it only grows.
-    moved: AtomicU64,
+    /// streams' frames aside).
+    moved: Stamp,
 }
 
 impl Open {
     fn new(opened: Instant) -> Self {
         Self {
-            opened,
             requests: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             served: AtomicBool::new(false),
-            moved: AtomicU64::new(0),
+            moved: Stamp::new(opened),
         }
     }
 
     fn touch(&self) {
-        let micros = self.opened.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-        self.moved.fetch_max(micros, Ordering::SeqCst);
+        self.moved.touch();
     }
 
     fn moved(&self) -> Instant {
-        self.opened + std::time::Duration::from_micros(self.moved.load(Ordering::SeqCst))
+        self.moved.at()
     }
 }
 

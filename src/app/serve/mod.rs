@@ -19,6 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,34 @@ impl AsyncWrite for Prefixed {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A moment in one connection's life, shared by its socket, its requests and the loop that times
+/// it (they run on different tasks' polls): microseconds since the connection opened, in an
+/// atomic. It only moves later.
+struct Stamp {
+    opened: Instant,
+    micros: AtomicU64,
+}
+
+impl Stamp {
+    /// The moment the connection opened at `opened`.
+    fn new(opened: Instant) -> Self {
+        Self {
+            opened,
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Moves the moment to now (a clock read and an atomic `fetch_max`).
+    fn touch(&self) {
+        let micros = self.opened.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        self.micros.fetch_max(micros, Ordering::SeqCst);
+    }
+
+    fn at(&self) -> Instant {
+        self.opened + Duration::from_micros(self.micros.load(Ordering::SeqCst))
     }
 }
 
