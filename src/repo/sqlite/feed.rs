@@ -30,13 +30,26 @@ fn parse(text: &str) -> Result<i64, FeedError> {
         .ok_or(FeedError::InvalidPosition)
 }
 
+/// The last position handed out (0 before the first change), as an SQL expression over the
+/// store's schema `$schema` (`main`, or `store` where the search index's file attaches it).
+/// `changes` is AUTOINCREMENT, so SQLite keeps its last position in `sqlite_sequence`, whatever
+/// was pruned since.
+macro_rules! changes_head {
+    ($schema:literal) => {
+        concat!(
+            "coalesce((SELECT seq FROM ",
+            $schema,
+            ".sqlite_sequence WHERE name = 'changes'), 0)"
+        )
+    };
+}
+pub(crate) use changes_head;
+
 /// The last position handed out (0 before the first change).
 fn last_position(conn: &Connection) -> Result<i64, RepoError> {
-    Ok(conn
-        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'changes'")
-        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
-        .map_err(map_err)?
-        .unwrap_or(0))
+    conn.prepare_cached(concat!("SELECT ", changes_head!("main")))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(map_err)
 }
 
 fn first_position(conn: &Connection) -> Result<Option<i64>, RepoError> {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use rusqlite::{Connection, params};
 
+use super::feed::changes_head;
 use super::{SqliteStore, map_err, rows, snapshot};
 use crate::domain::{Session, SessionId};
 use crate::repo::RepoError;
@@ -109,12 +110,11 @@ impl SqliteStore {
         let (pos, head, backfilled): (i64, i64, bool) = self
             .read(|conn| {
                 snapshot(conn, |tx| {
-                    tx.prepare_cached(
-                        "SELECT p.pos, coalesce(
-                                (SELECT seq FROM main.sqlite_sequence WHERE name = 'changes'), 0),
-                             p.backfill_done
-                         FROM search.search_progress p",
-                    )
+                    tx.prepare_cached(concat!(
+                        "SELECT p.pos, ",
+                        changes_head!("main"),
+                        ", p.backfill_done FROM search.search_progress p"
+                    ))
                     .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
                     .map_err(map_err)
                 })

@@ -2,8 +2,9 @@
 //! events those changes stored, removes the rows of erased sessions, and moves the position on,
 //! all in one transaction of the index file.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
+use super::super::feed::changes_head;
 use super::super::map_err;
 use crate::domain::EventType;
 use crate::domain::search::{index_line, searchable_text_in};
@@ -187,9 +188,8 @@ fn write(
 
 /// The position of the last change ever written (0 before the first).
 fn head(conn: &Connection) -> Result<i64, RepoError> {
-    conn.prepare_cached("SELECT seq FROM store.sqlite_sequence WHERE name = 'changes'")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-        .map(Option::unwrap_or_default)
+    conn.prepare_cached(concat!("SELECT ", changes_head!("store")))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(map_err)
 }
 
