@@ -24,7 +24,6 @@ LOAD=${CARGO_TARGET_DIR:-target}/release/examples/bench_load
 ensure_wrk
 . bench/service.sh
 RUNS=$WORK/runs.jsonl
-WRK_RUNS=$WORK/wrk.jsonl
 
 # start BINARY DB: BINARY on a fresh store at DB; sets ADDR and pid.
 start() { serve DATABASE_URL="sqlite://$2" SQLITE_SYNCHRONOUS="$SYNC" -- "$1"; }
@@ -61,41 +60,17 @@ for i in $(seq "$PAIRS"); do
             --conns "$CONNS" --duration "$SECS" --warmup 1 --threads 2 --backend sqlite \
             --out "$RUNS" --kind GET --session bench-deep --at first >/dev/null
         if [ "${WRK:-1}" != 0 ]; then
-            wrk_run "$WRK_RUNS" "wrk-read-$side-$i" "http://$ADDR/sessions/bench-deep/events?limit=20"
+            wrk_run "$RUNS" "wrk-read-$side-$i" "http://$ADDR/sessions/bench-deep/events?limit=20"
         fi
         stop
         if [ "${WRK:-1}" != 0 ]; then
             start "$bin" "$WORK/wrk-$side-$i.db"
             curl -fsS -o /dev/null -H 'Content-Type: application/json' \
                 -d '{"sessionId":"wrk","language":"en"}' "http://$ADDR/sessions"
-            wrk_run "$WRK_RUNS" "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
+            wrk_run "$RUNS" "wrk-ingest-$side-$i" -s "$WORK/post.lua" "http://$ADDR"
             stop
         fi
     done
 done
 
-touch "$WRK_RUNS"
-python3 - "$RUNS" "$WRK_RUNS" "$PAIRS" <<'PY'
-import json, statistics, sys
-runs = {}
-for path in sys.argv[1:3]:
-    for line in open(path):
-        r = json.loads(line)
-        runs[r["id"]] = r
-pairs = int(sys.argv[3])
-print(f"new / old, {pairs} pairs back to back (req/s ratio, p99 old -> new, errors)")
-for scenario in ["ingest", "read", "wrk-ingest", "wrk-read"]:
-    if f"{scenario}-old-1" not in runs:
-        continue
-    ratios, lines = [], []
-    for i in range(1, pairs + 1):
-        o, n = runs[f"{scenario}-old-{i}"], runs[f"{scenario}-new-{i}"]
-        ratios.append(n["rps"] / o["rps"])
-        lines.append(f"  {i}: {o['rps']:8.0f} -> {n['rps']:8.0f} req/s ({ratios[-1]:.2f}), "
-                     f"p99 {o['p99_ms']:.2f} -> {n['p99_ms']:.2f} ms, errors {o.get('errors', 0)}/{n.get('errors', 0)}")
-    p99o = statistics.median(runs[f"{scenario}-old-{i}"]["p99_ms"] for i in range(1, pairs + 1))
-    p99n = statistics.median(runs[f"{scenario}-new-{i}"]["p99_ms"] for i in range(1, pairs + 1))
-    print(f"{scenario}: median ratio {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-          f"median p99 {p99o:.2f} -> {p99n:.2f} ms")
-    print("\n".join(lines))
-PY
+python3 bench/pairs.py "$RUNS" old new "new / old"

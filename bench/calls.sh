@@ -29,7 +29,6 @@ LOAD=$TARGET/examples/bench_load
 ensure_wrk
 . bench/service.sh
 RUNS=$WORK/runs.jsonl
-WRK_RUNS=$WORK/wrk.jsonl
 
 # start DB: the service on a fresh store at DB; sets ADDR and pid.
 start() { serve DATABASE_URL="sqlite://$1" SQLITE_SYNCHRONOUS="$SYNC"; }
@@ -78,35 +77,10 @@ for i in $(seq "$ROUNDS"); do
             start "$WORK/wrk-$side-$i.db"
             create "$sessions"
             sed "s/CALLS_PLACEHOLDER/$sessions/" "$WORK/post.lua" >"$WORK/post-$side.lua"
-            wrk_run "$WRK_RUNS" "wrk-ingest-$side-$i" -s "$WORK/post-$side.lua" "http://$ADDR"
+            wrk_run "$RUNS" "wrk-ingest-$side-$i" -s "$WORK/post-$side.lua" "http://$ADDR"
             stop
         fi
     done
 done
 
-touch "$WRK_RUNS"
-python3 - "$RUNS" "$WRK_RUNS" "$ROUNDS" "$CALLS" <<'PY'
-import json, statistics, sys
-runs = {}
-for path in sys.argv[1:3]:
-    for line in open(path):
-        r = json.loads(line)
-        runs[r["id"]] = r
-rounds, calls = int(sys.argv[3]), sys.argv[4]
-print(f"ingest into {calls} calls round-robin / into one call, {rounds} rounds "
-      "(req/s ratio, p99 one -> many, errors)")
-for scenario in ["ingest", "wrk-ingest"]:
-    if f"{scenario}-one-1" not in runs:
-        continue
-    ratios, lines = [], []
-    for i in range(1, rounds + 1):
-        o, m = runs[f"{scenario}-one-{i}"], runs[f"{scenario}-many-{i}"]
-        ratios.append(m["rps"] / o["rps"])
-        lines.append(f"  {i}: {o['rps']:8.0f} -> {m['rps']:8.0f} req/s ({ratios[-1]:.2f}), "
-                     f"p99 {o['p99_ms']:.2f} -> {m['p99_ms']:.2f} ms, "
-                     f"errors {o.get('errors', 0)}/{m.get('errors', 0)}")
-    name = "bench_load" if scenario == "ingest" else "wrk"
-    print(f"{name}: median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, "
-          f"max {max(ratios):.2f})")
-    print("\n".join(lines))
-PY
+python3 bench/pairs.py "$RUNS" one many "ingest into $CALLS calls round-robin / into one call"

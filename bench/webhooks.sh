@@ -98,23 +98,4 @@ for i in $(seq "$PAIRS"); do
     done
 done
 
-python3 - "$RUNS" "$PAIRS" <<'PY'
-import json, statistics, sys
-runs = {r["id"]: r for r in map(json.loads, open(sys.argv[1]))}
-pairs = int(sys.argv[2])
-print(f"ingest with an endpoint on every type / without, {pairs} pairs back to back (req/s ratio, p99 off -> on, errors)")
-for scenario in ["ingest", "ingest100", "wrk-ingest"]:
-    if f"{scenario}-off-1" not in runs:
-        continue
-    ratios, lines = [], []
-    for i in range(1, pairs + 1):
-        o, n = runs[f"{scenario}-off-{i}"], runs[f"{scenario}-on-{i}"]
-        ratios.append(n["rps"] / o["rps"])
-        lines.append(f"  {i}: {o['rps']:8.0f} -> {n['rps']:8.0f} req/s ({ratios[-1]:.2f}), "
-                     f"p99 {o['p99_ms']:.2f} -> {n['p99_ms']:.2f} ms, errors {o.get('errors', 0)}/{n.get('errors', 0)}")
-    p99o = statistics.median(runs[f"{scenario}-off-{i}"]["p99_ms"] for i in range(1, pairs + 1))
-    p99n = statistics.median(runs[f"{scenario}-on-{i}"]["p99_ms"] for i in range(1, pairs + 1))
-    print(f"{scenario}: median ratio {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}); "
-          f"median p99 {p99o:.2f} -> {p99n:.2f} ms")
-    print("\n".join(lines))
-PY
+python3 bench/pairs.py "$RUNS" off on "ingest with an endpoint on every type / without"
