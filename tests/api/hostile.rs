@@ -142,3 +142,67 @@ backend_test! { async fn many_idle_connections_do_not_stop_the_service_from_answ
     assert_eq!(app.event_count("call-1").await, 1);
     drop(idle);
 }}
+
+/// A client that asks for a large answer and takes none of it would hold its connection (and a
+/// place under `MAX_CONNECTIONS`) for ever: once the socket has refused the answer's bytes for
+/// the idle timeout, the connection is dropped, and the answer stops short. The same for a live
+/// stream whose client stops reading while it has events to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_takes_none_of_its_answer_is_dropped_after_the_idle_timeout() {
+    crate::support::run_with_store(crate::support::Backend::Sqlite, |store| async {
+        let s = <StoreCtx as crate::support::Fixture>::make(store).await;
+        let app = crate::support::app::spawn_app_with(
+            s,
+            &[
+                ("HEADER_READ_TIMEOUT_MS", "1000"),
+                ("KEEPALIVE_TIMEOUT_MS", "1000"),
+            ],
+        )
+        .await;
+        app.create_session("big").await;
+        let mut live = RawConnection::connect(&app.base).await;
+        live.send(
+            b"GET /sessions/big/events HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n",
+        )
+        .await;
+        live.read_until(Duration::from_secs(10), "live stream's head", |b| {
+            String::from_utf8_lossy(b).contains("caught-up")
+        })
+        .await;
+        let text = "x".repeat(900_000);
+        for i in 0..16 {
+            let body =
+                json!({"eventId": format!("e{i}"), "type": "system", "payload": {"text": text}});
+            assert_eq!(app.post_event("big", &body).await.status, 201);
+        }
+        // ~14 MB of answer, more than the socket buffers hold: the service's writes stall.
+        let mut stalled = RawConnection::connect(&app.base).await;
+        stalled
+            .send(b"GET /sessions/big?limit=100 HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // The service dropped it: what the kernel had buffered arrives, then the end.
+        assert!(
+            stalled.read_to_end_within(Duration::from_secs(20)).await,
+            "the connection is still open"
+        );
+        assert!(
+            stalled.received.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&stalled.received[..stalled.received.len().min(200)])
+        );
+        assert!(
+            !crate::support::raw_http::complete_response(&stalled.received),
+            "the whole answer was sent ({} bytes): the connection was not dropped",
+            stalled.received.len()
+        );
+        assert!(
+            live.read_to_end_within(Duration::from_secs(20)).await,
+            "the live stream's connection is still open"
+        );
+        // A client that reads gets the whole of the same answer.
+        let page = app.get("/sessions/big?limit=100").await;
+        assert_eq!(page.status, 200);
+    })
+    .await;
+}

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -60,6 +60,8 @@ struct Conn {
     phase: AtomicU8,
     /// When the phase began.
     since: Stamp,
+    /// Since when the socket has refused the answer's bytes, if it does.
+    stalled: Stalled,
     /// Wakes the loop when a live stream ends (its end may be what a shutdown waits for).
     activity: tokio::sync::Notify,
 }
@@ -70,6 +72,7 @@ impl Conn {
         Self {
             phase: AtomicU8::new(Phase::AwaitingHead as u8),
             since: Stamp::new(opened),
+            stalled: Stalled::new(opened),
             activity: tokio::sync::Notify::new(),
         }
     }
@@ -101,7 +104,51 @@ impl Conn {
     }
 }
 
-/// The socket, noting when a new request starts arriving on an idle connection.
+/// Since when a connection's socket has refused the answer's bytes (its client takes none of
+/// them), if it does: microseconds since the connection opened, plus one, in an atomic; 0 while
+/// the socket takes what it is given. A client that reads, however slowly, clears it.
+struct Stalled {
+    opened: Instant,
+    micros: AtomicU64,
+}
+
+impl Stalled {
+    fn new(opened: Instant) -> Self {
+        Self {
+            opened,
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    /// A write found the socket full: the stall begins now, unless it began before.
+    fn refused(&self) {
+        let micros = self
+            .opened
+            .elapsed()
+            .as_micros()
+            .min(u128::from(u64::MAX - 1)) as u64;
+        let _ = self
+            .micros
+            .compare_exchange(0, micros + 1, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// A write went through (one relaxed load when nothing was refused).
+    fn taken(&self) {
+        if self.micros.load(Ordering::Relaxed) != 0 {
+            self.micros.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn since(&self) -> Option<Instant> {
+        match self.micros.load(Ordering::SeqCst) {
+            0 => None,
+            micros => Some(self.opened + Duration::from_micros(micros - 1)),
+        }
+    }
+}
+
+/// The socket, noting when a new request starts arriving on an idle connection, and when the
+/// client stops taking the answer.
 struct Watched {
     stream: Prefixed,
     conn: Arc<Conn>,
@@ -128,7 +175,12 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        match polled {
+            Poll::Pending => self.conn.stalled.refused(),
+            Poll::Ready(_) => self.conn.stalled.taken(),
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -208,6 +260,16 @@ pub(super) async fn serve_connection(
             }
             () = timer.as_mut() => {
                 let now = Instant::now();
+                // A client that has taken none of its answer for as long as an idle connection
+                // may stay: dropped, whatever the phase (the timer looks at least every `tick`
+                // while an answer is on its way).
+                if conn
+                    .stalled
+                    .since()
+                    .is_some_and(|since| now >= later(since, limits.keepalive_timeout))
+                {
+                    return;
+                }
                 let next = match conn.phase() {
                     Phase::AwaitingHead => {
                         let due = later(conn.since(), limits.header_read_timeout);

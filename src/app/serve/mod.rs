@@ -7,7 +7,9 @@
 //!   one connection;
 //! - a connection must deliver its first request head (or HTTP/2's preface, then a first
 //!   request) within `header_read_timeout` of being accepted, or it is closed;
-//! - a connection idle for `keepalive_timeout` is closed;
+//! - a connection idle for `keepalive_timeout` is closed, and so is one whose client has taken
+//!   none of its answer for as long (HTTP/1.1: the socket refused every byte; HTTP/2: no answer
+//!   moved, live streams aside);
 //! - on shutdown: stop accepting, let in-flight requests finish, close idle connections; a
 //!   connection serving a live stream gets `STREAM_CLOSE_GRACE` to send the stream's end, then is
 //!   closed (a client that stopped reading would otherwise hold the drain).
