@@ -217,7 +217,14 @@ async fn http2_connections_are_closed_when_idle_or_silent_but_not_while_a_stream
 async fn an_http2_client_that_takes_no_answer_is_dropped_after_the_idle_timeout() {
     crate::support::run_with_store(crate::support::Backend::Sqlite, |store| async {
         let s = <StoreCtx as crate::support::Fixture>::make(store).await;
-        let app = spawn_app_with(s, &[("KEEPALIVE_TIMEOUT_MS", "1000")]).await;
+        let app = spawn_app_with(
+            s,
+            &[
+                ("HEADER_READ_TIMEOUT_MS", "1000"),
+                ("KEEPALIVE_TIMEOUT_MS", "1000"),
+            ],
+        )
+        .await;
         // A window of zero: the answers' heads come, their bodies never can.
         let tcp = tokio::net::TcpStream::connect(addr(&app)).await.unwrap();
         let (mut send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -232,10 +239,23 @@ async fn an_http2_client_that_takes_no_answer_is_dropped_after_the_idle_timeout(
             .unwrap();
         let response = send.send_request(request).await.expect("the answer's head");
         assert_eq!(response.status(), 200);
+        // Requests coming and going beside it (each reset once its head came) do not hide it.
+        let mut poke = send.clone();
+        let url = app.url("/health");
+        let poker = tokio::spawn(async move {
+            while poke.ready().await.is_ok() {
+                let request = Request::get(&url).body(Full::new(Bytes::new())).unwrap();
+                if poke.send_request(request).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
         assert!(
             closed_within(conn, Duration::from_secs(10)).await,
             "a connection whose answer could not move is still open"
         );
+        poker.abort();
         drop(response);
         // The service goes on serving.
         let (status, _) = {
@@ -243,6 +263,45 @@ async fn an_http2_client_that_takes_no_answer_is_dropped_after_the_idle_timeout(
             call(&mut send, Method::GET, &app.url("/health"), None).await
         };
         assert_eq!(status, 200);
+    })
+    .await;
+}
+
+/// A handler that takes longer than the idle timeout (a long poll of the change feed) is not an
+/// answer that stopped moving: its connection, which also carries a live stream, stays open and
+/// gets the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_poll_outlasting_the_idle_timeout_is_answered_over_http2() {
+    crate::support::run_with_store(crate::support::Backend::Sqlite, |store| async {
+        let s = <StoreCtx as crate::support::Fixture>::make(store).await;
+        let app = spawn_app_with(
+            s,
+            &[
+                ("HEADER_READ_TIMEOUT_MS", "500"),
+                ("KEEPALIVE_TIMEOUT_MS", "500"),
+            ],
+        )
+        .await;
+        app.create_session("call-1").await;
+        let (mut send, conn) = connect(&app).await;
+        let mut live = Live::open(&mut send, &app.url("/sessions/call-1/events")).await;
+        live.until("event: caught-up").await;
+        let (status, page) =
+            call(&mut send, Method::GET, &app.url("/changes?limit=100"), None).await;
+        assert_eq!(status, 200, "{page}");
+        let after = page["nextCursor"].as_str().expect("a cursor").to_owned();
+        // Nothing changes for 2 s: the long poll waits, then answers with no change.
+        let (status, polled) = call(
+            &mut send,
+            Method::GET,
+            &app.url(&format!("/changes?after={after}&wait=2")),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{polled}");
+        assert_eq!(polled["changes"], json!([]), "{polled}");
+        assert!(!conn.is_finished(), "the connection was closed");
+        drop(live);
     })
     .await;
 }

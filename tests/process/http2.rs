@@ -107,3 +107,78 @@ async fn sigterm_ends_http2_streams_and_drops_a_shut_window_without_waiting_for_
     assert_exits_without_waiting_for_the_drain(&mut service).await;
     store.cleanup().await;
 }
+
+/// HTTP/2's preface and an empty SETTINGS frame, as a client sends them first.
+const PREFACE_AND_SETTINGS: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// A `HEADERS` frame on stream 1 asking for `GET /health` (HPACK: `:method GET`, `:scheme http`
+/// and `:path`, `:authority` literals), the request's end.
+fn get_health() -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x44, 7];
+    block.extend_from_slice(b"/health");
+    block.extend_from_slice(&[0x41, 1, b'x']);
+    let mut frame = vec![0, 0, block.len() as u8, 0x01, 0x05, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    frame
+}
+
+/// Connections that have nothing open when SIGTERM comes, whose clients then read nothing (so
+/// they never acknowledge the `GOAWAY`'s ping), are dropped after a short grace: they neither
+/// wait for the idle timeout nor hold the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drops_http2_connections_with_nothing_open_whose_clients_read_nothing() {
+    use tokio::io::AsyncWriteExt;
+
+    let store = ServiceStore::new(Backend::Sqlite, "http2_idle_shutdown");
+    let mut service = ServiceCommand::new()
+        .store(&store)
+        .env("RUST_LOG", "session_service=info")
+        .env("SHUTDOWN_TIMEOUT_MS", "60000")
+        .env("KEEPALIVE_TIMEOUT_MS", "60000")
+        .env("HEADER_READ_TIMEOUT_MS", "60000")
+        .start()
+        .await;
+    service.wait_ready().await;
+    // One that never asked for anything, one whose request was answered.
+    let mut silent = tokio::net::TcpStream::connect(service.addr())
+        .await
+        .expect("connect");
+    silent
+        .write_all(PREFACE_AND_SETTINGS)
+        .await
+        .expect("the preface");
+    let mut served = tokio::net::TcpStream::connect(service.addr())
+        .await
+        .expect("connect");
+    served
+        .write_all(&[PREFACE_AND_SETTINGS, &get_health()].concat())
+        .await
+        .expect("a request");
+    // Its answer has gone out (a hang detector: the metric counts answered requests).
+    let client = client();
+    let answered = async {
+        loop {
+            let metrics = client
+                .get(service.url("/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            if metrics.contains("route=\"/health\"") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, answered)
+        .await
+        .expect("the raw request was answered");
+
+    service.sigterm();
+    assert_exits_without_waiting_for_the_drain(&mut service).await;
+    drop((silent, served));
+    store.cleanup().await;
+}

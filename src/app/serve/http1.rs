@@ -238,25 +238,42 @@ pub(super) async fn serve_connection(
     let stream_grace = tokio::time::sleep(STREAM_CLOSE_GRACE);
     tokio::pin!(timer, stream_grace);
     let mut closing_seen = false;
+    // Whether a live stream was being sent when shutdown began.
+    let mut streamed = false;
     loop {
-        let streaming = conn.phase() == Phase::Streaming;
+        let streaming = streamed || conn.phase() == Phase::Streaming;
         tokio::select! {
             // The connection first: it is what is ready on almost every wakeup.
             biased;
             _ = connection.as_mut() => return,
             // Shutdown (or the server gone): finish the request in flight, then close.
             _ = closing.changed(), if !closing_seen => {
+                // A request head not yet complete is no request in flight.
+                if conn.phase() == Phase::AwaitingHead {
+                    return;
+                }
                 closing_seen = true;
+                streamed = conn.phase() == Phase::Streaming;
                 stream_grace.as_mut().reset(later(Instant::now(), STREAM_CLOSE_GRACE).into());
                 connection.as_mut().graceful_shutdown();
             }
             // A live stream ended: look at the phase again.
             () = conn.activity.notified() => {}
-            // The stream's end could not be sent in time (its client is not reading): close.
-            () = stream_grace.as_mut(), if closing_seen && streaming => {
-                if conn.phase() == Phase::Streaming {
+            // Shutting down, looked at every `STREAM_CLOSE_GRACE`: a live stream that has had
+            // its grace, or an answer whose client has taken none of it for as long (its last
+            // bytes may wait in hyper's buffer, the phase then idle), is closed. A request begun
+            // since, which a graceful shutdown lets finish, is waited for.
+            () = stream_grace.as_mut(), if closing_seen => {
+                let now = Instant::now();
+                let stuck = conn
+                    .stalled
+                    .since()
+                    .is_some_and(|since| now >= later(since, STREAM_CLOSE_GRACE));
+                if stuck || (streaming && conn.phase() != Phase::InRequest) {
                     return;
                 }
+                streamed = false;
+                stream_grace.as_mut().reset(later(now, STREAM_CLOSE_GRACE).into());
             }
             () = timer.as_mut() => {
                 let now = Instant::now();

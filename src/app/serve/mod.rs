@@ -10,9 +10,11 @@
 //! - a connection idle for `keepalive_timeout` is closed, and so is one whose client has taken
 //!   none of its answer for as long (HTTP/1.1: the socket refused every byte; HTTP/2: no answer
 //!   moved, live streams aside);
-//! - on shutdown: stop accepting, let in-flight requests finish, close idle connections; a
-//!   connection serving a live stream gets `STREAM_CLOSE_GRACE` to send the stream's end, then is
-//!   closed (a client that stopped reading would otherwise hold the drain).
+//! - on shutdown: stop accepting, let in-flight requests finish, close idle connections and
+//!   those whose first request head is not complete; a connection serving a live stream gets
+//!   `STREAM_CLOSE_GRACE` to send the stream's end, then is closed, and so is one whose client
+//!   has taken none of its answer for as long (a client that stopped reading would otherwise
+//!   hold the drain).
 
 mod http1;
 mod http2;
@@ -105,11 +107,16 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
-    closing: watch::Receiver<bool>,
+    mut closing: watch::Receiver<bool>,
 ) {
     let accepted = Instant::now();
     let deadline = later(accepted, limits.header_read_timeout);
-    let Ok(Some(head)) = tokio::time::timeout_at(deadline.into(), sniff(&mut stream)).await else {
+    let sniffed = tokio::select! {
+        sniffed = tokio::time::timeout_at(deadline.into(), sniff(&mut stream)) => sniffed,
+        // Shutdown: a connection that has not said which protocol it speaks has asked nothing.
+        _ = closing.wait_for(|closing| *closing) => return,
+    };
+    let Ok(Some(head)) = sniffed else {
         // Closed, failed or silent before a protocol could be told: nothing is in flight.
         return;
     };

@@ -270,12 +270,13 @@ async fn sigterm_under_load_finishes_in_flight_requests_keeps_every_acknowledged
     );
 }
 
-/// A client that asks for a large page and never reads it would hold its connection forever;
-/// the shutdown timeout bounds how long it can delay the exit.
+/// A client that asks for a large page and never reads it would hold its connection (and the
+/// drain) for ever: on shutdown, once its socket has refused the answer for the grace, the
+/// connection is dropped, and the process exits without waiting for its drain limit.
 #[tokio::test]
-async fn a_client_that_never_reads_its_response_cannot_hold_shutdown_past_the_timeout() {
+async fn a_client_that_never_reads_its_response_does_not_hold_shutdown() {
     let store = ServiceStore::new(Backend::Sqlite, "shutdown");
-    let mut service = sqlite_service(&store, None, Duration::from_millis(500))
+    let mut service = sqlite_service(&store, None, Duration::from_secs(60))
         .start()
         .await;
     let client = client();
@@ -304,16 +305,7 @@ async fn a_client_that_never_reads_its_response_cannot_hold_shutdown_past_the_ti
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     service.sigterm();
-    let status = service.wait_exit(EXIT_LIMIT).await;
-    assert_eq!(status.code(), Some(0), "{}", service.output());
-    assert!(
-        has_message(
-            &service.json_logs(),
-            "in-flight requests did not finish in time; they end with the process"
-        ),
-        "{}",
-        service.output()
-    );
+    crate::assert_exits_without_waiting_for_the_drain(&mut service).await;
     drop(stalled);
 
     // Everything acknowledged is there after a restart.
@@ -326,4 +318,85 @@ async fn a_client_that_never_reads_its_response_cannot_hold_shutdown_past_the_ti
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["eventCount"], 16);
     again.stop(EXIT_LIMIT).await;
+}
+
+/// A request still in flight when the drain reaches its limit (its body half sent, within the
+/// request timeout) ends with the process, which exits 0 and says so; nothing of it was stored.
+#[tokio::test]
+async fn a_request_still_in_flight_at_the_drain_limit_ends_with_the_process() {
+    let store = ServiceStore::new(Backend::Sqlite, "shutdown");
+    let mut service = sqlite_service(&store, None, Duration::from_millis(500))
+        .start()
+        .await;
+    let client = client();
+    let created = client
+        .post(service.url("/sessions"))
+        .json(&serde_json::json!({"sessionId": "half", "language": "en"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let body = r#"{"eventId": "e1", "type": "system", "payload": {}}"#;
+    let mut half = RawConnection::connect(service.addr()).await;
+    half.send(
+        crate::support::raw_http::post_head("/sessions/half/events", body.len(), "").as_bytes(),
+    )
+    .await;
+    half.send(&body.as_bytes()[..10]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    service.sigterm();
+    let status = service.wait_exit(EXIT_LIMIT).await;
+    assert_eq!(status.code(), Some(0), "{}", service.output());
+    assert!(
+        has_message(
+            &service.json_logs(),
+            "in-flight requests did not finish in time; they end with the process"
+        ),
+        "{}",
+        service.output()
+    );
+    drop(half);
+
+    let mut again = sqlite_service(&store, None, SHUTDOWN_TIMEOUT).start().await;
+    let r = client
+        .get(again.url("/sessions/half"))
+        .send()
+        .await
+        .expect("read");
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["eventCount"], 0);
+    again.stop(EXIT_LIMIT).await;
+}
+
+/// Connections that have asked for nothing yet do not hold shutdown until their header timeout:
+/// a silent one, one with half of HTTP/2's preface, one with half a request head.
+#[tokio::test]
+async fn connections_without_a_whole_request_head_are_closed_on_shutdown() {
+    let store = ServiceStore::new(Backend::Sqlite, "shutdown");
+    let mut service = sqlite_service(&store, None, Duration::from_secs(60))
+        .env("HEADER_READ_TIMEOUT_MS", "60000")
+        .start()
+        .await;
+    let silent = RawConnection::connect(service.addr()).await;
+    let mut preface = RawConnection::connect(service.addr()).await;
+    preface.send(b"PRI * HTTP/2.0\r\n").await;
+    let mut head = RawConnection::connect(service.addr()).await;
+    head.send(b"GET /health HTTP/1.1\r\nhost: x\r\n").await;
+    // A kept-alive connection whose next head has begun.
+    let mut next = RawConnection::connect(service.addr()).await;
+    next.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    next.read_until(
+        EXIT_LIMIT,
+        "first answer",
+        crate::support::raw_http::complete_response,
+    )
+    .await;
+    next.send(b"GET /heal").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    service.sigterm();
+    crate::assert_exits_without_waiting_for_the_drain(&mut service).await;
+    drop((silent, preface, head, next));
+    store.cleanup().await;
 }
