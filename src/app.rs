@@ -464,14 +464,21 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,
+                header::IF_MATCH,
+                HeaderName::from_static("expected-seq"),
                 HeaderName::from_static("last-event-id"),
                 request_id.clone(),
             ])
-            .expose_headers([header::LOCATION, request_id]),
+            .expose_headers([
+                header::LOCATION,
+                header::ETAG,
+                header::RETRY_AFTER,
+                request_id,
+            ]),
     )
 }
 

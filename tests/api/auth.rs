@@ -71,6 +71,22 @@ async fn with_api_keys_set_session_routes_need_a_valid_bearer_key() {
         .status(),
         200
     );
+    // The scheme's name in any case (RFC 9110); another scheme is no key.
+    for (value, expected) in [
+        (format!("bearer {KEY}"), 200),
+        (format!("BEARER {KEY}"), 200),
+        (format!("Basic {KEY}"), 401),
+        (KEY.to_owned(), 401),
+    ] {
+        let r = app
+            .client
+            .get(app.url("/sessions/call-1"))
+            .header(AUTHORIZATION, &value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "{value}");
+    }
 }
 
 #[tokio::test]
@@ -136,6 +152,55 @@ async fn cors_headers_appear_only_for_configured_origins() {
         preflight.headers()["access-control-allow-origin"],
         "https://app.example.com"
     );
+    // Every method and header the API takes: a metadata PATCH with If-Match, an erasure, a
+    // conditional append.
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/sessions/call-1"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "PATCH")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization,if-match,expected-seq",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let listed = |name: &str| {
+        preflight.headers()[name]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+    };
+    for method in ["patch", "delete", "post", "get"] {
+        assert!(
+            listed("access-control-allow-methods").contains(method),
+            "{method}"
+        );
+    }
+    for header in ["if-match", "expected-seq", "authorization", "last-event-id"] {
+        assert!(
+            listed("access-control-allow-headers").contains(header),
+            "{header}"
+        );
+    }
+    // What a browser script may read of an answer: its version and when to retry.
+    let created = app
+        .client
+        .post(app.url("/sessions"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"sessionId": "call-1", "language": "en"}))
+        .send()
+        .await
+        .unwrap();
+    let exposed = created.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for header in ["etag", "retry-after", "location"] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
     let other = app
         .get_with_header("/health", "origin", "https://evil.example.net")
         .await;
