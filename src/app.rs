@@ -433,11 +433,14 @@ fn connection_limits(config: &Config) -> serve::ConnectionLimits {
 
 /// Live streams hold their connection for as long as they run: at most all but a tenth of the
 /// connections (and at least 16 left over) may be streams, so probes, reads and writes always
-/// find a connection.
-fn stream_cap(max_streams: usize, max_connections: usize) -> usize {
+/// find a connection. `MAX_STREAMS` unset is that many; set higher, it is capped, with a warning.
+fn stream_cap(max_streams: Option<usize>, max_connections: usize) -> usize {
     let room = max_connections
         .saturating_sub((max_connections / 10).max(16))
         .max(1);
+    let Some(max_streams) = max_streams else {
+        return room;
+    };
     if max_streams > room {
         tracing::warn!(
             max_streams,
@@ -511,9 +514,11 @@ mod tests {
 
     #[test]
     fn streams_always_leave_connections_for_other_requests() {
-        assert_eq!(stream_cap(10_000, 10_000), 9_000);
-        assert_eq!(stream_cap(100, 10_000), 100);
-        assert_eq!(stream_cap(10_000, 100), 84);
-        assert_eq!(stream_cap(5, 10), 1);
+        assert_eq!(stream_cap(Some(10_000), 10_000), 9_000);
+        assert_eq!(stream_cap(Some(100), 10_000), 100);
+        assert_eq!(stream_cap(Some(10_000), 100), 84);
+        assert_eq!(stream_cap(Some(5), 10), 1);
+        assert_eq!(stream_cap(None, 10_000), 9_000);
+        assert_eq!(stream_cap(None, 100), 84);
     }
 }

@@ -60,7 +60,8 @@ pub struct Config {
     /// Requests per second and burst per API key (per client IP without keys); `None`: off.
     pub rate_limit: Option<RateLimitConfig>,
     /// Live streams open at most; beyond it 503 `too_many_streams`.
-    pub max_streams: usize,
+    /// Unset: as many as the connections leave room for (`app::stream_cap`).
+    pub max_streams: Option<usize>,
     /// An idle live stream sends a comment this often.
     pub stream_keepalive: Duration,
     /// How often watched sessions are read for other processes' writes when no change feed
@@ -201,7 +202,17 @@ impl Config {
             keepalive_timeout: env.millis("KEEPALIVE_TIMEOUT_MS")?,
             max_connections: env.ranged("MAX_CONNECTIONS", 1..=1_000_000, whole_number)?,
             http2_max_streams: env.ranged("HTTP2_MAX_STREAMS", 1..=1_000_000, whole_number)?,
-            max_streams: env.ranged("MAX_STREAMS", 1..=1_000_000, whole_number)?,
+            max_streams: env.with("MAX_STREAMS", |raw| match raw {
+                "" => Ok(None),
+                n => n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        format!("{whole_number} (unset: nine tenths of the connections)")
+                    }),
+            })?,
             stream_keepalive: Duration::from_secs(env.ranged(
                 "STREAM_KEEPALIVE_SECONDS",
                 1..=3600,

@@ -138,8 +138,8 @@ pub const VARIABLES: &[Var] = &[
     },
     Var {
         name: "MAX_STREAMS",
-        default: "10000",
-        help: "live event streams open at most; beyond it 503 too_many_streams",
+        default: "",
+        help: "live event streams open at most (unset: nine tenths of MAX_CONNECTIONS); beyond it 503 too_many_streams",
     },
     Var {
         name: "STREAM_KEEPALIVE_SECONDS",
