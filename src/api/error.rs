@@ -337,12 +337,13 @@ pub struct Problem<'a> {
     status: u16,
     detail: String,
     /// Stable and machine-readable: `validation_failed`, `malformed_json`, `body_not_object`,
-    /// `invalid_path`, `session_not_found`, `event_not_found`, `route_not_found`,
-    /// `method_not_allowed`, `event_id_conflict`, `session_ended`, `session_already_ended`,
-    /// `seq_mismatch`, `precondition_failed`,
-    /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`,
-    /// `rate_limited`, `storage_unavailable`, `storage_full`, `request_timeout`,
-    /// `too_many_streams`, `internal_error`.
+    /// `body_unreadable`, `invalid_path`, `invalid_cursor`, `session_not_found`,
+    /// `event_not_found`, `webhook_not_found`, `route_not_found`, `method_not_allowed`,
+    /// `session_deleted`, `cursor_expired`, `event_id_conflict`, `session_ended`,
+    /// `session_already_ended`, `too_many_webhooks`, `webhook_contended`, `seq_mismatch`,
+    /// `precondition_failed`, `unauthorized`, `forbidden`, `payload_too_large`,
+    /// `unsupported_media_type`, `rate_limited`, `storage_unavailable`, `storage_full`,
+    /// `request_timeout`, `too_many_streams`, `internal_error`.
     #[schema(example = "validation_failed")]
     code: &'a str,
     /// Every violation, for `validation_failed`; for a batch's 409 (`event_id_conflict`,

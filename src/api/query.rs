@@ -52,6 +52,19 @@ pub fn both<A, B>(a: Result<A, AppError>, b: Result<B, AppError>) -> Result<(A, 
     }
 }
 
+/// For the reads that take no parameters: any parameter is unknown (a typo would otherwise go
+/// unnoticed).
+pub fn no_parameters(raw: Option<&str>) -> Result<(), AppError> {
+    let errors: Vec<FieldError> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(key, _)| FieldError::new(key.as_ref(), "is not a known query parameter"))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
 /// Reads `limit`, `page`, `order` and `after`, reporting every problem at once: unknown or
 /// repeated parameters, values out of range, and `page` together with `after`.
 pub fn page_request(raw: Option<&str>) -> Result<PageRequest, AppError> {

@@ -106,7 +106,7 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
         ),
         ("/search", "get", &["200", "400", "401", "405", "503"]),
         ("/stats", "get", &["200", "400", "401", "405", "503"]),
-        ("/webhooks", "get", &["200", "401", "403", "405", "503"]),
+        ("/webhooks", "get", &["200", "400", "401", "403", "405", "503"]),
         (
             "/webhooks",
             "post",
@@ -117,7 +117,7 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
         (
             "/webhooks/{id}",
             "get",
-            &["200", "401", "403", "404", "405", "503"],
+            &["200", "400", "401", "403", "404", "405", "503"],
         ),
         (
             "/webhooks/{id}",
@@ -151,7 +151,7 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
         (
             "/webhooks/{id}/secret",
             "get",
-            &["200", "401", "403", "404", "405", "503"],
+            &["200", "400", "401", "403", "404", "405", "503"],
         ),
         (
             "/webhooks/{id}/test",

@@ -374,6 +374,24 @@ backend_test! { async fn bad_bodies_and_parameters_are_400_problems_naming_each_
     let r = app.post_json(&format!("/webhooks/{id}/recover"), &json!({"since": "yesterday"})).await;
     r.assert_problem(400, "validation_failed");
     assert_eq!(r.error_fields(), ["since"]);
+    // Read as strictly as every other body: a key twice, an integer beyond 64 bits, no object.
+    for (body, code) in [
+        (r#"{"url": "http://127.0.0.1:9/x", "url": "http://127.0.0.1:9/y"}"#, "malformed_json"),
+        (r#"{"url": "http://127.0.0.1:9/x", "filter": {"metadata": {"a": 99999999999999999999999}}}"#, "malformed_json"),
+        ("[1]", "body_not_object"),
+    ] {
+        app.post_raw("/webhooks", Some("application/json"), body).await.assert_problem(400, code);
+        let path = format!("/webhooks/{id}");
+        let r = app.client().patch(app.url(&path)).header("content-type", "application/json").body(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+    }
+    assert_eq!(app.get("/webhooks").await.body["webhooks"].as_array().map(Vec::len), Some(1), "nothing was stored");
+    // The reads without parameters name an unknown one.
+    for path in ["/webhooks?x=1".to_owned(), format!("/webhooks/{id}?x=1"), format!("/webhooks/{id}/secret?x=1")] {
+        let r = app.get(&path).await;
+        r.assert_problem(400, "validation_failed");
+        assert_eq!(r.error_fields(), ["x"], "{path}");
+    }
 }}
 
 backend_test! { async fn webhooks_need_the_admin_scope(s: StoreCtx) {

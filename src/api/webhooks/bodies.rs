@@ -232,11 +232,17 @@ pub struct RecoverWebhook {
 
 /// The body as a JSON object whose members are all among `allowed`.
 pub(super) fn object(body: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, AppError> {
+    // Read as strictly as every other body first: duplicate keys and integers beyond 64 bits are
+    // `malformed_json`, anything but an object `body_not_object`.
+    crate::api::fields::Fields::read(body)?;
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         AppError::bad_request("malformed_json", format!("the body is not JSON: {e}"))
     })?;
     let Value::Object(map) = value else {
-        return Err(AppError::invalid("body", "must be a JSON object"));
+        return Err(AppError::bad_request(
+            "body_not_object",
+            "the body must be a JSON object",
+        ));
     };
     let unknown: Vec<FieldError> = map
         .keys()

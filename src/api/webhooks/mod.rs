@@ -19,6 +19,7 @@ use bodies::{
 
 use super::error::{AppError, FieldError, Problem};
 use super::extract::JsonBytes;
+use super::query::no_parameters;
 use super::{AppState, openapi};
 
 use crate::domain::Timestamp;
@@ -95,10 +96,15 @@ pub async fn create(
     summary = "List webhook endpoints",
     responses(
         (status = 200, description = "Every endpoint, oldest first (secrets not included)", body = EndpointsBody),
+        (status = 400, description = "An unknown query parameter (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         openapi::Unavailable,
     )
 )]
-pub async fn list(State(state): State<AppState>) -> Result<Response, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    no_parameters(query.as_deref())?;
     let webhooks = state.webhooks.list().await?;
     Ok(Json(EndpointsBody {
         webhooks: webhooks
@@ -117,6 +123,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, AppError> {
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint (without its secret)", body = EndpointBody),
+        (status = 400, description = "An unknown query parameter (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         openapi::WebhookNotFound,
         openapi::Unavailable,
     )
@@ -124,7 +131,9 @@ pub async fn list(State(state): State<AppState>) -> Result<Response, AppError> {
 pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
+    no_parameters(query.as_deref())?;
     let endpoint = state.webhooks.get(&id).await?;
     Ok(Json(EndpointBody::new(endpoint, false)).into_response())
 }
@@ -137,6 +146,7 @@ pub async fn get_one(
     params(("id" = String, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The current secret", body = SecretBody),
+        (status = 400, description = "An unknown query parameter (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         openapi::WebhookNotFound,
         openapi::Unavailable,
     )
@@ -144,7 +154,9 @@ pub async fn get_one(
 pub async fn secret(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
+    no_parameters(query.as_deref())?;
     let endpoint = state.webhooks.get(&id).await?;
     Ok(Json(SecretBody::of(&endpoint)).into_response())
 }
