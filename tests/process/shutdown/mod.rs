@@ -309,15 +309,7 @@ async fn a_client_that_never_reads_its_response_does_not_hold_shutdown() {
     drop(stalled);
 
     // Everything acknowledged is there after a restart.
-    let mut again = sqlite_service(&store, None, SHUTDOWN_TIMEOUT).start().await;
-    let r = client
-        .get(again.url("/sessions/big?limit=1"))
-        .send()
-        .await
-        .expect("read");
-    let body: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(body["eventCount"], 16);
-    again.stop(EXIT_LIMIT).await;
+    assert_eq!(event_count_after_restart(&store, "big").await, 16);
 }
 
 /// A request still in flight when the drain reaches its limit (its body half sent, within the
@@ -358,15 +350,22 @@ async fn a_request_still_in_flight_at_the_drain_limit_ends_with_the_process() {
     );
     drop(half);
 
-    let mut again = sqlite_service(&store, None, SHUTDOWN_TIMEOUT).start().await;
-    let r = client
-        .get(again.url("/sessions/half"))
+    assert_eq!(event_count_after_restart(&store, "half").await, 0);
+}
+
+/// The `eventCount` of `session` as a new process on `store` reads it: what survived.
+async fn event_count_after_restart(store: &ServiceStore, session: &str) -> u64 {
+    let mut again = sqlite_service(store, None, SHUTDOWN_TIMEOUT).start().await;
+    let body: serde_json::Value = client()
+        .get(again.url(&format!("/sessions/{session}?limit=1")))
         .send()
         .await
-        .expect("read");
-    let body: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(body["eventCount"], 0);
+        .expect("read")
+        .json()
+        .await
+        .expect("json");
     again.stop(EXIT_LIMIT).await;
+    body["eventCount"].as_u64().expect("an eventCount")
 }
 
 /// Connections that have asked for nothing yet do not hold shutdown until their header timeout:
