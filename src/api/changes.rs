@@ -317,7 +317,13 @@ async fn live(state: AppState, request: ChangesRequest) -> Result<Response, AppE
                 wait: keepalive,
                 ..request.clone()
             };
-            match service.changes(waiting).await {
+            // On shutdown the stream ends (cleanly, so the client resumes elsewhere with
+            // `Last-Event-ID`) instead of being cut with its connection.
+            let read = tokio::select! {
+                read = service.changes(waiting) => read,
+                () = service.hub().closed() => return None,
+            };
+            match read {
                 Ok(page) if page.changes.is_empty() => {
                     let next = following(&request, &page);
                     Some((

@@ -125,11 +125,35 @@ async fn sigterm_ends_open_streams_and_the_process_exits_without_waiting_for_the
     for _ in 0..3 {
         streams.push(open_caught_up(&service, "call-1").await);
     }
+    // And the change feed's stream, up to its opening `retry:`.
+    let mut feed = sse::client()
+        .get(service.url("/changes?after=now"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("the change feed's stream");
+    assert_eq!(feed.status(), 200);
+    let opening = tokio::time::timeout(LIMIT, feed.chunk())
+        .await
+        .expect("the feed's opening within the limit")
+        .expect("the feed's opening");
+    assert!(opening.is_some_and(|b| b.starts_with(b"retry:")));
 
     service.sigterm();
     for stream in &mut streams {
         // Nothing more (keepalives aside), then a clean end of the response.
         stream.expect_end().await;
+    }
+    // The feed's too: an end, not a cut connection.
+    loop {
+        match tokio::time::timeout(LIMIT, feed.chunk())
+            .await
+            .expect("the feed ended within the limit")
+        {
+            Ok(None) => break,
+            Ok(Some(_)) => {} // keepalives
+            Err(e) => panic!("the change feed's stream was cut, not ended: {e}"),
+        }
     }
     // The streams did not hold the exit.
     assert_exits_without_waiting_for_the_drain(&mut service).await;

@@ -239,6 +239,12 @@ impl Hub {
     fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
         self.inner.closing.subscribe()
     }
+
+    /// Resolves once the hub closes: what a stream that does not follow a session (the change
+    /// feed's) waits for beside its reads, to end cleanly on shutdown.
+    pub async fn closed(&self) {
+        let _ = self.closing().wait_for(|closing| *closing).await;
+    }
 }
 
 /// One open stream, counted until dropped.
