@@ -311,7 +311,9 @@ impl From<ServiceError> for AppError {
                 detail,
             },
             ServiceError::SessionIdDeleted(_) => AppError::conflict("session_deleted", detail),
-            ServiceError::CursorOrderMismatch => AppError::invalid("after", detail),
+            ServiceError::CursorOrderMismatch | ServiceError::CursorSearchMismatch => {
+                AppError::invalid("after", detail)
+            }
             ServiceError::InvalidCursor => AppError::bad_request("invalid_cursor", detail),
             ServiceError::CursorExpired { earliest } => {
                 AppError::CursorExpired { detail, earliest }

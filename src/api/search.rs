@@ -45,7 +45,7 @@ pub struct HitBody<'a> {
 #[schema(as = SearchResults)]
 pub struct ResultsBody<'a> {
     hits: Vec<HitBody<'a>>,
-    /// Pass as `after` (with the same query and `order`) for the next page; `null` once every
+    /// Pass as `after` (with the same query, filters and `order`) for the next page; `null` once every
     /// hit was returned.
     next_cursor: Option<String>,
 }
@@ -88,7 +88,7 @@ impl<'a> From<&'a SearchResults> for ResultsBody<'a> {
         ("metadata.KEY" = Option<String>, Query, description = "Calls whose top-level metadata KEY equals this string (up to 5, as on GET /sessions)"),
         ("order" = Option<String>, Query, description = "`relevance` (default) or `newest`"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Hits per page (default 20)"),
-        ("after" = Option<String>, Query, description = "A `nextCursor` from a previous page of the same search"),
+        ("after" = Option<String>, Query, description = "A `nextCursor` from a previous page of the same search (the same parameters but `limit`; from another search, 400)"),
     ),
     responses(
         (status = 200, description = "One page of hits", body = ResultsBody),

@@ -112,6 +112,11 @@ pub enum ServiceError {
         "this cursor was made for the other order; pass the same order as the page it came from"
     )]
     CursorOrderMismatch,
+    /// A search cursor used with another search than the page it came from.
+    #[error(
+        "this cursor was made for another search; pass the same parameters (all but limit and after) as the page it came from"
+    )]
+    CursorSearchMismatch,
     /// `MAX_STREAMS` live streams are open already.
     #[error("{0} live streams are open, the most this instance serves; retry shortly")]
     TooManyStreams(usize),

@@ -65,18 +65,23 @@ pub struct SearchResults {
     pub next_cursor: Option<SearchCursor>,
 }
 
-/// An opaque position in a search's results: the last candidate examined.
+/// An opaque position in a search's results: the last candidate examined, and which search it
+/// belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchCursor {
     pub order: SearchOrder,
     pub after: SearchAfter,
+    /// [`SearchRequest::fingerprint`] of the search that made it: a relevance offset means
+    /// nothing to another query, so a cursor is refused by any other search.
+    pub search: u32,
 }
 
 impl SearchCursor {
     pub fn encode(&self) -> String {
+        let search = self.search;
         let text = match self.after {
-            SearchAfter::Position(p) => format!("q2.n.{p}"),
-            SearchAfter::Offset(n) => format!("q2.r.{n}"),
+            SearchAfter::Position(p) => format!("q3.{search:08x}.n.{p}"),
+            SearchAfter::Offset(n) => format!("q3.{search:08x}.r.{n}"),
         };
         URL_SAFE_NO_PAD.encode(text)
     }
@@ -84,8 +89,15 @@ impl SearchCursor {
     pub fn decode(raw: &str) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
-        // `q1` cursors (before search rows were numbered by change position) are refused, not misread.
-        let rest = text.strip_prefix("q2.")?;
+        // Older cursors (`q1` before search rows were numbered by change position, `q2` before
+        // cursors named their search) are refused, not misread.
+        let rest = text.strip_prefix("q3.")?;
+        let (search, rest) = rest.split_once('.')?;
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if search.len() != 8 || !search.bytes().all(lower_hex) {
+            return None;
+        }
+        let search = u32::from_str_radix(search, 16).ok()?;
         let (code, number) = rest.split_once('.')?;
         // Only the canonical spelling of the number, so each position has one cursor.
         let canonical = |n: &str| !n.is_empty() && (n == "0" || !n.starts_with('0'));
@@ -103,17 +115,40 @@ impl SearchCursor {
             ),
             _ => return None,
         };
-        Some(SearchCursor { order, after })
+        Some(SearchCursor {
+            order,
+            after,
+            search,
+        })
+    }
+}
+
+impl SearchRequest {
+    /// Names this search: every parameter but `limit` and `after` (the first four bytes of a
+    /// SHA-256 of their debug form, which is the same in every instance of one build).
+    fn fingerprint(&self) -> u32 {
+        use sha2::{Digest, Sha256};
+        let named = SearchRequest {
+            limit: 0,
+            after: None,
+            ..self.clone()
+        };
+        let digest = Sha256::digest(format!("{named:?}").as_bytes());
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
     }
 }
 
 impl SessionService {
     /// Events whose text matches `request`, examining at most [`MAX_SEARCH_CANDIDATES`].
     pub async fn search(&self, request: SearchRequest) -> Result<SearchResults, ServiceError> {
-        if let Some(cursor) = &request.after
-            && cursor.order != request.order
-        {
-            return Err(ServiceError::CursorOrderMismatch);
+        let search = request.fingerprint();
+        if let Some(cursor) = &request.after {
+            if cursor.order != request.order {
+                return Err(ServiceError::CursorOrderMismatch);
+            }
+            if cursor.search != search {
+                return Err(ServiceError::CursorSearchMismatch);
+            }
         }
         let now = Timestamp::now();
         let wanted = request.limit as usize + 1;
@@ -163,6 +198,7 @@ impl SessionService {
         let cursor = |after| SearchCursor {
             order: request.order,
             after,
+            search,
         };
         let next_cursor = if hits.len() == wanted {
             hits.truncate(request.limit as usize);
@@ -204,15 +240,26 @@ mod tests {
             SearchCursor {
                 order: SearchOrder::Newest,
                 after: SearchAfter::Position(u128::MAX),
+                search: u32::MAX,
             },
             SearchCursor {
                 order: SearchOrder::Relevance,
                 after: SearchAfter::Offset(0),
+                search: 0,
             },
         ] {
             assert_eq!(SearchCursor::decode(&cursor.encode()), Some(cursor));
         }
         for raw in [
+            "q3.0000000a.n.01",
+            "q3.0000000a.x.1",
+            "q3.0000000a.r.",
+            "q3.0000000A.r.1",
+            "q3.000000a.r.1",
+            "q3.+000000a.r.1",
+            "q3.r.1",
+            "q2.n.5",
+            "q2.r.1",
             "q2.n.01",
             "q2.x.1",
             "q2.r.",

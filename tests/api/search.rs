@@ -155,6 +155,15 @@ backend_test! { async fn bad_queries_are_400_and_name_the_field(s: StoreCtx) {
     let r = app.get(&format!("/search?q=x&after={cursor}")).await;
     r.assert_problem(400, "validation_failed");
     assert_eq!(r.error_fields(), ["after"]);
+    // A cursor from another search: its relevance offset would mean nothing here.
+    let cursor = search(&app, "q=x&limit=1").await["nextCursor"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&format!("/search?q=x&limit=5&after={cursor}")).await.status, 200);
+    for other in ["q=y", "q=x&type=bot_speech", "q=x&metadata.team=a", "q=x&sessionId=s2"] {
+        let r = app.get(&format!("/search?{other}&after={cursor}")).await;
+        r.assert_problem(400, "validation_failed");
+        assert_eq!(r.error_fields(), ["after"], "{other}");
+        assert!(r.text.contains("another search"), "{other}: {}", r.text);
+    }
 }}
 
 /// Stores `n` events saying `x` in one call, then the `nextCursor` of `query`.
