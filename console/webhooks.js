@@ -18,6 +18,7 @@ function actionError(what, error) {
   if (error instanceof ApiError && error.status === 401) return `Could not ${what}: enter an API key (an admin key).`;
   if (error instanceof ApiError && error.status === 403) return `Could not ${what}: this API key may not (webhooks need an admin key).`;
   if (error instanceof ApiError && error.status === 404) return `Could not ${what}: this endpoint does not exist any more.`;
+  if (error instanceof ApiError && error.problem?.code === "webhook_disabled") return `Could not ${what}: this endpoint is disabled; enable it first.`;
   return `Could not ${what}: ${describe(error)}`;
 }
 
@@ -170,7 +171,7 @@ function endpointCard(initial, { signal, onDeleted }) {
   }));
   test.addEventListener("click", act(test, "send a test message", async () => {
     const { messageId } = await (await request(webhookPath(endpoint.id, "/test"), { method: "POST", signal })).json();
-    said.textContent = `Test message ${messageId} queued.${endpoint.enabled ? "" : " It waits: this endpoint is disabled."}`;
+    said.textContent = `Test message ${messageId} queued.`;
     showLog();
   }));
   reveal.addEventListener("click", act(reveal, "read the secret", async () => {

@@ -342,8 +342,8 @@ pub struct Problem<'a> {
     /// `body_unreadable`, `invalid_path`, `invalid_cursor`, `session_not_found`,
     /// `event_not_found`, `webhook_not_found`, `route_not_found`, `method_not_allowed`,
     /// `session_deleted`, `cursor_expired`, `event_id_conflict`, `session_ended`,
-    /// `session_already_ended`, `too_many_webhooks`, `webhook_contended`, `seq_mismatch`,
-    /// `precondition_failed`, `unauthorized`, `forbidden`, `payload_too_large`,
+    /// `session_already_ended`, `too_many_webhooks`, `webhook_contended`, `webhook_disabled`,
+    /// `seq_mismatch`, `precondition_failed`, `unauthorized`, `forbidden`, `payload_too_large`,
     /// `unsupported_media_type`, `rate_limited`, `storage_unavailable`, `storage_full`,
     /// `request_timeout`, `too_many_streams`, `internal_error`.
     #[schema(example = "validation_failed")]

@@ -39,6 +39,15 @@ problem_response! {
     WebhookContended: 409
 }
 problem_response! {
+    /// The endpoint is disabled (`webhook_disabled`): enable it first
+    WebhookDisabled: 409
+}
+problem_response! {
+    /// The endpoint is disabled (`webhook_disabled`: enable it first) or kept changing under this
+    /// request (`webhook_contended`: retry it)
+    WebhookDisabledOrContended: 409
+}
+problem_response! {
     /// The body is larger than MAX_BODY_BYTES (`payload_too_large`)
     PayloadTooLarge: 413
 }

@@ -140,7 +140,7 @@ backend_test! { async fn openapi_describes_every_route_with_its_statuses_and_pro
             "/webhooks/{id}/recover",
             "post",
             &[
-                "202", "400", "401", "403", "404", "405", "413", "415", "503",
+                "202", "400", "401", "403", "404", "405", "409", "413", "415", "503",
             ],
         ),
         (

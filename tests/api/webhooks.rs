@@ -119,6 +119,13 @@ backend_test! { async fn a_410_disables_the_endpoint(s: StoreCtx) {
     app.create_session("gone-2").await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(receiver.received().len(), 1, "a disabled endpoint gets nothing more");
+    // Nothing queued for it would go: test and recover say so instead of a 202.
+    let since = json!({"since": "2020-01-01T00:00:00Z"});
+    for (path, body) in [("test", json!({})), ("recover", since)] {
+        let r = app.post_json(&format!("/webhooks/{id}/{path}"), &body).await;
+        r.assert_problem(409, "webhook_disabled");
+        assert!(r.text.contains("enable it first"), "{path}: {}", r.text);
+    }
 
     let r = app
         .request_json(reqwest::Method::PATCH, &format!("/webhooks/{id}"), &json!({"enabled": true}))

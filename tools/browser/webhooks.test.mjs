@@ -374,6 +374,11 @@ describe("the webhooks page", { timeout: TEST_TIMEOUT * 10 }, () => {
     const card = page.locator(`article.webhook[data-endpoint-id="${created.json.id}"]`);
     await card.locator(".webhook-reason", { hasText: "Disabled by the service: the receiver answered 410 Gone." }).waitFor();
     assert.equal(await card.locator(".webhook-head .badge").innerText(), "Disabled");
+    // Nothing queued for a disabled endpoint would go, so the service refuses and the page says why.
+    await card.getByRole("button", { name: "Send test" }).click();
+    await card.getByText("Could not send a test message: this endpoint is disabled; enable it first.").waitFor();
+    await card.getByRole("button", { name: "Recover" }).click();
+    await card.getByText("Could not queue the messages again: this endpoint is disabled; enable it first.").waitFor();
     assertClean(trouble);
     await context.close();
   });

@@ -43,6 +43,9 @@ impl From<WebhookError> for AppError {
             WebhookError::Contended => {
                 AppError::conflict_items("webhook_contended", detail, vec![])
             }
+            WebhookError::Disabled(_) => {
+                AppError::conflict_items("webhook_disabled", detail, vec![])
+            }
             WebhookError::Storage(e) => AppError::from_repo(e),
         }
     }
@@ -361,6 +364,7 @@ pub async fn deliveries(
         (status = 202, description = "Queued", body = RecoverBody),
         (status = 400, description = "`since` missing or not RFC 3339 (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         openapi::WebhookNotFound,
+        openapi::WebhookDisabled,
         openapi::PayloadTooLarge,
         openapi::NotJson,
         openapi::Unavailable,
@@ -393,7 +397,7 @@ pub async fn recover(
     responses(
         (status = 202, description = "Queued", body = TestBody),
         openapi::WebhookNotFound,
-        openapi::WebhookContended,
+        openapi::WebhookDisabledOrContended,
         openapi::Unavailable,
     )
 )]

@@ -90,6 +90,9 @@ pub enum WebhookError {
     /// The endpoint kept changing under this request (retry it).
     #[error("the endpoint was changed concurrently; retry")]
     Contended,
+    /// `test` or `recover` on a disabled endpoint: nothing would be sent until it is enabled.
+    #[error("webhook endpoint {0:?} is disabled; enable it first (PATCH {{\"enabled\": true}})")]
+    Disabled(String),
     #[error(transparent)]
     Storage(#[from] RepoError),
 }
@@ -420,9 +423,18 @@ impl Webhooks {
             .await?)
     }
 
+    /// The endpoint, if it is enabled: what is queued for a disabled one would wait unseen.
+    async fn enabled(&self, id: &str) -> Result<Endpoint, WebhookError> {
+        let endpoint = self.get(id).await?;
+        if !endpoint.enabled {
+            return Err(WebhookError::Disabled(id.to_owned()));
+        }
+        Ok(endpoint)
+    }
+
     /// Queues again every message for the endpoint since `since`; how many.
     pub async fn recover(&self, id: &str, since: Timestamp) -> Result<u64, WebhookError> {
-        let endpoint = self.get(id).await?;
+        let endpoint = self.enabled(id).await?;
         let requeued = self
             .0
             .repos
@@ -435,7 +447,7 @@ impl Webhooks {
 
     /// Queues a `webhook.test` message for the endpoint; its message id.
     pub async fn send_test(&self, id: &str) -> Result<String, WebhookError> {
-        let endpoint = self.get(id).await?;
+        let endpoint = self.enabled(id).await?;
         let now = Timestamp::now();
         let message = message_id(&format!("test.{}", uuid::Uuid::new_v4()));
         let body = serde_json::json!({
