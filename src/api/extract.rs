@@ -2,6 +2,8 @@
 //! rejections.
 
 use axum::body::Bytes;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
 use serde::de::DeserializeOwned;
@@ -143,7 +145,31 @@ where
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(t)| PathParams(t))
-            .map_err(|e| AppError::bad_request("invalid_path", e.body_text()))
+            .map_err(path_problem)
+    }
+}
+
+/// The rejection of a path, naming its parameter as the API does (`sessionId`, not the route's
+/// `{session_id}`, which stays as it is because it is the metrics' `route` label).
+fn path_problem(rejection: PathRejection) -> AppError {
+    let detail = match &rejection {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::InvalidUtf8InPathParam { key } => format!(
+                "the path parameter {} is not UTF-8 once percent-decoded",
+                api_name(key)
+            ),
+            _ => rejection.body_text(),
+        },
+        _ => rejection.body_text(),
+    };
+    AppError::bad_request("invalid_path", detail)
+}
+
+fn api_name(key: &str) -> &str {
+    match key {
+        "session_id" => "sessionId",
+        "event_id" => "eventId",
+        other => other,
     }
 }
 

@@ -2,7 +2,7 @@
 //! their delivery log, replay and tests. Every route needs the `admin` scope.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -18,7 +18,7 @@ use bodies::{
 };
 
 use super::error::{AppError, FieldError, Problem};
-use super::extract::JsonBytes;
+use super::extract::{JsonBytes, PathParams};
 use super::query::no_parameters;
 use super::{AppState, openapi};
 
@@ -133,7 +133,7 @@ pub async fn list(
 )]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     no_parameters(query.as_deref())?;
@@ -156,7 +156,7 @@ pub async fn get_one(
 )]
 pub async fn secret(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     no_parameters(query.as_deref())?;
@@ -184,7 +184,7 @@ pub async fn secret(
 )]
 pub async fn patch(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let map = object(&body, &["url", "types", "description", "filter", "enabled"])?;
@@ -230,7 +230,7 @@ pub async fn patch(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     state.webhooks.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -252,7 +252,7 @@ pub async fn delete(
 )]
 pub async fn rotate(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     let endpoint = state.webhooks.rotate(&id).await?;
     Ok(Json(SecretBody::of(&endpoint)).into_response())
@@ -289,7 +289,7 @@ fn before_order(cursor: &str) -> Option<u64> {
 )]
 pub async fn deliveries(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let mut errors = Vec::new();
@@ -372,7 +372,7 @@ pub async fn deliveries(
 )]
 pub async fn recover(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, AppError> {
     let map = object(&body, &["since"])?;
@@ -403,7 +403,7 @@ pub async fn recover(
 )]
 pub async fn test(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     let message_id = state.webhooks.send_test(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(TestBody { message_id })).into_response())

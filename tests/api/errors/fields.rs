@@ -329,7 +329,14 @@ backend_test! { async fn an_invalid_path_and_an_invalid_query_or_body_are_report
 }}
 
 backend_test! { async fn a_path_segment_that_is_not_utf8_is_a_400(app: TestApp) {
-    let r = app.get("/sessions/%FF").await;
-
-    r.assert_problem(400, "invalid_path");
+    for (path, name) in [
+        ("/sessions/%FF", "sessionId"),
+        ("/sessions/ok/events/%FF", "eventId"),
+        ("/webhooks/%FF", "id"),
+        ("/webhooks/%FF/deliveries", "id"),
+    ] {
+        let r = app.get(path).await;
+        r.assert_problem(400, "invalid_path");
+        assert!(r.text.contains(&format!("path parameter {name} is not UTF-8")), "{path}: {}", r.text);
+    }
 }}
