@@ -59,6 +59,26 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         })
     }
 
+    /// `None` when unset (empty), else the value parsed as a `T` within `range`; `expected` says
+    /// what was wanted and `unset` what leaving it out means.
+    pub fn optional_ranged<T: FromStr + PartialOrd>(
+        &self,
+        name: &'static str,
+        range: RangeInclusive<T>,
+        expected: &str,
+        unset: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.with(name, |raw| match raw {
+            "" => Ok(None),
+            raw => raw
+                .parse::<T>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .map(Some)
+                .ok_or_else(|| format!("{expected} (unset: {unset})")),
+        })
+    }
+
     /// A time in whole milliseconds, at least 1.
     pub fn millis(&self, name: &'static str) -> Result<Duration, ConfigError> {
         let expected = "expected a whole number of milliseconds, at least 1";
@@ -90,4 +110,30 @@ pub(super) fn list(raw: &str) -> Vec<String> {
         .filter(|entry| !entry.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Env;
+
+    #[test]
+    fn an_optional_number_is_none_unset_and_says_what_unset_means_when_refused() {
+        let read = |value: &'static str| {
+            Env::new(move |_: &str| Some(value.to_owned())).optional_ranged(
+                "MAX_STREAMS",
+                1..=10u32,
+                "expected 1 to 10",
+                "as many as fit",
+            )
+        };
+        assert_eq!(read("").ok(), Some(None));
+        assert_eq!(read("10").ok(), Some(Some(10)));
+        for bad in ["0", "11", "ten", " 5"] {
+            let err = read(bad).unwrap_err();
+            assert_eq!(
+                err.reason, "expected 1 to 10 (unset: as many as fit)",
+                "{bad}"
+            );
+        }
+    }
 }

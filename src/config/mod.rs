@@ -134,16 +134,14 @@ impl Config {
             &[("full", Synchronous::Full), ("normal", Synchronous::Normal)],
             "expected full or normal",
         )?;
-        let reader_threads = env.with("SQLITE_READER_THREADS", |raw| match raw {
-            "" => Ok(crate::repo::sqlite::default_reader_threads()),
-            n => n
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or_else(|| {
-                    "expected a whole number from 1 to 256 (unset: one per core)".into()
-                }),
-        })?;
+        let reader_threads = env
+            .optional_ranged(
+                "SQLITE_READER_THREADS",
+                1..=256,
+                "expected a whole number from 1 to 256",
+                "one per core",
+            )?
+            .unwrap_or_else(crate::repo::sqlite::default_reader_threads);
         let keys = api_keys(&env)?;
         Ok(Config {
             host: env.with("HOST", parse_host)?,
@@ -202,17 +200,12 @@ impl Config {
             keepalive_timeout: env.millis("KEEPALIVE_TIMEOUT_MS")?,
             max_connections: env.ranged("MAX_CONNECTIONS", 1..=1_000_000, whole_number)?,
             http2_max_streams: env.ranged("HTTP2_MAX_STREAMS", 1..=1_000_000, whole_number)?,
-            max_streams: env.with("MAX_STREAMS", |raw| match raw {
-                "" => Ok(None),
-                n => n
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-                    .map(Some)
-                    .ok_or_else(|| {
-                        format!("{whole_number} (unset: nine tenths of the connections)")
-                    }),
-            })?,
+            max_streams: env.optional_ranged(
+                "MAX_STREAMS",
+                1..=1_000_000,
+                whole_number,
+                "nine tenths of the connections",
+            )?,
             stream_keepalive: Duration::from_secs(env.ranged(
                 "STREAM_KEEPALIVE_SECONDS",
                 1..=3600,
