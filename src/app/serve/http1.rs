@@ -16,7 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::{ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, Stamp, is_live_stream, later};
+use super::{
+    ConnectionLimits, Prefixed, STREAM_CLOSE_GRACE, Stamp, is_live_stream, later, micros_since,
+};
 
 /// Held by a live stream's body while hyper sends it: the connection is busy (no idle timer
 /// runs) until the body is dropped, and then it is idle.
@@ -122,14 +124,10 @@ impl Stalled {
 
     /// A write found the socket full: the stall begins now, unless it began before.
     fn refused(&self) {
-        let micros = self
-            .opened
-            .elapsed()
-            .as_micros()
-            .min(u128::from(u64::MAX - 1)) as u64;
+        let micros = micros_since(self.opened) + 1;
         let _ = self
             .micros
-            .compare_exchange(0, micros + 1, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(0, micros, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// A write went through (one relaxed load when nothing was refused).
@@ -238,10 +236,7 @@ pub(super) async fn serve_connection(
     let stream_grace = tokio::time::sleep(STREAM_CLOSE_GRACE);
     tokio::pin!(timer, stream_grace);
     let mut closing_seen = false;
-    // Whether a live stream was being sent when shutdown began.
-    let mut streamed = false;
     loop {
-        let streaming = streamed || conn.phase() == Phase::Streaming;
         tokio::select! {
             // The connection first: it is what is ready on almost every wakeup.
             biased;
@@ -253,7 +248,6 @@ pub(super) async fn serve_connection(
                     return;
                 }
                 closing_seen = true;
-                streamed = conn.phase() == Phase::Streaming;
                 stream_grace.as_mut().reset(later(Instant::now(), STREAM_CLOSE_GRACE).into());
                 connection.as_mut().graceful_shutdown();
             }
@@ -269,10 +263,9 @@ pub(super) async fn serve_connection(
                     .stalled
                     .since()
                     .is_some_and(|since| now >= later(since, STREAM_CLOSE_GRACE));
-                if stuck || (streaming && conn.phase() != Phase::InRequest) {
+                if stuck || conn.phase() == Phase::Streaming {
                     return;
                 }
-                streamed = false;
                 stream_grace.as_mut().reset(later(now, STREAM_CLOSE_GRACE).into());
             }
             () = timer.as_mut() => {

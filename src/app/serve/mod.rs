@@ -232,13 +232,19 @@ impl Stamp {
 
     /// Moves the moment to now (a clock read and an atomic `fetch_max`).
     fn touch(&self) {
-        let micros = self.opened.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-        self.micros.fetch_max(micros, Ordering::SeqCst);
+        self.micros
+            .fetch_max(micros_since(self.opened), Ordering::SeqCst);
     }
 
     fn at(&self) -> Instant {
         self.opened + Duration::from_micros(self.micros.load(Ordering::SeqCst))
     }
+}
+
+/// Microseconds from `opened` to now, as the connections' clocks keep them in atomics (below
+/// `u64::MAX`, so that one more still fits).
+fn micros_since(opened: Instant) -> u64 {
+    opened.elapsed().as_micros().min(u128::from(u64::MAX - 1)) as u64
 }
 
 /// `by` after `at`; a timeout too long to add to a clock reading (the settings take any number of
