@@ -17,6 +17,10 @@ async fn indexed(http: &reqwest::Client, url: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+async fn found(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Polls until the service reports `want` events indexed; a generous deadline, not a timing
 /// claim (the service looks every 250 ms).
 async fn wait_indexed(http: &reqwest::Client, url: &str, want: u64) {
@@ -70,8 +74,22 @@ async fn events_are_indexed_in_the_background_each_once_and_after_a_restart() {
         .unwrap();
     assert_eq!(status, 201, "{body}");
     wait_indexed(&http, &service.url("/metrics"), 5).await;
+    let search = found(&http, &service.url("/search?q=refund&limit=100")).await;
+    assert_eq!(search["hits"].as_array().unwrap().len(), 5, "{search}");
     service.sigterm();
     service.wait_exit(EXIT_LIMIT).await;
+    // A clean stop folds both WALs back: the last connection to each file to close is one that
+    // may write, so no -wal or -shm is left beside the store or its index.
+    let path = store.database_url.strip_prefix("sqlite://").unwrap();
+    for file in [path.to_owned(), format!("{path}.search")] {
+        for suffix in ["-wal", "-shm"] {
+            let left = format!("{file}{suffix}");
+            assert!(
+                !std::path::Path::new(&left).exists(),
+                "{left} is left after a clean stop"
+            );
+        }
+    }
 
     // After a restart the new events are taken in, each once, and the earlier ones not again.
     let service = sqlite_service(&store, None, SHUTDOWN_TIMEOUT).start().await;
@@ -87,14 +105,7 @@ async fn events_are_indexed_in_the_background_each_once_and_after_a_restart() {
         assert_eq!(status, 201);
     }
     wait_indexed(&http, &service.url("/metrics"), 3).await;
-    let found: Value = http
-        .get(service.url("/search?q=refund&limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found = found(&http, &service.url("/search?q=refund&limit=100")).await;
     let hits = found["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 8, "{found}");
     assert_eq!(

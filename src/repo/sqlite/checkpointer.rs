@@ -16,6 +16,8 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use super::closing::StillOpen;
+
 use rusqlite::Connection;
 
 use super::Synchronous;
@@ -35,16 +37,19 @@ pub struct Checkpoint {
 }
 
 /// Starts the checkpointer on its own connection to `path`, configured as the writer's (the same
-/// sync level, which decides how a checkpoint syncs). It runs until `stop`'s sender is dropped.
+/// sync level, which decides how a checkpoint syncs). It runs until `stop`'s sender is dropped,
+/// and holds `open` until its connection is closed.
 pub fn spawn(
     path: &Path,
     synchronous: Synchronous,
     stop: Receiver<()>,
+    still_open: StillOpen,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .name("sqlite-checkpointer".into())
         .spawn(move || {
+            let _still_open = still_open;
             let conn = match open(&path, synchronous) {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -96,7 +101,7 @@ mod tests {
 
     use rusqlite::{Connection, OpenFlags};
 
-    use super::{Synchronous, checkpoint, spawn};
+    use super::{StillOpen, Synchronous, checkpoint, spawn};
 
     /// A database in WAL mode whose writer never checkpoints by itself (unless `backstop`).
     fn writer(path: &Path, backstop: i64) -> Connection {
@@ -137,7 +142,7 @@ mod tests {
         assert_eq!(size(&path), before, "the writer itself copied nothing");
 
         let (stop_tx, stop) = std::sync::mpsc::channel();
-        let thread = spawn(&path, Synchronous::Full, stop).unwrap();
+        let thread = spawn(&path, Synchronous::Full, stop, StillOpen::default()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while size(&path) < before + 200 * 2000 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -181,7 +186,7 @@ mod tests {
         let path = dir.path().join("c.db");
         let conn = writer(&path, 100);
         let (stop_tx, stop) = std::sync::mpsc::channel();
-        let thread = spawn(&path, Synchronous::Normal, stop).unwrap();
+        let thread = spawn(&path, Synchronous::Normal, stop, StillOpen::default()).unwrap();
         let wal = dir.path().join("c.db-wal");
         let mut largest = 0;
         for _ in 0..40 {

@@ -8,6 +8,7 @@
 //! read-only connections that see WAL snapshots.
 
 mod checkpointer;
+mod closing;
 mod feed;
 mod index;
 mod migrations;
@@ -100,6 +101,10 @@ pub struct Opened {
 
 const QUEUE_DEPTH: usize = 4096;
 
+/// How long the closing writer waits for the readers and the indexer to close (a read under way
+/// finishes first).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// See `configure`.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
@@ -117,15 +122,30 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(32);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let committed = Arc::new(tokio::sync::Notify::new());
+        // The writer closes last (see `closing`).
+        let open = closing::StillOpen::default();
+        let others = open.others();
         // The index file exists before a reader attaches it.
-        let indexer = index::Indexer::spawn(index::open(&config.path).map_err(map_err)?)
-            .map_err(|e| RepoError::Backend(Box::new(e)))?;
-        let writer = writer::spawn(conn, rx, committed.clone())
-            .map_err(|e| RepoError::Backend(Box::new(e)))?;
-        let readers = readers::Readers::spawn(&config.path, config.reader_threads)
+        let indexer =
+            index::Indexer::spawn(index::open(&config.path).map_err(map_err)?, open.clone())
+                .map_err(|e| RepoError::Backend(Box::new(e)))?;
+        let readers = readers::Readers::spawn(&config.path, config.reader_threads, &open)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         let (checkpointer, stop) = std::sync::mpsc::channel();
-        checkpointer::spawn(&config.path, config.synchronous, stop)
+        checkpointer::spawn(&config.path, config.synchronous, stop, open.clone())
+            .map_err(|e| RepoError::Backend(Box::new(e)))?;
+        drop(open);
+        let store_path = config.path.clone();
+        let at_close = move || {
+            if others.wait_closed(CLOSE_WAIT) {
+                index::tidy(&store_path);
+            } else {
+                tracing::warn!(
+                    "sqlite readers still open at close; their files are tidied at the next start"
+                );
+            }
+        };
+        let writer = writer::spawn(conn, rx, committed.clone(), at_close)
             .map_err(|e| RepoError::Backend(Box::new(e)))?;
         Ok(Opened {
             store: SqliteStore {

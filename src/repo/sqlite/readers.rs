@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use super::closing::StillOpen;
 use super::map_err;
 use crate::repo::RepoError;
 
@@ -49,15 +50,19 @@ impl Drop for InFlight {
 }
 
 impl Readers {
-    /// Starts `threads` readers on the database at `path`. They stop once every clone is dropped.
-    pub fn spawn(path: &Path, threads: usize) -> std::io::Result<Readers> {
+    /// Starts `threads` readers on the database at `path`. They stop once every clone is dropped;
+    /// each holds `open` until its connection is closed.
+    pub fn spawn(path: &Path, threads: usize, open: &StillOpen) -> std::io::Result<Readers> {
         let (queue, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
-            let (rx, path) = (rx.clone(), path.to_path_buf());
+            let (rx, path, open) = (rx.clone(), path.to_path_buf(), open.clone());
             std::thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
-                .spawn(move || run(&path, &rx))?;
+                .spawn(move || {
+                    run(&path, &rx);
+                    drop(open);
+                })?;
         }
         Ok(Readers {
             queue,
@@ -148,7 +153,7 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 mod tests {
     use rusqlite::Connection;
 
-    use super::Readers;
+    use super::{Readers, StillOpen};
 
     /// A read counts as busy from the moment it is sent until it is over, whether it runs, waits
     /// in the queue or its caller went away.
@@ -158,7 +163,7 @@ mod tests {
         let path = dir.path().join("s.db");
         Connection::open(&path).unwrap();
         super::super::index::open(&path).unwrap();
-        let readers = Readers::spawn(&path, 2).unwrap();
+        let readers = Readers::spawn(&path, 2, &StillOpen::default()).unwrap();
         assert_eq!(readers.idle(), 2);
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, running) = tokio::sync::oneshot::channel();

@@ -31,6 +31,7 @@ use tokio::sync::oneshot;
 
 pub use pass::Progress;
 
+use super::closing::StillOpen;
 use super::map_err;
 use crate::repo::RepoError;
 
@@ -87,6 +88,17 @@ pub fn open(store: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens the index file of the store at `store` and closes it again, once nothing else has it
+/// open: the last connection to close folds the WAL back and removes the `-wal` and `-shm` files,
+/// which the readers' connections (read-only) cannot do and the indexer's may not be last to.
+pub fn tidy(store: &Path) {
+    let closed = Connection::open(path_of(store))
+        .and_then(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"));
+    if let Err(e) = closed {
+        tracing::warn!(error = %e, "the search index's checkpoint at close failed");
+    }
+}
+
 /// Attaches the index file of the store at `store` to a reader's connection, as `search`.
 pub fn attach(conn: &Connection, store: &Path) -> rusqlite::Result<()> {
     conn.execute(
@@ -111,8 +123,8 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts the indexer on `conn` (from [`open`]).
-    pub fn spawn(conn: Connection) -> std::io::Result<Indexer> {
+    /// Starts the indexer on `conn` (from [`open`]); it holds `open` until `conn` is closed.
+    pub fn spawn(conn: Connection, open: StillOpen) -> std::io::Result<Indexer> {
         let (requests, rx) = std::sync::mpsc::channel::<Request>();
         let indexed = Arc::new(AtomicI64::new(0));
         let seen = indexed.clone();
@@ -127,6 +139,8 @@ impl Indexer {
                     }
                     let _ = request.reply.send(result);
                 }
+                drop(conn);
+                drop(open);
             })?;
         Ok(Indexer { requests, indexed })
     }

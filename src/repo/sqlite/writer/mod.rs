@@ -105,7 +105,8 @@ where
 /// The most commands one transaction takes; more wait for the next commit.
 const MAX_BATCH: usize = 512;
 
-/// Starts the writer; it runs until every sender is dropped, then checkpoints and closes.
+/// Starts the writer; it runs until every sender is dropped, then runs `at_close`, checkpoints
+/// and closes.
 /// `committed` is told after every transaction that may have added to the change log (one with a
 /// command that [`Touches`] sessions or appends), which is what the feed's waiting reads wait
 /// for. Webhook bookkeeping alone wakes none of them: a webhook attempt logged is one
@@ -114,14 +115,22 @@ pub fn spawn(
     conn: Connection,
     rx: mpsc::Receiver<Command>,
     committed: std::sync::Arc<tokio::sync::Notify>,
+    at_close: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || run(conn, rx, &committed))
+        .spawn(move || {
+            run(&conn, rx, &committed);
+            at_close();
+            // Every sender is gone: fold the WAL back into the database file before closing.
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+                tracing::warn!(error = %e, "sqlite checkpoint at close failed");
+            }
+        })
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Command>, committed: &tokio::sync::Notify) {
-    let mut db = Db::new(&conn);
+fn run(conn: &Connection, mut rx: mpsc::Receiver<Command>, committed: &tokio::sync::Notify) {
+    let mut db = Db::new(conn);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // `blocking_recv` returns None once every sender is gone: the store was dropped.
     while let Some(first) = rx.blocking_recv() {
@@ -138,10 +147,6 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Command>, committed: &tokio::syn
         if changes {
             committed.notify_waiters();
         }
-    }
-    // Every sender is gone: fold the WAL back into the database file before closing.
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(error = %e, "sqlite checkpoint at close failed");
     }
 }
 

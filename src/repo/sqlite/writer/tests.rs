@@ -159,7 +159,7 @@ async fn only_commits_that_may_add_changes_wake_the_feed() {
     let (_dir, conn) = open_db();
     let committed = std::sync::Arc::new(tokio::sync::Notify::new());
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let _writer = super::spawn(conn, rx, committed.clone()).unwrap();
+    let _writer = super::spawn(conn, rx, committed.clone(), || {}).unwrap();
     let write = |touches| {
         let tx = tx.clone();
         async move {
