@@ -69,8 +69,13 @@ async fn open() -> (Repositories, Arc<RoundTrips>) {
     (storage.repos, trips)
 }
 
+/// The tests here run one at a time: the test server's conflicts between one test's appends
+/// and another's would add retries to the counts pinned.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_operation_takes_the_round_trips_pinned_here() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (repos, trips) = open().await;
     let id = SessionId::parse("call-1").unwrap();
     let create = counted(&trips, async {
@@ -149,5 +154,72 @@ async fn each_operation_takes_the_round_trips_pinned_here() {
             ("get session", 1),
         ],
         "{table:?}"
+    );
+}
+
+/// A metadata patch reads the session once and writes once, however many appends land on the
+/// session meanwhile: only a concurrent patch makes it read again. (Conditioned on the event
+/// count as well, as it once was, every append between its read and its write sent it back to
+/// read, and a call taking appends could hold a patch back for seconds, then fail it with 503.)
+/// Appends send no `find`, so the `find`s counted around each patch are its own reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_is_not_sent_back_by_appends_to_its_session() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (repos, trips) = open().await;
+    let new = NewSession {
+        session_id: SessionId::parse("busy").unwrap(),
+        language: Language::parse("en-US").unwrap(),
+        metadata: JsonObject::default(),
+        started_at: Timestamp::now(),
+        timers: Timers::default(),
+        redact: None,
+    };
+    assert!(repos.sessions.create_or_get(new).await.unwrap().created);
+    let done = Arc::new(AtomicBool::new(false));
+    let appenders: Vec<_> = (0..4)
+        .map(|t| {
+            let (repos, done) = (repos.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let event = said("busy", &format!("a{t}-{n}"), Timestamp::now());
+                    repos.events.append(event).await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let id = SessionId::parse("busy").unwrap();
+    let mut reads = Vec::new();
+    for i in 0..8 {
+        let sent = counted(&trips, async {
+            let patch = session_service::repo::MetadataPatch {
+                patch: serde_json::json!({ format!("k{i}"): i })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+                if_match: None,
+                at: Timestamp::now(),
+            };
+            let patched = repos.sessions.patch_metadata(&id, patch).await.unwrap();
+            assert!(
+                matches!(patched, session_service::repo::Patched::Done(_)),
+                "{patched:?}"
+            );
+        })
+        .await;
+        reads.push(sent.get("find").copied().unwrap_or(0));
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut appended = 0;
+    for a in appenders {
+        appended += a.await.unwrap();
+    }
+    assert!(appended > 0);
+    assert_eq!(
+        reads, [1; 8],
+        "reads per patch, with {appended} appends alongside"
     );
 }

@@ -120,3 +120,42 @@ backend_test! { async fn sixteen_concurrent_clients_each_adding_a_key_all_land(a
         assert_eq!(metadata[format!("c{i}")], i, "{metadata}");
     }
 }}
+
+backend_test! { async fn patches_on_a_call_taking_appends_are_not_held_back_by_them(app: TestApp) {
+    app.create_session("busy").await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Appends keep coming, from four clients, for as long as the patches run.
+    let appenders: Vec<_> = (0..4)
+        .map(|t| {
+            let (app, done) = (app.handle(), done.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = app.post_event("busy", &json!({"eventId": format!("a{t}-{n}"), "type": "system", "payload": {}})).await;
+                    assert_eq!(r.status, 201, "{}", r.text);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    // Let the appends get going, then patch one key at a time.
+    while app.get("/sessions/busy").await.body["eventCount"].as_u64().unwrap() < 8 {
+        tokio::task::yield_now().await;
+    }
+    for i in 0..8 {
+        let r = patch(&app, "busy", json!({"metadata": { format!("k{i}"): i }})).await;
+        assert_eq!(r.status, 200, "patch {i} among appends: {}", r.text);
+        assert_eq!(r.body["metadata"][format!("k{i}")], i, "{}", r.text);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut appended = 0;
+    for a in appenders {
+        appended += a.await.unwrap();
+    }
+    let session = app.get("/sessions/busy").await.body;
+    assert_eq!(session["eventCount"], appended, "{session}");
+    for i in 0..8 {
+        assert_eq!(session["metadata"][format!("k{i}")], i, "{session}");
+    }
+}}
