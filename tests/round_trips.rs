@@ -28,6 +28,17 @@ fn said(session: &str, event: &str, at: Timestamp) -> NewEvent {
     }
 }
 
+fn new_session(id: &str) -> NewSession {
+    NewSession {
+        session_id: SessionId::parse(id).unwrap(),
+        language: Language::parse("en-US").unwrap(),
+        metadata: JsonObject::default(),
+        started_at: Timestamp::now(),
+        timers: Timers::default(),
+        redact: None,
+    }
+}
+
 /// The commands `op` sent, by name.
 async fn counted<F: std::future::Future<Output = ()>>(
     trips: &RoundTrips,
@@ -79,15 +90,14 @@ async fn each_operation_takes_the_round_trips_pinned_here() {
     let (repos, trips) = open().await;
     let id = SessionId::parse("call-1").unwrap();
     let create = counted(&trips, async {
-        let new = NewSession {
-            session_id: id.clone(),
-            language: Language::parse("en-US").unwrap(),
-            metadata: JsonObject::default(),
-            started_at: Timestamp::now(),
-            timers: Timers::default(),
-            redact: None,
-        };
-        assert!(repos.sessions.create_or_get(new).await.unwrap().created);
+        assert!(
+            repos
+                .sessions
+                .create_or_get(new_session("call-1"))
+                .await
+                .unwrap()
+                .created
+        );
     })
     .await;
     // One new event, then the same again: each append's commands.
@@ -167,15 +177,8 @@ async fn a_patch_is_not_sent_back_by_appends_to_its_session() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let _alone = ONE_AT_A_TIME.lock().await;
     let (repos, trips) = open().await;
-    let new = NewSession {
-        session_id: SessionId::parse("busy").unwrap(),
-        language: Language::parse("en-US").unwrap(),
-        metadata: JsonObject::default(),
-        started_at: Timestamp::now(),
-        timers: Timers::default(),
-        redact: None,
-    };
-    assert!(repos.sessions.create_or_get(new).await.unwrap().created);
+    let created = repos.sessions.create_or_get(new_session("busy")).await;
+    assert!(created.unwrap().created);
     let done = Arc::new(AtomicBool::new(false));
     let appenders: Vec<_> = (0..4)
         .map(|t| {
