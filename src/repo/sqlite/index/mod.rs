@@ -117,8 +117,10 @@ struct Request {
 #[derive(Clone)]
 pub struct Indexer {
     requests: std::sync::mpsc::Sender<Request>,
-    /// The index's position as this process's last pass committed it (0 before one did). Never
-    /// ahead of the file's: the log's trim keeps every change after it.
+    /// The index's position: the file's when the indexer started, then as this process's last
+    /// pass committed it. Never ahead of the file's: the log's trim keeps every change after it.
+    /// (Starting from 0 instead, a restarted instance kept every change past its retention until
+    /// a write made the index pass again.)
     indexed: Arc<AtomicI64>,
 }
 
@@ -126,7 +128,7 @@ impl Indexer {
     /// Starts the indexer on `conn` (from [`open`]); it holds `open` until `conn` is closed.
     pub fn spawn(conn: Connection, open: StillOpen) -> std::io::Result<Indexer> {
         let (requests, rx) = std::sync::mpsc::channel::<Request>();
-        let indexed = Arc::new(AtomicI64::new(0));
+        let indexed = Arc::new(AtomicI64::new(pass::position(&conn).unwrap_or(0)));
         let seen = indexed.clone();
         std::thread::Builder::new()
             .name("sqlite-indexer".into())

@@ -84,11 +84,15 @@ struct LogRead {
     changes: Vec<Change>,
 }
 
-fn read_log(conn: &Connection) -> Result<LogRead, RepoError> {
-    let from: i64 = conn
-        .prepare_cached("SELECT pos FROM main.search_progress")
+/// Every change of the store's log up to this position is indexed (the index file's own record).
+pub fn position(conn: &Connection) -> Result<i64, RepoError> {
+    conn.prepare_cached("SELECT pos FROM main.search_progress")
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(map_err)?;
+        .map_err(map_err)
+}
+
+fn read_log(conn: &Connection) -> Result<LogRead, RepoError> {
+    let from = position(conn)?;
     let head = head(conn)?;
     // An event's change is followed only while the event is stored: an erased one is gone.
     let mut stmt = conn

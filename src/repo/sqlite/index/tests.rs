@@ -260,6 +260,26 @@ fn the_log_keeps_every_change_the_index_has_yet_to_follow() {
     );
 }
 
+/// An indexer started on an index file that has followed the log starts from its position, so
+/// the log's trim is not held back until this process's first pass (an idle instance after a
+/// restart kept every change past its retention).
+#[test]
+fn an_indexer_starts_from_the_position_its_file_has_reached() {
+    let (_dir, conn) = open_db();
+    let mut db = Db::new(&conn);
+    let (create, _) = create_cmd("s");
+    run(&mut db, vec![create]);
+    single(&mut db, said("s", "e1", "hello"));
+    let reached = catch_up_to(&index_of(&conn));
+    assert!(reached > 0);
+    let restarted = super::Indexer::spawn(
+        index_of(&conn),
+        crate::repo::sqlite::closing::StillOpen::default(),
+    )
+    .unwrap();
+    assert_eq!(restarted.indexed(), reached);
+}
+
 /// A store whose log no longer holds its events' changes (trimmed before this index file was
 /// made): once the log is followed, the backfill indexes them under ids below every other, so
 /// newest order puts them last; an event stored after them comes first.
