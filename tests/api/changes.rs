@@ -481,6 +481,35 @@ backend_test! { async fn a_cursor_older_than_the_retention_is_410_with_an_earlie
     page(&app, "").await;
 }}
 
+backend_test! { async fn a_reader_that_missed_nothing_keeps_its_cursor_past_the_retention(s: StoreCtx) {
+    let app = spawn_app_with(s, &[FAST_SWEEP, ("CHANGES_RETENTION_SECONDS", "1")]).await;
+    let next = |body: &Value| body["nextCursor"].as_str().unwrap().to_owned();
+    app.create_session("call-1").await;
+    // Caught up: one reader takes every change, one only deletions (there are none yet).
+    let all = read_feed(&app, None, 100).await.next;
+    let deletions = next(&page(&app, "?types=session.deleted").await);
+    // Another change comes and goes past the retention while the deletions reader polls, more
+    // often than the retention, and the other reader waits: neither has missed anything.
+    app.add_event("call-1", "e1").await;
+    let all = next(&page(&app, &format!("?after={all}")).await);
+    let mut polled = Value::Null;
+    let mut deletions = deletions;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        polled = page(&app, &format!("?types=session.deleted&after={deletions}")).await;
+        assert_eq!(polled["changes"], json!([]), "{polled}");
+        deletions = next(&polled);
+    }
+    let idle = page(&app, &format!("?after={all}")).await;
+    assert_eq!(idle["changes"], json!([]), "{idle}");
+    // And each gets what comes next.
+    app.request(Method::DELETE, "/sessions/call-1").await;
+    let got = changes_of(&page(&app, &format!("?types=session.deleted&after={}", next(&polled))).await);
+    assert_eq!(types_of(&got), ["session.deleted"]);
+    let got = changes_of(&page(&app, &format!("?after={}", next(&idle))).await);
+    assert_eq!(types_of(&got).last(), Some(&"session.deleted"), "{got:?}");
+}}
+
 backend_test! { async fn with_api_keys_the_feed_needs_a_key_and_a_read_key_is_enough(s: StoreCtx) {
     let keys = format!("read:{READ_KEY},write:{WRITE_KEY}");
     let app = spawn_app_with(s, &[("API_KEYS", &keys)]).await;

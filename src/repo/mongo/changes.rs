@@ -249,11 +249,11 @@ impl FeedRepository for MongoStore {
                 OLDEST.to_owned(),
             ),
         };
-        if point.at() < oldest {
-            return Err(FeedError::Expired {
-                earliest: OLDEST.to_owned(),
-            });
-        }
+        // A position older than the retention is refused only if the reader would be handed a
+        // change older than the retention (see below): an empty read answers the same position
+        // again, so an idle reader, or one taking a type that is rarely changed, keeps an old one
+        // without having missed anything.
+        let behind = point.at() < oldest;
         let watch = self
             .db
             .watch()
@@ -293,6 +293,14 @@ impl FeedRepository for MongoStore {
                         break;
                     }
                     if let Some(kind) = kind_of(&event) {
+                        if behind
+                            && changes.is_empty()
+                            && event.cluster_time.is_some_and(|t| t < oldest)
+                        {
+                            return Err(FeedError::Expired {
+                                earliest: OLDEST.to_owned(),
+                            });
+                        }
                         changes.push(change_of(&event, kind)?);
                     }
                 }
