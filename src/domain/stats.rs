@@ -151,21 +151,31 @@ pub struct TimeStep {
 }
 
 /// The steps that `[from, to)` overlaps in `zone`, in order: from the one holding `from` to the
-/// one holding the last instant before `to`. More than [`MAX_BUCKETS`] is refused.
+/// one holding the last instant before `to`. More than [`MAX_BUCKETS`] is refused. A refusal
+/// names the parameter it is about (`from`, `to` or `bucket`).
 pub fn time_steps(
     from: Timestamp,
     to: Timestamp,
     step: Step,
     zone: &Zone,
-) -> Result<Vec<TimeStep>, Invalid> {
+) -> Result<Vec<TimeStep>, (&'static str, Invalid)> {
     if from >= to {
-        return Err(Invalid::new("from must be before to"));
+        return Err(("to", Invalid::new("from must be before to")));
     }
-    let out_of_range = || Invalid::new("the range is outside the years the zone can represent");
+    // The step holding `from` begins before the years the zone can represent, or the last
+    // step would end after them.
+    let beyond = |field| {
+        move || {
+            (
+                field,
+                Invalid::new("the range's steps reach outside the years the zone can represent"),
+            )
+        }
+    };
     let at = |millis: i64| {
         jiff::Timestamp::from_millisecond(millis)
             .map(|t| t.to_zoned_datetime(zone.tz.clone()))
-            .map_err(|_| out_of_range())
+            .map_err(|_| beyond("from")())
     };
     let start_of = |z: &jiff::ZonedDateTime| match step {
         Step::Day => z.start_of_day(),
@@ -175,24 +185,27 @@ pub fn time_steps(
                 .mode(RoundMode::Trunc),
         ),
     };
-    let mut start = start_of(&at(from.millis())?).map_err(|_| out_of_range())?;
+    let mut start = start_of(&at(from.millis())?).map_err(|_| beyond("from")())?;
     let mut steps = Vec::new();
     loop {
-        let next = next_start(&start, step, zone).ok_or_else(out_of_range)?;
+        let next = next_start(&start, step, zone).ok_or_else(beyond("to"))?;
         let (lo, hi) = (
             start.timestamp().as_millisecond(),
             next.timestamp().as_millisecond(),
         );
         if steps.len() == MAX_BUCKETS {
-            return Err(Invalid::new(format!(
-                "spans more than {MAX_BUCKETS} {}s: narrow the range or use a longer bucket",
-                step.as_str()
-            )));
+            return Err((
+                "bucket",
+                Invalid::new(format!(
+                    "spans more than {MAX_BUCKETS} {}s: narrow the range or use a longer bucket",
+                    step.as_str()
+                )),
+            ));
         }
         steps.push(TimeStep {
             start: start.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-            from: Timestamp::from_millis(lo.max(from.millis())).map_err(|_| out_of_range())?,
-            to: Timestamp::from_millis(hi.min(to.millis())).map_err(|_| out_of_range())?,
+            from: Timestamp::from_millis(lo.max(from.millis())).map_err(|_| beyond("from")())?,
+            to: Timestamp::from_millis(hi.min(to.millis())).map_err(|_| beyond("to")())?,
         });
         if hi >= to.millis() {
             return Ok(steps);

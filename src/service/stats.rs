@@ -30,16 +30,8 @@ impl SessionService {
     /// calendar (and per group); more than [`crate::domain::stats::MAX_BUCKETS`] buckets is
     /// refused before or after the store is read.
     pub async fn stats(&self, request: StatsRequest) -> Result<StatsAnswer, ServiceError> {
-        let steps = time_steps(request.from, request.to, request.step, &request.zone).map_err(
-            |invalid| ServiceError::InvalidStats {
-                field: if request.from >= request.to {
-                    "to"
-                } else {
-                    "bucket"
-                },
-                invalid,
-            },
-        )?;
+        let steps = time_steps(request.from, request.to, request.step, &request.zone)
+            .map_err(|(field, invalid)| ServiceError::InvalidStats { field, invalid })?;
         let bounds = steps
             .iter()
             .map(|s| s.from)

@@ -156,8 +156,38 @@ fn more_than_a_thousand_steps_and_empty_ranges_are_refused() {
     let from = at("2026-01-01T00:00:00Z");
     assert!(time_steps(from, at("2026-02-11T16:00:00Z"), Step::Hour, &Zone::utc()).is_ok());
     let too_many = time_steps(from, at("2026-02-11T16:00:01Z"), Step::Hour, &Zone::utc());
-    assert!(too_many.unwrap_err().0.contains("more than 1000 hours"));
-    assert!(time_steps(from, from, Step::Day, &Zone::utc()).is_err());
+    let (field, refused) = too_many.unwrap_err();
+    assert_eq!(field, "bucket");
+    assert!(refused.0.contains("more than 1000 hours"));
+    assert_eq!(
+        time_steps(from, from, Step::Day, &Zone::utc())
+            .unwrap_err()
+            .0,
+        "to"
+    );
+}
+
+#[test]
+fn a_range_whose_steps_end_past_the_years_the_zone_can_represent_names_to() {
+    // The clock's last instants cannot start a day of their own: `to` is what runs off.
+    let last_day = time_steps(
+        at("9999-12-30T00:00:00Z"),
+        at("9999-12-31T00:00:00Z"),
+        Step::Day,
+        &Zone::utc(),
+    );
+    let (field, refused) = last_day.unwrap_err();
+    assert_eq!(field, "to");
+    assert!(refused.0.contains("outside the years"), "{refused:?}");
+    assert!(
+        time_steps(
+            at("9999-12-29T00:00:00Z"),
+            at("9999-12-30T00:00:00Z"),
+            Step::Day,
+            &Zone::utc()
+        )
+        .is_ok()
+    );
 }
 
 #[test]
