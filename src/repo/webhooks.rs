@@ -320,7 +320,8 @@ pub trait WebhookRepository: Send + Sync {
     ) -> Result<Vec<Delivery>, RepoError>;
 
     /// Queues again, due at `now` and from the start of the schedule, every delivery of the
-    /// endpoint made at or after `since` that is not pending; how many.
+    /// endpoint made at or after `since` that is not pending, as not yet attempted (so that a
+    /// call's messages start again in change order); how many.
     async fn requeue(
         &self,
         endpoint: &EndpointId,

@@ -12,7 +12,7 @@ use session_service::repo::webhooks::Endpoint;
 
 use crate::support::StoreCtx;
 use crate::support::app::{spawn_app_with, two_instances};
-use crate::webhooks_support::{FAST, Receiver, log_until, register};
+use crate::webhooks_support::{FAST, Received, Receiver, log_until, register};
 
 backend_test! { async fn a_call_is_pushed_signed_in_change_order_with_one_id_per_change(s: StoreCtx) {
     let app = spawn_app_with(s, FAST).await;
@@ -51,6 +51,13 @@ backend_test! { async fn a_call_is_pushed_signed_in_change_order_with_one_id_per
     assert_eq!(logged[0]["type"], "session.ended", "newest first");
     assert_eq!(logged[0]["attempts"][0]["responseStatus"], 204);
     assert_eq!(logged[0]["messageId"], got[4].id.as_str());
+
+    // Sent again by recover: the call's messages start in change order again, under their ids.
+    let r = app.post_json(&format!("/webhooks/{id}/recover"), &json!({"since": "2000-01-01T00:00:00Z"})).await;
+    assert_eq!((r.status, r.body["requeued"].as_u64()), (202, Some(5)), "{}", r.text);
+    let again = first.until("five messages again", |r| r.len() >= 10).await;
+    let ids = |rs: &[Received]| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&again[5..]), ids(&got[..5]), "in change order");
 }}
 
 backend_test! { async fn a_failing_receiver_gets_each_retry_under_one_id_and_the_log_shows_every_attempt(s: StoreCtx) {

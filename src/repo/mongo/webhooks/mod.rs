@@ -504,7 +504,9 @@ impl WebhookRepository for MongoStore {
                     "createdAt": { "$gte": since.millis() },
                     "status": { "$ne": "pending" },
                 },
-                doc! { "$set": { "status": "pending", "step": 0, "nextAttemptAt": now.millis() } },
+                doc! { "$set": {
+                    "status": "pending", "step": 0, "attempted": false, "nextAttemptAt": now.millis(),
+                } },
             )
             .await
             .map_err(map_err)?;

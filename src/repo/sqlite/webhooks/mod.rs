@@ -355,7 +355,8 @@ impl WebhookRepository for SqliteStore {
         self.write(Touches::Neither, move |db| {
             db.conn
                 .prepare_cached(
-                    "UPDATE webhook_deliveries SET status = 'pending', step = 0, next_attempt_at = ?3
+                    "UPDATE webhook_deliveries
+                     SET status = 'pending', step = 0, attempted = 0, next_attempt_at = ?3
                      WHERE endpoint_id = ?1 AND status <> 'pending'
                        AND ord IN (SELECT ord FROM webhook_messages WHERE created_at >= ?2)",
                 )
