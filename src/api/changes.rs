@@ -407,8 +407,9 @@ async fn ndjson(state: AppState, request: ChangesRequest) -> Result<Response, Ap
 }
 
 /// A webhook message's body: `{"type", "timestamp", "data"}`, `data` as in the feed. When that
-/// is over [`crate::domain::webhook::MAX_BODY_BYTES`], `data` goes without the event's payload
-/// and with `"truncated": true`.
+/// is over [`crate::domain::webhook::MAX_BODY_BYTES`], `data` goes without its unbounded parts
+/// (an event's payload, a session's metadata) and with `"truncated": true`; should it still be
+/// over, with its ids alone.
 #[derive(Serialize)]
 struct WebhookBody<D: Serialize> {
     #[serde(rename = "type")]
@@ -429,14 +430,27 @@ pub fn webhook_body(change: &FeedChange) -> String {
         return text;
     }
     let mut data = serde_json::to_value(&whole.data).unwrap_or_default();
-    if let Some(object) = data.as_object_mut() {
-        object.remove("payload");
-        object.insert("truncated".into(), serde_json::Value::Bool(true));
+    let render = |data: &serde_json::Value| {
+        serde_json::to_string(&WebhookBody {
+            kind: change.kind.into(),
+            timestamp: change.at,
+            data,
+        })
+        .unwrap_or_default()
+    };
+    let Some(object) = data.as_object_mut() else {
+        return text;
+    };
+    object.remove("payload");
+    object.remove("metadata");
+    object.insert("truncated".into(), serde_json::Value::Bool(true));
+    let text = render(&data);
+    if text.len() <= crate::domain::webhook::MAX_BODY_BYTES {
+        return text;
     }
-    serde_json::to_string(&WebhookBody {
-        kind: change.kind.into(),
-        timestamp: change.at,
-        data,
-    })
-    .unwrap_or_default()
+    if let Some(object) = data.as_object_mut() {
+        object
+            .retain(|key, _| ["sessionId", "eventId", "seq", "truncated"].contains(&key.as_str()));
+    }
+    render(&data)
 }

@@ -463,3 +463,29 @@ backend_test! { async fn an_erased_calls_queued_messages_keep_nothing_but_its_id
     assert_eq!(kinds, ["event.appended", "session.created", "session.deleted"]);
     log_until(&app, &id, "all delivered", |l| l.len() == 3 && l.iter().all(|d| d["status"] == "succeeded")).await;
 }}
+
+backend_test! { async fn bodies_over_256_kb_go_without_payload_or_metadata_and_say_so(s: StoreCtx) {
+    let app = spawn_app_with(s, FAST).await;
+    let receiver = Receiver::start().await;
+    let all = ["session.created", "event.appended", "session.ended"];
+    let (_, secret) = register(&app, &receiver.url, &all).await;
+    let big = "x".repeat(300_000);
+    let r = app.post_json("/sessions", &json!({"sessionId": "big", "language": "en-US", "metadata": {"notes": big}})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app.post_event("big", &json!({"eventId": "e1", "type": "system", "payload": {"blob": big}})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app.post_event("big", &json!({"eventId": "e2", "type": "system", "payload": {"small": 1}})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got = receiver.until("three messages", |r| r.len() >= 3).await;
+    for r in &got {
+        assert!(r.body.len() <= 256 * 1024, "{} bytes", r.body.len());
+        assert!(r.verified_by(&secret));
+    }
+    let data: Vec<serde_json::Value> = got.iter().map(|r| r.json()["data"].clone()).collect();
+    assert_eq!(data[0]["sessionId"], "big");
+    assert_eq!((data[0]["truncated"].as_bool(), data[0].get("metadata")), (Some(true), None), "{}", data[0]);
+    assert_eq!((data[1]["truncated"].as_bool(), data[1].get("payload")), (Some(true), None));
+    assert_eq!(data[1]["eventId"], "e1");
+    assert_eq!(data[2]["payload"], json!({"small": 1}), "a small body is whole");
+    assert_eq!(data[2].get("truncated"), None);
+}}
