@@ -216,8 +216,9 @@ pub struct Backlog {
 
 #[async_trait]
 pub trait WebhookRepository: Send + Sync {
-    /// Stores a new endpoint.
-    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError>;
+    /// Stores a new endpoint unless `max` endpoints are stored already (then `false`). The count
+    /// and the insert are one step, also among concurrent creates on several instances.
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> Result<bool, RepoError>;
 
     /// One endpoint, or `NotFound`.
     async fn endpoint(&self, id: &EndpointId) -> Result<Endpoint, RepoError>;

@@ -357,7 +357,7 @@ backend_test! { async fn a_private_receiver_stored_earlier_is_refused_at_each_at
         created_at: Timestamp::now().millis(),
         revision: 0,
     };
-    s.repos.webhooks.create_endpoint(&endpoint).await.unwrap();
+    assert!(s.repos.webhooks.create_endpoint(&endpoint, 100).await.unwrap());
     let id = endpoint.id.as_str().to_owned();
     let app = spawn_app_with(s, &[("WEBHOOK_RETRY_SCHEDULE", "0,60")]).await;
     app.create_session("ssrf").await;

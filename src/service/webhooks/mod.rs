@@ -258,9 +258,6 @@ impl Webhooks {
         else {
             return Err(WebhookError::Invalid(errors));
         };
-        if self.0.repos.webhooks.endpoints().await?.len() >= MAX_ENDPOINTS {
-            return Err(WebhookError::TooMany);
-        }
         let secret = Secret::generate().map_err(|e| RepoError::Backend(Box::new(e)))?;
         let endpoint = Endpoint {
             id: EndpointId::generate(),
@@ -277,7 +274,15 @@ impl Webhooks {
             created_at: Timestamp::now().millis(),
             revision: 0,
         };
-        self.0.repos.webhooks.create_endpoint(&endpoint).await?;
+        if !self
+            .0
+            .repos
+            .webhooks
+            .create_endpoint(&endpoint, MAX_ENDPOINTS)
+            .await?
+        {
+            return Err(WebhookError::TooMany);
+        }
         self.changed();
         tracing::info!(endpoint = endpoint.id.as_str(), url = %endpoint.url, "webhook endpoint created");
         Ok(endpoint)

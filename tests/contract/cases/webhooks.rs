@@ -57,7 +57,7 @@ fn endpoint(offset: i64) -> Endpoint {
 /// Stores a new endpoint created `offset` milliseconds after `T0`; its id.
 async fn new_endpoint(repos: &Repositories, offset: i64) -> EndpointId {
     let e = endpoint(offset);
-    repos.webhooks.create_endpoint(&e).await.unwrap();
+    assert!(repos.webhooks.create_endpoint(&e, 100).await.unwrap());
     e.id
 }
 
@@ -238,7 +238,7 @@ backend_test! { async fn an_endpoint_is_read_back_whole_and_endpoints_are_listed
     let newest = endpoint(3 * SECOND);
     // Stored in another order than they were created in.
     for e in [&middle, &newest, &oldest] {
-        w.create_endpoint(e).await.unwrap();
+        assert!(w.create_endpoint(e, 100).await.unwrap());
     }
 
     assert_eq!(w.endpoint(&middle.id).await.unwrap(), middle);
@@ -247,10 +247,30 @@ backend_test! { async fn an_endpoint_is_read_back_whole_and_endpoints_are_listed
     assert!(matches!(w.endpoint(&EndpointId::generate()).await, Err(RepoError::NotFound)));
 }}
 
+backend_test! { async fn concurrent_creates_never_store_more_endpoints_than_the_limit(s: StoreCtx) {
+    let w = s.repos.webhooks.clone();
+    for i in 0..3 {
+        assert!(w.create_endpoint(&endpoint(i), 5).await.unwrap());
+    }
+    let creates: Vec<_> = (0..8)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move { w.create_endpoint(&endpoint(10 + i), 5).await.unwrap() })
+        })
+        .collect();
+    let mut made = 0;
+    for c in creates {
+        made += usize::from(c.await.unwrap());
+    }
+    assert_eq!(made, 2, "two more fit under 5");
+    assert_eq!(w.endpoints().await.unwrap().len(), 5);
+    assert!(!w.create_endpoint(&endpoint(20), 5).await.unwrap());
+}}
+
 backend_test! { async fn replacing_an_endpoint_succeeds_only_from_its_stored_revision(s: StoreCtx) {
     let w = &s.repos.webhooks;
     let original = endpoint(0);
-    w.create_endpoint(&original).await.unwrap();
+    assert!(w.create_endpoint(&original, 100).await.unwrap());
 
     let mut disabled = original.clone();
     disabled.enabled = false;
@@ -800,10 +820,11 @@ backend_test! { async fn requeue_queues_again_what_is_done_since_a_time_from_the
     assert_eq!((d4.status, d4.next_attempt_at), (DeliveryStatus::Pending, Some(at(4 * SECOND))));
     assert_eq!(delivery(&s.repos, &key(&b, 1)).await.status, DeliveryStatus::Failed, "another endpoint's");
 
-    // Due at once, ever attempted, from the start of the schedule.
+    // Due at once, from the start of the schedule, and as not yet attempted: a call's messages
+    // sent again start in change order again, each after the one before has had its attempt.
     let due = s.repos.webhooks.due(recovery, std::slice::from_ref(&a), 10).await.unwrap();
     let due: Vec<(u64, bool)> = due.iter().map(|d| (d.key.order, d.attempted)).collect();
-    assert_eq!(due, [(1, true), (2, true), (4, false)]);
+    assert_eq!(due, [(1, false), (2, false), (4, false)]);
     let claimed = w.claim(&[key(&a, 1), key(&a, 2), key(&a, 3)], "instance-1", recovery, lease_from(recovery)).await.unwrap();
     let steps: HashSet<(u64, u32)> = claimed.iter().map(|c| (c.key.order, c.step)).collect();
     assert_eq!(steps, HashSet::from([(1, 0), (2, 0), (3, 1)]));

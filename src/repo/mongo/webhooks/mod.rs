@@ -11,6 +11,7 @@ use futures_util::TryStreamExt;
 use mongodb::error::TRANSIENT_TRANSACTION_ERROR;
 use mongodb::{ClientSession, Collection};
 
+mod create;
 mod retention;
 
 use super::errors::{backoff, commit, is_unreachable};
@@ -177,17 +178,14 @@ impl MongoStore {
 
 #[async_trait]
 impl WebhookRepository for MongoStore {
-    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
-        self.hooks("webhook_endpoints")
-            .insert_one(doc! {
-                "_id": endpoint.id.as_str(),
-                "revision": endpoint.revision as i64,
-                "createdAt": endpoint.created_at,
-                "record": json(endpoint)?,
-            })
-            .await
-            .map_err(map_err)?;
-        Ok(())
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> Result<bool, RepoError> {
+        let stored = doc! {
+            "_id": endpoint.id.as_str(),
+            "revision": endpoint.revision as i64,
+            "createdAt": endpoint.created_at,
+            "record": json(endpoint)?,
+        };
+        self.create_counted(stored, max).await
     }
 
     async fn endpoint(&self, id: &EndpointId) -> Result<Endpoint, RepoError> {

@@ -36,19 +36,25 @@ fn order(value: i64) -> u64 {
 
 #[async_trait]
 impl WebhookRepository for SqliteStore {
-    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), RepoError> {
+    async fn create_endpoint(&self, endpoint: &Endpoint, max: usize) -> Result<bool, RepoError> {
         let record = to_json(endpoint)?;
         let (id, revision, created_at) = (
             endpoint.id.as_str().to_owned(),
             endpoint.revision as i64,
             endpoint.created_at,
         );
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        // One statement of a write transaction (which holds the file's write lock): the count
+        // is the count the insert lands on.
         self.write(Touches::Neither, move |db| {
             db.conn
-                .prepare_cached("INSERT INTO webhook_endpoints VALUES (?1, ?2, ?3, ?4)")
-                .and_then(|mut s| s.execute(params![id, revision, created_at, record]))
+                .prepare_cached(
+                    "INSERT INTO webhook_endpoints SELECT ?1, ?2, ?3, ?4
+                     WHERE (SELECT count(*) FROM webhook_endpoints) < ?5",
+                )
+                .and_then(|mut s| s.execute(params![id, revision, created_at, record, max]))
                 .map_err(map_err)
-                .map(|_| ())
+                .map(|inserted| inserted == 1)
         })
         .await
     }
