@@ -116,6 +116,8 @@ trap 'exit 143' TERM
 start_service() {
     local label=$1 database_url=$2 out="$work/$1/service.log" err="$work/$1/service.stderr"
     mkdir -p "$work/$label"
+    # The log exists before the service opens it: it is read at once below, under pipefail.
+    : >"$out"
     # A clean environment: nothing from the caller's shell (API keys, body limits…) changes what
     # is fuzzed. RUST_LOG keeps the per-request "request served" lines that are counted.
     env -i PATH="$PATH" HOME="${HOME:-/tmp}" \

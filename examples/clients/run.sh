@@ -74,6 +74,9 @@ random_key() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
 write_key="example-agent-$(random_key)"
 read_key="example-viewer-$(random_key)"
 
+# The log exists before the service opens it: the loop below reads it at once (under pipefail,
+# a read of a file not yet there ended this script when the machine was busy).
+: >"$work/service.log"
 # A clean environment: nothing of the caller's (DATABASE_URL, API_KEYS_FILE, …) reaches it.
 env -i PATH="$PATH" \
     HOST=127.0.0.1 PORT=0 \

@@ -121,6 +121,8 @@ if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     fail "set SESSION_SERVICE_BIN to the service binary (e.g. target/debug/session-service) for the scrape checks${bin:+; $bin is not an executable}"
     finish
 fi
+# The log exists before the service opens it: it is read at once below.
+: >"$work/service.log"
 # A clean environment: nothing of the caller's (API keys, rate limits, a DATABASE_URL) applies.
 # demo.sh's webhook receiver listens on loopback, which the service refuses unless told.
 env -i PATH="$PATH" HOME="$work" HOST=127.0.0.1 PORT=0 LOG_FORMAT=json RUST_LOG=session_service=info \
