@@ -293,19 +293,25 @@ pub fn verdict(status: Option<u16>, retry_after: Option<Duration>) -> Verdict {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date, as a delay from `now` (capped at a day).
+/// `Retry-After` as seconds or an HTTP date (any of RFC 9110's three forms), as a delay from
+/// `now`, capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(raw: &str, now: Timestamp) -> Option<Duration> {
-    const DAY: u64 = 24 * 3600;
-    if let Ok(seconds) = raw.trim().parse::<u64>() {
-        return Some(Duration::from_secs(seconds.min(DAY)));
+    let raw = raw.trim();
+    if let Ok(seconds) = raw.parse::<u64>() {
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
-    let format = time::format_description::well_known::Rfc2822;
-    let at = time::OffsetDateTime::parse(raw.trim(), &format).ok()?;
-    let millis = (at.unix_timestamp() * 1000)
+    let at = httpdate::parse_http_date(raw).ok()?;
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let millis = i64::try_from(since_epoch.as_millis())
+        .unwrap_or(i64::MAX)
         .saturating_sub(now.millis())
         .max(0);
-    Some(Duration::from_millis(millis as u64).min(Duration::from_secs(DAY)))
+    Some(Duration::from_millis(millis as u64).min(MAX_RETRY_AFTER))
 }
+
+/// The longest `Retry-After` honoured: a receiver's later date holds its message back a day,
+/// then the schedule goes on (so a mistaken date far ahead does not park messages for years).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 #[cfg(test)]
 mod tests;

@@ -140,5 +140,26 @@ fn retry_after_reads_seconds_and_http_dates() {
         parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
         Some(Duration::from_secs(60))
     );
+    // The obsolete forms RFC 9110 has recipients accept too.
+    for old in [
+        "Wednesday, 21-Oct-15 07:28:00 GMT",
+        "Wed Oct 21 07:28:00 2015",
+    ] {
+        assert_eq!(
+            parse_retry_after(old, now),
+            Some(Duration::from_secs(60)),
+            "{old}"
+        );
+    }
+    // A past date is now; beyond a day is a day.
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after("172800", now), Some(MAX_RETRY_AFTER));
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 2044 08:49:37 GMT", now),
+        Some(MAX_RETRY_AFTER)
+    );
     assert_eq!(parse_retry_after("soon", now), None);
 }
