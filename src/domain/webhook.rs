@@ -108,8 +108,9 @@ impl WebhookUrl {
 }
 
 /// Whether an address must never be dialled (unless private networks are allowed): loopback,
-/// private, carrier-grade NAT, link-local, unspecified, multicast and broadcast, in IPv4, IPv6
-/// and IPv4 written inside IPv6.
+/// private, carrier-grade NAT, benchmarking (198.18.0.0/15), link-local, unspecified, multicast
+/// and broadcast, in IPv4, IPv6 and IPv4 written inside IPv6 (mapped, compatible, translated,
+/// NAT64 and 6to4 forms, which some stacks route to the IPv4 address they carry).
 pub fn forbidden_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -122,9 +123,10 @@ pub fn forbidden_address(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b & 0xfe) == 18)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return forbidden_address(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
@@ -134,6 +136,27 @@ pub fn forbidden_address(ip: IpAddr) -> bool {
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address carries: `::ffff:a.b.c.d` (mapped), `::a.b.c.d`
+/// (compatible, but not `::` or `::1`), `::ffff:0:a.b.c.d` (translated), `64:ff9b::a.b.c.d` and
+/// `64:ff9b:1::/48` (NAT64), `2002:AABB:CCDD::/16` (6to4).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let last = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(last(hi, lo)),
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(last(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(last(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(last(hi, lo)),
+        [0x64, 0xff9b, 1, _, _, _, hi, lo] => Some(last(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(last(hi, lo)),
+        _ => None,
     }
 }
 

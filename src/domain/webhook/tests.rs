@@ -60,10 +60,27 @@ fn private_loopback_and_link_local_addresses_are_forbidden() {
         "fe80::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "::127.0.0.1",
+        "::ffff:0:7f00:1",
+        "64:ff9b::7f00:1",
+        "64:ff9b:1::a00:1",
+        "2002:7f00:1::",
+        "2002:a9fe:a9fe::1",
+        "198.18.0.1",
+        "198.19.255.255",
     ] {
         assert!(forbidden_address(ip.parse::<IpAddr>().unwrap()), "{ip}");
     }
-    for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "100.128.0.1"] {
+    for ip in [
+        "93.184.216.34",
+        "8.8.8.8",
+        "2606:4700::1111",
+        "100.128.0.1",
+        "198.20.0.1",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+        "::ffff:8.8.8.8",
+    ] {
         assert!(!forbidden_address(ip.parse::<IpAddr>().unwrap()), "{ip}");
     }
 }
