@@ -326,7 +326,8 @@ backend_test! { async fn receivers_on_private_addresses_are_refused_unless_allow
     for url in [
         "http://127.0.0.1:8080/", "http://localhost/", "http://10.0.0.7/", "http://[::1]/",
         "http://169.254.169.254/latest/meta-data", "http://0.0.0.0/", "http://192.168.1.1/",
-        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:127.0.0.1]/", "http://[::127.0.0.1]/", "http://[64:ff9b::7f00:1]/",
+        "http://[2002:7f00:1::]/", "http://198.18.0.1/",
     ] {
         let r = app.post_json("/webhooks", &json!({"url": url})).await;
         r.assert_problem(400, "validation_failed");
