@@ -328,7 +328,10 @@ describe("the webhooks page", { timeout: TEST_TIMEOUT * 10 }, () => {
     receiver.answer("/flaky", 204);
     const since = new Date(Date.now() - 300_000);
     const p = (n) => String(n).padStart(2, "0");
-    const local = `${since.getFullYear()}-${p(since.getMonth() + 1)}-${p(since.getDate())}T${p(since.getHours())}:${p(since.getMinutes())}:${p(since.getSeconds())}`;
+    // Chromium writes a datetime-local back without ":00" seconds, and Playwright's fill refuses
+    // a value that does not read back as written ("Malformed value"): no seconds when they are 0.
+    const seconds = since.getSeconds() ? `:${p(since.getSeconds())}` : "";
+    const local = `${since.getFullYear()}-${p(since.getMonth() + 1)}-${p(since.getDate())}T${p(since.getHours())}:${p(since.getMinutes())}${seconds}`;
     await card.getByLabel(/Send again every delivered or failed message since/).fill(local);
     await card.getByRole("button", { name: "Recover" }).click();
     await card.locator(".recover-status", { hasText: "3 messages queued again." }).waitFor();
